@@ -1,0 +1,103 @@
+"""Array backends: NumPy on the CPU, CuPy on NVIDIA GPUs.
+
+Every op asks for its array module first (``xp = get_array_module(x)``) and
+then writes ``xp.zeros``, ``xp.matmul`` and so on, so one piece of code runs
+on both. This is the only module (with ``minifcn/cuda/``) that imports CuPy,
+and it does so lazily: NumPy users never pay for, or need, CuPy.
+"""
+
+from __future__ import annotations
+
+import types
+from typing import Any
+
+import numpy as np
+
+DEVICES = ("cpu", "cuda")
+
+_INSTALL_HINT = (
+    'install CuPy for your CUDA version, e.g. pip install -e ".[cuda12]" '
+    '(CUDA 12) or pip install -e ".[cuda13]" (CUDA 13)'
+)
+
+
+def _is_cupy_array(array: Any) -> bool:
+    # Checked by module name so that NumPy-only machines never import cupy.
+    return type(array).__module__.split(".")[0] == "cupy"
+
+
+def _import_cupy() -> types.ModuleType | None:
+    try:
+        import cupy
+    except Exception:  # ImportError, or a broken CUDA install raising on import
+        return None
+    return cupy
+
+
+def get_array_module(*arrays: Any) -> types.ModuleType:
+    """Return ``cupy`` if any argument is a CuPy array, else ``numpy``.
+
+    Non-array arguments (None, Python scalars) are ignored, so an op can pass
+    an optional bias straight through.
+    """
+    for a in arrays:
+        if _is_cupy_array(a):
+            import cupy
+
+            return cupy
+    return np
+
+
+def cuda_available() -> bool:
+    """True when CuPy imports and sees at least one CUDA device.
+
+    Never raises: a missing CuPy, a missing driver or a machine without a GPU
+    all simply give False.
+    """
+    cupy = _import_cupy()
+    if cupy is None:
+        return False
+    try:
+        return cupy.cuda.runtime.getDeviceCount() > 0
+    except Exception:
+        return False
+
+
+def _require_cuda() -> types.ModuleType:
+    """Return the cupy module, or raise a RuntimeError that says what is missing."""
+    cupy = _import_cupy()
+    if cupy is None:
+        raise RuntimeError(f"device 'cuda' was requested but CuPy is not installed: {_INSTALL_HINT}")
+    try:
+        count = cupy.cuda.runtime.getDeviceCount()
+    except Exception as e:  # driver missing or broken
+        raise RuntimeError(
+            f"device 'cuda' was requested; CuPy is installed but cannot reach a CUDA device ({e}). "
+            "Check the NVIDIA driver, or use device 'cpu'."
+        ) from None
+    if count == 0:
+        raise RuntimeError("device 'cuda' was requested; CuPy is installed but sees no CUDA device. Use device 'cpu'.")
+    return cupy
+
+
+def check_device(device: str) -> str:
+    """Validate a device name and return it in canonical form ('cpu' or 'cuda')."""
+    if not isinstance(device, str) or device.split(":")[0] not in DEVICES:
+        raise ValueError(f"unknown device {device!r}: expected one of {DEVICES}")
+    return device.split(":")[0]
+
+
+def device_of(array: Any) -> str:
+    """'cuda' for a CuPy array, 'cpu' for anything else."""
+    return "cuda" if _is_cupy_array(array) else "cpu"
+
+
+def to_device(array: Any, device: str) -> Any:
+    """Return ``array`` on ``device`` ('cpu' or 'cuda'); no copy when it is already there."""
+    device = check_device(device)
+    if device == "cpu":
+        if _is_cupy_array(array):
+            return array.get()
+        return np.asarray(array)
+    cupy = _require_cuda()
+    return cupy.asarray(array)

@@ -1,0 +1,363 @@
+"""Convolution and transposed convolution ("deconvolution"), by im2col and one matrix product.
+
+A convolution computes, for every output pixel, a dot product between the
+filter and the input window under it (Sec. 3 of the paper: y_ij = f_ks(...)).
+im2col copies every window into one column of a matrix, so that all of those
+dot products become one matrix product that BLAS (or cuBLAS) does fast:
+
+    cols = im2col(x)            # (C*KH*KW, N*OH*OW): one column per output pixel
+    y    = w.reshape(OC, -1) @ cols   # (OC, N*OH*OW), then viewed as (N, OC, OH, OW)
+
+The backward pass uses the same two pieces the other way round:
+
+    dL/dcols = w^T @ dL/dy  and  dL/dx = col2im(dL/dcols)   -- a transposed convolution
+    dL/dw    = dL/dy @ cols^T                                -- im2col of x again
+
+So the input gradient of a convolution IS a transposed convolution with the
+same weights, and the input gradient of a transposed convolution is a
+convolution. Both ops below are built from the three kernels
+``_conv_forward``, ``_conv_backward_input`` and ``_conv_backward_weight``.
+(With stride 1, a transposed convolution is itself a convolution with the
+kernel flipped, which is how ``_conv_backward_input`` computes it then.)
+
+Memory: the column matrix is KH*KW times the size of the input. For conv1_2 of
+an FCN on a 500x500 image (64 channels at 698x698 after pad 100) it is about
+1.1 GB. Whenever it would exceed ``IM2COL_BUDGET_BYTES`` it is built and used a
+band of output rows at a time (one matrix product per band); the backward pass
+rebuilds it from the saved input instead of keeping it for every layer.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..autograd import Function, Tensor
+from ..backend import get_array_module
+from .geometry import conv_output_size, conv_transpose_output_size, kernel_span, pad2d, pair
+
+#: Largest im2col buffer built at once; larger ones are processed in bands of output rows.
+IM2COL_BUDGET_BYTES = 256 * 2**20
+
+Pair = tuple[int, int]
+
+
+# ---------------------------------------------------------------------------
+# im2col / col2im
+
+
+def im2col(xpad: Any, kernel: Pair, stride: Pair, dilation: Pair, rows: Pair, OW: int) -> Any:
+    """Unfold the windows of output rows ``rows = (r0, r1)`` into columns.
+
+    Shapes:
+        xpad: (N, C, Hp, Wp), the input already padded
+        returns: (C*KH*KW, N*R*OW) with R = r1 - r0; the entry at row
+        (c, kh, kw) and column (n, i, j) is
+        ``xpad[n, c, (r0 + i)*sh + kh*dh, j*sw + kw*dw]``.
+
+    The loop runs over the KH*KW kernel offsets only; each step copies one
+    strided view of the whole input (all images, channels and pixels).
+    """
+    xp = get_array_module(xpad)
+    N, C = xpad.shape[:2]
+    (KH, KW), (sh, sw), (dh, dw), (r0, r1) = kernel, stride, dilation, rows
+    R = r1 - r0
+    if KH == KW == 1 and sh == sw == 1 and N == 1 and R == xpad.shape[2] and OW == xpad.shape[3]:
+        return xpad.reshape(C, R * OW)  # a 1x1 convolution needs no unfolding: the input is its columns
+    cols = xp.empty((C, KH, KW, N, R, OW), dtype=xpad.dtype)
+    for kh in range(KH):
+        h0 = r0 * sh + kh * dh
+        for kw in range(KW):
+            w0 = kw * dw
+            window = xpad[:, :, h0 : h0 + (R - 1) * sh + 1 : sh, w0 : w0 + (OW - 1) * sw + 1 : sw]
+            cols[:, kh, kw] = window.transpose(1, 0, 2, 3)  # (C, N, R, OW)
+    return cols.reshape(C * KH * KW, N * R * OW)
+
+
+def col2im(cols: Any, gxpad: Any, kernel: Pair, stride: Pair, dilation: Pair, rows: Pair, OW: int) -> None:
+    """The adjoint of :func:`im2col`: add each column entry back onto the pixel it came from.
+
+    Shapes:
+        cols: (C*KH*KW, N*R*OW), as im2col returns for output rows ``rows``
+        gxpad: (N, C, Hp, Wp), accumulated in place
+
+    For a fixed kernel offset (kh, kw) the output pixels read distinct input
+    pixels, so each of the KH*KW steps is a plain strided ``+=``.
+    """
+    N, C = gxpad.shape[:2]
+    (KH, KW), (sh, sw), (dh, dw), (r0, r1) = kernel, stride, dilation, rows
+    R = r1 - r0
+    cols = cols.reshape(C, KH, KW, N, R, OW)
+    for kh in range(KH):
+        h0 = r0 * sh + kh * dh
+        for kw in range(KW):
+            w0 = kw * dw
+            gxpad[:, :, h0 : h0 + (R - 1) * sh + 1 : sh, w0 : w0 + (OW - 1) * sw + 1 : sw] += cols[:, kh, kw].transpose(
+                1, 0, 2, 3
+            )
+
+
+def _row_bands(n_rows: int, bytes_per_row: int) -> list[Pair]:
+    """Split output rows into bands whose column matrix fits IM2COL_BUDGET_BYTES."""
+    per_band = max(1, IM2COL_BUDGET_BYTES // max(1, bytes_per_row))
+    return [(r0, min(r0 + per_band, n_rows)) for r0 in range(0, n_rows, per_band)]
+
+
+def _channel_major(a: Any) -> Any:
+    """(N, C, R, W) -> (C, N*R*W): the layout of im2col's columns (a view when N == 1)."""
+    return a.transpose(1, 0, 2, 3).reshape(a.shape[1], -1)
+
+
+# ---------------------------------------------------------------------------
+# The three kernels
+
+
+def _conv_forward(x: Any, w: Any, stride: Pair, padding: Pair, dilation: Pair) -> Any:
+    """y = conv(x, w): im2col and one matrix product (per band of output rows).
+
+    Shapes: x (N, C, H, W), w (OC, C, KH, KW) -> y (N, OC, OH, OW).
+    """
+    xp = get_array_module(x, w)
+    N, C, H, W = x.shape
+    OC, _, KH, KW = w.shape
+    OH = conv_output_size(H, KH, stride[0], padding[0], dilation[0])
+    OW = conv_output_size(W, KW, stride[1], padding[1], dilation[1])
+    # Pad only as far as the windows reach.
+    Hp = (OH - 1) * stride[0] + kernel_span(KH, dilation[0])
+    Wp = (OW - 1) * stride[1] + kernel_span(KW, dilation[1])
+    xpad = pad2d(x, padding[0], padding[1], Hp, Wp)
+    w2 = w.reshape(OC, C * KH * KW)
+    bands = _row_bands(OH, C * KH * KW * N * OW * x.itemsize)
+    if len(bands) == 1:
+        y = w2 @ im2col(xpad, (KH, KW), stride, dilation, (0, OH), OW)  # (OC, N*OH*OW)
+        return xp.ascontiguousarray(y.reshape(OC, N, OH, OW).transpose(1, 0, 2, 3))
+    y = xp.empty((N, OC, OH, OW), dtype=x.dtype)
+    for r0, r1 in bands:
+        band = w2 @ im2col(xpad, (KH, KW), stride, dilation, (r0, r1), OW)
+        y[:, :, r0:r1] = band.reshape(OC, N, r1 - r0, OW).transpose(1, 0, 2, 3)
+    return y
+
+
+def _conv_backward_input(gy: Any, w: Any, input_hw: Pair, stride: Pair, padding: Pair, dilation: Pair) -> Any:
+    """dL/dx of y = conv(x, w), given gy = dL/dy. This is the transposed convolution of gy with w.
+
+    Shapes: gy (N, OC, OH, OW), w (OC, C, KH, KW) -> dx (N, C, H, W), H, W = input_hw.
+
+    With stride 1 it is computed as a convolution (im2col is cheaper than
+    col2im); otherwise by one matrix product and col2im.
+    """
+    if stride == (1, 1):
+        return _transposed_conv_as_conv(gy, w, padding, dilation)
+    return _transposed_conv_by_col2im(gy, w, input_hw, stride, padding, dilation)
+
+
+def _transposed_conv_by_col2im(gy: Any, w: Any, input_hw: Pair, stride: Pair, padding: Pair, dilation: Pair) -> Any:
+    """dcols = w^T @ gy (one matrix product), then col2im adds each column back onto its window."""
+    xp = get_array_module(gy, w)
+    N, OC, OH, OW = gy.shape
+    _, C, KH, KW = w.shape
+    H, W = input_hw
+    Hp = max(H + 2 * padding[0], (OH - 1) * stride[0] + kernel_span(KH, dilation[0]))
+    Wp = max(W + 2 * padding[1], (OW - 1) * stride[1] + kernel_span(KW, dilation[1]))
+    gxpad = xp.zeros((N, C, Hp, Wp), dtype=gy.dtype)
+    w2t = w.reshape(OC, C * KH * KW).T  # (C*KH*KW, OC), a transposed view: BLAS reads it as is
+    for r0, r1 in _row_bands(OH, C * KH * KW * N * OW * gy.itemsize):
+        gcols = w2t @ _channel_major(gy[:, :, r0:r1])  # (C*KH*KW, N*R*OW)
+        col2im(gcols, gxpad, (KH, KW), stride, dilation, (r0, r1), OW)
+    if (Hp, Wp) == (H, W):  # no padding to strip
+        return gxpad
+    return xp.ascontiguousarray(gxpad[:, :, padding[0] : padding[0] + H, padding[1] : padding[1] + W])
+
+
+def _transposed_conv_as_conv(gy: Any, w: Any, padding: Pair, dilation: Pair) -> Any:
+    """A stride-1 transposed convolution is a convolution with the flipped kernel.
+
+    Each input pixel x[i] reaches y[i + p - k*d] through tap k, so dL/dx[i]
+    gathers dL/dy over the same taps in reverse order: a convolution of dL/dy
+    with the kernel flipped in space and its two channel axes swapped, padded
+    by span - 1 - p (or cropped, where that is negative: conv1_1's pad 100).
+    """
+    xp = get_array_module(gy, w)
+    _, _, OH, OW = gy.shape
+    _, _, KH, KW = w.shape
+    w_flipped = xp.ascontiguousarray(w[:, :, ::-1, ::-1].transpose(1, 0, 2, 3))  # (C, OC, KH, KW)
+    qh = kernel_span(KH, dilation[0]) - 1 - padding[0]
+    qw = kernel_span(KW, dilation[1]) - 1 - padding[1]
+    ch, cw = max(-qh, 0), max(-qw, 0)  # a negative padding is a crop
+    if ch or cw:
+        gy = gy[:, :, ch : OH - ch, cw : OW - cw]
+    return _conv_forward(gy, w_flipped, (1, 1), (max(qh, 0), max(qw, 0)), dilation)
+
+
+def _conv_backward_weight(x: Any, gy: Any, kernel: Pair, stride: Pair, padding: Pair, dilation: Pair) -> Any:
+    """dL/dw of y = conv(x, w): dL/dy (OC, N*OH*OW) @ im2col(x)^T.
+
+    Shapes: x (N, C, H, W), gy (N, OC, OH, OW) -> dw (OC, C, KH, KW).
+    """
+    N, C, H, W = x.shape
+    _, OC, OH, OW = gy.shape
+    KH, KW = kernel
+    Hp = (OH - 1) * stride[0] + kernel_span(KH, dilation[0])
+    Wp = (OW - 1) * stride[1] + kernel_span(KW, dilation[1])
+    xpad = pad2d(x, padding[0], padding[1], Hp, Wp)
+    gw = None
+    for r0, r1 in _row_bands(OH, C * KH * KW * N * OW * x.itemsize):
+        cols = im2col(xpad, kernel, stride, dilation, (r0, r1), OW)
+        part = _channel_major(gy[:, :, r0:r1]) @ cols.T  # (OC, C*KH*KW)
+        gw = part if gw is None else gw + part
+    return gw.reshape(OC, C, KH, KW)
+
+
+# ---------------------------------------------------------------------------
+# Checks shared by both ops
+
+
+def _check_inputs(op: str, x: Any, w: Any, b: Any, x_channels_axis: int, out_channels_axis: int, w_layout: str) -> None:
+    if x.ndim != 4:
+        raise ValueError(f"{op}: input must be 4-D (N, C, H, W), got shape {x.shape}")
+    if w.ndim != 4:
+        raise ValueError(f"{op}: weight must be 4-D {w_layout}, got shape {w.shape}")
+    if x.dtype.kind != "f" or x.dtype != w.dtype:
+        raise TypeError(f"{op}: input and weight must share one floating dtype, got {x.dtype} and {w.dtype}")
+    if x.shape[1] != w.shape[x_channels_axis]:
+        raise ValueError(
+            f"{op}: input has {x.shape[1]} channels (shape {x.shape}) but weight of shape {w.shape} "
+            f"{w_layout} expects {w.shape[x_channels_axis]}"
+        )
+    if b is not None:
+        OC = w.shape[out_channels_axis]
+        if b.shape != (OC,):
+            raise ValueError(f"{op}: bias must have shape ({OC},) for weight {w.shape}, got {b.shape}")
+        if b.dtype != x.dtype:
+            raise TypeError(f"{op}: bias dtype {b.dtype} differs from input dtype {x.dtype}")
+
+
+def _check_hyper(op: str, stride: Pair, padding: Pair, dilation: Pair) -> None:
+    if min(stride) < 1 or min(dilation) < 1 or min(padding) < 0:
+        raise ValueError(
+            f"{op}: need stride >= 1, dilation >= 1 and padding >= 0, got stride={stride}, "
+            f"padding={padding}, dilation={dilation}"
+        )
+
+
+# ---------------------------------------------------------------------------
+# conv2d
+
+
+class Conv2d(Function):
+    """2-D convolution (cross-correlation, as in every framework).
+
+    Shapes:
+        x: (N, C, H, W); w: (OC, C, KH, KW); b: (OC,)
+        y: (N, OC, OH, OW), OH = conv_output_size(H, KH, sh, ph, dh)
+
+    Backward: dx is the transposed convolution of dy with w; dw is
+    dy @ im2col(x)^T; db sums dy over N, OH and OW.
+    """
+
+    def __init__(self, stride: Any = 1, padding: Any = 0, dilation: Any = 1):
+        self.stride = pair(stride, "stride")
+        self.padding = pair(padding, "padding")
+        self.dilation = pair(dilation, "dilation")
+        _check_hyper("conv2d", self.stride, self.padding, self.dilation)
+
+    def forward(self, x: Any, w: Any, b: Any = None) -> Any:
+        _check_inputs("conv2d", x, w, b, 1, 0, "(OC, C, KH, KW)")
+        _, _, H, W = x.shape
+        for size, k, p, d, axis in ((H, w.shape[2], self.padding[0], self.dilation[0], "height"),
+                                    (W, w.shape[3], self.padding[1], self.dilation[1], "width")):  # fmt: skip
+            if kernel_span(k, d) > size + 2 * p:
+                raise ValueError(
+                    f"conv2d: kernel {w.shape[2]}x{w.shape[3]} (dilation {self.dilation}) spans "
+                    f"{kernel_span(k, d)} pixels in {axis}, more than the padded input: "
+                    f"input {H}x{W} with padding {self.padding}"
+                )
+        y = _conv_forward(x, w, self.stride, self.padding, self.dilation)
+        if b is not None:
+            y += b.reshape(1, -1, 1, 1)
+        self.x, self.w, self.has_bias = x, w, b is not None
+        return y
+
+    def backward(self, gy: Any) -> tuple:
+        geometry = (self.stride, self.padding, self.dilation)
+        gx = gw = None
+        if self.needs_input_grad[0]:
+            gx = _conv_backward_input(gy, self.w, self.x.shape[2:], *geometry)
+        if self.needs_input_grad[1]:
+            gw = _conv_backward_weight(self.x, gy, self.w.shape[2:], *geometry)
+        if self.has_bias:
+            return gx, gw, gy.sum(axis=(0, 2, 3))
+        return gx, gw
+
+
+def conv2d(
+    x: Tensor, weight: Tensor, bias: Tensor | None = None, stride: Any = 1, padding: Any = 0, dilation: Any = 1
+) -> Tensor:
+    """2-D convolution. ``weight`` (OC, C, KH, KW); stride, padding, dilation: an int or an (H, W) pair."""
+    f = Conv2d(stride, padding, dilation)
+    return f(x, weight) if bias is None else f(x, weight, bias)
+
+
+# ---------------------------------------------------------------------------
+# conv_transpose2d
+
+
+class ConvTranspose2d(Function):
+    """2-D transposed convolution, the paper's "deconvolution" (Sec. 3.3).
+
+    Each input pixel scatters a copy of the filter, scaled by its value,
+    into the output at stride ``s``; overlaps add up. It is exactly the input
+    gradient of ``conv2d`` with the same weight, stride, padding and dilation,
+    and that is how it is computed.
+
+    Shapes:
+        x: (N, C, H, W); w: (C, OC, KH, KW); b: (OC,)
+        y: (N, OC, OH, OW), OH = (H - 1) * s - 2 * p + dilation * (KH - 1) + 1
+
+    Backward: dx is conv2d(dy, w); dw is the weight gradient of that
+    convolution with dy as its input and x as its output gradient.
+    """
+
+    def __init__(self, stride: Any = 1, padding: Any = 0, dilation: Any = 1):
+        self.stride = pair(stride, "stride")
+        self.padding = pair(padding, "padding")
+        self.dilation = pair(dilation, "dilation")
+        _check_hyper("conv_transpose2d", self.stride, self.padding, self.dilation)
+
+    def forward(self, x: Any, w: Any, b: Any = None) -> Any:
+        _check_inputs("conv_transpose2d", x, w, b, 0, 1, "(C, OC, KH, KW)")
+        _, _, H, W = x.shape
+        out_hw = (
+            conv_transpose_output_size(H, w.shape[2], self.stride[0], self.padding[0], self.dilation[0]),
+            conv_transpose_output_size(W, w.shape[3], self.stride[1], self.padding[1], self.dilation[1]),
+        )
+        if min(out_hw) < 1:
+            raise ValueError(
+                f"conv_transpose2d: output would be {out_hw[0]}x{out_hw[1]} for input {H}x{W}, "
+                f"kernel {w.shape[2]}x{w.shape[3]}, stride {self.stride}, padding {self.padding}"
+            )
+        y = _conv_backward_input(x, w, out_hw, self.stride, self.padding, self.dilation)
+        if b is not None:
+            y += b.reshape(1, -1, 1, 1)
+        self.x, self.w, self.has_bias = x, w, b is not None
+        return y
+
+    def backward(self, gy: Any) -> tuple:
+        geometry = (self.stride, self.padding, self.dilation)
+        gx = gw = None
+        if self.needs_input_grad[0]:
+            gx = _conv_forward(gy, self.w, *geometry)
+        if self.needs_input_grad[1]:
+            gw = _conv_backward_weight(gy, self.x, self.w.shape[2:], *geometry)
+        if self.has_bias:
+            return gx, gw, gy.sum(axis=(0, 2, 3))
+        return gx, gw
+
+
+def conv_transpose2d(
+    x: Tensor, weight: Tensor, bias: Tensor | None = None, stride: Any = 1, padding: Any = 0, dilation: Any = 1
+) -> Tensor:
+    """Transposed convolution. ``weight`` (C, OC, KH, KW); out = (H - 1) * stride - 2 * padding + KH."""
+    f = ConvTranspose2d(stride, padding, dilation)
+    return f(x, weight) if bias is None else f(x, weight, bias)
+
+

@@ -1,0 +1,129 @@
+"""Log-softmax and the per-pixel softmax cross-entropy with an ignore label.
+
+Sec. 3 of the paper: "if the loss function is a sum over the spatial
+dimensions of the final layer ... its gradient will be a sum over the
+gradients of each of its spatial components". The FCN loss is the
+multinomial logistic loss of every pixel, summed (the reference's
+"unnormalised" loss, ``reduction='sum'``) or averaged over the pixels that
+count (``reduction='mean'``). Label 255 marks void pixels (object borders in
+PASCAL VOC) that count for nothing.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..autograd import Function, Tensor
+from ..backend import device_of, get_array_module
+
+
+def _log_softmax(x: Any, axis: int) -> Any:
+    """Stable log-softmax: subtract the max before exponentiating, so no score overflows."""
+    xp = get_array_module(x)
+    z = x - x.max(axis=axis, keepdims=True)
+    return z - xp.log(xp.exp(z).sum(axis=axis, keepdims=True))
+
+
+class LogSoftmax(Function):
+    """y = x - logsumexp(x) along ``axis``. Backward: dx = dy - softmax(x) * sum(dy)."""
+
+    def __init__(self, axis: int = 1):
+        self.axis = axis
+
+    def forward(self, x: Any) -> Any:
+        if x.dtype.kind != "f":
+            raise TypeError(f"log_softmax: input must be floating point, got {x.dtype}")
+        self.y = _log_softmax(x, self.axis)
+        return self.y
+
+    def backward(self, gy: Any) -> Any:
+        xp = get_array_module(gy)
+        return gy - xp.exp(self.y) * gy.sum(axis=self.axis, keepdims=True)
+
+
+def log_softmax(x: Tensor, axis: int = 1) -> Tensor:
+    """Log of the softmax along ``axis`` (the class axis, 1, by default), computed stably."""
+    return LogSoftmax(axis)(x)
+
+
+def _check_labels(scores: Any, labels: Any, ignore_index: int) -> None:
+    if scores.ndim < 2:
+        raise ValueError(f"softmax_cross_entropy: scores must be (N, C, ...) , got shape {scores.shape}")
+    if scores.dtype.kind != "f":
+        raise TypeError(f"softmax_cross_entropy: scores must be floating point, got {scores.dtype}")
+    if not hasattr(labels, "dtype") or labels.dtype.kind not in "iu":
+        kind = getattr(labels, "dtype", type(labels).__name__)
+        raise TypeError(
+            f"softmax_cross_entropy: labels must be an integer array, got {kind}; "
+            "class indices are integers (use labels.astype(numpy.int64) if they are whole numbers stored as floats)"
+        )
+    expected = (scores.shape[0],) + scores.shape[2:]
+    if labels.shape != expected:
+        raise ValueError(
+            f"softmax_cross_entropy: labels of shape {labels.shape} do not match scores of shape "
+            f"{scores.shape}: expected labels of shape {expected}"
+        )
+    if device_of(labels) != device_of(scores):
+        raise ValueError(
+            f"softmax_cross_entropy: scores are on {device_of(scores)}, labels on {device_of(labels)}; "
+            "move the labels with minifcn.backend.to_device"
+        )
+    xp = get_array_module(labels)
+    C = scores.shape[1]
+    bad = (labels != ignore_index) & ((labels < 0) | (labels >= C))
+    if bool(bad.any()):
+        values = sorted(int(v) for v in xp.unique(labels[bad])[:10].tolist())
+        raise ValueError(
+            f"softmax_cross_entropy: {int(bad.sum())} label(s) outside [0, {C}) that are not the ignore "
+            f"index {ignore_index}; values: {values}"
+        )
+
+
+class SoftmaxCrossEntropy(Function):
+    """Per-pixel multinomial logistic loss with an ignore label.
+
+    Shapes: scores (N, C, H, W) (or (N, C, ...)), labels (N, H, W) integers
+    -> loss, a 0-d array.
+
+    Backward: dscores = (softmax(scores) - onehot(labels)) on counted
+    pixels, 0 on ignored ones; times 1 / (number counted) for 'mean'.
+    """
+
+    def __init__(self, labels: Any, ignore_index: int = 255, reduction: str = "mean"):
+        if reduction not in ("mean", "sum"):
+            raise ValueError(f"softmax_cross_entropy: reduction must be 'mean' or 'sum', got {reduction!r}")
+        self.labels = labels.data if isinstance(labels, Tensor) else labels
+        self.ignore_index = ignore_index
+        self.reduction = reduction
+
+    def forward(self, scores: Any) -> Any:
+        xp = get_array_module(scores)
+        _check_labels(scores, self.labels, self.ignore_index)
+        valid = self.labels != self.ignore_index  # (N, H, W)
+        target = xp.where(valid, self.labels, 0)[:, None]  # (N, 1, H, W), ignored pixels point at class 0
+        logp = _log_softmax(scores, axis=1)
+        picked = xp.take_along_axis(logp, target, axis=1)[:, 0]  # log p(true class) per pixel
+        count = int(valid.sum())
+        total = -xp.where(valid, picked, 0).sum()
+        # 'mean' of no pixels is 0 (not NaN): an all-void crop teaches nothing.
+        scale = 1.0 / count if (self.reduction == "mean" and count > 0) else 1.0
+        self.softmax, self.target, self.valid, self.scale = xp.exp(logp), target, valid, scale
+        return (total * scale).astype(scores.dtype)
+
+    def backward(self, gy: Any) -> Any:
+        xp = get_array_module(gy)
+        C = self.softmax.shape[1]
+        classes = xp.arange(C).reshape((1, C) + (1,) * (self.softmax.ndim - 2))
+        onehot = classes == self.target  # (N, C, H, W)
+        weight = self.valid[:, None] * (gy * gy.dtype.type(self.scale))
+        return (self.softmax - onehot) * weight
+
+
+def softmax_cross_entropy(scores: Tensor, labels: Any, ignore_index: int = 255, reduction: str = "mean") -> Tensor:
+    """Cross-entropy of a per-pixel softmax against integer labels.
+
+    ``scores`` (N, C, H, W); ``labels`` (N, H, W), integers in [0, C) or
+    ``ignore_index``. ``reduction='mean'`` averages over the pixels that are
+    not ignored (0 when all are); ``'sum'`` sums them, the paper's loss.
+    """
+    return SoftmaxCrossEntropy(labels, ignore_index, reduction)(scores)

@@ -1,0 +1,169 @@
+"""Max and average pooling over 2-D windows.
+
+Both loop over the KH*KW offsets inside a window, never over pixels: for one
+offset (kh, kw), the pixel that every output reads is a strided view of the
+padded input, so each step is one vectorised operation on the whole batch.
+
+The FCNs pool 2x2 with stride 2 in ceil mode (Caffe's default), so an input of
+any size keeps its last row and column; see ``pool_output_size``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from ..autograd import Function, Tensor
+from ..backend import get_array_module
+from .geometry import kernel_span, pad2d, pair, pool_output_size
+
+
+def _window_views(xpad: Any, out_hw: tuple, kernel: tuple, stride: tuple, dilation: tuple):
+    """Yield (k, view) for each kernel offset k = kh*KW + kw; view[n, c, i, j] = xpad[n, c, i*sh + kh*dh, j*sw + kw*dw]."""
+    (OH, OW), (KH, KW), (sh, sw), (dh, dw) = out_hw, kernel, stride, dilation
+    for kh in range(KH):
+        for kw in range(KW):
+            h0, w0 = kh * dh, kw * dw
+            yield kh * KW + kw, (slice(None), slice(None), slice(h0, h0 + (OH - 1) * sh + 1, sh),
+                                 slice(w0, w0 + (OW - 1) * sw + 1, sw))  # fmt: skip
+
+
+def _pool_geometry(op: str, x: Any, kernel_size: Any, stride: Any, padding: Any, dilation: Any, ceil_mode: bool):
+    """Validate the arguments; return kernel, stride, padding, dilation pairs, the output size and the padded size."""
+    if x.ndim != 4:
+        raise ValueError(f"{op}: input must be 4-D (N, C, H, W), got shape {x.shape}")
+    if x.dtype.kind != "f":
+        raise TypeError(f"{op}: input must be floating point, got {x.dtype}")
+    kernel = pair(kernel_size, "kernel_size")
+    stride = kernel if stride is None else pair(stride, "stride")
+    padding, dilation = pair(padding, "padding"), pair(dilation, "dilation")
+    if min(kernel) < 1 or min(stride) < 1 or min(dilation) < 1 or min(padding) < 0:
+        raise ValueError(
+            f"{op}: need kernel_size, stride, dilation >= 1 and padding >= 0, got kernel_size={kernel}, "
+            f"stride={stride}, padding={padding}, dilation={dilation}"
+        )
+    half = (kernel_span(kernel[0], dilation[0]) // 2, kernel_span(kernel[1], dilation[1]) // 2)
+    if padding[0] > half[0] or padding[1] > half[1]:
+        raise ValueError(
+            f"{op}: padding {padding} must be at most half the window span {half}, or a window could see only padding"
+        )
+    _, _, H, W = x.shape
+    for size, k, p, d, axis in ((H, kernel[0], padding[0], dilation[0], "height"),
+                                (W, kernel[1], padding[1], dilation[1], "width")):  # fmt: skip
+        if kernel_span(k, d) > size + 2 * p:
+            raise ValueError(
+                f"{op}: kernel {kernel[0]}x{kernel[1]} (dilation {dilation}) spans {kernel_span(k, d)} pixels in "
+                f"{axis}, more than the padded input: input {H}x{W} with padding {padding}"
+            )
+    OH = pool_output_size(H, kernel[0], stride[0], padding[0], dilation[0], ceil_mode)
+    OW = pool_output_size(W, kernel[1], stride[1], padding[1], dilation[1], ceil_mode)
+    # In ceil mode the last window may hang over the bottom/right padding: pad that far.
+    Hp = max(H + 2 * padding[0], (OH - 1) * stride[0] + kernel_span(kernel[0], dilation[0]))
+    Wp = max(W + 2 * padding[1], (OW - 1) * stride[1] + kernel_span(kernel[1], dilation[1]))
+    return kernel, stride, padding, dilation, (OH, OW), (Hp, Wp)
+
+
+def _unpad(gxpad: Any, padding: tuple, hw: tuple) -> Any:
+    xp = get_array_module(gxpad)
+    (ph, pw), (H, W) = padding, hw
+    if gxpad.shape[2:] == (H, W):
+        return gxpad
+    return xp.ascontiguousarray(gxpad[:, :, ph : ph + H, pw : pw + W])
+
+
+class MaxPool2d(Function):
+    """Max pooling; padding is -inf, so it never wins.
+
+    Shapes: x (N, C, H, W) -> y (N, C, OH, OW), OH = pool_output_size(...).
+
+    Forward keeps, for each output, which of the KH*KW window offsets held the
+    maximum (the first one on ties, as Caffe and PyTorch); a NaN anywhere in a
+    window propagates to the output. Backward routes each output gradient to
+    that one input pixel, adding where windows overlap.
+    """
+
+    def __init__(self, kernel_size: Any, stride: Any = None, padding: Any = 0, dilation: Any = 1, ceil_mode: bool = False):
+        self.args = (kernel_size, stride, padding, dilation, bool(ceil_mode))
+
+    def forward(self, x: Any) -> Any:
+        xp = get_array_module(x)
+        kernel, stride, padding, dilation, out_hw, pad_hw = _pool_geometry("max_pool2d", x, *self.args)
+        xpad = pad2d(x, padding[0], padding[1], *pad_hw, value=-np.inf)
+        y = argmax = None
+        for k, view in _window_views(xpad, out_hw, kernel, stride, dilation):
+            v = xpad[view]
+            if y is None:
+                y = v.copy()
+                argmax = xp.zeros(y.shape, dtype=np.min_scalar_type(kernel[0] * kernel[1] - 1))
+                continue
+            better = (v > y) | xp.isnan(v)
+            xp.copyto(y, v, where=better)
+            argmax[better] = k
+        self.argmax, self.x_shape, self.pad_hw = argmax, x.shape, pad_hw
+        self.geometry = (kernel, stride, padding, dilation, out_hw)
+        return y
+
+    def backward(self, gy: Any) -> Any:
+        xp = get_array_module(gy)
+        kernel, stride, padding, dilation, out_hw = self.geometry
+        N, C, H, W = self.x_shape
+        gxpad = xp.zeros((N, C) + self.pad_hw, dtype=gy.dtype)
+        zero = gy.dtype.type(0)
+        for k, view in _window_views(gxpad, out_hw, kernel, stride, dilation):
+            gxpad[view] += xp.where(self.argmax == k, gy, zero)
+        return _unpad(gxpad, padding, (H, W))
+
+
+def max_pool2d(
+    x: Tensor, kernel_size: Any, stride: Any = None, padding: Any = 0, dilation: Any = 1, ceil_mode: bool = False
+) -> Tensor:
+    """Max pooling. ``stride`` defaults to ``kernel_size``; ``ceil_mode`` as Caffe and PyTorch."""
+    return MaxPool2d(kernel_size, stride, padding, dilation, ceil_mode)(x)
+
+
+class AvgPool2d(Function):
+    """Average pooling; zero padding counts in the divisor (Caffe's AVE pooling).
+
+    Shapes: x (N, C, H, W) -> y (N, C, OH, OW).
+
+    The divisor of a window is the part of it inside the padded input,
+    KH*KW except for a last ceil-mode window hanging over the edge, whose
+    overhang is left out (as Caffe and PyTorch with count_include_pad).
+    Backward spreads each output gradient evenly over its window.
+    """
+
+    def __init__(self, kernel_size: Any, stride: Any = None, padding: Any = 0, ceil_mode: bool = False):
+        self.args = (kernel_size, stride, padding, 1, bool(ceil_mode))
+
+    def forward(self, x: Any) -> Any:
+        xp = get_array_module(x)
+        kernel, stride, padding, dilation, out_hw, pad_hw = _pool_geometry("avg_pool2d", x, *self.args)
+        _, _, H, W = x.shape
+        xpad = pad2d(x, padding[0], padding[1], *pad_hw)
+        # Window extent inside the padded input, per output row and column.
+        rows = xp.minimum(kernel[0], H + 2 * padding[0] - xp.arange(out_hw[0]) * stride[0])
+        cols = xp.minimum(kernel[1], W + 2 * padding[1] - xp.arange(out_hw[1]) * stride[1])
+        self.inv_count = (1.0 / (rows[:, None] * cols[None, :])).astype(x.dtype)  # (OH, OW)
+        y = None
+        for _, view in _window_views(xpad, out_hw, kernel, stride, dilation):
+            y = xpad[view].copy() if y is None else y + xpad[view]
+        y *= self.inv_count
+        self.x_shape, self.pad_hw = x.shape, pad_hw
+        self.geometry = (kernel, stride, padding, dilation, out_hw)
+        return y
+
+    def backward(self, gy: Any) -> Any:
+        xp = get_array_module(gy)
+        kernel, stride, padding, dilation, out_hw = self.geometry
+        N, C, H, W = self.x_shape
+        g = gy * self.inv_count
+        gxpad = xp.zeros((N, C) + self.pad_hw, dtype=gy.dtype)
+        for _, view in _window_views(gxpad, out_hw, kernel, stride, dilation):
+            gxpad[view] += g
+        return _unpad(gxpad, padding, (H, W))
+
+
+def avg_pool2d(x: Tensor, kernel_size: Any, stride: Any = None, padding: Any = 0, ceil_mode: bool = False) -> Tensor:
+    """Average pooling with padding counted in the divisor. ``stride`` defaults to ``kernel_size``."""
+    return AvgPool2d(kernel_size, stride, padding, ceil_mode)(x)

@@ -1,0 +1,47 @@
+"""The package's random number generator (used by dropout).
+
+One seeded generator for the whole package, so that a training run is
+reproducible and its random state can go into a checkpoint and come back.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from .backend import get_array_module
+
+_generator = np.random.default_rng(0)
+
+
+def manual_seed(seed: int) -> None:
+    """Re-seed the package's generator (and CuPy's, when CuPy is in use)."""
+    global _generator
+    _generator = np.random.default_rng(seed)
+    try:
+        import sys
+
+        if "cupy" in sys.modules:  # seed CuPy only when it is already in use
+            sys.modules["cupy"].random.seed(seed)
+    except Exception:
+        pass
+
+
+def get_state() -> dict:
+    """The generator's state, a JSON-serialisable dict (for checkpoints)."""
+    return _generator.bit_generator.state
+
+
+def set_state(state: dict) -> None:
+    """Restore a state returned by :func:`get_state`."""
+    _generator.bit_generator.state = state
+
+
+def uniform_like(array: Any, dtype: Any = None) -> Any:
+    """Uniform [0, 1) samples with ``array``'s shape, on ``array``'s device."""
+    xp = get_array_module(array)
+    dtype = np.dtype(dtype or array.dtype)
+    if xp is np:
+        return _generator.random(array.shape, dtype=dtype)
+    return xp.random.random_sample(array.shape, dtype=dtype)

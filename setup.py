@@ -1,0 +1,27 @@
+from setuptools import find_packages, setup
+
+with open("README.md", encoding="utf-8") as f:
+    long_description = f.read()
+
+setup(
+    name="minifcn",
+    version="0.1.0",
+    description='"Fully Convolutional Networks for Semantic Segmentation" rebuilt from scratch with NumPy and CuPy',
+    long_description=long_description,
+    long_description_content_type="text/markdown",
+    license="BSD-2-Clause",
+    packages=find_packages(include=["minifcn", "minifcn.*"]),
+    package_data={"minifcn": ["cuda/*.cu"]},
+    python_requires=">=3.10",
+    install_requires=["numpy>=1.24", "scipy>=1.10", "pillow>=9.0", "tqdm>=4.60"],
+    extras_require={
+        "test": ["pytest>=7.0"],
+        "lessons": ["jupyter", "matplotlib>=3.6"],
+        "cuda12": ["cupy-cuda12x>=13.0"],
+        "cuda13": ["cupy-cuda13x>=13.6"],
+    },
+    classifiers=[
+        "Programming Language :: Python :: 3",
+        "Topic :: Scientific/Engineering :: Image Recognition",
+    ],
+)
