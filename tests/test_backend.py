@@ -1,0 +1,68 @@
+"""NumPy / CuPy selection, and the errors when CUDA is asked for but missing."""
+
+import builtins
+
+import numpy as np
+import pytest
+
+import minifcn as mf
+from minifcn import backend
+
+
+def test_numpy_arrays_use_numpy():
+    assert backend.get_array_module(np.zeros(2), None, 3.0) is np
+    assert backend.device_of(np.zeros(2)) == "cpu"
+    a = np.zeros(2)
+    assert backend.to_device(a, "cpu") is a
+
+
+def test_unknown_device():
+    with pytest.raises(ValueError, match=r"unknown device 'tpu'"):
+        backend.to_device(np.zeros(2), "tpu")
+
+
+@pytest.fixture
+def no_cupy(monkeypatch):
+    real_import = builtins.__import__
+
+    def fake_import(name, *args, **kwargs):
+        if name == "cupy" or name.startswith("cupy."):
+            raise ImportError("No module named 'cupy'")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", fake_import)
+
+
+def test_cuda_available_is_false_without_cupy(no_cupy):
+    assert backend.cuda_available() is False
+
+
+def test_asking_for_cuda_without_cupy_says_how_to_install(no_cupy):
+    with pytest.raises(RuntimeError, match=r"CuPy is not installed.*pip install -e \"\.\[cuda12\]\""):
+        backend.to_device(np.zeros(2), "cuda")
+    with pytest.raises(RuntimeError, match="CuPy is not installed"):
+        mf.Tensor(np.zeros(2)).to("cuda")
+
+
+def test_cuda_without_a_device_says_so(monkeypatch):
+    class FakeRuntime:
+        @staticmethod
+        def getDeviceCount():
+            return 0
+
+    class FakeCupy:
+        class cuda:
+            runtime = FakeRuntime
+
+    monkeypatch.setattr(backend, "_import_cupy", lambda: FakeCupy)
+    assert backend.cuda_available() is False
+    with pytest.raises(RuntimeError, match="CuPy is installed but sees no CUDA device"):
+        backend.to_device(np.zeros(2), "cuda")
+
+
+@pytest.mark.gpu
+def test_cuda_round_trip():
+    a = np.arange(6.0).reshape(2, 3)
+    t = mf.Tensor(a).to("cuda")
+    assert t.device == "cuda"
+    np.testing.assert_array_equal(t.numpy(), a)

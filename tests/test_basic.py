@@ -1,0 +1,102 @@
+"""add, mul, sum, relu, dropout, crop, concat."""
+
+import numpy as np
+import pytest
+
+import minifcn as mf
+import minifcn.functional as F
+from minifcn.gradcheck import gradcheck
+
+
+def test_add_mul_values_and_gradcheck(rng):
+    a, b = rng.standard_normal((2, 3, 4)), rng.standard_normal((2, 3, 4))
+    np.testing.assert_array_equal((mf.Tensor(a) + mf.Tensor(b)).data, a + b)
+    np.testing.assert_array_equal((mf.Tensor(a) * mf.Tensor(b)).data, a * b)
+    ta, tb = mf.Tensor(a, requires_grad=True), mf.Tensor(b, requires_grad=True)
+    gradcheck(lambda x, y: F.add(x, y) * x, [ta, tb])
+    gradcheck(lambda x, y: F.mul(x, y), [ta, tb])
+
+
+def test_scalar_operators(rng):
+    a = rng.standard_normal((3, 2)).astype(np.float32)
+    t = mf.Tensor(a)
+    for result, expected in [(t + 2.0, a + 2), (2.0 + t, a + 2), (t * 3, a * 3), (0.5 * t, a * 0.5),
+                             (t - 1.0, a - 1), (1.0 - t, 1 - a), (-t, -a), (t / 4.0, a / 4)]:  # fmt: skip
+        assert result.dtype == np.float32  # a Python number never changes the dtype
+        np.testing.assert_allclose(result.data, expected, rtol=1e-6)
+    x = mf.Tensor(rng.standard_normal((3, 2)), requires_grad=True)
+    gradcheck(lambda x: 1.0 - (x * 0.01 + 2.0) / 3.0, [x])
+
+
+def test_ndarray_times_tensor_returns_a_tensor(rng):
+    a = rng.standard_normal((2, 2))
+    t = mf.Tensor(a, requires_grad=True)
+    y = a * t
+    assert isinstance(y, mf.Tensor)
+    y.sum().backward()
+    np.testing.assert_array_equal(t.grad, a)
+
+
+def test_add_refuses_to_broadcast_or_cast():
+    with pytest.raises(ValueError, match=r"shapes \(2, 3\) and \(3,\) differ \(minifcn does not broadcast\)"):
+        F.add(mf.Tensor(np.zeros((2, 3))), mf.Tensor(np.zeros(3)))
+    with pytest.raises(TypeError, match="float32 and float64 differ"):
+        F.mul(mf.Tensor(np.zeros(3, np.float32)), mf.Tensor(np.zeros(3)))
+
+
+def test_sum_and_relu(rng):
+    x = rng.standard_normal((2, 3, 4))
+    x[np.abs(x) < 1e-3] = 0.5  # keep away from relu's kink
+    assert np.isclose(F.sum(mf.Tensor(x)).item(), x.sum())
+    np.testing.assert_array_equal(F.relu(mf.Tensor(x)).data, np.maximum(x, 0))
+    gradcheck(lambda t: F.relu(t), [mf.Tensor(x, requires_grad=True)])
+    gradcheck(lambda t: F.sum(t), [mf.Tensor(x, requires_grad=True)])
+
+
+def test_dropout_is_inverted_and_reproducible(rng):
+    x = np.ones((200, 200), np.float32)
+    mf.manual_seed(3)
+    y = F.dropout(mf.Tensor(x), p=0.25).data
+    kept = y != 0
+    assert set(np.unique(y)) == {0.0, np.float32(1 / 0.75)}
+    assert abs(kept.mean() - 0.75) < 0.01  # 40,000 draws: 0.01 is over 4 standard deviations
+    assert abs(y.mean() - 1.0) < 0.02  # the expectation is preserved
+    mf.manual_seed(3)
+    np.testing.assert_array_equal(F.dropout(mf.Tensor(x), p=0.25).data, y)
+
+
+def test_dropout_backward_uses_the_forward_mask(rng):
+    x = mf.Tensor(rng.standard_normal((4, 5)), requires_grad=True)
+    y = F.dropout(x, p=0.5)
+    y.backward(np.ones((4, 5)))
+    np.testing.assert_array_equal(x.grad, (y.data != 0) * 2.0)
+
+
+def test_dropout_is_the_identity_when_not_training(rng):
+    x = mf.Tensor(rng.standard_normal((3, 3)))
+    assert F.dropout(x, 0.5, training=False) is x
+    with pytest.raises(ValueError, match=r"p must be a number in \[0, 1\)"):
+        F.dropout(x, 1.0)
+
+
+def test_crop_is_caffes_and_gradcheck(rng):
+    x = rng.standard_normal((2, 3, 9, 8))
+    y = F.crop(mf.Tensor(x), (4, 5), (2, 3))
+    np.testing.assert_array_equal(y.data, x[..., 2:6, 3:8])
+    np.testing.assert_array_equal(F.crop(mf.Tensor(x), (5, 5), 1).data, x[..., 1:6, 1:6])
+    gradcheck(lambda t: F.crop(t, (4, 5), (2, 3)), [mf.Tensor(x, requires_grad=True)])
+
+
+def test_crop_out_of_bounds_names_shapes():
+    with pytest.raises(ValueError, match=r"a 5x5 window at offset \(19, 19\) does not fit in the input of shape \(1, 21, 22, 22\)"):
+        F.crop(mf.Tensor(np.zeros((1, 21, 22, 22))), (5, 5), 19)
+
+
+def test_concat_values_and_gradcheck(rng):
+    a, b = rng.standard_normal((2, 3, 4, 4)), rng.standard_normal((2, 1, 4, 4))
+    np.testing.assert_array_equal(F.concat([mf.Tensor(a), mf.Tensor(b)]).data, np.concatenate([a, b], axis=1))
+    ta, tb = mf.Tensor(a, requires_grad=True), mf.Tensor(b, requires_grad=True)
+    gradcheck(lambda x, y: F.concat([x, y], axis=1), [ta, tb])
+    gradcheck(lambda x, y: F.concat([x, x, y], axis=1), [ta, tb])  # a tensor used twice
+    with pytest.raises(ValueError, match=r"input 1 has shape \(2, 1, 3, 4\), incompatible with \(2, 3, 4, 4\)"):
+        F.concat([mf.Tensor(a), mf.Tensor(np.zeros((2, 1, 3, 4)))])
