@@ -43,25 +43,44 @@ def _pool_geometry(op: str, x: Any, kernel_size: Any, stride: Any, padding: Any,
             f"{op}: need kernel_size, stride, dilation >= 1 and padding >= 0, got kernel_size={kernel}, "
             f"stride={stride}, padding={padding}, dilation={dilation}"
         )
-    half = (kernel_span(kernel[0], dilation[0]) // 2, kernel_span(kernel[1], dilation[1]) // 2)
-    if padding[0] > half[0] or padding[1] > half[1]:
+    if padding[0] > kernel[0] // 2 or padding[1] > kernel[1] // 2:
         raise ValueError(
-            f"{op}: padding {padding} must be at most half the window span {half}, or a window could see only padding"
+            f"{op}: padding {padding} must be at most half the kernel {kernel} (as in PyTorch), "
+            "or a window could see only padding"
         )
     _, _, H, W = x.shape
-    for size, k, p, d, axis in ((H, kernel[0], padding[0], dilation[0], "height"),
-                                (W, kernel[1], padding[1], dilation[1], "width")):  # fmt: skip
-        if kernel_span(k, d) > size + 2 * p:
+    OH = pool_output_size(H, kernel[0], stride[0], padding[0], dilation[0], ceil_mode)
+    OW = pool_output_size(W, kernel[1], stride[1], padding[1], dilation[1], ceil_mode)
+    for size, k, p, d, out, axis in ((H, kernel[0], padding[0], dilation[0], OH, "height"),
+                                     (W, kernel[1], padding[1], dilation[1], OW, "width")):  # fmt: skip
+        # Floor mode needs one whole window inside the padded input. Ceil mode, as in
+        # Caffe and PyTorch, also takes a window that hangs over the end.
+        if out < 1 or (not ceil_mode and kernel_span(k, d) > size + 2 * p):
             raise ValueError(
                 f"{op}: kernel {kernel[0]}x{kernel[1]} (dilation {dilation}) spans {kernel_span(k, d)} pixels in "
                 f"{axis}, more than the padded input: input {H}x{W} with padding {padding}"
+                + ("" if ceil_mode else " (ceil_mode=True would keep one clipped window)")
             )
-    OH = pool_output_size(H, kernel[0], stride[0], padding[0], dilation[0], ceil_mode)
-    OW = pool_output_size(W, kernel[1], stride[1], padding[1], dilation[1], ceil_mode)
     # In ceil mode the last window may hang over the bottom/right padding: pad that far.
     Hp = max(H + 2 * padding[0], (OH - 1) * stride[0] + kernel_span(kernel[0], dilation[0]))
     Wp = max(W + 2 * padding[1], (OW - 1) * stride[1] + kernel_span(kernel[1], dilation[1]))
     return kernel, stride, padding, dilation, (OH, OW), (Hp, Wp)
+
+
+def _check_windows_see_input(hw: tuple, out_hw: tuple, kernel: tuple, stride: tuple, padding: tuple, dilation: tuple):
+    """Max pooling needs at least one input pixel under every window; padding alone gives -inf.
+
+    Possible only with dilation, whose taps can straddle a small input.
+    """
+    for axis, name in ((0, "height"), (1, "width")):
+        taps = np.arange(out_hw[axis])[:, None] * stride[axis] - padding[axis] + np.arange(kernel[axis]) * dilation[axis]
+        inside = ((taps >= 0) & (taps < hw[axis])).any(axis=1)
+        if not inside.all():
+            i = int(np.argmin(inside))
+            raise ValueError(
+                f"max_pool2d: along {name}, window {i} (taps at {taps[i].tolist()}) sees only padding "
+                f"of an input of size {hw[axis]}, with kernel {kernel}, dilation {dilation}, padding {padding}"
+            )
 
 
 def _unpad(gxpad: Any, padding: tuple, hw: tuple) -> Any:
@@ -89,6 +108,7 @@ class MaxPool2d(Function):
     def forward(self, x: Any) -> Any:
         xp = get_array_module(x)
         kernel, stride, padding, dilation, out_hw, pad_hw = _pool_geometry("max_pool2d", x, *self.args)
+        _check_windows_see_input(x.shape[2:], out_hw, kernel, stride, padding, dilation)
         xpad = pad2d(x, padding[0], padding[1], *pad_hw, value=-np.inf)
         y = argmax = None
         for k, view in _window_views(xpad, out_hw, kernel, stride, dilation):
