@@ -239,11 +239,27 @@ def _check_hyper(op: str, stride: Pair, padding: Pair, dilation: Pair) -> None:
         )
 
 
+class _Convolution(Function):
+    """What both convolutions share: stride, padding and dilation, and the bias gradient."""
+
+    op = "convolution"
+
+    def __init__(self, stride: Any = 1, padding: Any = 0, dilation: Any = 1):
+        self.stride = pair(stride, "stride")
+        self.padding = pair(padding, "padding")
+        self.dilation = pair(dilation, "dilation")
+        _check_hyper(self.op, self.stride, self.padding, self.dilation)
+
+    def _with_bias_grad(self, gx: Any, gw: Any, gy: Any) -> tuple:
+        """(dx, dw) and, when there is a bias, db: dy summed over N, OH and OW."""
+        return (gx, gw, gy.sum(axis=(0, 2, 3))) if self.has_bias else (gx, gw)
+
+
 # ---------------------------------------------------------------------------
 # conv2d
 
 
-class Conv2d(Function):
+class Conv2d(_Convolution):
     """2-D convolution (cross-correlation, as in every framework).
 
     Shapes:
@@ -254,11 +270,7 @@ class Conv2d(Function):
     dy @ im2col(x)^T; db sums dy over N, OH and OW.
     """
 
-    def __init__(self, stride: Any = 1, padding: Any = 0, dilation: Any = 1):
-        self.stride = pair(stride, "stride")
-        self.padding = pair(padding, "padding")
-        self.dilation = pair(dilation, "dilation")
-        _check_hyper("conv2d", self.stride, self.padding, self.dilation)
+    op = "conv2d"
 
     def forward(self, x: Any, w: Any, b: Any = None) -> Any:
         _check_inputs("conv2d", x, w, b, 1, 0, "(OC, C, KH, KW)")
@@ -284,9 +296,7 @@ class Conv2d(Function):
             gx = _conv_backward_input(gy, self.w, self.x.shape[2:], *geometry)
         if self.needs_input_grad[1]:
             gw = _conv_backward_weight(self.x, gy, self.w.shape[2:], *geometry)
-        if self.has_bias:
-            return gx, gw, gy.sum(axis=(0, 2, 3))
-        return gx, gw
+        return self._with_bias_grad(gx, gw, gy)
 
 
 def conv2d(
@@ -301,7 +311,7 @@ def conv2d(
 # conv_transpose2d
 
 
-class ConvTranspose2d(Function):
+class ConvTranspose2d(_Convolution):
     """2-D transposed convolution, the paper's "deconvolution" (Sec. 3.3).
 
     Each input pixel scatters a copy of the filter, scaled by its value,
@@ -317,11 +327,7 @@ class ConvTranspose2d(Function):
     convolution with dy as its input and x as its output gradient.
     """
 
-    def __init__(self, stride: Any = 1, padding: Any = 0, dilation: Any = 1):
-        self.stride = pair(stride, "stride")
-        self.padding = pair(padding, "padding")
-        self.dilation = pair(dilation, "dilation")
-        _check_hyper("conv_transpose2d", self.stride, self.padding, self.dilation)
+    op = "conv_transpose2d"
 
     def forward(self, x: Any, w: Any, b: Any = None) -> Any:
         _check_inputs("conv_transpose2d", x, w, b, 0, 1, "(C, OC, KH, KW)")
@@ -348,9 +354,7 @@ class ConvTranspose2d(Function):
             gx = _conv_forward(gy, self.w, *geometry)
         if self.needs_input_grad[1]:
             gw = _conv_backward_weight(gy, self.x, self.w.shape[2:], *geometry)
-        if self.has_bias:
-            return gx, gw, gy.sum(axis=(0, 2, 3))
-        return gx, gw
+        return self._with_bias_grad(gx, gw, gy)
 
 
 def conv_transpose2d(
