@@ -6,6 +6,7 @@ reproducible and its random state can go into a checkpoint and come back.
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 import numpy as np
@@ -19,13 +20,8 @@ def manual_seed(seed: int) -> None:
     """Re-seed the package's generator (and CuPy's, when CuPy is in use)."""
     global _generator
     _generator = np.random.default_rng(seed)
-    try:
-        import sys
-
-        if "cupy" in sys.modules:  # seed CuPy only when it is already in use
-            sys.modules["cupy"].random.seed(seed)
-    except Exception:
-        pass
+    if "cupy" in sys.modules:  # seed CuPy's generator too, but only when CuPy is already in use
+        sys.modules["cupy"].random.seed(seed)
 
 
 def get_state() -> dict:

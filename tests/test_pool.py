@@ -19,6 +19,8 @@ POOL_CASES = [
     ((2, 1, 9, 7), (3, 3), (1, 2), (1, 0), (2, 1), False),  # dilation
     ((1, 2, 5, 5), (2, 3), (3, 1), (1, 1), (1, 1), True),  # stride 3
     ((1, 1, 4, 4), (3, 3), (2, 2), (0, 0), (1, 1), True),  # ceil adds a window that hangs over the end
+    ((2, 1, 5, 3), (3, 3), (3, 3), (1, 1), (1, 1), True),  # rounding up would start a window in the right padding
+    ((1, 2, 1, 3), (2, 2), (2, 2), (1, 1), (1, 1), True),  # the only window starts in the left padding
 ]
 
 
