@@ -41,3 +41,8 @@ def uniform_like(array: Any, dtype: Any = None) -> Any:
     if xp is np:
         return _generator.random(array.shape, dtype=dtype)
     return xp.random.random_sample(array.shape, dtype=dtype)
+
+
+def uniform(low: float, high: float, shape: tuple, dtype: Any = np.float32) -> np.ndarray:
+    """Uniform [low, high) samples from the package's generator (for initialisers)."""
+    return _generator.uniform(low, high, size=shape).astype(dtype)

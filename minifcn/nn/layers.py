@@ -1,0 +1,110 @@
+"""The layers the FCNs are built from: thin Modules over minifcn.functional."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from .. import functional as F
+from ..autograd import Tensor
+from ..functional.geometry import pair
+from .init import uniform_fan_in
+from .module import Module
+from .parameter import Parameter
+
+
+def _with_layer_name(layer: Module, call: Any, *args: Any) -> Tensor:
+    """Run an op; a ValueError or TypeError it raises gets the layer's name in front."""
+    try:
+        return call(*args)
+    except (ValueError, TypeError) as e:
+        raise type(e)(f"layer {layer.label()}: {e}") from None
+
+
+class Conv2d(Module):
+    """Convolution layer. weight (OC, C, KH, KW), bias (OC,), initialised as in PyTorch (uniform, 1/sqrt(fan_in))."""
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: Any, stride: Any = 1, padding: Any = 0,
+                 dilation: Any = 1, bias: bool = True, dtype: Any = np.float32):  # fmt: skip
+        super().__init__()
+        KH, KW = pair(kernel_size, "kernel_size")
+        self.in_channels, self.out_channels = in_channels, out_channels
+        self.kernel_size, self.stride = (KH, KW), pair(stride, "stride")
+        self.padding, self.dilation = pair(padding, "padding"), pair(dilation, "dilation")
+        fan_in = in_channels * KH * KW
+        self.weight = Parameter(uniform_fan_in((out_channels, in_channels, KH, KW), fan_in, dtype))
+        self.bias = Parameter(uniform_fan_in((out_channels,), fan_in, dtype)) if bias else None
+
+    def forward(self, x: Tensor) -> Tensor:
+        return _with_layer_name(self, F.conv2d, x, self.weight, self.bias, self.stride, self.padding, self.dilation)
+
+    def extra_repr(self) -> str:
+        return (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, stride={self.stride}, "
+                f"padding={self.padding}, dilation={self.dilation}, bias={self.bias is not None}")  # fmt: skip
+
+
+class ConvTranspose2d(Module):
+    """Transposed convolution ("deconvolution") layer. weight (C, OC, KH, KW); out = (H - 1) * s - 2p + KH."""
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: Any, stride: Any = 1, padding: Any = 0,
+                 bias: bool = True, dtype: Any = np.float32):  # fmt: skip
+        super().__init__()
+        KH, KW = pair(kernel_size, "kernel_size")
+        self.in_channels, self.out_channels = in_channels, out_channels
+        self.kernel_size, self.stride, self.padding = (KH, KW), pair(stride, "stride"), pair(padding, "padding")
+        fan_in = out_channels * KH * KW  # as PyTorch counts it for transposed convolutions
+        self.weight = Parameter(uniform_fan_in((in_channels, out_channels, KH, KW), fan_in, dtype))
+        self.bias = Parameter(uniform_fan_in((out_channels,), fan_in, dtype)) if bias else None
+
+    def forward(self, x: Tensor) -> Tensor:
+        return _with_layer_name(self, F.conv_transpose2d, x, self.weight, self.bias, self.stride, self.padding)
+
+    def extra_repr(self) -> str:
+        return (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, stride={self.stride}, "
+                f"padding={self.padding}, bias={self.bias is not None}")  # fmt: skip
+
+
+class MaxPool2d(Module):
+    def __init__(self, kernel_size: Any, stride: Any = None, padding: Any = 0, ceil_mode: bool = False):
+        super().__init__()
+        self.kernel_size, self.stride, self.padding, self.ceil_mode = kernel_size, stride, padding, ceil_mode
+
+    def forward(self, x: Tensor) -> Tensor:
+        return _with_layer_name(self, F.max_pool2d, x, self.kernel_size, self.stride, self.padding, 1, self.ceil_mode)
+
+    def extra_repr(self) -> str:
+        return f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}, ceil_mode={self.ceil_mode}"
+
+
+class ReLU(Module):
+    def forward(self, x: Tensor) -> Tensor:
+        return F.relu(x)
+
+
+class Dropout(Module):
+    """Inverted dropout while training; the identity after ``eval()``."""
+
+    def __init__(self, p: float = 0.5):
+        super().__init__()
+        self.p = p
+
+    def forward(self, x: Tensor) -> Tensor:
+        return F.dropout(x, self.p, self.training)
+
+    def extra_repr(self) -> str:
+        return f"p={self.p}"
+
+
+class Sequential(Module):
+    """Modules applied in order; registered as '0', '1', ..."""
+
+    def __init__(self, *modules: Module):
+        super().__init__()
+        for i, m in enumerate(modules):
+            setattr(self, str(i), m)
+
+    def forward(self, x: Tensor) -> Tensor:
+        for m in self.children():
+            x = m(x)
+        return x
