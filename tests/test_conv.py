@@ -212,3 +212,9 @@ def test_conv2d_rejects_bad_hyperparameters(kwargs):
 def test_conv2d_rejects_non_int_stride():
     with pytest.raises(TypeError, match="stride must be an int or a pair"):
         F.conv2d(mf.Tensor(np.zeros((1, 1, 5, 5))), mf.Tensor(np.zeros((1, 1, 3, 3))), stride=1.5)
+
+
+def test_conv_transpose2d_output_too_small():
+    # (1 - 1) * 1 - 2 * 2 + 3 = -1 rows
+    with pytest.raises(ValueError, match=r"output would be -1x-1 for input 1x1, kernel 3x3"):
+        F.conv_transpose2d(mf.Tensor(np.zeros((1, 1, 1, 1))), mf.Tensor(np.zeros((1, 1, 3, 3))), padding=2)
