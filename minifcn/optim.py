@@ -10,6 +10,9 @@ This is Caffe's form (the learning rate inside the momentum buffer). It
 equals PyTorch's form (lr outside) while lr stays constant, which it does in
 the paper's runs. Parameters with lr_mult 0 (the fixed bilinear upsampling)
 are left untouched.
+
+The momentum buffers live on each parameter's device: create the optimiser
+after ``model.to(device)``, as in PyTorch.
 """
 
 from __future__ import annotations
@@ -68,6 +71,9 @@ class SGD:
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore what :meth:`state_dict` returned, onto each parameter's device."""
+        missing = [k for k in ("lr", "momentum", "weight_decay") if k not in state]
+        if missing:
+            raise ValueError(f"SGD.load_state_dict: the state lacks {missing}; was it written by SGD.state_dict()?")
         for i, p in enumerate(self.params):
             key = f"velocity.{i}"
             if key not in state:

@@ -147,3 +147,15 @@ def test_deep_chain_does_not_hit_the_recursion_limit():
         y = y + 1.0
     y.backward(np.ones(2))
     np.testing.assert_array_equal(x.grad, np.ones(2))
+
+
+def test_tensor_misuse_errors():
+    t = mf.Tensor(np.ones(3))
+    with pytest.raises(TypeError, match="data is already a Tensor"):
+        mf.Tensor(t)
+    with pytest.raises(ValueError, match=r"item\(\) needs a tensor with one element, got shape \(3,\)"):
+        t.item()
+    with pytest.raises(TypeError, match="defined for a Python number x only"):
+        t / t
+    with pytest.raises(TypeError, match="expected a Tensor or an array, got list"):
+        F.relu([1.0, -1.0])

@@ -100,3 +100,12 @@ def test_concat_values_and_gradcheck(rng):
     gradcheck(lambda x, y: F.concat([x, x, y], axis=1), [ta, tb])  # a tensor used twice
     with pytest.raises(ValueError, match=r"input 1 has shape \(2, 1, 3, 4\), incompatible with \(2, 3, 4, 4\)"):
         F.concat([mf.Tensor(a), mf.Tensor(np.zeros((2, 1, 3, 4)))])
+
+
+def test_concat_and_crop_errors():
+    with pytest.raises(ValueError, match="needs at least one tensor"):
+        F.concat([])
+    with pytest.raises(TypeError, match="input 1 has dtype float32, input 0 has float64"):
+        F.concat([mf.Tensor(np.zeros((1, 2))), mf.Tensor(np.zeros((1, 2), np.float32))])
+    with pytest.raises(ValueError, match=r"at least 2 dimensions, got shape \(5,\)"):
+        F.crop(mf.Tensor(np.zeros(5)), (1, 1), 0)

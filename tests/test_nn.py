@@ -130,3 +130,12 @@ def test_bilinear_upsampling_keeps_classes_apart():
     x[0, 1] = 1.0  # only class 1 has score
     y = F.conv_transpose2d(mf.Tensor(x), mf.Tensor(nn.bilinear_upsampling_weight(3, 4, np.float64)), stride=2).data
     assert np.all(y[0, 0] == 0) and np.all(y[0, 2] == 0) and y[0, 1].max() > 0
+
+
+def test_forgetting_super_init_is_a_clear_error():
+    class Forgetful(nn.Module):
+        def __init__(self):
+            self.conv = nn.Conv2d(1, 1, 3)
+
+    with pytest.raises(RuntimeError, match=r"Forgetful: call super\(\).__init__\(\) before assigning attributes"):
+        Forgetful()

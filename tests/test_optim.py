@@ -53,3 +53,14 @@ def test_sgd_rejects_bad_arguments():
         SGD([mf.Tensor(np.zeros(2), requires_grad=True)], lr=0.1)
     with pytest.raises(ValueError, match="0 <= momentum < 1"):
         SGD([Parameter(np.zeros(2))], lr=0.1, momentum=1.5)
+
+
+def test_load_state_dict_errors_name_the_problem():
+    opt = SGD([Parameter(np.zeros(3))], lr=0.1)
+    state = opt.state_dict()
+    with pytest.raises(ValueError, match=r"velocity.0 has shape \(4,\), parameter \(3,\)"):
+        opt.load_state_dict({**state, "velocity.0": np.zeros(4)})
+    with pytest.raises(ValueError, match="no 'velocity.0'"):
+        opt.load_state_dict({k: v for k, v in state.items() if k != "velocity.0"})
+    with pytest.raises(ValueError, match=r"lacks \['lr'\]"):
+        opt.load_state_dict({k: v for k, v in state.items() if k != "lr"})

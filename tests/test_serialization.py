@@ -58,3 +58,10 @@ def test_load_errors_name_the_file(tmp_path):
     junk.write_bytes(b"not a zip")
     with pytest.raises(ValueError, match="junk.npz' is not a readable .npz archive"):
         mf.load(junk)
+
+
+def test_save_rejects_non_string_keys_and_non_mappings(tmp_path):
+    with pytest.raises(TypeError, match="keys must be non-empty strings, got 3"):
+        mf.save(tmp_path / "a.npz", {3: np.ones(1)})
+    with pytest.raises(TypeError, match="expected a mapping of names to arrays, got list"):
+        mf.save(tmp_path / "a.npz", [np.ones(1)])

@@ -73,7 +73,10 @@ class Module:
         return {name: p.data for name, p in self.named_parameters()}
 
     def load_state_dict(self, state: dict[str, Any], strict: bool = True) -> None:
-        """Copy arrays into the parameters by name (onto each parameter's device and dtype).
+        """Copy arrays into the parameters by name, onto each parameter's device.
+
+        Values are cast to the parameter's dtype, as PyTorch does (a float64
+        checkpoint loads into a float32 model); shapes are never changed.
 
         With ``strict``, the keys must match exactly. Every shape must match.
         The error lists all missing and unexpected keys and all shape
