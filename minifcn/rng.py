@@ -45,4 +45,19 @@ def uniform_like(array: Any, dtype: Any = None) -> Any:
 
 def uniform(low: float, high: float, shape: tuple, dtype: Any = np.float32) -> np.ndarray:
     """Uniform [low, high) samples from the package's generator (for initialisers)."""
-    return _generator.uniform(low, high, size=shape).astype(dtype)
+    out = _generator.random(shape, dtype=_native(dtype))
+    out *= high - low
+    out += low
+    return out.astype(dtype, copy=False)
+
+
+def normal(std: float, shape: tuple, dtype: Any = np.float32) -> np.ndarray:
+    """Normal samples with mean 0 and standard deviation ``std`` from the package's generator (for initialisers)."""
+    out = _generator.standard_normal(shape, dtype=_native(dtype))
+    out *= std
+    return out.astype(dtype, copy=False)
+
+
+def _native(dtype: Any) -> Any:
+    """The generator draws float32 or float64 directly (no float64 detour for a float32 model)."""
+    return np.float32 if np.dtype(dtype) == np.float32 else np.float64

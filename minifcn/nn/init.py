@@ -15,6 +15,15 @@ def uniform_fan_in(shape: tuple, fan_in: int, dtype: Any = np.float32) -> np.nda
     return rng.uniform(-bound, bound, shape, dtype)
 
 
+def he_normal(shape: tuple, fan_in: int, dtype: Any = np.float32) -> np.ndarray:
+    """N(0, 2 / fan_in) (He et al., 2015): keeps the scale of activations through a deep stack of ReLU layers.
+
+    The FCN trunks use it when they start from scratch (the tiny backbone);
+    the paper always started from ImageNet weights instead.
+    """
+    return rng.normal(np.sqrt(2.0 / fan_in), shape, dtype)
+
+
 def bilinear_kernel(size: int, dtype: Any = np.float32) -> np.ndarray:
     """The (size, size) kernel of bilinear interpolation for upsampling by ``(size + 1) // 2``.
 

@@ -77,6 +77,55 @@ class MaxPool2d(Module):
         return f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}, ceil_mode={self.ceil_mode}"
 
 
+class AvgPool2d(Module):
+    def __init__(self, kernel_size: Any, stride: Any = None, padding: Any = 0, ceil_mode: bool = False):
+        super().__init__()
+        self.kernel_size, self.stride, self.padding, self.ceil_mode = kernel_size, stride, padding, ceil_mode
+
+    def forward(self, x: Tensor) -> Tensor:
+        return _with_layer_name(self, F.avg_pool2d, x, self.kernel_size, self.stride, self.padding, self.ceil_mode)
+
+    def extra_repr(self) -> str:
+        return f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}, ceil_mode={self.ceil_mode}"
+
+
+class Linear(Module):
+    """Fully connected layer. weight (OUT, IN), bias (OUT,), initialised as in PyTorch (uniform, 1/sqrt(IN))."""
+
+    def __init__(self, in_features: int, out_features: int, bias: bool = True, dtype: Any = np.float32):
+        super().__init__()
+        self.in_features, self.out_features = in_features, out_features
+        self.weight = Parameter(uniform_fan_in((out_features, in_features), in_features, dtype))
+        self.bias = Parameter(uniform_fan_in((out_features,), in_features, dtype)) if bias else None
+
+    def forward(self, x: Tensor) -> Tensor:
+        return _with_layer_name(self, F.linear, x, self.weight, self.bias)
+
+    def extra_repr(self) -> str:
+        return f"{self.in_features}, {self.out_features}, bias={self.bias is not None}"
+
+
+class Flatten(Module):
+    """(N, C, H, W) -> (N, C*H*W): where a classifier leaves the image grid for its fully connected layers."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        return _with_layer_name(self, F.flatten, x)
+
+
+class Scale(Module):
+    """Multiply by a fixed number (no parameter); the at-once FCN-8s scales pool4 by 0.01 and pool3 by 0.0001."""
+
+    def __init__(self, factor: float):
+        super().__init__()
+        self.factor = float(factor)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return F.mul(x, self.factor)
+
+    def extra_repr(self) -> str:
+        return f"factor={self.factor:g}"
+
+
 class ReLU(Module):
     def forward(self, x: Tensor) -> Tensor:
         return F.relu(x)
@@ -97,12 +146,23 @@ class Dropout(Module):
 
 
 class Sequential(Module):
-    """Modules applied in order; registered as '0', '1', ..."""
+    """Modules applied in order.
 
-    def __init__(self, *modules: Module):
+    ``Sequential(a, b, c)`` registers them as '0', '1', '2'; ``Sequential(dict)``
+    (name -> module, as PyTorch's OrderedDict form) under the given names, so
+    ``Sequential({"conv1_1": ..., "relu1_1": ...})`` has parameters ``conv1_1.weight``.
+    """
+
+    def __init__(self, *modules: Any):
         super().__init__()
-        for i, m in enumerate(modules):
-            setattr(self, str(i), m)
+        if len(modules) == 1 and isinstance(modules[0], dict):
+            named = list(modules[0].items())
+        else:
+            named = [(str(i), m) for i, m in enumerate(modules)]
+        for name, m in named:
+            if not isinstance(m, Module):
+                raise TypeError(f"Sequential: {name!r} is a {type(m).__name__}, not a Module")
+            setattr(self, name, m)
 
     def forward(self, x: Tensor) -> Tensor:
         for m in self.children():

@@ -1,0 +1,118 @@
+"""The classifier trunks the FCNs are built on (Sec. 3.1, 4.1): VGG16, AlexNet, and a tiny VGG16.
+
+Each builder returns the layers as an ordered dict, name -> Module, with the
+names of the reference Caffe networks, so that the models can register them
+as attributes (parameters ``conv1_1.weight`` ...) and run them in order.
+
+``tiny`` is VGG16 with few channels: every kernel, stride and padding is the
+same, so its receptive fields, crops and output sizes are exactly VGG16's,
+but it trains on a laptop CPU. It exists for tests and lessons.
+
+Weights start He-normal and biases zero (ImageNet weights replace them via
+``minifcn.weights``); biases learn at twice the rate without weight decay
+(lr_mult 2, decay_mult 0), as in every reference network.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from .. import nn
+
+VGG16_WIDTHS, VGG16_FC = (64, 128, 256, 512, 512), 4096
+TINY_WIDTHS, TINY_FC = (8, 16, 32, 64, 64), 128
+ALEXNET_WIDTHS, ALEXNET_FC = (64, 192, 384, 256, 256), 4096  # torchvision's AlexNet (no channel groups)
+
+BACKBONES = ("vgg16", "tiny", "alexnet")
+
+
+def conv(in_channels: int, out_channels: int, kernel_size: int, stride: int = 1, padding: int = 0,
+         dtype: Any = np.float32) -> nn.Conv2d:  # fmt: skip
+    """A convolution set up as in the FCNs: He-normal weights; zero biases at lr_mult 2, decay_mult 0."""
+    layer = nn.Conv2d(in_channels, out_channels, kernel_size, stride=stride, padding=padding, dtype=dtype)
+    layer.weight.data = nn.he_normal(layer.weight.shape, in_channels * kernel_size**2, dtype)
+    layer.bias = nn.Parameter(np.zeros(out_channels, dtype), lr_mult=2.0, decay_mult=0.0)
+    return layer
+
+
+def linear(in_features: int, out_features: int, dtype: Any = np.float32) -> nn.Linear:
+    """A fully connected layer of the classifiers, initialised like ``conv``."""
+    layer = nn.Linear(in_features, out_features, dtype=dtype)
+    layer.weight.data = nn.he_normal(layer.weight.shape, in_features, dtype)
+    layer.bias = nn.Parameter(np.zeros(out_features, dtype), lr_mult=2.0, decay_mult=0.0)
+    return layer
+
+
+def vgg16_widths(backbone: str) -> tuple[tuple[int, ...], int]:
+    """(channels of the five conv stages, width of fc6 and fc7) of 'vgg16' or 'tiny'."""
+    if backbone == "vgg16":
+        return VGG16_WIDTHS, VGG16_FC
+    if backbone == "tiny":
+        return TINY_WIDTHS, TINY_FC
+    raise ValueError(f"unknown VGG16 backbone {backbone!r}; choose 'vgg16' or 'tiny'")
+
+
+def vgg16_features(widths: tuple[int, ...], first_padding: int, ceil_mode: bool, dtype: Any) -> dict[str, nn.Module]:
+    """conv1_1 ... pool5: thirteen 3x3 convolutions (padding 1) in five stages, each ending in 2x2 max pooling.
+
+    The FCNs pad conv1_1 by 100 and pool in ceil mode (Sec. 4.1 and the
+    reference nets); the ImageNet classifier pads by 1 and pools in floor mode.
+    """
+    c1, c2, c3, c4, c5 = widths
+    pool = lambda: nn.MaxPool2d(2, stride=2, ceil_mode=ceil_mode)  # noqa: E731
+    return {
+        "conv1_1": conv(3, c1, 3, padding=first_padding, dtype=dtype), "relu1_1": nn.ReLU(),
+        "conv1_2": conv(c1, c1, 3, padding=1, dtype=dtype), "relu1_2": nn.ReLU(),
+        "pool1": pool(),  # 1/2
+        "conv2_1": conv(c1, c2, 3, padding=1, dtype=dtype), "relu2_1": nn.ReLU(),
+        "conv2_2": conv(c2, c2, 3, padding=1, dtype=dtype), "relu2_2": nn.ReLU(),
+        "pool2": pool(),  # 1/4
+        "conv3_1": conv(c2, c3, 3, padding=1, dtype=dtype), "relu3_1": nn.ReLU(),
+        "conv3_2": conv(c3, c3, 3, padding=1, dtype=dtype), "relu3_2": nn.ReLU(),
+        "conv3_3": conv(c3, c3, 3, padding=1, dtype=dtype), "relu3_3": nn.ReLU(),
+        "pool3": pool(),  # 1/8
+        "conv4_1": conv(c3, c4, 3, padding=1, dtype=dtype), "relu4_1": nn.ReLU(),
+        "conv4_2": conv(c4, c4, 3, padding=1, dtype=dtype), "relu4_2": nn.ReLU(),
+        "conv4_3": conv(c4, c4, 3, padding=1, dtype=dtype), "relu4_3": nn.ReLU(),
+        "pool4": pool(),  # 1/16
+        "conv5_1": conv(c4, c5, 3, padding=1, dtype=dtype), "relu5_1": nn.ReLU(),
+        "conv5_2": conv(c5, c5, 3, padding=1, dtype=dtype), "relu5_2": nn.ReLU(),
+        "conv5_3": conv(c5, c5, 3, padding=1, dtype=dtype), "relu5_3": nn.ReLU(),
+        "pool5": pool(),  # 1/32
+    }  # fmt: skip
+
+
+def alexnet_features(first_padding: int, ceil_mode: bool, dtype: Any) -> dict[str, nn.Module]:
+    """conv1 ... pool5 of torchvision's AlexNet: 11x11 stride 4, 5x5, three 3x3; 3x3 stride-2 max pooling."""
+    c1, c2, c3, c4, c5 = ALEXNET_WIDTHS
+    pool = lambda: nn.MaxPool2d(3, stride=2, ceil_mode=ceil_mode)  # noqa: E731
+    return {
+        "conv1": conv(3, c1, 11, stride=4, padding=first_padding, dtype=dtype), "relu1": nn.ReLU(),  # 1/4
+        "pool1": pool(),  # 1/8
+        "conv2": conv(c1, c2, 5, padding=2, dtype=dtype), "relu2": nn.ReLU(),
+        "pool2": pool(),  # 1/16
+        "conv3": conv(c2, c3, 3, padding=1, dtype=dtype), "relu3": nn.ReLU(),
+        "conv4": conv(c3, c4, 3, padding=1, dtype=dtype), "relu4": nn.ReLU(),
+        "conv5": conv(c4, c5, 3, padding=1, dtype=dtype), "relu5": nn.ReLU(),
+        "pool5": pool(),  # 1/32
+    }  # fmt: skip
+
+
+def fcn_trunk(backbone: str, dtype: Any) -> tuple[dict[str, nn.Module], int]:
+    """The FCN trunk of ``backbone``: its features with pad 100 and ceil-mode pooling, then fc6 and fc7
+    as convolutions (Sec. 3.1: fc6 covers pool5's 7x7 grid, 6x6 for AlexNet; fc7 is 1x1).
+    Returns the layers and the width of fc7, which score_fr reads."""
+    if backbone == "alexnet":
+        layers, last, fc, fc6_kernel = alexnet_features(100, True, dtype), ALEXNET_WIDTHS[-1], ALEXNET_FC, 6
+    elif backbone in ("vgg16", "tiny"):
+        widths, fc = vgg16_widths(backbone)
+        layers, last, fc6_kernel = vgg16_features(widths, 100, True, dtype), widths[-1], 7
+    else:
+        raise ValueError(f"unknown backbone {backbone!r}; choose one of {', '.join(BACKBONES)}")
+    layers.update({
+        "fc6": conv(last, fc, fc6_kernel, dtype=dtype), "relu6": nn.ReLU(), "drop6": nn.Dropout(0.5),  # 1/32
+        "fc7": conv(fc, fc, 1, dtype=dtype), "relu7": nn.ReLU(), "drop7": nn.Dropout(0.5),
+    })  # fmt: skip
+    return layers, fc

@@ -1,0 +1,225 @@
+"""The fully convolutional networks of Sec. 4: FCN-32s, FCN-16s, FCN-8s and the at-once FCN-8s.
+
+All share one trunk (a classifier whose fc6 and fc7 became convolutions,
+Sec. 3.1), scored by ``score_fr``: a 1x1 convolution to one channel per
+class, at 1/32 of the input's resolution. They differ in how they get back
+to full resolution (Sec. 4.2, Fig. 3):
+
+    FCN-32s   upsample score_fr 32x                                 (upscore)
+    FCN-16s   upsample 2x, add the scores of pool4, upsample 16x    (upscore2, score_pool4, upscore16)
+    FCN-8s    ... then upsample 2x, add the scores of pool3, 8x     (upscore_pool4, score_pool3, upscore8)
+
+Upsampling is a transposed convolution with kernel 2f and stride f,
+initialised to bilinear interpolation (Sec. 3.3) and, as in the reference,
+fixed unless ``learnable_upsampling=True``. Score layers start at zero, so a
+fresh net predicts class 0 everywhere until it has learnt something.
+
+Each map that is added to another, and the final scores, are cropped so that
+unit i sits over the same input pixel; the offsets are derived from the
+layers by ``minifcn.receptive`` (``model.crop_offsets``), never typed in.
+Conv1_1's padding of 100 makes the trunk's maps big enough for any input
+size, so the scores always come out (N, n_class, H, W) for an (N, 3, H, W) input.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from .. import functional as F
+from .. import nn
+from ..autograd import Tensor
+from ..receptive import crop_offsets
+from .backbones import BACKBONES, conv, fcn_trunk
+
+
+def _zero_score(in_channels: int, n_class: int, dtype: Any) -> nn.Conv2d:
+    """A 1x1 scoring convolution, zero-initialised (the reference's choice, Sec. 4.2)."""
+    layer = conv(in_channels, n_class, 1, dtype=dtype)
+    layer.weight.data = np.zeros_like(layer.weight.data)
+    return layer
+
+
+def _upsample(n_class: int, factor: int, learnable: bool, dtype: Any, kernel_size: int | None = None) -> nn.ConvTranspose2d:
+    """Upsampling by ``factor``: a transposed convolution (kernel 2f, stride f, no bias) set to bilinear
+    interpolation of each class by itself (Sec. 3.3). Fixed (lr_mult 0, no gradient) unless learnable."""
+    k = kernel_size or 2 * factor
+    layer = nn.ConvTranspose2d(n_class, n_class, k, stride=factor, bias=False, dtype=dtype)
+    layer.weight = nn.Parameter(nn.bilinear_upsampling_weight(n_class, k, dtype), lr_mult=1.0 if learnable else 0.0)
+    layer.weight.requires_grad = learnable  # a fixed layer's weight gradient would be computed for nothing
+    return layer
+
+
+class FCN(nn.Module):
+    """What the four FCNs share: the trunk (conv1_1 ... fc7, or conv1 ... fc7 for AlexNet) and score_fr.
+
+    Subclasses add their skip and upsampling layers, define ``paths()`` and
+    ``CROPS`` for ``minifcn.receptive``, and finish with
+    ``self.crop_offsets = crop_offsets(self)``.
+    """
+
+    CROPS: dict[str, tuple[str, str]] = {}
+    BACKBONES: tuple[str, ...] = ("vgg16", "tiny")
+
+    def __init__(self, n_class: int, backbone: str, learnable_upsampling: bool, dtype: Any):
+        super().__init__()
+        if isinstance(n_class, bool) or not isinstance(n_class, (int, np.integer)) or n_class < 1:
+            raise ValueError(f"{type(self).__name__}: n_class must be a positive integer, got {n_class!r}")
+        if backbone not in self.BACKBONES:
+            raise ValueError(
+                f"{type(self).__name__}: backbone {backbone!r} is not available; choose one of "
+                f"{', '.join(repr(b) for b in self.BACKBONES)}"
+                + (" (AlexNet has only FCN32s)" if backbone in BACKBONES else "")
+            )
+        self.n_class, self.backbone = int(n_class), backbone
+        self.learnable_upsampling = learnable_upsampling
+        layers, fc_width = fcn_trunk(backbone, dtype)
+        for name, layer in layers.items():
+            setattr(self, name, layer)
+        self.trunk_names = list(layers)
+        self.score_fr = _zero_score(fc_width, self.n_class, dtype)  # 1/32
+
+    def trunk_to(self, name: str) -> list[str]:
+        """The trunk's layer names from the input up to and including ``name`` (e.g. 'pool4')."""
+        return self.trunk_names[: self.trunk_names.index(name) + 1]
+
+    def _run(self, x: Tensor, start: str | None, end: str) -> Tensor:
+        """Run the trunk from just after ``start`` (None: from the input) to ``end``, inclusive."""
+        first = 0 if start is None else self.trunk_names.index(start) + 1
+        for name in self.trunk_names[first : self.trunk_names.index(end) + 1]:
+            x = getattr(self, name)(x)
+        return x
+
+    def _crop(self, x: Tensor, like: Any, crop: str) -> Tensor:
+        """Crop ``x`` to the spatial size of ``like`` (a Tensor or an (H, W) pair) at this crop's offset."""
+        size = like.shape[2:] if isinstance(like, Tensor) else like
+        return F.crop(x, size, self.crop_offsets[crop])
+
+    def extra_repr(self) -> str:
+        return f"n_class={self.n_class}, backbone={self.backbone!r}, crop_offsets={self.crop_offsets}"
+
+
+class FCN32s(FCN):
+    """FCN-32s (Sec. 4.1): the trunk's 1/32 scores, upsampled 32x in one step."""
+
+    BACKBONES = ("vgg16", "tiny", "alexnet")
+    CROPS = {"score": ("upscore", "input")}
+
+    def __init__(self, n_class: int = 21, backbone: str = "vgg16", learnable_upsampling: bool = False,
+                 dtype: Any = np.float32):  # fmt: skip
+        super().__init__(n_class, backbone, learnable_upsampling, dtype)
+        # AlexNet's reference net upsamples with a 63x63 kernel (stride 32); VGG16's with 64x64.
+        kernel = 63 if backbone == "alexnet" else 64
+        self.upscore = _upsample(self.n_class, 32, learnable_upsampling, dtype, kernel)  # 1/1
+        self.crop_offsets = crop_offsets(self)
+
+    def paths(self) -> dict[str, list[str]]:
+        return {"upscore": self.trunk_names + ["score_fr", "upscore"]}
+
+    def forward(self, x: Tensor) -> Tensor:
+        fc7 = self._run(x, None, "drop7")  # 1/32
+        upscore = self.upscore(self.score_fr(fc7))  # 1/1
+        return self._crop(upscore, x.shape[2:], "score")
+
+
+class FCN16s(FCN):
+    """FCN-16s (Sec. 4.2): 2x-upsampled 1/32 scores plus the scores of pool4, upsampled 16x."""
+
+    CROPS = {"score_pool4c": ("score_pool4", "upscore2"), "score": ("upscore16", "input")}
+
+    def __init__(self, n_class: int = 21, backbone: str = "vgg16", learnable_upsampling: bool = False,
+                 dtype: Any = np.float32):  # fmt: skip
+        super().__init__(n_class, backbone, learnable_upsampling, dtype)
+        n = self.n_class
+        self.upscore2 = _upsample(n, 2, learnable_upsampling, dtype)  # 1/16
+        self.score_pool4 = _zero_score(self.conv4_3.out_channels, n, dtype)  # 1/16
+        self.upscore16 = _upsample(n, 16, learnable_upsampling, dtype)  # 1/1
+        self.crop_offsets = crop_offsets(self)
+
+    def paths(self) -> dict[str, list[str]]:
+        upscore2 = self.trunk_names + ["score_fr", "upscore2"]
+        return {
+            "score_pool4": self.trunk_to("pool4") + ["score_pool4"],
+            "upscore2": upscore2,
+            "upscore16": upscore2 + ["upscore16"],
+        }
+
+    def forward(self, x: Tensor) -> Tensor:
+        pool4 = self._run(x, None, "pool4")  # 1/16
+        fc7 = self._run(pool4, "pool4", "drop7")  # 1/32
+        upscore2 = self.upscore2(self.score_fr(fc7))  # 1/16
+        score_pool4c = self._crop(self.score_pool4(pool4), upscore2, "score_pool4c")
+        upscore16 = self.upscore16(upscore2 + score_pool4c)  # 1/1
+        return self._crop(upscore16, x.shape[2:], "score")
+
+
+class FCN8s(FCN):
+    """FCN-8s (Sec. 4.2): FCN-16s's fused 1/16 scores, upsampled 2x, plus the scores of pool3, upsampled 8x.
+
+    The reference trains it in stages: FCN-32s, then FCN-16s initialised from
+    it, then FCN-8s from FCN-16s (``minifcn.surgery.stage``).
+    """
+
+    CROPS = {
+        "score_pool4c": ("score_pool4", "upscore2"),
+        "score_pool3c": ("score_pool3", "upscore_pool4"),
+        "score": ("upscore8", "input"),
+    }
+
+    def __init__(self, n_class: int = 21, backbone: str = "vgg16", learnable_upsampling: bool = False,
+                 dtype: Any = np.float32):  # fmt: skip
+        super().__init__(n_class, backbone, learnable_upsampling, dtype)
+        n = self.n_class
+        self.upscore2 = _upsample(n, 2, learnable_upsampling, dtype)  # 1/16
+        self.score_pool4 = _zero_score(self.conv4_3.out_channels, n, dtype)  # 1/16
+        self.upscore_pool4 = _upsample(n, 2, learnable_upsampling, dtype)  # 1/8
+        self.score_pool3 = _zero_score(self.conv3_3.out_channels, n, dtype)  # 1/8
+        self.upscore8 = _upsample(n, 8, learnable_upsampling, dtype)  # 1/1
+        self.crop_offsets = crop_offsets(self)
+
+    def paths(self) -> dict[str, list[str]]:
+        upscore2 = self.trunk_names + ["score_fr", "upscore2"]
+        upscore_pool4 = upscore2 + ["upscore_pool4"]
+        return {
+            "score_pool4": self.trunk_to("pool4") + self._scaled("scale_pool4") + ["score_pool4"],
+            "upscore2": upscore2,
+            "score_pool3": self.trunk_to("pool3") + self._scaled("scale_pool3") + ["score_pool3"],
+            "upscore_pool4": upscore_pool4,
+            "upscore8": upscore_pool4 + ["upscore8"],
+        }
+
+    def _scaled(self, name: str) -> list[str]:
+        return [name] if hasattr(self, name) else []
+
+    def _score_skip(self, pool: Tensor, which: str) -> Tensor:
+        """score_pool4(pool4) or score_pool3(pool3), through scale_pool4 / scale_pool3 when the net has them."""
+        scale = getattr(self, f"scale_{which}", None)
+        return getattr(self, f"score_{which}")(pool if scale is None else scale(pool))
+
+    def forward(self, x: Tensor) -> Tensor:
+        pool3 = self._run(x, None, "pool3")  # 1/8
+        pool4 = self._run(pool3, "pool3", "pool4")  # 1/16
+        fc7 = self._run(pool4, "pool4", "drop7")  # 1/32
+        upscore2 = self.upscore2(self.score_fr(fc7))  # 1/16
+        score_pool4c = self._crop(self._score_skip(pool4, "pool4"), upscore2, "score_pool4c")
+        upscore_pool4 = self.upscore_pool4(upscore2 + score_pool4c)  # 1/8
+        score_pool3c = self._crop(self._score_skip(pool3, "pool3"), upscore_pool4, "score_pool3c")
+        upscore8 = self.upscore8(upscore_pool4 + score_pool3c)  # 1/1
+        return self._crop(upscore8, x.shape[2:], "score")
+
+
+class FCN8sAtOnce(FCN8s):
+    """FCN-8s trained in one stage from ImageNet weights (the PAMI paper's "at-once" net).
+
+    Its only difference: pool4 is scaled by 0.01 and pool3 by 0.0001 before
+    they are scored, which stands in for the staged training's slow start of
+    the finer skips (the reference's Scale layers, fixed).
+    """
+
+    def __init__(self, n_class: int = 21, backbone: str = "vgg16", learnable_upsampling: bool = False,
+                 dtype: Any = np.float32):  # fmt: skip
+        super().__init__(n_class, backbone, learnable_upsampling, dtype)
+        self.scale_pool4 = nn.Scale(0.01)
+        self.scale_pool3 = nn.Scale(0.0001)
+        self.crop_offsets = crop_offsets(self)  # the same: scaling moves no unit
