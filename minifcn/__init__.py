@@ -10,9 +10,10 @@ Darrell) rebuilt from scratch with NumPy on the CPU and CuPy on NVIDIA GPUs.
 """
 
 from .autograd import Function, Tensor, is_grad_enabled, no_grad
+from .receptive import summary
 from .rng import manual_seed
 from .serialization import load, save
 
 __version__ = "0.1.0"
 
-__all__ = ["Tensor", "Function", "no_grad", "is_grad_enabled", "save", "load", "manual_seed", "__version__"]
+__all__ = ["Tensor", "Function", "no_grad", "is_grad_enabled", "save", "load", "manual_seed", "summary", "__version__"]

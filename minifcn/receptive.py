@@ -215,6 +215,9 @@ def crop_offsets(model: Module) -> dict[str, int]:
     paths = model.paths()
     offsets = {}
     for crop, (cropped, reference) in model.CROPS.items():
+        for name in (cropped, reference):
+            if name != "input" and name not in paths:
+                raise ValueError(f"receptive: crop {crop} needs the map {name!r}, but {type(model).__name__}.paths() has no chain for it")
         per_axis = []
         for axis in (0, 1):
             a = field_of(model, paths[cropped], axis)

@@ -1,0 +1,169 @@
+"""minifcn.receptive: the traced fields are the real ones, and the crops come out as the reference's."""
+
+from fractions import Fraction
+
+import numpy as np
+import pytest
+
+import minifcn as mf
+import minifcn.nn as nn
+from minifcn import receptive
+from minifcn.models import FCN8s, FCN8sAtOnce, FCN16s, FCN32s, VGG16
+
+
+@pytest.mark.parametrize("backbone", ["vgg16", "tiny"])
+def test_crop_offsets_are_the_reference_values(backbone, monkeypatch):
+    # Building VGG16 nets only to read their geometry: skip the 134M random weights.
+    monkeypatch.setattr(nn.init.rng, "normal", lambda std, shape, dtype=np.float32: np.zeros(shape, dtype))
+    monkeypatch.setattr(nn.init.rng, "uniform", lambda lo, hi, shape, dtype=np.float32: np.zeros(shape, dtype))
+    assert FCN32s(backbone=backbone).crop_offsets == {"score": 19}
+    assert FCN16s(backbone=backbone).crop_offsets == {"score_pool4c": 5, "score": 27}
+    expected = {"score_pool4c": 5, "score_pool3c": 9, "score": 31}
+    assert FCN8s(backbone=backbone).crop_offsets == expected
+    assert FCN8sAtOnce(backbone=backbone).crop_offsets == expected
+
+
+def test_alexnet_crop_is_the_reference_18():
+    assert FCN32s(n_class=2, backbone="alexnet").crop_offsets == {"score": 18}
+
+
+def test_trace_of_vgg16_stages():
+    rows = receptive.trace(FCN8s(n_class=2, backbone="tiny"), input_size=500)
+    # Size, jump and offset of each stage, worked out by hand from the layer rule.
+    expected = {"conv1_1": (3, 1, -99), "pool1": (6, 2, -98.5), "pool2": (16, 4, -97.5), "pool3": (44, 8, -95.5),
+                "pool4": (100, 16, -91.5), "pool5": (212, 32, -83.5), "fc6": (404, 32, 12.5),
+                "upscore2": (436, 16, -11.5), "upscore8": (460, 1, -31)}  # fmt: skip
+    for name, (size, jump, offset) in expected.items():
+        f = rows[name].field
+        assert (f.size, f.jump, f.offset) == (size, jump, Fraction(offset)), name
+    assert rows["conv1_1"].length == 698 and rows["pool5"].length == 22 and rows["fc7"].length == 16
+    text = str(rows)
+    assert "pool4" in text and "-91.5" in text and text.splitlines()[0].split()[:4] == ["layer", "kind", "kernel", "stride"]
+
+
+def _positive_trunk(model, upto, pool_kind):
+    """The trunk of ``model`` up to ``upto`` as a list of layers, with positive weights (every ReLU passes),
+    and max pooling replaced by average pooling of the same geometry when pool_kind is 'avg'."""
+    layers = []
+    for name in model.trunk_to(upto):
+        layer = getattr(model, name)
+        if isinstance(layer, nn.MaxPool2d) and pool_kind == "avg":
+            layer = nn.AvgPool2d(layer.kernel_size, layer.stride, layer.padding, layer.ceil_mode)
+        layers.append((name, layer))
+    return layers
+
+
+def _run(layers, x):
+    for _, layer in layers:
+        x = layer(x)
+    return x
+
+
+def _expected_support(field, u, length):
+    lo, hi = field.extent(u)
+    inside = np.zeros(length, bool)
+    inside[max(0, int(np.ceil(lo))) : min(length - 1, int(np.floor(hi))) + 1] = True
+    return inside
+
+
+@pytest.mark.parametrize("layer", ["pool1", "conv2_2", "pool3", "conv4_3", "pool4"])
+def test_gradient_of_one_unit_is_nonzero_exactly_inside_its_traced_field(layer, rng):
+    """Positive weights, positive input, average pooling (same geometry as the max pooling it replaces, so
+    the same fields): every path from a pixel to the unit carries a positive product, so the gradient is
+    positive exactly where the unit's field covers the image, and zero elsewhere."""
+    model = FCN8s(n_class=2, backbone="tiny", dtype=np.float64).eval()
+    for p in model.parameters():
+        p.data = np.abs(p.data) + 0.01
+    layers = _positive_trunk(model, layer, "avg")
+    H, W = 100, 76
+    x = mf.Tensor(rng.uniform(0.5, 1.0, (1, 3, H, W)), requires_grad=True)
+    y = _run(layers, x)
+    fy, fx = receptive.trace(model, H, axis=0)[layer].field, receptive.trace(model, W, axis=1)[layer].field
+    u, v = y.shape[2] // 2, y.shape[3] // 2 + 1  # a unit near the middle
+    lo, hi = fy.extent(u)
+    assert 0 < lo or hi < H - 1 or layer == "pool4"  # the field's edge falls inside the image, so it is tested
+    g = np.zeros(y.shape)
+    g[0, 0, u, v] = 1.0
+    y.backward(g)
+    support = x.grad[0].sum(axis=0) > 0
+    expected = np.outer(_expected_support(fy, u, H), _expected_support(fx, v, W))
+    np.testing.assert_array_equal(support, expected)
+
+
+def test_max_pool_fields_by_lighting_one_pixel(rng):
+    """With max pooling the gradient follows only the argmax, so probe dependence instead: all-ones weights,
+    zero biases, a black image with one lit pixel. A unit lights up exactly when the pixel is in its field."""
+    model = FCN8s(n_class=2, backbone="tiny", dtype=np.float64).eval()
+    for name, p in model.named_parameters():
+        p.data = np.zeros_like(p.data) if name.endswith("bias") else np.ones_like(p.data)
+    H = W = 64
+    rows = receptive.trace(model, H)
+    for layer in ("pool2", "pool3", "pool4"):
+        layers = _positive_trunk(model, layer, "max")
+        f = rows[layer].field
+        for py, px in rng.integers(0, H, size=(4, 2)):
+            x = np.zeros((1, 3, H, W))
+            x[0, :, py, px] = 1.0
+            lit = _run(layers, mf.Tensor(x)).data[0, 0] > 0
+            centres = f.offset + f.jump * np.arange(lit.shape[0])
+            sees = np.abs(centres - np.array([py, px])[:, None]) <= (f.size - 1) / 2  # (2, units)
+            np.testing.assert_array_equal(lit, np.outer(sees[0], sees[1]), err_msg=f"{layer}, pixel {(py, px)}")
+
+
+def test_summary_shapes_match_a_real_forward(rng):
+    model = FCN8s(n_class=3, backbone="tiny").eval()
+    x = mf.Tensor(rng.standard_normal((2, 3, 45, 61)).astype(np.float32))
+    table = mf.summary(model, x.shape)
+    shapes = {name: shape for name, _, shape, *_ in table}
+    for name in model.trunk_names:
+        assert shapes[name] == model._run(x, None, name).shape, name
+    assert shapes["upscore8"][:2] == (2, 3)
+    assert table.total_params == sum(p.size for p in model.parameters())
+    assert table.crops == {"score_pool4c": 5, "score_pool3c": 9, "score": 31}
+    assert "total parameters" in str(table)
+
+
+def test_summary_of_a_classifier_follows_into_the_fully_connected_head():
+    table = mf.summary(VGG16(n_class=10, backbone="tiny"), (1, 3, 224, 224))
+    shapes = {name: shape for name, _, shape, *_ in table}
+    assert shapes["pool5"] == (1, 64, 7, 7) and shapes["flatten"] == (1, 64 * 49) and shapes["fc8"] == (1, 10)
+
+
+def test_crop_that_cannot_align_is_an_error():
+    class Misaligned(nn.Module):
+        CROPS = {"score": ("up", "input")}
+
+        def __init__(self):
+            super().__init__()
+            self.conv = nn.Conv2d(3, 2, 4)  # even kernel: centres fall between pixels
+            self.up = nn.ConvTranspose2d(2, 2, 2, stride=1)
+
+        def paths(self):
+            return {"up": ["conv", "up"]}
+
+    with pytest.raises(ValueError, match=r"crop score: up would need offset -1 to align with input"):
+        receptive.crop_offsets(Misaligned())
+
+    class OtherGrid(Misaligned):
+        CROPS = {"score": ("conv", "input")}
+
+        def __init__(self):
+            super().__init__()
+            self.conv = nn.Conv2d(3, 2, 3, stride=2)
+
+        def paths(self):
+            return {"conv": ["conv"]}
+
+    with pytest.raises(ValueError, match=r"conv \(jump 2\) and input \(jump 1\) are on different grids"):
+        receptive.crop_offsets(OtherGrid())
+
+    class NoChain(Misaligned):
+        CROPS = {"score": ("nowhere", "input")}
+
+    with pytest.raises(ValueError, match=r"crop score needs the map 'nowhere', but NoChain.paths\(\) has no chain"):
+        receptive.crop_offsets(NoChain())
+
+
+def test_tracing_an_unknown_layer_names_it():
+    with pytest.raises(TypeError, match=r"cannot trace layer fc = Linear\(3, 2, bias=True\)"):
+        receptive.step(receptive.INPUT, nn.Sequential({"fc": nn.Linear(3, 2)}).fc)
