@@ -10,7 +10,7 @@ stride of 32 pixels and shares the overlapping computation.
 Sec. 4.2: the reference trains FCN-32s from the ImageNet classifier, then
 FCN-16s from FCN-32s, then FCN-8s from FCN-16s, each time copying the
 layers the nets share by name (``transplant``, ``stage``); the new skip layers
-start at zero, so the finer net starts out predicting what the coarser one did.
+start at zero, so the finer net starts out from what the coarser one predicted.
 """
 
 from __future__ import annotations
@@ -128,7 +128,11 @@ def stage(earlier: FCN, model: FCN) -> Transplanted:
 
     FCN-16s from FCN-32s copies the trunk and score_fr; FCN-8s from FCN-16s
     also copies upscore2 and score_pool4. The layers that are new to the finer
-    net keep their initial values: zero scores and bilinear upsampling.
+    net keep their initial values: zero scores and bilinear upsampling. So
+    the finer net starts from the coarser one's 1/32 scores with skips that add
+    nothing; its first predictions differ from the coarser net's only in that
+    it upsamples them in bilinear steps (2x then 16x) rather than in one
+    (32x), which bends the interpolation at other points.
     """
     for m in (earlier, model):
         if type(m).__name__ not in _STAGES:
