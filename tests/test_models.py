@@ -215,3 +215,10 @@ def test_dropout_is_active_in_training_only(rng):
     b = model(x).data
     assert not np.allclose(a, b)
     np.testing.assert_array_equal(model.eval()(x).data, model(x).data)
+
+
+def test_classifier_input_and_backbone_errors():
+    with pytest.raises(ValueError, match=r"VGG16: input must be \(N, 3, H, W\), got shape \(3, 224, 224\)"):
+        VGG16(backbone="tiny")(mf.Tensor(np.zeros((3, 224, 224), np.float32)))
+    with pytest.raises(ValueError, match="unknown VGG16 backbone 'resnet'; choose 'vgg16' or 'tiny'"):
+        VGG16(backbone="resnet")

@@ -167,3 +167,21 @@ def test_crop_that_cannot_align_is_an_error():
 def test_tracing_an_unknown_layer_names_it():
     with pytest.raises(TypeError, match=r"cannot trace layer fc = Linear\(3, 2, bias=True\)"):
         receptive.step(receptive.INPUT, nn.Sequential({"fc": nn.Linear(3, 2)}).fc)
+
+
+def test_crop_offsets_must_agree_along_both_axes_and_summary_checks_its_shape():
+    class Lopsided(nn.Module):
+        CROPS = {"score": ("conv", "input")}
+
+        def __init__(self, padding):
+            super().__init__()
+            self.conv = nn.Conv2d(3, 2, (3, 5), padding=padding)
+
+        def paths(self):
+            return {"conv": ["conv"]}
+
+    assert receptive.crop_offsets(Lopsided((1, 2))) == {"score": 0}
+    with pytest.raises(ValueError, match=r"crop score: offsets differ along height and width: \[0, 1\]"):
+        receptive.crop_offsets(Lopsided((1, 3)))
+    with pytest.raises(ValueError, match=r"input_shape must be \(N, C, H, W\), got \(3, 8, 8\)"):
+        mf.summary(Lopsided((1, 2)), (3, 8, 8))

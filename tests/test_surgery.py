@@ -171,3 +171,12 @@ def test_set_n_class_resets_scores_and_upsampling_and_keeps_the_trunk(rng):
     assert classifier.fc8.weight.shape == (10, 128)
     with pytest.raises(ValueError, match="n_class must be a positive integer, got -1"):
         surgery.set_n_class(model, -1)
+
+
+def test_surgery_errors_name_the_layer():
+    broken = Unpadded()
+    broken.fc6 = nn.Linear(44, 6, dtype=np.float64)
+    with pytest.raises(ValueError, match=r"fc6 takes 44 features, but the grid before it is 5 x 3 x 3 = 45"):
+        surgery.convolutionalize(broken)
+    with pytest.raises(TypeError, match="expected an FCN or a classifier from minifcn.models, got Sequential"):
+        surgery.set_n_class(nn.Sequential(nn.ReLU()), 3)

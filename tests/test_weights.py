@@ -270,3 +270,39 @@ def test_files_written_by_torch_itself(tmp_path, rng):
         model = AlexNet(n_class=4).eval()
         model.load_state_dict(weights.read(tmp_path / "alexnet.pth"))
         np.testing.assert_array_equal(model(x).data, reference(x).data)
+
+
+def test_damaged_torch_files_name_what_is_wrong(tmp_path):
+    entries = [("t", ("0", 4, 0, (4,), (1,)))]
+    with zipfile.ZipFile(tmp_path / "nostorage.pth", "w") as z:
+        z.writestr("archive/data.pkl", _state_pickle(entries))
+    with pytest.raises(ValueError, match=r"storage 0 is missing \(archive/data/0\)"):
+        weights.read_torch_state(tmp_path / "nostorage.pth")
+    write_torch_zip(tmp_path / "short.pth", None, "little", entries, {"0": np.zeros(3, np.float32)})
+    with pytest.raises(ValueError, match="storage 0 holds 3 elements, the pickle says 4"):
+        weights.read_torch_state(tmp_path / "short.pth")
+    with zipfile.ZipFile(tmp_path / "two.pth", "w") as z:
+        z.writestr("a/data.pkl", b"")
+        z.writestr("b/data.pkl", b"")
+    with pytest.raises(ValueError, match="holds one data.pkl, found 2"):
+        weights.read_torch_state(tmp_path / "two.pth")
+    with zipfile.ZipFile(tmp_path / "list.pth", "w") as z:
+        z.writestr("archive/data.pkl", pickle.dumps([1, 2], protocol=2))
+    with pytest.raises(ValueError, match="expected a state dict"):
+        weights.read_torch_state(tmp_path / "list.pth")
+    with zipfile.ZipFile(tmp_path / "pid.pth", "w") as z:
+        z.writestr("archive/data.pkl", b"\x80\x02" + _tuple([_str("module"), _str("x")]) + b"Q.")
+    with pytest.raises(pickle.UnpicklingError, match="unexpected persistent id"):
+        weights.read_torch_state(tmp_path / "pid.pth")
+    write_torch_legacy(tmp_path / "legacy.pth", {"w": np.arange(6, dtype=np.float32)})
+    data = (tmp_path / "legacy.pth").read_bytes()
+    (tmp_path / "cut.pth").write_bytes(data[:-8])
+    with pytest.raises(ValueError, match="the file ends inside storage 0"):
+        weights.read_torch_state(tmp_path / "cut.pth")
+
+
+def test_caffe_wire_format_errors():
+    with pytest.raises(ValueError, match="varint runs past the end"):
+        list(weights._fields(memoryview(b"\x80")))
+    with pytest.raises(ValueError, match="unsupported protobuf wire type 3"):
+        list(weights._fields(memoryview(_varint(1 << 3 | 3))))
