@@ -1,0 +1,62 @@
+"""The built-in Shapes dataset: deterministic, split-disjoint, every class present, class not in colour."""
+
+import numpy as np
+import pytest
+
+from minifcn.data import SHAPES_CLASSES, Shapes
+
+
+def test_items_are_deterministic_and_well_formed():
+    a, b = Shapes("train", size=48), Shapes("train", size=48)
+    image, label = a[7]
+    assert image.shape == (48, 48, 3) and image.dtype == np.uint8
+    assert label.shape == (48, 48) and label.dtype == np.int64
+    np.testing.assert_array_equal(image, b[7][0])
+    np.testing.assert_array_equal(label, b[7][1])
+    assert not np.array_equal(image, a[8][0])
+    assert len(a) == 2000 and len(Shapes("val")) == 100
+
+
+def test_splits_and_seeds_differ():
+    train, val, other = Shapes("train"), Shapes("val"), Shapes("train", seed=1)
+    assert not np.array_equal(train[0][0], val[0][0])
+    assert not np.array_equal(train[0][0], other[0][0])
+
+
+def test_every_class_occurs_and_thin_shapes_are_thin():
+    ds = Shapes("train", size=64)
+    labels = np.stack([ds[i][1] for i in range(200)])
+    counts = np.bincount(labels.ravel(), minlength=6)
+    assert (counts > 0).all() and SHAPES_CLASSES[4:] == ("ring", "bar")
+    # A ring or bar pixel has background within 3 pixels far more often than a disc pixel does.
+    def near_other(cls):
+        mask = labels == cls
+        shifted = np.zeros_like(mask)
+        for d in (-3, 3):
+            shifted |= np.roll(labels, d, axis=1) != cls
+            shifted |= np.roll(labels, d, axis=2) != cls
+        return (mask & shifted).sum() / mask.sum()
+    assert near_other(5) > 0.9 and near_other(4) > 0.9 and near_other(1) < 0.6
+
+
+def test_colour_does_not_give_the_class_away():
+    """The mean colour of each shape class is about the same: a net has to learn shapes."""
+    ds = Shapes("train", size=64)
+    sums, counts = np.zeros((6, 3)), np.zeros(6)
+    for i in range(300):
+        image, label = ds[i]
+        for c in range(1, 6):
+            m = label == c
+            sums[c] += image[m].sum(axis=0)
+            counts[c] += m.sum()
+    means = sums[1:] / counts[1:, None]
+    assert np.ptp(means, axis=0).max() < 40  # colours are uniform over 0..255 for every class
+
+
+def test_bad_arguments():
+    with pytest.raises(ValueError, match="split must be one of train, val, test, got 'dev'"):
+        Shapes("dev")
+    with pytest.raises(IndexError, match=r"index 5 out of range \[0, 5\)"):
+        Shapes("val", length=5)[5]
+    with pytest.raises(ValueError, match="size must be at least 16"):
+        Shapes(size=8)
