@@ -23,7 +23,7 @@ from . import nn
 from .backend import to_device
 from .models import FCN, Classifier
 from .models.backbones import linear
-from .models.fcn import _upsample, _zero_score
+from .models.fcn import upsampling_layer, zero_score_layer
 from .receptive import trace
 
 
@@ -161,10 +161,10 @@ def set_n_class(model: nn.Module, n_class: int) -> nn.Module:
         for name, layer in list(model._modules.items()):
             dtype = layer.weight.dtype if hasattr(layer, "weight") else None
             if isinstance(layer, nn.ConvTranspose2d):
-                setattr(model, name, _upsample(n_class, layer.stride[0], model.learnable_upsampling, dtype,
+                setattr(model, name, upsampling_layer(n_class, layer.stride[0], model.learnable_upsampling, dtype,
                                                layer.kernel_size[0]))  # fmt: skip
             elif name.startswith("score"):
-                setattr(model, name, _zero_score(layer.in_channels, n_class, dtype))
+                setattr(model, name, zero_score_layer(layer.in_channels, n_class, dtype))
     elif isinstance(model, Classifier):
         model.fc8 = linear(model.fc8.in_features, n_class, model.fc8.weight.dtype)
     else:

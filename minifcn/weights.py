@@ -219,7 +219,8 @@ def _read_torch_legacy(path: str) -> Any:
             raise ValueError(f"{path}: neither a zip nor a legacy PyTorch checkpoint ({e})") from None
         if magic != _LEGACY_MAGIC:
             raise ValueError(f"{path}: not a PyTorch checkpoint (not a zip, and no legacy magic number)")
-        _protocol, sys_info = next_pickle(), next_pickle()
+        next_pickle()  # the format's protocol version (1001); nothing depends on it
+        sys_info = next_pickle()
         if isinstance(sys_info, dict) and not sys_info.get("little_endian", True):
             raise ValueError(f"{path}: a big-endian legacy checkpoint; re-save it with a current PyTorch")
         state, keys = next_pickle(), next_pickle()

@@ -34,14 +34,14 @@ from ..receptive import crop_offsets
 from .backbones import BACKBONES, conv, fcn_trunk
 
 
-def _zero_score(in_channels: int, n_class: int, dtype: Any) -> nn.Conv2d:
+def zero_score_layer(in_channels: int, n_class: int, dtype: Any) -> nn.Conv2d:
     """A 1x1 scoring convolution, zero-initialised (the reference's choice, Sec. 4.2)."""
     layer = conv(in_channels, n_class, 1, dtype=dtype)
     layer.weight.data = np.zeros_like(layer.weight.data)
     return layer
 
 
-def _upsample(n_class: int, factor: int, learnable: bool, dtype: Any, kernel_size: int | None = None) -> nn.ConvTranspose2d:
+def upsampling_layer(n_class: int, factor: int, learnable: bool, dtype: Any, kernel_size: int | None = None) -> nn.ConvTranspose2d:
     """Upsampling by ``factor``: a transposed convolution (kernel 2f, stride f, no bias) set to bilinear
     interpolation of each class by itself (Sec. 3.3). Fixed (lr_mult 0, no gradient) unless learnable."""
     k = kernel_size or 2 * factor
@@ -78,7 +78,7 @@ class FCN(nn.Module):
         for name, layer in layers.items():
             setattr(self, name, layer)
         self.trunk_names = list(layers)
-        self.score_fr = _zero_score(fc_width, self.n_class, dtype)  # 1/32
+        self.score_fr = zero_score_layer(fc_width, self.n_class, dtype)  # 1/32
 
     def trunk_to(self, name: str) -> list[str]:
         """The trunk's layer names from the input up to and including ``name`` (e.g. 'pool4')."""
@@ -111,7 +111,7 @@ class FCN32s(FCN):
         super().__init__(n_class, backbone, learnable_upsampling, dtype)
         # AlexNet's reference net upsamples with a 63x63 kernel (stride 32); VGG16's with 64x64.
         kernel = 63 if backbone == "alexnet" else 64
-        self.upscore = _upsample(self.n_class, 32, learnable_upsampling, dtype, kernel)  # 1/1
+        self.upscore = upsampling_layer(self.n_class, 32, learnable_upsampling, dtype, kernel)  # 1/1
         self.crop_offsets = crop_offsets(self)
 
     def paths(self) -> dict[str, list[str]]:
@@ -132,9 +132,9 @@ class FCN16s(FCN):
                  dtype: Any = np.float32):  # fmt: skip
         super().__init__(n_class, backbone, learnable_upsampling, dtype)
         n = self.n_class
-        self.upscore2 = _upsample(n, 2, learnable_upsampling, dtype)  # 1/16
-        self.score_pool4 = _zero_score(self.conv4_3.out_channels, n, dtype)  # 1/16
-        self.upscore16 = _upsample(n, 16, learnable_upsampling, dtype)  # 1/1
+        self.upscore2 = upsampling_layer(n, 2, learnable_upsampling, dtype)  # 1/16
+        self.score_pool4 = zero_score_layer(self.conv4_3.out_channels, n, dtype)  # 1/16
+        self.upscore16 = upsampling_layer(n, 16, learnable_upsampling, dtype)  # 1/1
         self.crop_offsets = crop_offsets(self)
 
     def paths(self) -> dict[str, list[str]]:
@@ -171,11 +171,11 @@ class FCN8s(FCN):
                  dtype: Any = np.float32):  # fmt: skip
         super().__init__(n_class, backbone, learnable_upsampling, dtype)
         n = self.n_class
-        self.upscore2 = _upsample(n, 2, learnable_upsampling, dtype)  # 1/16
-        self.score_pool4 = _zero_score(self.conv4_3.out_channels, n, dtype)  # 1/16
-        self.upscore_pool4 = _upsample(n, 2, learnable_upsampling, dtype)  # 1/8
-        self.score_pool3 = _zero_score(self.conv3_3.out_channels, n, dtype)  # 1/8
-        self.upscore8 = _upsample(n, 8, learnable_upsampling, dtype)  # 1/1
+        self.upscore2 = upsampling_layer(n, 2, learnable_upsampling, dtype)  # 1/16
+        self.score_pool4 = zero_score_layer(self.conv4_3.out_channels, n, dtype)  # 1/16
+        self.upscore_pool4 = upsampling_layer(n, 2, learnable_upsampling, dtype)  # 1/8
+        self.score_pool3 = zero_score_layer(self.conv3_3.out_channels, n, dtype)  # 1/8
+        self.upscore8 = upsampling_layer(n, 8, learnable_upsampling, dtype)  # 1/1
         self.crop_offsets = crop_offsets(self)
 
     def paths(self) -> dict[str, list[str]]:
