@@ -1,6 +1,18 @@
-"""Datasets: the built-in synthetic Shapes (the default); PASCAL VOC, SBD and plain folders follow."""
+"""Datasets and batches: the built-in synthetic Shapes (the default), PASCAL VOC, SBD, plain folders.
 
+Every dataset's item i is (uint8 RGB image (H, W, 3), int64 label (H, W)),
+with 255 marking pixels to ignore; ``classes`` names the classes and
+``n_class`` counts them. ``Augment`` and ``BatchLoader`` turn a dataset into
+training batches.
+"""
+
+from .files import IGNORE, DataError
+from .folder import FolderSegmentation
+from .loader import BatchLoader
 from .shapes import CLASSES as SHAPES_CLASSES
 from .shapes import Shapes
+from .transforms import Augment
+from .voc import VOC_CLASSES, SBDSegmentation, VOCSegmentation
 
-__all__ = ["Shapes", "SHAPES_CLASSES"]
+__all__ = ["Shapes", "SHAPES_CLASSES", "VOCSegmentation", "SBDSegmentation", "VOC_CLASSES", "FolderSegmentation",
+           "DataError", "IGNORE", "Augment", "BatchLoader"]  # fmt: skip

@@ -1,13 +1,16 @@
 """Shapes: the built-in synthetic segmentation set, so that an FCN can learn without a download.
 
-Each image holds one to four shapes of five classes over a textured, noisy
+Each image holds one to five shapes of five classes over a textured, noisy
 background:
 
     1 disc, 2 square, 3 triangle (filled)     4 ring, 5 bar (thin)
 
 Every shape gets a random colour, independent of its class, so a network
-must learn the shape, not the colour. Rings and bars are a few pixels
-thick: they are where FCN-8s's finer skips should beat FCN-32s (Sec. 4.2).
+must learn the shape, not the colour. Shapes are 12-22% of the image
+across; rings and bars are about S/16 thick (8 pixels at S = 128, one cell
+of FCN-8s's finest, stride-8 scores, a quarter of FCN-32s's): they are where
+the finer skips should beat FCN-32s (Sec. 4.2). Thinner lines than a
+stride-8 cell could not be drawn by any FCN's bilinear upsampling.
 
 Item i of a split is drawn from its own generator, seeded by (seed, split,
 i): the dataset is the same on every machine and in every run, needs no
@@ -62,7 +65,7 @@ def _shape_mask(cls: int, rng: np.random.Generator, S: int) -> np.ndarray:
     """A boolean (S, S) mask of one shape of class ``cls`` at a random place, size and angle."""
     y, x = np.mgrid[0:S, 0:S].astype(np.float64) + 0.5
     cy, cx = rng.uniform(0.15 * S, 0.85 * S, size=2)
-    r = rng.uniform(0.1, 0.2) * S
+    r = rng.uniform(0.12, 0.22) * S
     theta = rng.uniform(0, np.pi)
     u = (x - cx) * np.cos(theta) + (y - cy) * np.sin(theta)  # coordinates along and across the shape
     v = -(x - cx) * np.sin(theta) + (y - cy) * np.cos(theta)
@@ -77,7 +80,7 @@ def _shape_mask(cls: int, rng: np.random.Generator, S: int) -> np.ndarray:
             a = theta + 2 * np.pi * k / 3
             inside &= (x - cx) * np.cos(a) + (y - cy) * np.sin(a) <= 0.5 * r
         return inside
-    thickness = max(2.0, 0.22 * r)
+    thickness = max(S / 16, 0.45 * r)  # about one stride-8 cell at S = 128
     if cls == 4:  # ring
         return np.abs(d - r) <= thickness / 2
     return (np.abs(u) <= 1.2 * r) & (np.abs(v) <= thickness / 2)  # bar
@@ -87,7 +90,7 @@ def render(rng: np.random.Generator, S: int) -> tuple[np.ndarray, np.ndarray]:
     """One image and its label map, drawn from ``rng``. Later shapes cover earlier ones."""
     image = _background(rng, S)
     label = np.zeros((S, S), np.int64)
-    for _ in range(rng.integers(1, 5)):
+    for _ in range(rng.integers(1, 6)):
         cls = int(rng.integers(1, len(CLASSES)))
         mask = _shape_mask(cls, rng, S)
         if not mask.any():

@@ -9,3 +9,17 @@ from .classifiers import AlexNet, Classifier, VGG16
 from .fcn import FCN, FCN8s, FCN8sAtOnce, FCN16s, FCN32s
 
 __all__ = ["VGG16", "AlexNet", "Classifier", "FCN", "FCN32s", "FCN16s", "FCN8s", "FCN8sAtOnce", "BACKBONES"]
+
+MODELS = {"fcn32s": FCN32s, "fcn16s": FCN16s, "fcn8s": FCN8s, "fcn8s-atonce": FCN8sAtOnce}
+
+
+def build_fcn(model: str, n_class: int, backbone: str = "vgg16", learnable_upsampling: bool = False) -> FCN:
+    """An FCN by its command-line name: 'fcn32s', 'fcn16s', 'fcn8s' or 'fcn8s-atonce'."""
+    if model not in MODELS:
+        raise ValueError(f"unknown model {model!r}; choose one of {', '.join(MODELS)}")
+    if backbone == "alexnet" and model != "fcn32s":
+        raise ValueError(f"backbone 'alexnet' exists for fcn32s only (the paper's FCN-AlexNet), not {model}")
+    return MODELS[model](n_class=n_class, backbone=backbone, learnable_upsampling=learnable_upsampling)
+
+
+__all__ += ["MODELS", "build_fcn"]

@@ -1,0 +1,75 @@
+"""Training checkpoints: one .npz holding the model, the optimiser, the RNG state and metadata.
+
+    model.<name>     the model's state_dict (conv1_1.weight, ...)
+    optim.<name>     the optimiser's state_dict (momentum buffers, lr, ...)
+    meta             a JSON string: model, backbone, n_class, classes,
+                     preprocessing, iteration, the run's config, the RNG state
+
+Written atomically by :func:`minifcn.save` (a temporary file, then a
+rename), from host arrays, so a checkpoint never depends on the device it
+was saved from, and a crash while saving leaves the previous one intact.
+``numpy.load`` reads it without minifcn.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from . import nn
+from .models import MODELS, FCN, build_fcn
+from .serialization import load, save
+
+
+@dataclass
+class Checkpoint:
+    """A checkpoint as read back: ``model`` and ``optim`` state dicts and the ``meta`` dict."""
+
+    path: str
+    model: dict[str, np.ndarray]
+    optim: dict[str, np.ndarray] = field(default_factory=dict)
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
+def save_checkpoint(path: str, model: nn.Module, optimizer: Any = None, meta: dict[str, Any] | None = None) -> None:
+    """Write ``model`` (and ``optimizer``, and ``meta``) to ``path`` atomically."""
+    state: dict[str, Any] = {f"model.{k}": v for k, v in model.state_dict().items()}
+    if optimizer is not None:
+        state.update({f"optim.{k}": v for k, v in optimizer.state_dict().items()})
+    state["meta"] = json.dumps(meta or {})
+    save(path, state)
+
+
+def load_checkpoint(path: str) -> Checkpoint:
+    """Read a checkpoint written by :func:`save_checkpoint`; anything else is an error naming the file."""
+    path = os.fspath(path)
+    arrays = load(path)
+    if "meta" not in arrays:
+        raise ValueError(f"{path!r} is not a minifcn checkpoint (it has no 'meta' entry; "
+                         f"it holds {', '.join(sorted(arrays)[:5])}{', ...' if len(arrays) > 5 else ''})")  # fmt: skip
+    try:
+        meta = json.loads(str(arrays["meta"]))
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{path!r}: its metadata is not valid JSON ({e})") from None
+    model = {k[len("model."):]: v for k, v in arrays.items() if k.startswith("model.")}
+    optim = {k[len("optim."):]: v for k, v in arrays.items() if k.startswith("optim.")}
+    return Checkpoint(path, model, optim, meta)
+
+
+def model_from_checkpoint(checkpoint: Checkpoint) -> FCN:
+    """The FCN that ``checkpoint`` describes (its meta's model, backbone, n_class), with its weights."""
+    meta = checkpoint.meta
+    missing = [k for k in ("model", "backbone", "n_class") if k not in meta]
+    if missing or meta["model"] not in MODELS:
+        raise ValueError(f"{checkpoint.path!r}: its metadata does not describe an FCN (missing {missing}, "
+                         f"model {meta.get('model')!r}); was it written by python -m minifcn.train?")  # fmt: skip
+    model = build_fcn(meta["model"], int(meta["n_class"]), meta["backbone"], bool(meta.get("learnable_upsampling")))
+    try:
+        model.load_state_dict(checkpoint.model)
+    except ValueError as e:
+        raise ValueError(f"{checkpoint.path!r}: {e}") from None
+    return model

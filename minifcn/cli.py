@@ -1,0 +1,103 @@
+"""What the three command lines share: error reporting, device choice, datasets by name.
+
+User mistakes (a missing folder, a bad flag value, a checkpoint of another
+network) end the command with one line on stderr,
+
+    minifcn: error: <what was wrong, naming the file, flag or value>
+
+and a non-zero exit status, without a traceback; ``--debug`` shows the
+traceback instead. Anything else is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from typing import Any, Callable, Sequence
+
+from .backend import cuda_available
+from .data import DataError, FolderSegmentation, SBDSegmentation, Shapes, VOCSegmentation
+
+DATASETS = ("shapes", "voc", "sbd", "folder")
+
+
+class UserError(Exception):
+    """A mistake in how a command was called; its message is shown as ``minifcn: error: ...``."""
+
+
+# Errors that the package raises for bad input; shown as one line.
+USER_ERRORS = (UserError, DataError, ValueError, FileNotFoundError, PermissionError, IsADirectoryError)
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse, with its usage errors in the ``minifcn: error: ...`` form."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        print(f"minifcn: error: {message} (see python -m {self.prog} --help)", file=sys.stderr)
+        raise SystemExit(2)
+
+
+def one_line(message: str) -> str:
+    return " ".join(part.strip() for part in str(message).splitlines() if part.strip())
+
+
+def run(main: Callable[[Sequence[str] | None], int | None], argv: Sequence[str] | None = None) -> int:
+    """Run a command's ``main(argv)``, turning user errors into one line and an exit status."""
+    args = sys.argv[1:] if argv is None else list(argv)
+    try:
+        return main(args) or 0
+    except USER_ERRORS as e:
+        if "--debug" in args:
+            raise
+        print(f"minifcn: error: {one_line(str(e))}", file=sys.stderr)
+        return 1
+
+
+def pick_device(name: str) -> tuple[str, str]:
+    """(device, why): 'auto' is 'cuda' when CuPy sees a GPU, else 'cpu'."""
+    if name == "cpu":
+        return "cpu", "asked for"
+    if name == "cuda":
+        if not cuda_available():
+            raise UserError("--device cuda: no CUDA device is usable (CuPy is not installed or sees no GPU); "
+                            "install minifcn with the cuda12 or cuda13 extra, or use --device cpu")  # fmt: skip
+        return "cuda", "asked for"
+    if name == "auto":
+        return ("cuda", "a GPU was found") if cuda_available() else ("cpu", "no GPU found")
+    raise UserError(f"--device must be auto, cpu or cuda, not {name!r}")
+
+
+def add_data_arguments(p: argparse.ArgumentParser, dataset_default: Any = "shapes") -> None:
+    g = p.add_argument_group("data")
+    g.add_argument("--dataset", choices=DATASETS, default=dataset_default,
+                   help="shapes (built in, the default), voc, sbd, or folder")
+    g.add_argument("--data-root", help="voc: the devkit (holding VOC2012/); sbd: the folder holding dataset/; "
+                   "folder: a folder holding <split>/images and <split>/labels")
+    g.add_argument("--voc-root", help="sbd's seg11valid split: the VOC2011 devkit")
+    g.add_argument("--n-class", type=int, help="number of classes (folder datasets; checked against the others)")
+    g.add_argument("--image-size", type=int, default=None, help="shapes: the image size (default 64)")  # fmt: skip
+
+
+def build_dataset(kind: str, split: str, root: str | None = None, n_class: int | None = None,
+                  voc_root: str | None = None, image_size: int | None = None) -> Any:  # fmt: skip
+    """A dataset by its command-line name and split; errors name the flag or the file."""
+    if kind == "shapes":
+        if root is not None:
+            raise UserError("--data-root is for voc, sbd and folder; the shapes dataset is generated, not read")
+        data = Shapes(split, size=image_size or 64)
+    elif root is None:
+        raise UserError(f"--dataset {kind} needs --data-root (the folder that holds it)")
+    elif kind == "voc":
+        data = VOCSegmentation(root, split)
+    elif kind == "sbd":
+        data = SBDSegmentation(root, split, voc_root=voc_root)
+    elif kind == "folder":
+        if n_class is None:
+            raise UserError("--dataset folder needs --n-class (how many classes its labels use)")
+        data = FolderSegmentation(os.path.join(root, split, "images"), os.path.join(root, split, "labels"), n_class)
+    else:
+        raise UserError(f"unknown dataset {kind!r}; choose one of {', '.join(DATASETS)}")
+    if n_class is not None and n_class != data.n_class:
+        raise UserError(f"--n-class {n_class} does not match the {kind} dataset, which has {data.n_class} classes")
+    return data

@@ -1,0 +1,94 @@
+"""Data augmentation for segmentation: flip, scale, pad and crop an image and its label together.
+
+The image and its label must move as one, so every transform takes and
+returns the pair: image uint8 (H, W, 3), label int64 (H, W). Images are
+resized bilinearly; labels by nearest neighbour (a blend of two class
+indices is not a class), and where a crop reaches past the image the label
+is padded with 255, which the loss and the metrics ignore. The image is
+padded with ``fill``, by default the ImageNet mean colour, which the
+preprocessing maps to about zero.
+
+The paper found that mirroring and jittering did not help on PASCAL VOC
+(Sec. 4.3) and trains on whole images; batches of crops are for batch
+sizes above 1 and for the synthetic data.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .files import IGNORE
+
+MEAN_RGB = (123, 117, 104)  # the ImageNet mean pixel, rounded, in RGB order
+
+
+def hflip(image: np.ndarray, label: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Mirror left to right (a view, no copy)."""
+    return image[:, ::-1], label[:, ::-1]
+
+
+def rescale(image: np.ndarray, label: np.ndarray, factor: float) -> tuple[np.ndarray, np.ndarray]:
+    """Resize both by ``factor``: the image bilinearly, the label by nearest neighbour."""
+    from PIL import Image
+
+    H, W = label.shape
+    OH, OW = max(1, round(H * factor)), max(1, round(W * factor))
+    if (OH, OW) == (H, W):
+        return image, label
+    image = np.asarray(Image.fromarray(np.ascontiguousarray(image)).resize((OW, OH), Image.BILINEAR))
+    # Nearest neighbour by index arithmetic: output pixel centre (i + 0.5) / factor in the input.
+    rows = np.minimum(((np.arange(OH) + 0.5) * H / OH).astype(np.int64), H - 1)
+    cols = np.minimum(((np.arange(OW) + 0.5) * W / OW).astype(np.int64), W - 1)
+    return image, label[rows[:, None], cols[None, :]]
+
+
+def pad_to(image: np.ndarray, label: np.ndarray, size: tuple[int, int],
+           fill: tuple[int, int, int] = MEAN_RGB) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+    """Pad at the bottom and right up to at least ``size`` (H, W): the image with ``fill``, the label with 255."""
+    H, W = label.shape
+    PH, PW = max(size[0], H), max(size[1], W)
+    if (PH, PW) == (H, W):
+        return image, label
+    out_image = np.empty((PH, PW, 3), np.uint8)
+    out_image[...] = np.asarray(fill, np.uint8)
+    out_image[:H, :W] = image
+    out_label = np.full((PH, PW), IGNORE, label.dtype)
+    out_label[:H, :W] = label
+    return out_image, out_label
+
+
+def crop(image: np.ndarray, label: np.ndarray, top: int, left: int, size: tuple[int, int]):
+    """The window of ``size`` (H, W) at (top, left) of both (views)."""
+    return image[top:top + size[0], left:left + size[1]], label[top:top + size[0], left:left + size[1]]
+
+
+@dataclass(frozen=True)
+class Augment:
+    """Random flip, scale, then a crop of ``crop_size`` (padded where the image is smaller).
+
+    ``crop_size`` None keeps the (rescaled) image whole. ``scale`` is the
+    (min, max) range of a uniform random factor; (1, 1) leaves sizes alone.
+    Randomness comes from the generator passed in, so a batch is the same
+    whenever it is drawn with the same seed (resumed runs see the same data).
+    """
+
+    flip: bool = True
+    scale: tuple[float, float] = (1.0, 1.0)
+    crop_size: tuple[int, int] | None = None
+    fill: tuple[int, int, int] = MEAN_RGB
+
+    def __call__(self, image: np.ndarray, label: np.ndarray, rng: np.random.Generator):
+        if self.flip and rng.random() < 0.5:
+            image, label = hflip(image, label)
+        low, high = self.scale
+        if (low, high) != (1.0, 1.0):
+            image, label = rescale(image, label, float(rng.uniform(low, high)))
+        if self.crop_size is not None:
+            image, label = pad_to(image, label, self.crop_size, self.fill)
+            H, W = label.shape
+            top = int(rng.integers(0, H - self.crop_size[0] + 1))
+            left = int(rng.integers(0, W - self.crop_size[1] + 1))
+            image, label = crop(image, label, top, left, self.crop_size)
+        return image, label

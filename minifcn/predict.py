@@ -1,0 +1,73 @@
+"""python -m minifcn.predict: segment images of any size with a trained FCN.
+
+    python -m minifcn.predict --checkpoint runs/quick/best.npz --out predictions/ photo.jpg other.png
+
+For each image ``<stem>.<ext>`` it writes ``<stem>.png``, the class map as
+a palette PNG (pixel value = class index, shown in the VOC colours), and
+``<stem>_overlay.png``, the colours blended over the image. The network is
+fully convolutional (Sec. 3), so no resizing is needed: the scores come
+out at the image's own size.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Sequence
+
+import numpy as np
+
+from . import cli
+from .checkpoint import load_checkpoint, model_from_checkpoint
+from .data.files import read_image
+from .evaluate import predict_batch
+from .nn import Module
+from .preprocessing import BY_NAME, Preprocessing
+
+
+def predict(model: Module, image: np.ndarray, preprocessing: Preprocessing, device: str = "cpu") -> np.ndarray:
+    """The class map (H, W) int64 of one uint8 RGB image (H, W, 3), in eval mode."""
+    was_training = model.training
+    model.eval()
+    try:
+        return predict_batch(model, preprocessing(image)[None], device)[0]
+    finally:
+        model.train(was_training)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    p = cli.ArgumentParser(prog="minifcn.predict", description="Segment images with a trained FCN.")
+    p.add_argument("images", nargs="+", metavar="IMAGE", help="image files (any size)")
+    p.add_argument("--checkpoint", required=True, help="a checkpoint written by python -m minifcn.train")
+    p.add_argument("--out", default=".", help="folder for <stem>.png and <stem>_overlay.png (default: here)")
+    p.add_argument("--alpha", type=float, default=0.5, help="opacity of the colours in the overlay")
+    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    p.add_argument("--debug", action="store_true", help="show tracebacks")
+    args = p.parse_args(argv)
+    if not 0.0 <= args.alpha <= 1.0:
+        raise cli.UserError(f"--alpha must lie in [0, 1], got {args.alpha}")
+
+    from .viz import colorize, overlay
+
+    checkpoint = load_checkpoint(args.checkpoint)
+    model = model_from_checkpoint(checkpoint)
+    device, _ = cli.pick_device(args.device)
+    model.to(device)
+    preprocessing = BY_NAME[checkpoint.meta.get("preprocessing", "caffe")]
+    stems = [os.path.splitext(os.path.basename(path))[0] for path in args.images]
+    repeated = sorted({s for s in stems if stems.count(s) > 1})
+    if repeated:
+        raise cli.UserError(f"several images share the stem {repeated[0]!r}; their outputs would overwrite each other")
+    images = [read_image(path) for path in args.images]  # every file is read before any output is written
+    os.makedirs(args.out, exist_ok=True)
+    classes = checkpoint.meta.get("classes") or [str(c) for c in range(model.n_class)]
+    for path, stem, image in zip(args.images, stems, images):
+        label = predict(model, image, preprocessing, device)
+        colorize(label).save(os.path.join(args.out, stem + ".png"))
+        overlay(image, label, args.alpha).save(os.path.join(args.out, stem + "_overlay.png"))
+        present = ", ".join(classes[c] for c in np.unique(label) if c < len(classes))
+        print(f"{path}: {image.shape[1]}x{image.shape[0]} -> {os.path.join(args.out, stem + '.png')} ({present})")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(cli.run(main))

@@ -1,0 +1,468 @@
+"""python -m minifcn.train: train an FCN (Sec. 4), on the built-in Shapes by default.
+
+    python -m minifcn.train                         # --preset quick: FCN-8s, tiny backbone, Shapes, from scratch
+    python -m minifcn.train --preset paper --model fcn32s --dataset sbd --data-root SBD \\
+        --init vgg16.caffemodel --out runs/fcn32s   # the reference's settings
+
+Every flag left out takes the preset's value (``--help`` lists them). A run
+writes into ``--out``:
+
+    config.json        every setting of the run
+    log.csv            iteration, loss, lr, seconds; and the eval metrics when computed
+    curves.png         training loss and val mean IU against iteration
+    samples/           image | truth | prediction strips at each evaluation
+    last.npz           the latest checkpoint (model, optimiser, RNG state, metadata)
+    best.npz           the checkpoint with the best val mean IU so far
+    metrics.json       the final evaluation
+
+``--resume DIR/last.npz`` continues a run where it stopped, with the same
+momentum, data order and dropout masks, so on the CPU it ends with the
+same weights as a run that was never interrupted. Ctrl-C saves last.npz
+first. A NaN or infinite loss stops the run, keeping the last good
+checkpoint. Checkpoints are written atomically.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import json
+import math
+import os
+import sys
+import time
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+import numpy as np
+
+from . import cli, rng
+from . import functional as F
+from .autograd import Tensor
+from .backend import to_device
+from .checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint
+from .data import Augment, BatchLoader
+from .evaluate import evaluate, predict_batch, scores_json
+from .metrics import segmentation_scores
+from .models import FCN, MODELS, build_fcn
+from .optim import SGD
+from .preprocessing import BY_NAME, CAFFE, TORCHVISION
+
+# The paper's learning rates for its unnormalised (summed) loss, by stage (Sec. 4.1-4.2).
+PAPER_LR = {"fcn32s": 1e-10, "fcn16s": 1e-12, "fcn8s": 1e-14, "fcn8s-atonce": 1e-10}
+
+PRESETS: dict[str, dict[str, Any]] = {
+    # A newcomer's first run: FCN-8s on the tiny backbone learns Shapes from scratch in minutes on a CPU.
+    "quick": dict(model="fcn8s", backbone="tiny", dataset="shapes", iters=600, batch_size=4, crop_size=None,
+                  augment="flip", lr=0.01, lr_policy="poly", warmup=50, momentum=0.9, weight_decay=5e-4,
+                  loss_reduction="mean", eval_every=200, checkpoint_every=200, score_init="normal"),
+    # The reference's solver (voc-fcn*/solve.py): SGD, momentum 0.99, summed loss, batch 1, fixed lr by stage.
+    "paper": dict(model="fcn32s", backbone="vgg16", dataset="sbd", iters=100000, batch_size=1, crop_size=None,
+                  augment="none", lr=None, lr_policy="fixed", warmup=0, momentum=0.99, weight_decay=5e-4,
+                  loss_reduction="sum", eval_every=4000, checkpoint_every=4000, score_init="zero"),
+}  # fmt: skip
+
+AUGMENTS = ("none", "flip", "flip-scale")
+LOG_FIELDS = ["iteration", "loss", "lr", "seconds", "pixel_acc", "mean_acc", "mean_iu", "fw_iu"]
+
+
+@dataclass
+class Config:
+    """Every setting of a run (written to config.json and into each checkpoint)."""
+
+    preset: str = "quick"
+    model: str = "fcn8s"
+    backbone: str = "tiny"
+    dataset: str = "shapes"
+    data_root: str | None = None
+    voc_root: str | None = None
+    train_split: str = "train"
+    val_split: str = "val"
+    n_class: int | None = None
+    image_size: int | None = None
+    device: str = "auto"
+    iters: int = 600
+    batch_size: int = 4
+    crop_size: int | None = None
+    augment: str = "flip"
+    lr: float | None = None
+    lr_policy: str = "fixed"
+    warmup: int = 0
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    loss_reduction: str = "mean"
+    score_init: str = "zero"
+    learnable_upsampling: bool = False
+    init: str | None = None
+    resume: str | None = None
+    out: str = "runs/quick"
+    eval_every: int = 200
+    eval_limit: int | None = None
+    checkpoint_every: int = 200
+    samples: int = 4
+    seed: int = 0
+    debug: bool = False
+
+
+class _Flag:
+    """A switch that a signal handler can turn on and the loop can test (``if flag``)."""
+
+    def __init__(self) -> None:
+        self.on = False
+
+    def set(self) -> None:
+        self.on = True
+
+    def __bool__(self) -> bool:
+        return self.on
+
+
+class Diverged(Exception):
+    """The loss became NaN or infinite."""
+
+
+def parse_config(argv: Sequence[str] | None) -> Config:
+    p = cli.ArgumentParser(prog="minifcn.train", description="Train an FCN (on the built-in Shapes by default).")
+    a = p.add_argument
+    a("--preset", choices=PRESETS, default="quick", help="quick (default): FCN-8s tiny on Shapes in minutes; "
+      "paper: the reference's solver settings")
+    a("--model", choices=MODELS, help="the network (quick: fcn8s; paper: fcn32s)")
+    a("--backbone", choices=("vgg16", "alexnet", "tiny"), help="the trunk (quick: tiny; paper: vgg16)")
+    cli.add_data_arguments(p, dataset_default=None)
+    a("--train-split", help="split to train on (default train)")
+    a("--val-split", help="split to evaluate on (default val; sbd also seg11valid, with --voc-root)")
+    a("--device", choices=("auto", "cpu", "cuda"), default="auto", help="auto: the GPU when CuPy sees one")
+    a("--iters", type=int, help="iterations (quick 600, paper 100000)")
+    a("--batch-size", type=int, help="images per iteration (quick 4, paper 1: whole images)")
+    a("--crop-size", type=int, help="train on random square crops of this size (padded with 255 labels)")
+    a("--augment", choices=AUGMENTS, help="random flips (and scales 0.5-2): quick flip, paper none")
+    a("--lr", type=float, help="base learning rate (quick 0.01; paper 1e-10, 1e-12, 1e-14 for 32s, 16s, 8s)")
+    a("--lr-policy", choices=("fixed", "poly"), help="fixed, or poly: lr * (1 - t/iters)^0.9 (quick poly)")
+    a("--warmup", type=int, help="iterations of linear lr warm-up (quick 50)")
+    a("--momentum", type=float, help="SGD momentum (quick 0.9, paper 0.99)")
+    a("--weight-decay", type=float, help="L2 weight decay (5e-4); biases have none")
+    a("--loss-reduction", choices=("mean", "sum"), help="mean over pixels (quick) or their sum (paper)")
+    a("--score-init", choices=("zero", "normal"), help="score layers start at zero (paper, for pretrained "
+      "trunks) or small random (quick: a random trunk learns nothing through zero scores)")
+    a("--learnable-upsampling", action="store_true", default=None, help="let the upsampling layers learn")
+    a("--init", metavar="PATH", help="ImageNet weights (.caffemodel, torchvision .pth) or a coarser stage's "
+      "checkpoint (32s -> 16s -> 8s)")
+    a("--resume", metavar="PATH", help="continue a run from its last.npz")
+    a("--out", help="output folder (default runs/<preset>)")
+    a("--eval-every", type=int, help="evaluate every N iterations (and at the end)")
+    a("--eval-limit", type=int, help="evaluate on the first N val images only")
+    a("--checkpoint-every", type=int, help="write last.npz every N iterations")
+    a("--samples", type=int, help="sample strips saved at each evaluation (default 4)")
+    a("--seed", type=int, help="seed of the weights, the data order and dropout (default 0)")
+    a("--debug", action="store_true", help="show tracebacks")
+    args = vars(p.parse_args(argv))
+
+    preset = args.pop("preset")
+    values = dict(PRESETS[preset])
+    values.update({k: v for k, v in args.items() if v is not None})
+    values["preset"] = preset
+    if values.get("lr") is None:
+        values["lr"] = PAPER_LR[values["model"]]
+    values.setdefault("out", None)
+    if values["out"] is None:
+        values["out"] = os.path.join("runs", preset)
+    config = Config(**{k: v for k, v in values.items() if k in {f.name for f in dataclasses.fields(Config)}})
+    check_config(config)
+    return config
+
+
+def check_config(c: Config) -> None:
+    """Flag values that cannot work, named as the user typed them."""
+    positive = {"--iters": c.iters, "--batch-size": c.batch_size, "--eval-every": c.eval_every,
+                "--checkpoint-every": c.checkpoint_every}  # fmt: skip
+    for flag, v in positive.items():
+        if v < 1:
+            raise cli.UserError(f"{flag} must be at least 1, got {v}")
+    if c.lr <= 0 or not math.isfinite(c.lr):
+        raise cli.UserError(f"--lr must be a positive number, got {c.lr}")
+    if not 0 <= c.momentum < 1:
+        raise cli.UserError(f"--momentum must lie in [0, 1), got {c.momentum}")
+    if c.weight_decay < 0:
+        raise cli.UserError(f"--weight-decay must be >= 0, got {c.weight_decay}")
+    if c.crop_size is not None and c.crop_size < 1:
+        raise cli.UserError(f"--crop-size must be at least 1, got {c.crop_size}")
+    if c.backbone == "alexnet" and c.model != "fcn32s":
+        raise cli.UserError(f"--backbone alexnet exists for --model fcn32s only (FCN-AlexNet), not {c.model}")
+    if c.warmup < 0 or c.samples < 0 or (c.eval_limit is not None and c.eval_limit < 1):
+        raise cli.UserError("--warmup and --samples must be >= 0, and --eval-limit >= 1")
+
+
+def learning_rate(c: Config, t: int) -> float:
+    """The lr of iteration t: linear warm-up over c.warmup iterations, then fixed or poly decay."""
+    lr = c.lr
+    if c.lr_policy == "poly":
+        lr *= (1.0 - t / c.iters) ** 0.9
+    if t < c.warmup:
+        lr *= (t + 1) / c.warmup
+    return lr
+
+
+def randomise_scores(model: FCN, seed: int) -> None:
+    """Score layers drawn from N(0, 1/fan_in) instead of zero (``--score-init normal``).
+
+    The paper starts its score layers at zero because its trunk is already
+    trained (ImageNet): the first gradients teach the scores to read good
+    features. On a random trunk that is a trap: the gradient reaching the
+    trunk is proportional to the score weights, so both start out near zero
+    and learning crawls. Random scores let the whole net learn from step one.
+    """
+    generator = np.random.default_rng([seed, 1])
+    for name, layer in model._modules.items():
+        if name.startswith("score"):
+            w = layer.weight
+            fan_in = int(np.prod(w.shape[1:]))
+            w.data = (generator.standard_normal(w.shape) / np.sqrt(fan_in)).astype(w.dtype)
+
+
+class Run:
+    """One training run: its model, optimiser, data, output folder, and the loop."""
+
+    def __init__(self, c: Config):
+        self.c = c
+        self.device, why = cli.pick_device(c.device)
+        self.say(f"minifcn: training {c.model} ({c.backbone} backbone) on {c.dataset}; device {self.device} ({why})")
+        self.train_set = cli.build_dataset(c.dataset, c.train_split, c.data_root, c.n_class, c.voc_root, c.image_size)
+        self.val_set = cli.build_dataset(c.dataset, c.val_split, c.data_root, c.n_class, c.voc_root, c.image_size)
+        self.n_class = self.train_set.n_class
+        self.classes = list(self.train_set.classes)
+        self.start, self.best = 0, -1.0
+        self.preprocessing = CAFFE if c.backbone != "tiny" or c.init else TORCHVISION
+        resumed = load_checkpoint(c.resume) if c.resume else None
+        if resumed is not None:
+            self.model = self.resume_model(resumed)
+        else:
+            rng.manual_seed(c.seed)
+            self.model = build_fcn(c.model, self.n_class, c.backbone, c.learnable_upsampling)
+            if c.init:
+                self.initialise(c.init)
+            elif c.score_init == "normal":
+                randomise_scores(self.model, c.seed)
+        self.model.to(self.device)
+        self.optimizer = SGD(self.model.parameters(), lr=c.lr, momentum=c.momentum, weight_decay=c.weight_decay)
+        if resumed is not None:
+            self.optimizer.load_state_dict(resumed.optim)
+            rng.set_state(resumed.meta["rng"])
+            self.start, self.best = int(resumed.meta["iteration"]), float(resumed.meta.get("best_mean_iu", -1.0))
+        crop = (c.crop_size, c.crop_size) if c.crop_size else None
+        scale = (0.5, 2.0) if c.augment == "flip-scale" else (1.0, 1.0)
+        augment = Augment(flip=c.augment != "none", scale=scale, crop_size=crop)
+        self.loader = BatchLoader(self.train_set, c.batch_size, self.preprocessing, augment, seed=c.seed)
+
+    @staticmethod
+    def say(line: str) -> None:
+        print(line, flush=True)
+
+    # -- starting points ---------------------------------------------------------------------
+
+    def resume_model(self, ckpt: Any) -> FCN:
+        meta, c = ckpt.meta, self.c
+        if "iteration" not in meta or "rng" not in meta:
+            raise cli.UserError(f"--resume {c.resume!r}: not a training checkpoint (no iteration or RNG state)")
+        for key in ("model", "backbone", "dataset"):
+            if meta.get(key) != getattr(c, key):
+                raise cli.UserError(f"--resume {c.resume!r} was trained with --{key} {meta.get(key)}, "
+                                    f"this run asks for {getattr(c, key)}")  # fmt: skip
+        if int(meta["n_class"]) != self.n_class:
+            raise cli.UserError(f"--resume {c.resume!r} has {meta['n_class']} classes, the dataset {self.n_class}")
+        self.preprocessing = BY_NAME[meta.get("preprocessing", "caffe")]
+        self.say(f"minifcn: resuming from {c.resume} at iteration {meta['iteration']}")
+        return model_from_checkpoint(ckpt)
+
+    def initialise(self, path: str) -> None:
+        """--init: ImageNet weights into the trunk, or a coarser FCN's checkpoint (staged training)."""
+        from .surgery import set_n_class, stage, transplant
+
+        if path.endswith(".npz"):
+            earlier_ckpt = load_checkpoint(path)
+            earlier = model_from_checkpoint(earlier_ckpt)
+            if earlier.n_class != self.n_class:
+                set_n_class(earlier, self.n_class)
+            if type(earlier) is type(self.model):
+                report = transplant(earlier.state_dict(), self.model)
+            else:
+                report = stage(earlier, self.model)
+            self.preprocessing = BY_NAME[earlier_ckpt.meta.get("preprocessing", "caffe")]
+        else:
+            from .weights import read
+
+            state = read(path)
+            report = transplant(state, self.model)
+            self.preprocessing = state.preprocessing
+        if not report.copied:
+            raise cli.UserError(f"--init {path!r}: no array matched a parameter of {self.c.model} "
+                                f"({self.c.backbone}); {report}")  # fmt: skip
+        self.say(f"minifcn: --init {path}: {report}")
+
+    # -- output ------------------------------------------------------------------------------
+
+    def meta(self, iteration: int) -> dict[str, Any]:
+        c = self.c
+        return {"model": c.model, "backbone": c.backbone, "n_class": self.n_class, "classes": self.classes,
+                "dataset": c.dataset, "image_size": c.image_size, "preprocessing": self.preprocessing.name,
+                "learnable_upsampling": c.learnable_upsampling, "iteration": iteration,
+                "best_mean_iu": self.best, "rng": rng.get_state(), "config": dataclasses.asdict(c)}  # fmt: skip
+
+    def checkpoint(self, name: str, iteration: int) -> None:
+        save_checkpoint(os.path.join(self.c.out, name), self.model, self.optimizer, self.meta(iteration))
+
+    def open_log(self) -> None:
+        """log.csv: kept up to the resumed iteration (rows a crash left after the checkpoint are dropped)."""
+        path = os.path.join(self.c.out, "log.csv")
+        rows: list[dict[str, str]] = []
+        if self.start > 0 and os.path.exists(path):
+            with open(path, newline="", encoding="utf-8") as f:
+                rows = [r for r in csv.DictReader(f) if int(r["iteration"]) <= self.start]
+        self.log_rows = rows
+        self.log_file = open(path, "w", newline="", encoding="utf-8")
+        self.log = csv.DictWriter(self.log_file, LOG_FIELDS)
+        self.log.writeheader()
+        self.log.writerows(rows)
+        self.log_file.flush()
+
+    def write_row(self, row: dict[str, Any]) -> None:
+        row = {k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in row.items()}
+        self.log.writerow(row)
+        self.log_file.flush()
+        self.log_rows.append({k: str(v) for k, v in row.items()})
+
+    def draw_curves(self) -> None:
+        from .plots import curves
+
+        rows = self.log_rows
+        loss_rows = [r for r in rows if r.get("loss") not in (None, "")]
+        eval_rows = [r for r in rows if r.get("mean_iu") not in (None, "")]
+        curves([int(r["iteration"]) for r in loss_rows], [float(r["loss"]) for r in loss_rows],
+               [int(r["iteration"]) for r in eval_rows], [float(r["mean_iu"]) for r in eval_rows],
+               ).save(os.path.join(self.c.out, "curves.png"))  # fmt: skip
+
+    def evaluate(self, iteration: int) -> dict[str, Any]:
+        from .plots import sample_strip
+
+        folder = os.path.join(self.c.out, "samples")
+        os.makedirs(folder, exist_ok=True)
+
+        def save_sample(i: int, image: np.ndarray, label: np.ndarray, prediction: np.ndarray) -> None:
+            if i < self.c.samples:
+                sample_strip(image, label, prediction).save(os.path.join(folder, f"iter{iteration:06d}_{i}.png"))
+
+        hist = evaluate(self.model, self.val_set, self.preprocessing, self.device, max(self.c.batch_size, 8),
+                        self.c.eval_limit, save_sample)  # fmt: skip
+        return segmentation_scores(hist)
+
+    # -- the loop ----------------------------------------------------------------------------
+
+    def catch_ctrl_c(self) -> "_Flag":
+        """Ctrl-C finishes the current iteration, saves last.npz and stops; a second Ctrl-C stops at once."""
+        import signal
+
+        flag = _Flag()
+
+        def handler(signum: int, frame: Any) -> None:
+            if flag:
+                raise KeyboardInterrupt
+            flag.set()
+
+        try:
+            self._previous_handler = signal.signal(signal.SIGINT, handler)
+        except ValueError:  # not the main thread: Ctrl-C keeps its default meaning
+            self._previous_handler = None
+        return flag
+
+    def release_ctrl_c(self) -> None:
+        import signal
+
+        if self._previous_handler is not None:
+            signal.signal(signal.SIGINT, self._previous_handler)
+
+    def step(self, t: int) -> float:
+        """One SGD iteration on batch t; returns the loss."""
+        x, labels = self.loader.batch(t)
+        self.optimizer.lr = learning_rate(self.c, t)
+        scores = self.model(Tensor(to_device(x, self.device)))
+        loss = F.softmax_cross_entropy(scores, to_device(labels, self.device), reduction=self.c.loss_reduction)
+        value = float(loss.item())
+        if not math.isfinite(value):
+            raise Diverged(value)
+        self.optimizer.zero_grad()
+        loss.backward()
+        self.optimizer.step()
+        return value
+
+    def run(self) -> dict[str, Any]:
+        from tqdm import tqdm
+
+        c = self.c
+        os.makedirs(c.out, exist_ok=True)
+        with open(os.path.join(c.out, "config.json"), "w", encoding="utf-8") as f:
+            json.dump(dataclasses.asdict(c), f, indent=2)
+        self.open_log()
+        if self.start >= c.iters:
+            raise cli.UserError(f"--resume {c.resume!r} is at iteration {self.start}, already >= --iters {c.iters}")
+        self.say(f"minifcn: {len(self.train_set)} training and {len(self.val_set)} val images, {self.n_class} "
+                 f"classes; iterations {self.start + 1}..{c.iters}, batch {c.batch_size}; writing to {c.out}")  # fmt: skip
+        t0 = time.perf_counter() - (float(self.log_rows[-1]["seconds"]) if self.log_rows else 0.0)
+        bar = tqdm(total=c.iters, initial=self.start, desc="train", unit="it", dynamic_ncols=True, mininterval=1.0,
+                   file=sys.stderr)  # fmt: skip
+        scores: dict[str, Any] | None = None
+        interrupted = self.catch_ctrl_c()
+        try:
+            for t in range(self.start, c.iters):
+                try:
+                    loss = self.step(t)
+                except Diverged as e:
+                    raise cli.UserError(
+                        f"the loss became {e.args[0]} at iteration {t + 1} (lr {self.optimizer.lr:g}); nothing of "
+                        f"that iteration was saved: {os.path.join(c.out, 'last.npz')} holds the last good "
+                        f"checkpoint. Try a lower --lr, or --loss-reduction mean") from None  # fmt: skip
+                done = t + 1
+                row: dict[str, Any] = {"iteration": done, "loss": loss, "lr": self.optimizer.lr,
+                                       "seconds": round(time.perf_counter() - t0, 3)}  # fmt: skip
+                if done % c.eval_every == 0 or done == c.iters:
+                    scores = self.evaluate(done)
+                    row.update({k: float(scores[k]) for k in ("pixel_acc", "mean_acc", "mean_iu", "fw_iu")})
+                    if scores["mean_iu"] > self.best:
+                        self.best = float(scores["mean_iu"])
+                        self.checkpoint("best.npz", done)
+                    bar.write(f"iteration {done}: loss {loss:.4f}  pixel acc {scores['pixel_acc']:.4f}  "
+                              f"mean IU {scores['mean_iu']:.4f}  (best {self.best:.4f})")  # fmt: skip
+                self.write_row(row)
+                if done % c.checkpoint_every == 0 or done == c.iters or interrupted:
+                    self.checkpoint("last.npz", done)
+                if scores is not None and done % c.eval_every == 0:
+                    self.draw_curves()
+                bar.set_postfix(loss=f"{loss:.4f}", refresh=False)
+                bar.update(1)
+                if interrupted:
+                    bar.close()
+                    last = os.path.join(c.out, "last.npz")
+                    self.say(f"minifcn: interrupted; saved {last} at iteration {done}; continue with --resume {last}")
+                    raise KeyboardInterrupt
+        finally:
+            self.release_ctrl_c()
+            bar.close()
+            self.log_file.close()
+        self.draw_curves()
+        final = scores_json(scores, self.classes, iteration=c.iters)
+        with open(os.path.join(c.out, "metrics.json"), "w", encoding="utf-8") as f:
+            json.dump(final, f, indent=2)
+        self.say(f"minifcn: done in {time.perf_counter() - t0:.0f} s: mean IU {final['mean_iu']:.4f}, pixel acc "
+                 f"{final['pixel_acc']:.4f}; best.npz, last.npz, metrics.json, curves.png in {c.out}")  # fmt: skip
+        return final
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    config = parse_config(argv)
+    try:
+        Run(config).run()
+    except KeyboardInterrupt:
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(cli.run(main))
