@@ -47,6 +47,8 @@ def run(main: Callable[[Sequence[str] | None], int | None], argv: Sequence[str] 
     args = sys.argv[1:] if argv is None else list(argv)
     try:
         return main(args) or 0
+    except SystemExit as e:  # argparse: --help, or a usage error already printed
+        return e.code if isinstance(e.code, int) else 1
     except USER_ERRORS as e:
         if "--debug" in args:
             raise

@@ -308,6 +308,10 @@ class Run:
                 "best_mean_iu": self.best, "rng": rng.get_state(), "config": dataclasses.asdict(c)}  # fmt: skip
 
     def checkpoint(self, name: str, iteration: int) -> None:
+        for pname, p in self.model.named_parameters():
+            if not bool(np.isfinite(to_device(p.data, "cpu")).all()):
+                raise cli.UserError(f"parameter {pname} is no longer finite after iteration {iteration}; "
+                                    f"{name} was not overwritten. Try a lower --lr, or --loss-reduction mean")  # fmt: skip
         save_checkpoint(os.path.join(self.c.out, name), self.model, self.optimizer, self.meta(iteration))
 
     def open_log(self) -> None:
@@ -383,8 +387,9 @@ class Run:
         """One SGD iteration on batch t; returns the loss."""
         x, labels = self.loader.batch(t)
         self.optimizer.lr = learning_rate(self.c, t)
-        scores = self.model(Tensor(to_device(x, self.device)))
-        loss = F.softmax_cross_entropy(scores, to_device(labels, self.device), reduction=self.c.loss_reduction)
+        with np.errstate(over="ignore", invalid="ignore"):  # a diverging run is reported below, once
+            scores = self.model(Tensor(to_device(x, self.device)))
+            loss = F.softmax_cross_entropy(scores, to_device(labels, self.device), reduction=self.c.loss_reduction)
         value = float(loss.item())
         if not math.isfinite(value):
             raise Diverged(value)

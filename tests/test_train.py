@@ -1,0 +1,202 @@
+"""python -m minifcn.train, evaluate and predict, end to end on tiny runs (tiny backbone, small Shapes)."""
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import minifcn as mf
+from minifcn import cli, evaluate, predict, train
+from minifcn.checkpoint import load_checkpoint, model_from_checkpoint
+from minifcn.data import Shapes
+from minifcn.metrics import confusion_matrix, segmentation_scores
+from minifcn.preprocessing import TORCHVISION
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SMALL = ["--image-size", "32", "--batch-size", "2", "--eval-limit", "4", "--samples", "2"]
+
+
+def run_cli(main, args, capsys):
+    code = cli.run(main, args)
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """One 4-iteration run, evaluated at 2 and 4, shared by the artefact, evaluate and predict tests."""
+    out = str(tmp_path_factory.mktemp("run"))
+    code = cli.run(train.main, SMALL + ["--iters", "4", "--eval-every", "2", "--checkpoint-every", "2", "--out", out])
+    assert code == 0
+    return out
+
+
+def test_train_writes_every_artefact(trained):
+    out = trained
+    config = json.load(open(os.path.join(out, "config.json")))
+    assert config["model"] == "fcn8s" and config["backbone"] == "tiny" and config["iters"] == 4
+    rows = list(csv.DictReader(open(os.path.join(out, "log.csv"))))
+    assert [int(r["iteration"]) for r in rows] == [1, 2, 3, 4]
+    assert all(float(r["loss"]) > 0 and float(r["lr"]) > 0 for r in rows)
+    assert [r["mean_iu"] != "" for r in rows] == [False, True, False, True]
+    assert float(rows[3]["seconds"]) >= float(rows[0]["seconds"]) > 0
+    curves = Image.open(os.path.join(out, "curves.png"))
+    assert curves.size == (820, 320) and np.asarray(curves.convert("L")).min() < 100  # something was drawn
+    samples = sorted(os.listdir(os.path.join(out, "samples")))
+    assert samples == ["iter000002_0.png", "iter000002_1.png", "iter000004_0.png", "iter000004_1.png"]
+    strip = np.asarray(Image.open(os.path.join(out, "samples", samples[-1])))
+    assert strip.shape == (32, 3 * 32 + 8, 3)
+    assert np.array_equal(strip[:, :32], Shapes("val", 32)[1][0])  # the strip starts with the val image itself
+
+    last, best = load_checkpoint(os.path.join(out, "last.npz")), load_checkpoint(os.path.join(out, "best.npz"))
+    assert last.meta["iteration"] == 4 and last.meta["preprocessing"] == "torchvision"
+    assert best.meta["iteration"] in (2, 4)
+    assert set(last.model) == set(model_from_checkpoint(last).state_dict())
+    assert any(k.startswith("velocity.") for k in last.optim)
+
+    metrics = json.load(open(os.path.join(out, "metrics.json")))
+    assert metrics["iteration"] == 4 and set(metrics["iu"]) == set(Shapes.classes)
+    assert metrics["mean_iu"] == pytest.approx(float(rows[3]["mean_iu"]), rel=1e-5)
+    # The metrics are those of last.npz's weights on the first 4 val images, recomputed here.
+    model = model_from_checkpoint(last)
+    val = Shapes("val", 32)
+    hist = sum(confusion_matrix(val[i][1], predict.predict(model, val[i][0], TORCHVISION), 6) for i in range(4))
+    assert metrics["pixel_acc"] == pytest.approx(segmentation_scores(hist)["pixel_acc"])
+
+
+def test_evaluate_round_trip(trained, tmp_path, capsys):
+    args = ["--checkpoint", os.path.join(trained, "last.npz"), "--limit", "4", "--out", str(tmp_path)]
+    code, out, err = run_cli(evaluate.main, args, capsys)
+    assert code == 0, err
+    assert "mean IU" in out and "ring" in out
+    result = json.load(open(tmp_path / "metrics.json"))
+    trained_metrics = json.load(open(os.path.join(trained, "metrics.json")))
+    for key in ("pixel_acc", "mean_acc", "mean_iu", "fw_iu"):
+        assert result[key] == pytest.approx(trained_metrics[key])
+    assert result["images"] == 4 and len(os.listdir(tmp_path / "predictions")) == 4
+    pred = np.asarray(Image.open(tmp_path / "predictions" / "00000.png"))
+    assert pred.shape == (32, 32) and pred.max() < 6
+
+
+def test_predict_any_size(trained, tmp_path, capsys):
+    image = Shapes("val", 48)[0][0][:37, :23]  # an odd, non-square size
+    Image.fromarray(image).save(tmp_path / "odd.png")
+    ckpt = os.path.join(trained, "best.npz")
+    code, out, err = run_cli(predict.main, ["--checkpoint", ckpt, "--out", str(tmp_path / "p"), str(tmp_path / "odd.png")], capsys)
+    assert code == 0, err
+    label = Image.open(tmp_path / "p" / "odd.png")
+    assert label.mode == "P" and label.size == (23, 37)
+    expected = predict.predict(model_from_checkpoint(load_checkpoint(ckpt)), image, TORCHVISION)
+    assert np.array_equal(np.asarray(label), expected)
+    assert Image.open(tmp_path / "p" / "odd_overlay.png").size == (23, 37)
+
+
+def test_resume_after_ctrl_c_ends_with_the_same_weights(tmp_path, monkeypatch):
+    """An interrupted and resumed run equals an uninterrupted one (momentum, data order, dropout masks)."""
+    args = SMALL + ["--iters", "5", "--eval-every", "5", "--checkpoint-every", "5", "--lr", "0.02"]
+    assert cli.run(train.main, args + ["--out", str(tmp_path / "whole")]) == 0
+
+    real_step = train.Run.step
+
+    def step_then_ctrl_c(self, t):
+        loss = real_step(self, t)
+        if t == 1:  # Ctrl-C during iteration 2: it finishes, last.npz is written, the run stops
+            os.kill(os.getpid(), signal.SIGINT)
+        return loss
+
+    monkeypatch.setattr(train.Run, "step", step_then_ctrl_c)
+    assert cli.run(train.main, args + ["--out", str(tmp_path / "cut")]) == 130
+    monkeypatch.setattr(train.Run, "step", real_step)
+    cut = load_checkpoint(str(tmp_path / "cut" / "last.npz"))
+    assert cut.meta["iteration"] == 2
+    resume = ["--resume", str(tmp_path / "cut" / "last.npz")]
+    assert cli.run(train.main, args + ["--out", str(tmp_path / "cut")] + resume) == 0
+
+    whole = load_checkpoint(str(tmp_path / "whole" / "last.npz"))
+    resumed = load_checkpoint(str(tmp_path / "cut" / "last.npz"))
+    assert resumed.meta["iteration"] == 5
+    for name, value in whole.model.items():
+        assert np.array_equal(value, resumed.model[name]), name
+    for name, value in whole.optim.items():
+        assert np.array_equal(value, resumed.optim[name]), name
+    rows = list(csv.DictReader(open(tmp_path / "cut" / "log.csv")))
+    assert [int(r["iteration"]) for r in rows] == [1, 2, 3, 4, 5]
+    whole_rows = list(csv.DictReader(open(tmp_path / "whole" / "log.csv")))
+    assert [r["loss"] for r in rows] == [r["loss"] for r in whole_rows]
+
+
+def test_staged_init_starts_from_the_coarser_net(trained, tmp_path):
+    coarse = str(tmp_path / "32s")
+    assert cli.run(train.main, SMALL + ["--model", "fcn32s", "--iters", "1", "--out", coarse]) == 0
+    config = train.parse_config(SMALL + ["--model", "fcn16s", "--init", os.path.join(coarse, "last.npz")])
+    run = train.Run(config)
+    earlier = model_from_checkpoint(load_checkpoint(os.path.join(coarse, "last.npz")))
+    own = dict(run.model.named_parameters())
+    shared = [name for name, _ in earlier.named_parameters() if name in own]
+    assert len(shared) == 32  # the trunk (13 convs, fc6, fc7) and score_fr: weights and biases
+    for name in shared:
+        assert np.array_equal(own[name].data, dict(earlier.named_parameters())[name].data), name
+    assert not run.model.score_pool4.weight.data.any()  # new skip adds nothing at first (Sec. 4.2)
+    assert run.preprocessing is TORCHVISION
+
+
+def test_nan_loss_stops_with_the_iteration_and_the_fix(tmp_path, capsys):
+    args = SMALL + ["--iters", "30", "--lr", "1e12", "--warmup", "0", "--lr-policy", "fixed", "--eval-every", "30",
+                    "--checkpoint-every", "1", "--out", str(tmp_path)]  # fmt: skip
+    code, out, err = run_cli(train.main, args, capsys)
+    assert code == 1
+    line = err.strip().splitlines()[-1]
+    assert line.startswith("minifcn: error: the loss became") and "lower --lr" in line and "last.npz" in line
+    failed_at = int(line.split("at iteration ")[1].split()[0])
+    assert 1 < failed_at <= 30
+    kept = load_checkpoint(str(tmp_path / "last.npz"))
+    assert kept.meta["iteration"] == failed_at - 1
+    assert all(np.isfinite(v).all() for v in kept.model.values())
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--dataset", "voc"], "--dataset voc needs --data-root"),
+    (["--dataset", "voc", "--data-root", "/no/such/devkit"], "'/no/such/devkit' does not exist"),
+    (["--dataset", "folder", "--data-root", "."], "--dataset folder needs --n-class"),
+    (["--iters", "0"], "--iters must be at least 1"),
+    (["--lr", "-1"], "--lr must be a positive number"),
+    (["--model", "fcn8s", "--backbone", "alexnet"], "alexnet exists for --model fcn32s only"),
+    (["--n-class", "3"], "--n-class 3 does not match the shapes dataset, which has 6"),
+    (["--resume", "/no/such/last.npz"], "no such file '/no/such/last.npz'"),
+    (["--init", "/no/such/vgg16.caffemodel"], "vgg16.caffemodel"),
+    (["--model", "fcn99s"], "argument --model: invalid choice"),
+])  # fmt: skip
+def test_user_mistakes_give_one_line(args, message, capsys, tmp_path):
+    code, out, err = run_cli(train.main, args + ["--out", str(tmp_path)], capsys)
+    assert code != 0
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("minifcn: error: ") and message in lines[0], err
+
+
+def test_evaluate_and_predict_mistakes(trained, tmp_path, capsys):
+    code, _, err = run_cli(evaluate.main, ["--checkpoint", os.path.join(trained, "config.json")], capsys)
+    assert code == 1 and "config.json" in err and "not a readable .npz" in err
+    np.savez(tmp_path / "other.npz", a=np.zeros(2))
+    code, _, err = run_cli(predict.main, ["--checkpoint", str(tmp_path / "other.npz"), "x.png"], capsys)
+    assert code == 1 and "is not a minifcn checkpoint" in err
+    code, _, err = run_cli(predict.main, ["--checkpoint", os.path.join(trained, "last.npz"), "missing.png"], capsys)
+    assert code == 1 and "image 'missing.png' does not exist" in err
+    code, _, err = run_cli(evaluate.main, ["--checkpoint", os.path.join(trained, "last.npz"), "--dataset", "voc",
+                                           "--data-root", str(tmp_path)], capsys)  # fmt: skip
+    assert code == 1 and "ImageSets/Segmentation" in err
+
+
+def test_command_line_error_has_no_traceback_and_debug_shows_it():
+    env = dict(os.environ, PYTHONPATH=ROOT)
+    cmd = [sys.executable, "-m", "minifcn.train", "--dataset", "sbd", "--data-root", "/no/such/sbd"]
+    done = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT, timeout=120)
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    assert done.stderr.startswith("minifcn: error: SBDSegmentation: folder '/no/such/sbd' does not exist")
+    done = subprocess.run(cmd + ["--debug"], capture_output=True, text=True, env=env, cwd=ROOT, timeout=120)
+    assert done.returncode == 1 and "Traceback" in done.stderr and "DataError" in done.stderr
