@@ -124,18 +124,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"minifcn: evaluating {args.checkpoint} ({meta['model']}, {meta['backbone']}) on {dataset_kind} "
           f"{args.split} ({len(dataset)} images), device {device} ({why})", flush=True)  # fmt: skip
 
-    save_prediction = None
-    if args.out:
-        from .viz import colorize
+    from .viz import colorize
 
-        folder = os.path.join(args.out, "predictions")
+    folder = os.path.join(args.out, "predictions") if args.out else None
+    if folder:
         os.makedirs(folder, exist_ok=True)
 
-        def save_prediction(i: int, image: np.ndarray, label: np.ndarray, prediction: np.ndarray) -> None:
-            name = dataset.name(i) if hasattr(dataset, "name") else f"{i:05d}"
-            colorize(prediction).save(os.path.join(folder, name + ".png"))
+    def save_prediction(i: int, image: np.ndarray, label: np.ndarray, prediction: np.ndarray) -> None:
+        name = dataset.name(i) if hasattr(dataset, "name") else f"{i:05d}"
+        colorize(prediction).save(os.path.join(folder, name + ".png"))
 
-    hist = evaluate(model, dataset, preprocessing, device, args.batch_size, args.limit, save_prediction)
+    hist = evaluate(model, dataset, preprocessing, device, args.batch_size, args.limit,
+                    save_prediction if folder else None)  # fmt: skip
     scores = segmentation_scores(hist)
     print(format_scores(scores, dataset.classes))
     if args.out:

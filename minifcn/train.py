@@ -42,7 +42,7 @@ from .autograd import Tensor
 from .backend import to_device
 from .checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint
 from .data import Augment, BatchLoader
-from .evaluate import evaluate, predict_batch, scores_json
+from .evaluate import evaluate, scores_json
 from .metrics import segmentation_scores
 from .models import FCN, MODELS, build_fcn
 from .optim import SGD
@@ -53,11 +53,11 @@ PAPER_LR = {"fcn32s": 1e-10, "fcn16s": 1e-12, "fcn8s": 1e-14, "fcn8s-atonce": 1e
 
 PRESETS: dict[str, dict[str, Any]] = {
     # A newcomer's first run: FCN-8s on the tiny backbone learns Shapes from scratch in minutes on a CPU.
-    "quick": dict(model="fcn8s", backbone="tiny", dataset="shapes", iters=600, batch_size=4, crop_size=None,
+    "quick": dict(model="fcn8s", backbone="tiny", dataset="shapes", image_size=128, iters=600, batch_size=4, crop_size=None,
                   augment="flip", lr=0.01, lr_policy="poly", warmup=50, momentum=0.9, weight_decay=5e-4,
                   loss_reduction="mean", eval_every=200, checkpoint_every=200, score_init="normal"),
     # The reference's solver (voc-fcn*/solve.py): SGD, momentum 0.99, summed loss, batch 1, fixed lr by stage.
-    "paper": dict(model="fcn32s", backbone="vgg16", dataset="sbd", iters=100000, batch_size=1, crop_size=None,
+    "paper": dict(model="fcn32s", backbone="vgg16", dataset="sbd", image_size=None, iters=100000, batch_size=1, crop_size=None,
                   augment="none", lr=None, lr_policy="fixed", warmup=0, momentum=0.99, weight_decay=5e-4,
                   loss_reduction="sum", eval_every=4000, checkpoint_every=4000, score_init="zero"),
 }  # fmt: skip

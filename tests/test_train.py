@@ -11,7 +11,6 @@ import numpy as np
 import pytest
 from PIL import Image
 
-import minifcn as mf
 from minifcn import cli, evaluate, predict, train
 from minifcn.checkpoint import load_checkpoint, model_from_checkpoint
 from minifcn.data import Shapes
