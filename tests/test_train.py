@@ -199,3 +199,21 @@ def test_command_line_error_has_no_traceback_and_debug_shows_it():
     assert done.stderr.startswith("minifcn: error: SBDSegmentation: folder '/no/such/sbd' does not exist")
     done = subprocess.run(cmd + ["--debug"], capture_output=True, text=True, env=env, cwd=ROOT, timeout=120)
     assert done.returncode == 1 and "Traceback" in done.stderr and "DataError" in done.stderr
+
+
+def test_resume_and_predict_mistakes_are_named(trained, tmp_path, capsys):
+    last = os.path.join(trained, "last.npz")
+    cases = [
+        (train.main, SMALL + ["--resume", last, "--model", "fcn32s", "--out", str(tmp_path)],
+         "was trained with --model fcn8s, this run asks for fcn32s"),
+        (train.main, SMALL + ["--resume", last, "--iters", "4", "--out", str(tmp_path)],
+         "is at iteration 4, already >= --iters 4"),
+        (predict.main, ["--checkpoint", last, "--alpha", "2", "x.png"], "--alpha must lie in [0, 1]"),
+        (predict.main, ["--checkpoint", last, "a/x.png", "b/x.png"], "several images share the stem 'x'"),
+    ]  # fmt: skip
+    for main, args, message in cases:
+        code, _, err = run_cli(main, args, capsys)
+        assert code == 1 and message in err, err
+    if not cli.cuda_available():
+        with pytest.raises(cli.UserError, match="no CUDA device is usable"):
+            cli.pick_device("cuda")
