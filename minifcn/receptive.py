@@ -51,10 +51,11 @@ from .functional.geometry import (
     pair,
     pool_output_size,
 )
-from .nn import AvgPool2d, Conv2d, ConvTranspose2d, Dropout, Flatten, Linear, MaxPool2d, Module, ReLU, Scale
+from .nn import (AvgPool2d, BatchNorm2d, Conv2d, ConvTranspose2d, Dropout, Flatten, Linear, MaxPool2d, Module, ReLU,
+                 Scale)
 
 # Layers that change no geometry: each output unit sees exactly its own input unit.
-_POINTWISE = (ReLU, Dropout, Scale)
+_POINTWISE = (ReLU, Dropout, Scale, BatchNorm2d)
 
 
 @dataclass(frozen=True)
@@ -92,7 +93,7 @@ def _geometry(layer: Module, axis: int) -> tuple[str, int, int, int, int] | None
         return "pool", kernel[axis], stride[axis], pair(layer.padding, "padding")[axis], 1
     raise TypeError(
         f"receptive: cannot trace layer {layer.label()}: only convolutions, transposed convolutions, "
-        "pooling and pointwise layers (ReLU, Dropout, Scale) have a receptive-field geometry"
+        "pooling and pointwise layers (ReLU, Dropout, Scale, BatchNorm2d) have a receptive-field geometry"
     )
 
 

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any, Mapping
 
 from . import nn
-from .backend import to_device
+from .backend import device_of, to_device
 from .models import FCN, Classifier
 from .models.backbones import linear
 from .models.fcn import upsampling_layer, zero_score_layer
@@ -90,7 +90,7 @@ class Transplanted:
 
 
 def transplant(state: Mapping[str, Any], model: nn.Module) -> Transplanted:
-    """Copy each array of ``state`` into ``model``'s parameter of the same name (the reference's transplant).
+    """Copy each array of ``state`` into ``model``'s parameter (or buffer) of the same name (the reference's transplant).
 
     An array with the parameter's number of elements but another shape is
     reshaped (a fully connected layer's weight into a convolution's). Names
@@ -98,7 +98,8 @@ def transplant(state: Mapping[str, Any], model: nn.Module) -> Transplanted:
     fc8, an FCN has score layers. An array whose element count differs is an
     error; all of them are listed, and then nothing is copied.
     """
-    own = dict(model.named_parameters())
+    own: dict[str, Any] = dict(model.named_parameters())
+    own.update(model.named_buffers())  # batch norm's running statistics travel with its weights
     report = Transplanted()
     problems = []
     for name, value in state.items():
@@ -113,9 +114,13 @@ def transplant(state: Mapping[str, Any], model: nn.Module) -> Transplanted:
             report.not_in_state.append(name)
             continue
         value = state[name]
-        if tuple(value.shape) != p.shape:
+        shape = tuple(p.shape)
+        if tuple(value.shape) != shape:
             report.reshaped.append(name)
-        p.data = to_device(value, p.device).reshape(p.shape).astype(p.dtype, copy=True)
+        if isinstance(p, nn.Parameter):
+            p.data = to_device(value, p.device).reshape(shape).astype(p.dtype, copy=True)
+        else:  # a buffer
+            model._set_buffer(name, to_device(value, device_of(p)).reshape(shape).astype(p.dtype, copy=True))
         report.copied.append(name)
     return report
 

@@ -179,14 +179,14 @@ def test_state_of_another_stage_fails_naming_the_keys():
     message = str(e.value)
     assert "missing keys: ['upscore_pool4.weight', 'score_pool3.weight', 'score_pool3.bias', 'upscore8.weight']" in message
     assert "unexpected keys: ['upscore16.weight']" in message
-    with pytest.raises(ValueError, match=r"score_fr.weight: checkpoint \(5, 128, 1, 1\), model \(3, 128, 1, 1\)"):
+    with pytest.raises(ValueError, match=r"score_fr.weight: checkpoint \(5, 256, 1, 1\), model \(3, 256, 1, 1\)"):
         FCN32s(n_class=3, backbone="tiny").load_state_dict(FCN32s(n_class=5, backbone="tiny").state_dict())
 
 
 def test_bad_arguments_are_named():
     with pytest.raises(ValueError, match=r"FCN8s: backbone 'alexnet' is not available.*AlexNet has only FCN32s"):
         FCN8s(backbone="alexnet")
-    with pytest.raises(ValueError, match=r"FCN32s: backbone 'resnet' is not available; choose one of 'vgg16', 'tiny', 'alexnet'"):
+    with pytest.raises(ValueError, match=r"FCN32s: backbone 'resnet' is not available; choose one of 'vgg16', 'tiny', 'tiny-bn', 'alexnet'"):
         FCN32s(backbone="resnet")
     with pytest.raises(ValueError, match="n_class must be a positive integer, got 0"):
         FCN16s(n_class=0, backbone="tiny")
@@ -197,7 +197,7 @@ def test_bad_arguments_are_named():
 def test_classifiers_take_their_imagenet_size_only(rng):
     model = VGG16(n_class=5, backbone="tiny").eval()
     assert model(mf.Tensor(rng.standard_normal((2, 3, 224, 224)).astype(np.float32))).shape == (2, 5)
-    assert model.fc6.weight.shape == (128, 64 * 7 * 7)
+    assert model.fc6.weight.shape == (256, 128 * 7 * 7)
     with pytest.raises(ValueError, match=r"VGG16 classifies 224x224 images: its fc6 takes a 7x7 pool5 map, but a 300x224 input gives 9x7"):
         model(mf.Tensor(np.zeros((1, 3, 300, 224), np.float32)))
     alexnet = AlexNet(n_class=7).eval()

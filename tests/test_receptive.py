@@ -126,7 +126,7 @@ def test_summary_shapes_match_a_real_forward(rng):
 def test_summary_of_a_classifier_follows_into_the_fully_connected_head():
     table = mf.summary(VGG16(n_class=10, backbone="tiny"), (1, 3, 224, 224))
     shapes = {name: shape for name, _, shape, *_ in table}
-    assert shapes["pool5"] == (1, 64, 7, 7) and shapes["flatten"] == (1, 64 * 49) and shapes["fc8"] == (1, 10)
+    assert shapes["pool5"] == (1, 128, 7, 7) and shapes["flatten"] == (1, 128 * 49) and shapes["fc8"] == (1, 10)
 
 
 def test_crop_that_cannot_align_is_an_error():

@@ -1,6 +1,7 @@
 """The built-in Shapes dataset: deterministic, split-disjoint, every class present, class not in colour."""
 
 import numpy as np
+from scipy import ndimage
 import pytest
 
 from minifcn.data import SHAPES_CLASSES, Shapes
@@ -37,6 +38,19 @@ def test_every_class_occurs_and_thin_shapes_are_thin():
             shifted |= np.roll(labels, d, axis=2) != cls
         return (mask & shifted).sum() / mask.sum()
     assert near_other(5) > 0.9 and near_other(4) > 0.9 and near_other(1) < 0.6
+
+
+def test_shapes_never_touch():
+    """Each connected piece of foreground is one shape of one class (none overlaps or touches another)."""
+    ds = Shapes("train", size=128)
+    n_shapes = []
+    for i in range(60):
+        label = ds[i][1]
+        pieces, n = ndimage.label(label > 0)
+        n_shapes.append(n)
+        for k in range(1, n + 1):
+            assert len(np.unique(label[pieces == k])) == 1, f"item {i}: piece {k} mixes classes"
+    assert min(n_shapes) >= 1 and np.mean(n_shapes) > 2  # (a ring cut by the border is two pieces)
 
 
 def test_colour_does_not_give_the_class_away():

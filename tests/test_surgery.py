@@ -98,7 +98,7 @@ def test_transplant_from_an_imagenet_classifier_reshapes_fc_to_conv(rng):
     assert report.reshaped == ["fc6.weight", "fc7.weight"]
     assert report.not_in_model == ["fc8.weight", "fc8.bias"]
     assert report.not_in_state == ["score_fr.weight", "score_fr.bias", "upscore.weight"]
-    np.testing.assert_array_equal(model.fc6.weight.data, classifier.fc6.weight.data.reshape(128, 64, 7, 7))
+    np.testing.assert_array_equal(model.fc6.weight.data, classifier.fc6.weight.data.reshape(256, 128, 7, 7))
     np.testing.assert_array_equal(model.conv3_2.bias.data, classifier.conv3_2.bias.data)
     assert model.fc6.weight.data is not classifier.fc6.weight.data
     assert "2 reshaped" in str(report)
@@ -107,8 +107,8 @@ def test_transplant_from_an_imagenet_classifier_reshapes_fc_to_conv(rng):
 def test_transplant_refuses_arrays_of_another_size_and_copies_nothing():
     model = FCN32s(n_class=5, backbone="tiny")
     before = model.conv1_1.weight.data.copy()
-    state = {"conv1_1.weight": np.ones((8, 3, 3, 3), np.float32), "score_fr.weight": np.zeros((21, 128, 1, 1), np.float32)}
-    with pytest.raises(ValueError, match=r"sizes differ: score_fr.weight: state \(21, 128, 1, 1\), model \(5, 128, 1, 1\)"):
+    state = {"conv1_1.weight": np.ones((8, 3, 3, 3), np.float32), "score_fr.weight": np.zeros((21, 256, 1, 1), np.float32)}
+    with pytest.raises(ValueError, match=r"sizes differ: score_fr.weight: state \(21, 256, 1, 1\), model \(5, 256, 1, 1\)"):
         surgery.transplant(state, model)
     np.testing.assert_array_equal(model.conv1_1.weight.data, before)
 
@@ -161,14 +161,14 @@ def test_set_n_class_resets_scores_and_upsampling_and_keeps_the_trunk(rng):
     order = [name.split(".")[0] for name in model.state_dict()]
     surgery.set_n_class(model, 4)
     assert model.n_class == 4 and [name.split(".")[0] for name in model.state_dict()] == order
-    assert model.score_fr.weight.shape == (4, 128, 1, 1) and model.score_pool3.weight.shape == (4, 32, 1, 1)
+    assert model.score_fr.weight.shape == (4, 256, 1, 1) and model.score_pool3.weight.shape == (4, 32, 1, 1)
     assert not model.score_pool4.weight.data.any() and model.score_pool4.bias.lr_mult == 2.0
     np.testing.assert_array_equal(model.upscore8.weight.data, nn.bilinear_upsampling_weight(4, 16))
     assert model.upscore8.weight.lr_mult == 0 and model.upscore8.stride == (8, 8)
     np.testing.assert_array_equal(model.conv2_1.weight.data, trunk)
     assert model(mf.Tensor(rng.standard_normal((1, 3, 9, 9)).astype(np.float32))).shape == (1, 4, 9, 9)
     classifier = surgery.set_n_class(VGG16(backbone="tiny"), 10)
-    assert classifier.fc8.weight.shape == (10, 128)
+    assert classifier.fc8.weight.shape == (10, 256)
     with pytest.raises(ValueError, match="n_class must be a positive integer, got -1"):
         surgery.set_n_class(model, -1)
 

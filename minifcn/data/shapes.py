@@ -1,13 +1,14 @@
 """Shapes: the built-in synthetic segmentation set, so that an FCN can learn without a download.
 
-Each image holds one to five shapes of five classes over a textured, noisy
+Each image holds one to four shapes of five classes over a textured, noisy
 background:
 
     1 disc, 2 square, 3 triangle (filled)     4 ring, 5 bar (thin)
 
 Every shape gets a random colour, independent of its class, so a network
-must learn the shape, not the colour. Shapes are 12-22% of the image
-across; rings and bars are about S/16 thick (8 pixels at S = 128, one cell
+must learn the shape, not the colour. Shapes do not overlap (an occluded
+disc is no longer round, and its class would be a guess) and their radius
+is 15-20% of the image; rings and bars are about S/16 thick (8 pixels at S = 128, one cell
 of FCN-8s's finest, stride-8 scores, a quarter of FCN-32s's): they are where
 the finer skips should beat FCN-32s (Sec. 4.2). Thinner lines than a
 stride-8 cell could not be drawn by any FCN's bilinear upsampling.
@@ -20,7 +21,7 @@ storage, and its train and val splits never share an image.
 from __future__ import annotations
 
 import numpy as np
-from scipy.ndimage import zoom
+from scipy.ndimage import binary_dilation, zoom
 
 CLASSES = ("background", "disc", "square", "triangle", "ring", "bar")
 _SPLITS = {"train": 0, "val": 1, "test": 2}
@@ -65,7 +66,7 @@ def _shape_mask(cls: int, rng: np.random.Generator, S: int) -> np.ndarray:
     """A boolean (S, S) mask of one shape of class ``cls`` at a random place, size and angle."""
     y, x = np.mgrid[0:S, 0:S].astype(np.float64) + 0.5
     cy, cx = rng.uniform(0.15 * S, 0.85 * S, size=2)
-    r = rng.uniform(0.12, 0.22) * S
+    r = rng.uniform(0.15, 0.20) * S
     theta = rng.uniform(0, np.pi)
     u = (x - cx) * np.cos(theta) + (y - cy) * np.sin(theta)  # coordinates along and across the shape
     v = -(x - cx) * np.sin(theta) + (y - cy) * np.cos(theta)
@@ -87,12 +88,22 @@ def _shape_mask(cls: int, rng: np.random.Generator, S: int) -> np.ndarray:
 
 
 def render(rng: np.random.Generator, S: int) -> tuple[np.ndarray, np.ndarray]:
-    """One image and its label map, drawn from ``rng``. Later shapes cover earlier ones."""
+    """One image and its label map, drawn from ``rng``.
+
+    A shape that would overlap or touch one already drawn is moved (up to 20
+    tries at new places, sizes and angles) or else left out.
+    """
     image = _background(rng, S)
     label = np.zeros((S, S), np.int64)
-    for _ in range(rng.integers(1, 6)):
+    for _ in range(rng.integers(1, 5)):
         cls = int(rng.integers(1, len(CLASSES)))
-        mask = _shape_mask(cls, rng, S)
+        taken = binary_dilation(label > 0)  # the shapes so far and a one-pixel margin
+        for _ in range(20):
+            mask = _shape_mask(cls, rng, S)
+            if not (mask & taken).any():
+                break
+        else:
+            continue
         if not mask.any():
             continue
         # A colour that stands out from the background under the shape (class-independent).

@@ -8,6 +8,12 @@ as attributes (parameters ``conv1_1.weight`` ...) and run them in order.
 same, so its receptive fields, crops and output sizes are exactly VGG16's,
 but it trains on a laptop CPU. It exists for tests and lessons.
 
+``tiny-bn`` is ``tiny`` with batch normalisation after every convolution
+(conv1_1, bn1_1, relu1_1, ...; fc6, bn6, relu6, ...) and no dropout. The
+paper has neither, but from scratch the plain deep trunk learns too slowly
+for a few minutes on a CPU (benchmarks/RESULTS.md measures how much). The
+geometry, and so every receptive field and crop, is unchanged.
+
 Weights start He-normal and biases zero (ImageNet weights replace them via
 ``minifcn.weights``); biases learn at twice the rate without weight decay
 (lr_mult 2, decay_mult 0), as in every reference network.
@@ -22,10 +28,10 @@ import numpy as np
 from .. import nn
 
 VGG16_WIDTHS, VGG16_FC = (64, 128, 256, 512, 512), 4096
-TINY_WIDTHS, TINY_FC = (8, 16, 32, 64, 64), 128
+TINY_WIDTHS, TINY_FC = (8, 16, 32, 64, 128), 256  # wide at 1/16 and 1/32, where maps are small
 ALEXNET_WIDTHS, ALEXNET_FC = (64, 192, 384, 256, 256), 4096  # torchvision's AlexNet (no channel groups)
 
-BACKBONES = ("vgg16", "tiny", "alexnet")
+BACKBONES = ("vgg16", "tiny", "tiny-bn", "alexnet")
 
 
 def conv(in_channels: int, out_channels: int, kernel_size: int, stride: int = 1, padding: int = 0,
@@ -106,8 +112,8 @@ def fcn_trunk(backbone: str, dtype: Any) -> tuple[dict[str, nn.Module], int]:
     Returns the layers and the width of fc7, which score_fr reads."""
     if backbone == "alexnet":
         layers, last, fc, fc6_kernel = alexnet_features(100, True, dtype), ALEXNET_WIDTHS[-1], ALEXNET_FC, 6
-    elif backbone in ("vgg16", "tiny"):
-        widths, fc = vgg16_widths(backbone)
+    elif backbone in ("vgg16", "tiny", "tiny-bn"):
+        widths, fc = vgg16_widths(backbone.removesuffix("-bn"))
         layers, last, fc6_kernel = vgg16_features(widths, 100, True, dtype), widths[-1], 7
     else:
         raise ValueError(f"unknown backbone {backbone!r}; choose one of {', '.join(BACKBONES)}")
@@ -115,4 +121,19 @@ def fcn_trunk(backbone: str, dtype: Any) -> tuple[dict[str, nn.Module], int]:
         "fc6": conv(last, fc, fc6_kernel, dtype=dtype), "relu6": nn.ReLU(), "drop6": nn.Dropout(0.5),  # 1/32
         "fc7": conv(fc, fc, 1, dtype=dtype), "relu7": nn.ReLU(), "drop7": nn.Dropout(0.5),
     })  # fmt: skip
+    if backbone == "tiny-bn":
+        layers = with_batch_norm(layers, dtype)
     return layers, fc
+
+
+def with_batch_norm(layers: dict[str, nn.Module], dtype: Any) -> dict[str, nn.Module]:
+    """The same trunk with a BatchNorm2d after every convolution and without dropout:
+    conv1_1, bn1_1, relu1_1, ...; fc6, bn6, relu6; fc7, bn7, relu7."""
+    out: dict[str, nn.Module] = {}
+    for name, layer in layers.items():
+        if isinstance(layer, nn.Dropout):
+            continue
+        out[name] = layer
+        if isinstance(layer, nn.Conv2d):
+            out["bn" + name.removeprefix("conv").removeprefix("fc")] = nn.BatchNorm2d(layer.out_channels, dtype=dtype)
+    return out

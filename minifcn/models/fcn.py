@@ -60,7 +60,7 @@ class FCN(nn.Module):
     """
 
     CROPS: dict[str, tuple[str, str]] = {}
-    BACKBONES: tuple[str, ...] = ("vgg16", "tiny")
+    BACKBONES: tuple[str, ...] = ("vgg16", "tiny", "tiny-bn")
 
     def __init__(self, n_class: int, backbone: str, learnable_upsampling: bool, dtype: Any):
         super().__init__()
@@ -103,7 +103,7 @@ class FCN(nn.Module):
 class FCN32s(FCN):
     """FCN-32s (Sec. 4.1): the trunk's 1/32 scores, upsampled 32x in one step."""
 
-    BACKBONES = ("vgg16", "tiny", "alexnet")
+    BACKBONES = ("vgg16", "tiny", "tiny-bn", "alexnet")
     CROPS = {"score": ("upscore", "input")}
 
     def __init__(self, n_class: int = 21, backbone: str = "vgg16", learnable_upsampling: bool = False,
@@ -118,7 +118,7 @@ class FCN32s(FCN):
         return {"upscore": self.trunk_names + ["score_fr", "upscore"]}
 
     def forward(self, x: Tensor) -> Tensor:
-        fc7 = self._run(x, None, "drop7")  # 1/32
+        fc7 = self._run(x, None, self.trunk_names[-1])  # fc7 (after its ReLU and dropout), 1/32
         upscore = self.upscore(self.score_fr(fc7))  # 1/1
         return self._crop(upscore, x.shape[2:], "score")
 
@@ -147,7 +147,7 @@ class FCN16s(FCN):
 
     def forward(self, x: Tensor) -> Tensor:
         pool4 = self._run(x, None, "pool4")  # 1/16
-        fc7 = self._run(pool4, "pool4", "drop7")  # 1/32
+        fc7 = self._run(pool4, "pool4", self.trunk_names[-1])  # fc7 (after its ReLU and dropout), 1/32
         upscore2 = self.upscore2(self.score_fr(fc7))  # 1/16
         score_pool4c = self._crop(self.score_pool4(pool4), upscore2, "score_pool4c")
         upscore16 = self.upscore16(upscore2 + score_pool4c)  # 1/1
@@ -200,7 +200,7 @@ class FCN8s(FCN):
     def forward(self, x: Tensor) -> Tensor:
         pool3 = self._run(x, None, "pool3")  # 1/8
         pool4 = self._run(pool3, "pool3", "pool4")  # 1/16
-        fc7 = self._run(pool4, "pool4", "drop7")  # 1/32
+        fc7 = self._run(pool4, "pool4", self.trunk_names[-1])  # fc7 (after its ReLU and dropout), 1/32
         upscore2 = self.upscore2(self.score_fr(fc7))  # 1/16
         score_pool4c = self._crop(self._score_skip(pool4, "pool4"), upscore2, "score_pool4c")
         upscore_pool4 = self.upscore_pool4(upscore2 + score_pool4c)  # 1/8

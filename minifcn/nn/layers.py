@@ -131,6 +131,32 @@ class ReLU(Module):
         return F.relu(x)
 
 
+class BatchNorm2d(Module):
+    """Batch normalisation per channel (see ``minifcn.functional.norm``), as PyTorch's BatchNorm2d.
+
+    Parameters ``weight`` (gamma, ones) and ``bias`` (beta, zeros) learn at the
+    base rate without weight decay (decay_mult 0: decaying gamma would only
+    fight the normalisation). Buffers ``running_mean`` (zeros) and
+    ``running_var`` (ones) are saved in ``state_dict()``; ``eval()`` switches
+    from the batch's statistics to them.
+    """
+
+    def __init__(self, num_features: int, eps: float = 1e-5, momentum: float = 0.1, dtype: Any = np.float32):
+        super().__init__()
+        self.num_features, self.eps, self.momentum = num_features, eps, momentum
+        self.weight = Parameter(np.ones(num_features, dtype), decay_mult=0.0)
+        self.bias = Parameter(np.zeros(num_features, dtype), decay_mult=0.0)
+        self.register_buffer("running_mean", np.zeros(num_features, dtype))
+        self.register_buffer("running_var", np.ones(num_features, dtype))
+
+    def forward(self, x: Tensor) -> Tensor:
+        return _with_layer_name(self, F.batch_norm, x, self.running_mean, self.running_var, self.weight,
+                                self.bias, self.training, self.momentum, self.eps)  # fmt: skip
+
+    def extra_repr(self) -> str:
+        return f"{self.num_features}, eps={self.eps:g}, momentum={self.momentum:g}"
+
+
 class Dropout(Module):
     """Inverted dropout while training; the identity after ``eval()``."""
 

@@ -1,0 +1,94 @@
+"""Batch normalisation (Ioffe and Szegedy, 2015): not in the FCN paper, but what lets a small net
+learn from scratch in minutes (the ``tiny-bn`` backbone of the quick preset).
+
+Training: each channel c is normalised by the mean and variance of its
+values over the batch and all pixels, then scaled and shifted:
+
+    mu_c = mean over (n, i, j) of x[n, c, i, j]      var_c likewise (biased)
+    xhat = (x - mu_c) / sqrt(var_c + eps)
+    y    = gamma_c * xhat + beta_c
+
+and the running averages move towards the batch's statistics,
+``running = (1 - momentum) * running + momentum * batch`` (the variance
+unbiased, by m / (m - 1), as in PyTorch). Evaluation uses the running
+averages instead, so y is a fixed per-channel affine map of x.
+
+Backward (training), with m = N*H*W values per channel:
+
+    dbeta  = sum of dy                 dgamma = sum of dy * xhat
+    dx     = gamma / sqrt(var + eps) * (dy - dbeta / m - xhat * dgamma / m)
+
+The two subtracted terms are there because every x moves mu and var.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..autograd import Function, Tensor
+from ..backend import get_array_module
+
+_AXES = (0, 2, 3)  # batch and pixels: the statistics are per channel
+
+
+def _per_channel(v: Any) -> Any:
+    """(C,) -> (1, C, 1, 1), to combine with (N, C, H, W)."""
+    return v.reshape(1, -1, 1, 1)
+
+
+class BatchNorm2d(Function):
+    """y = gamma * (x - mean) / sqrt(var + eps) + beta per channel; batch statistics while training.
+
+    Shapes: x (N, C, H, W); gamma, beta, running_mean, running_var (C,).
+    The running arrays are updated in place while training.
+    """
+
+    def __init__(self, running_mean: Any, running_var: Any, training: bool, momentum: float, eps: float):
+        self.running_mean, self.running_var = running_mean, running_var
+        self.training, self.momentum, self.eps = training, momentum, eps
+
+    def forward(self, x: Any, gamma: Any, beta: Any) -> Any:
+        xp = get_array_module(x)
+        if x.ndim != 4:
+            raise ValueError(f"batch_norm: input must be 4-D (N, C, H, W), got shape {x.shape}")
+        C = x.shape[1]
+        for name, a in (("weight", gamma), ("bias", beta), ("running_mean", self.running_mean),
+                        ("running_var", self.running_var)):  # fmt: skip
+            if a.shape != (C,):
+                raise ValueError(f"batch_norm: {name} must have shape ({C},) for input {x.shape}, got {a.shape}")
+            if a.dtype != x.dtype:
+                raise TypeError(f"batch_norm: {name} dtype {a.dtype} differs from input dtype {x.dtype}")
+        if self.training:
+            m = x.size // C
+            if m < 2:
+                raise ValueError(f"batch_norm: training needs more than one value per channel, input {x.shape}")
+            mean, var = x.mean(axis=_AXES), x.var(axis=_AXES)
+            t = x.dtype.type(self.momentum)
+            self.running_mean *= 1 - t
+            self.running_mean += t * mean
+            self.running_var *= 1 - t
+            self.running_var += t * var * x.dtype.type(m / (m - 1))
+        else:
+            mean, var = self.running_mean, self.running_var
+        self.inv_std = 1 / xp.sqrt(var + x.dtype.type(self.eps))  # (C,)
+        self.xhat = (x - _per_channel(mean)) * _per_channel(self.inv_std)
+        self.gamma = gamma
+        return self.xhat * _per_channel(gamma) + _per_channel(beta)
+
+    def backward(self, gy: Any) -> tuple:
+        xhat = self.xhat
+        dbeta = gy.sum(axis=_AXES)
+        dgamma = (gy * xhat).sum(axis=_AXES)
+        scale = _per_channel(self.gamma * self.inv_std)
+        if not self.training:  # fixed statistics: a per-channel affine map
+            return gy * scale, dgamma, dbeta
+        m = gy.size // gy.shape[1]
+        dx = (gy - _per_channel(dbeta / m) - xhat * _per_channel(dgamma / m)) * scale
+        return dx, dgamma, dbeta
+
+
+def batch_norm(x: Tensor, running_mean: Any, running_var: Any, weight: Tensor, bias: Tensor,
+               training: bool = True, momentum: float = 0.1, eps: float = 1e-5) -> Tensor:  # fmt: skip
+    """Batch normalisation of (N, C, H, W) per channel. ``running_mean`` and ``running_var`` are (C,)
+    arrays, updated in place while ``training`` and used instead of the batch's statistics otherwise."""
+    return BatchNorm2d(running_mean, running_var, training, momentum, eps)(x, weight, bias)
