@@ -1,6 +1,6 @@
 """python -m minifcn.train: train an FCN (Sec. 4), on the built-in Shapes by default.
 
-    python -m minifcn.train                         # --preset quick: FCN-8s, tiny backbone, Shapes, from scratch
+    python -m minifcn.train                         # --preset quick: FCN-8s, tiny-bn backbone, Shapes, from scratch
     python -m minifcn.train --preset paper --model fcn32s --dataset sbd --data-root SBD \\
         --init vgg16.caffemodel --out runs/fcn32s   # the reference's settings
 
@@ -16,8 +16,9 @@ writes into ``--out``:
     metrics.json       the final evaluation
 
 ``--resume DIR/last.npz`` continues a run where it stopped, with the same
-momentum, data order and dropout masks, so on the CPU it ends with the
-same weights as a run that was never interrupted. Ctrl-C saves last.npz
+optimiser state (momentum, or Adam's moments), batch-norm statistics,
+data order and dropout masks, so on the CPU it ends with the same weights
+as a run that was never interrupted. Ctrl-C saves last.npz
 first. A NaN or infinite loss stops the run, keeping the last good
 checkpoint. Checkpoints are written atomically.
 """
@@ -44,25 +45,28 @@ from .checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint
 from .data import Augment, BatchLoader
 from .evaluate import evaluate, scores_json
 from .metrics import segmentation_scores
-from .models import FCN, MODELS, build_fcn
-from .optim import SGD
+from .models import BACKBONES, FCN, MODELS, build_fcn
+from .optim import SGD, Adam
 from .preprocessing import BY_NAME, CAFFE, TORCHVISION
 
 # The paper's learning rates for its unnormalised (summed) loss, by stage (Sec. 4.1-4.2).
 PAPER_LR = {"fcn32s": 1e-10, "fcn16s": 1e-12, "fcn8s": 1e-14, "fcn8s-atonce": 1e-10}
 
 PRESETS: dict[str, dict[str, Any]] = {
-    # A newcomer's first run: FCN-8s on the tiny backbone learns Shapes from scratch in minutes on a CPU.
-    "quick": dict(model="fcn8s", backbone="tiny", dataset="shapes", image_size=128, iters=600, batch_size=4, crop_size=None,
-                  augment="flip", lr=0.01, lr_policy="poly", warmup=50, momentum=0.9, weight_decay=5e-4,
-                  loss_reduction="mean", eval_every=200, checkpoint_every=200, score_init="normal"),
+    # A newcomer's first run: FCN-8s learns Shapes from scratch in minutes on a CPU. From scratch the paper's
+    # plain trunk and SGD learn too slowly for that (benchmarks/RESULTS.md), so: batch norm (tiny-bn) and Adam.
+    "quick": dict(model="fcn8s", backbone="tiny-bn", dataset="shapes", image_size=128, iters=800, batch_size=4,
+                  crop_size=None, augment="flip", optimizer="adam", lr=0.01, lr_policy="poly", warmup=50,
+                  momentum=0.9, weight_decay=0.0, loss_reduction="mean", eval_every=200, checkpoint_every=200,
+                  score_init="normal"),
     # The reference's solver (voc-fcn*/solve.py): SGD, momentum 0.99, summed loss, batch 1, fixed lr by stage.
     "paper": dict(model="fcn32s", backbone="vgg16", dataset="sbd", image_size=None, iters=100000, batch_size=1, crop_size=None,
-                  augment="none", lr=None, lr_policy="fixed", warmup=0, momentum=0.99, weight_decay=5e-4,
+                  augment="none", optimizer="sgd", lr=None, lr_policy="fixed", warmup=0, momentum=0.99, weight_decay=5e-4,
                   loss_reduction="sum", eval_every=4000, checkpoint_every=4000, score_init="zero"),
 }  # fmt: skip
 
 AUGMENTS = ("none", "flip", "flip-scale")
+OPTIMIZERS = ("sgd", "adam")
 LOG_FIELDS = ["iteration", "loss", "lr", "seconds", "pixel_acc", "mean_acc", "mean_iu", "fw_iu"]
 
 
@@ -85,6 +89,7 @@ class Config:
     batch_size: int = 4
     crop_size: int | None = None
     augment: str = "flip"
+    optimizer: str = "sgd"
     lr: float | None = None
     lr_policy: str = "fixed"
     warmup: int = 0
@@ -124,23 +129,24 @@ class Diverged(Exception):
 def parse_config(argv: Sequence[str] | None) -> Config:
     p = cli.ArgumentParser(prog="minifcn.train", description="Train an FCN (on the built-in Shapes by default).")
     a = p.add_argument
-    a("--preset", choices=PRESETS, default="quick", help="quick (default): FCN-8s tiny on Shapes in minutes; "
+    a("--preset", choices=PRESETS, default="quick", help="quick (default): FCN-8s tiny-bn on Shapes in minutes; "
       "paper: the reference's solver settings")
     a("--model", choices=MODELS, help="the network (quick: fcn8s; paper: fcn32s)")
-    a("--backbone", choices=("vgg16", "alexnet", "tiny"), help="the trunk (quick: tiny; paper: vgg16)")
+    a("--backbone", choices=BACKBONES, help="the trunk (quick: tiny-bn, tiny with batch norm; paper: vgg16)")
     cli.add_data_arguments(p, dataset_default=None)
     a("--train-split", help="split to train on (default train)")
     a("--val-split", help="split to evaluate on (default val; sbd also seg11valid, with --voc-root)")
     a("--device", choices=("auto", "cpu", "cuda"), default="auto", help="auto: the GPU when CuPy sees one")
-    a("--iters", type=int, help="iterations (quick 600, paper 100000)")
+    a("--iters", type=int, help="iterations (quick 800, paper 100000)")
     a("--batch-size", type=int, help="images per iteration (quick 4, paper 1: whole images)")
     a("--crop-size", type=int, help="train on random square crops of this size (padded with 255 labels)")
     a("--augment", choices=AUGMENTS, help="random flips (and scales 0.5-2): quick flip, paper none")
+    a("--optimizer", choices=OPTIMIZERS, help="sgd (Caffe's, as the paper) or adam (quick)")
     a("--lr", type=float, help="base learning rate (quick 0.01; paper 1e-10, 1e-12, 1e-14 for 32s, 16s, 8s)")
     a("--lr-policy", choices=("fixed", "poly"), help="fixed, or poly: lr * (1 - t/iters)^0.9 (quick poly)")
     a("--warmup", type=int, help="iterations of linear lr warm-up (quick 50)")
     a("--momentum", type=float, help="SGD momentum (quick 0.9, paper 0.99)")
-    a("--weight-decay", type=float, help="L2 weight decay (5e-4); biases have none")
+    a("--weight-decay", type=float, help="L2 weight decay (quick 0, paper 5e-4); biases and batch norm have none")
     a("--loss-reduction", choices=("mean", "sum"), help="mean over pixels (quick) or their sum (paper)")
     a("--score-init", choices=("zero", "normal"), help="score layers start at zero (paper, for pretrained "
       "trunks) or small random (quick: a random trunk learns nothing through zero scores)")
@@ -231,7 +237,8 @@ class Run:
         self.n_class = self.train_set.n_class
         self.classes = list(self.train_set.classes)
         self.start, self.best = 0, -1.0
-        self.preprocessing = CAFFE if c.backbone != "tiny" or c.init else TORCHVISION
+        # A net trained from scratch sees RGB scaled as torchvision does; ImageNet weights bring their own.
+        self.preprocessing = TORCHVISION if c.backbone.startswith("tiny") and not c.init else CAFFE
         resumed = load_checkpoint(c.resume) if c.resume else None
         if resumed is not None:
             self.model = self.resume_model(resumed)
@@ -243,7 +250,10 @@ class Run:
             elif c.score_init == "normal":
                 randomise_scores(self.model, c.seed)
         self.model.to(self.device)
-        self.optimizer = SGD(self.model.parameters(), lr=c.lr, momentum=c.momentum, weight_decay=c.weight_decay)
+        if c.optimizer == "adam":
+            self.optimizer: SGD | Adam = Adam(self.model.parameters(), lr=c.lr, weight_decay=c.weight_decay)
+        else:
+            self.optimizer = SGD(self.model.parameters(), lr=c.lr, momentum=c.momentum, weight_decay=c.weight_decay)
         if resumed is not None:
             self.optimizer.load_state_dict(resumed.optim)
             rng.set_state(resumed.meta["rng"])
@@ -263,9 +273,10 @@ class Run:
         meta, c = ckpt.meta, self.c
         if "iteration" not in meta or "rng" not in meta:
             raise cli.UserError(f"--resume {c.resume!r}: not a training checkpoint (no iteration or RNG state)")
-        for key in ("model", "backbone", "dataset"):
-            if meta.get(key) != getattr(c, key):
-                raise cli.UserError(f"--resume {c.resume!r} was trained with --{key} {meta.get(key)}, "
+        for key in ("model", "backbone", "dataset", "optimizer"):
+            theirs = meta.get("config", {}).get(key, meta.get(key))
+            if theirs != getattr(c, key):
+                raise cli.UserError(f"--resume {c.resume!r} was trained with --{key} {theirs}, "
                                     f"this run asks for {getattr(c, key)}")  # fmt: skip
         if int(meta["n_class"]) != self.n_class:
             raise cli.UserError(f"--resume {c.resume!r} has {meta['n_class']} classes, the dataset {self.n_class}")
@@ -384,7 +395,7 @@ class Run:
             signal.signal(signal.SIGINT, self._previous_handler)
 
     def step(self, t: int) -> float:
-        """One SGD iteration on batch t; returns the loss."""
+        """One iteration (forward, backward, update) on batch t; returns the loss."""
         x, labels = self.loader.batch(t)
         self.optimizer.lr = learning_rate(self.c, t)
         with np.errstate(over="ignore", invalid="ignore"):  # a diverging run is reported below, once

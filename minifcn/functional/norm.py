@@ -36,6 +36,11 @@ def _per_channel(v: Any) -> Any:
     return v.reshape(1, -1, 1, 1)
 
 
+def _sum_of_products(a: Any, b: Any) -> Any:
+    """sum over n, i, j of a[n, c, i, j] * b[n, c, i, j], per channel, without an (N, C, H, W) temporary."""
+    return get_array_module(a).einsum("nchw,nchw->c", a, b)
+
+
 class BatchNorm2d(Function):
     """y = gamma * (x - mean) / sqrt(var + eps) + beta per channel; batch statistics while training.
 
@@ -62,28 +67,35 @@ class BatchNorm2d(Function):
             m = x.size // C
             if m < 2:
                 raise ValueError(f"batch_norm: training needs more than one value per channel, input {x.shape}")
-            mean, var = x.mean(axis=_AXES), x.var(axis=_AXES)
+            mean = x.mean(axis=_AXES)
+            xc = x - _per_channel(mean)
+            var = _sum_of_products(xc, xc) / x.dtype.type(m)
             t = x.dtype.type(self.momentum)
             self.running_mean *= 1 - t
             self.running_mean += t * mean
             self.running_var *= 1 - t
             self.running_var += t * var * x.dtype.type(m / (m - 1))
         else:
-            mean, var = self.running_mean, self.running_var
+            var = self.running_var
+            xc = x - _per_channel(self.running_mean)
         self.inv_std = 1 / xp.sqrt(var + x.dtype.type(self.eps))  # (C,)
-        self.xhat = (x - _per_channel(mean)) * _per_channel(self.inv_std)
-        self.gamma = gamma
-        return self.xhat * _per_channel(gamma) + _per_channel(beta)
+        xc *= _per_channel(self.inv_std)
+        self.xhat, self.gamma = xc, gamma
+        y = xc * _per_channel(gamma)
+        y += _per_channel(beta)
+        return y
 
     def backward(self, gy: Any) -> tuple:
         xhat = self.xhat
         dbeta = gy.sum(axis=_AXES)
-        dgamma = (gy * xhat).sum(axis=_AXES)
-        scale = _per_channel(self.gamma * self.inv_std)
+        dgamma = _sum_of_products(gy, xhat)
+        scale = self.gamma * self.inv_std  # (C,)
         if not self.training:  # fixed statistics: a per-channel affine map
-            return gy * scale, dgamma, dbeta
+            return gy * _per_channel(scale), dgamma, dbeta
         m = gy.size // gy.shape[1]
-        dx = (gy - _per_channel(dbeta / m) - xhat * _per_channel(dgamma / m)) * scale
+        dx = xhat * _per_channel(-scale * dgamma / m)
+        dx += gy * _per_channel(scale)
+        dx -= _per_channel(scale * dbeta / m)
         return dx, dgamma, dbeta
 
 
