@@ -39,7 +39,7 @@ def trained(tmp_path_factory):
 def test_train_writes_every_artefact(trained):
     out = trained
     config = json.load(open(os.path.join(out, "config.json")))
-    assert config["model"] == "fcn8s" and config["backbone"] == "tiny" and config["iters"] == 4
+    assert config["model"] == "fcn8s" and config["backbone"] == "tiny-bn" and config["optimizer"] == "adam" and config["iters"] == 4
     rows = list(csv.DictReader(open(os.path.join(out, "log.csv"))))
     assert [int(r["iteration"]) for r in rows] == [1, 2, 3, 4]
     assert all(float(r["loss"]) > 0 and float(r["lr"]) > 0 for r in rows)
@@ -57,7 +57,8 @@ def test_train_writes_every_artefact(trained):
     assert last.meta["iteration"] == 4 and last.meta["preprocessing"] == "torchvision"
     assert best.meta["iteration"] in (2, 4)
     assert set(last.model) == set(model_from_checkpoint(last).state_dict())
-    assert any(k.startswith("velocity.") for k in last.optim)
+    assert any(k.startswith("m.") for k in last.optim) and int(last.optim["t"]) == 4  # Adam's moments and step
+    assert any(k.endswith("running_var") for k in last.model)  # batch norm's statistics
 
     metrics = json.load(open(os.path.join(out, "metrics.json")))
     assert metrics["iteration"] == 4 and set(metrics["iu"]) == set(Shapes.classes)
@@ -97,14 +98,14 @@ def test_predict_any_size(trained, tmp_path, capsys):
 
 
 def test_resume_after_ctrl_c_ends_with_the_same_weights(tmp_path, monkeypatch):
-    """An interrupted and resumed run equals an uninterrupted one (momentum, data order, dropout masks)."""
+    """An interrupted and resumed run equals an uninterrupted one (Adam's moments, batch-norm statistics, data order)."""
     args = SMALL + ["--iters", "5", "--eval-every", "5", "--checkpoint-every", "5", "--lr", "0.02"]
     assert cli.run(train.main, args + ["--out", str(tmp_path / "whole")]) == 0
 
     real_step = train.Run.step
 
-    def step_then_ctrl_c(self, t):
-        loss = real_step(self, t)
+    def step_then_ctrl_c(self, t, batch=None):
+        loss = real_step(self, t, batch)
         if t == 1:  # Ctrl-C during iteration 2: it finishes, last.npz is written, the run stops
             os.kill(os.getpid(), signal.SIGINT)
         return loss
@@ -136,17 +137,20 @@ def test_staged_init_starts_from_the_coarser_net(trained, tmp_path):
     config = train.parse_config(SMALL + ["--model", "fcn16s", "--init", os.path.join(coarse, "last.npz")])
     run = train.Run(config)
     earlier = model_from_checkpoint(load_checkpoint(os.path.join(coarse, "last.npz")))
-    own = dict(run.model.named_parameters())
-    shared = [name for name, _ in earlier.named_parameters() if name in own]
-    assert len(shared) == 32  # the trunk (13 convs, fc6, fc7) and score_fr: weights and biases
+    own, theirs = run.model.state_dict(), earlier.state_dict()
+    shared = [name for name in theirs if name in own]
+    # The trunk (13 convs, fc6, fc7: weights and biases; 15 batch norms: weights, biases, running mean and
+    # variance) and score_fr.
+    assert len(shared) == 30 + 60 + 2
     for name in shared:
-        assert np.array_equal(own[name].data, dict(earlier.named_parameters())[name].data), name
+        assert np.array_equal(own[name], theirs[name]), name
+    assert theirs["bn3_2.running_var"].std() > 0  # statistics that were learnt, not the initial ones
     assert not run.model.score_pool4.weight.data.any()  # new skip adds nothing at first (Sec. 4.2)
     assert run.preprocessing is TORCHVISION
 
 
 def test_nan_loss_stops_with_the_iteration_and_the_fix(tmp_path, capsys):
-    args = SMALL + ["--iters", "30", "--lr", "1e12", "--warmup", "0", "--lr-policy", "fixed", "--eval-every", "30",
+    args = SMALL + ["--backbone", "tiny", "--optimizer", "sgd", "--iters", "30", "--lr", "1e12", "--warmup", "0", "--lr-policy", "fixed", "--eval-every", "30",
                     "--checkpoint-every", "1", "--out", str(tmp_path)]  # fmt: skip
     code, out, err = run_cli(train.main, args, capsys)
     assert code == 1
@@ -156,6 +160,20 @@ def test_nan_loss_stops_with_the_iteration_and_the_fix(tmp_path, capsys):
     assert 1 < failed_at <= 30
     kept = load_checkpoint(str(tmp_path / "last.npz"))
     assert kept.meta["iteration"] == failed_at - 1
+    assert all(np.isfinite(v).all() for v in kept.model.values())
+
+
+def test_a_parameter_that_overflows_is_never_saved(tmp_path, capsys):
+    """With batch norm the loss can stay finite while a weight overflows: the checkpoint refuses it."""
+    args = SMALL + ["--iters", "30", "--lr", "1e12", "--warmup", "0", "--lr-policy", "fixed", "--eval-every", "30",
+                    "--checkpoint-every", "1", "--out", str(tmp_path)]  # fmt: skip
+    code, out, err = run_cli(train.main, args, capsys)
+    assert code == 1
+    line = err.strip().splitlines()[-1]
+    assert line.startswith("minifcn: error: parameter conv1_1.weight is no longer finite after iteration 2")
+    assert "last.npz was not overwritten" in line and "lower --lr" in line
+    kept = load_checkpoint(str(tmp_path / "last.npz"))
+    assert kept.meta["iteration"] == 1
     assert all(np.isfinite(v).all() for v in kept.model.values())
 
 
