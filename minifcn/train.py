@@ -394,19 +394,19 @@ class Run:
         if self._previous_handler is not None:
             signal.signal(signal.SIGINT, self._previous_handler)
 
-    def step(self, t: int, batch: tuple[np.ndarray, np.ndarray] | None = None) -> float:
-        """One iteration (forward, backward, update) on batch t (``self.loader.batch(t)``); returns the loss."""
-        x, labels = self.loader.batch(t) if batch is None else batch
+    def step(self, t: int) -> float:
+        """One iteration (forward, backward, update) on batch t; returns the loss."""
+        x, labels = self.loader.batch(t)
         self.optimizer.lr = learning_rate(self.c, t)
         with np.errstate(over="ignore", invalid="ignore"):  # a diverging run is reported below, once
             scores = self.model(Tensor(to_device(x, self.device)))
             loss = F.softmax_cross_entropy(scores, to_device(labels, self.device), reduction=self.c.loss_reduction)
-        value = float(loss.item())
-        if not math.isfinite(value):
-            raise Diverged(value)
-        self.optimizer.zero_grad()
-        loss.backward()
-        self.optimizer.step()
+            value = float(loss.item())
+            if not math.isfinite(value):
+                raise Diverged(value)
+            self.optimizer.zero_grad()
+            loss.backward()
+            self.optimizer.step()
         return value
 
     def run(self) -> dict[str, Any]:
@@ -427,9 +427,9 @@ class Run:
         scores: dict[str, Any] | None = None
         interrupted = self.catch_ctrl_c()
         try:
-            for t, batch in self.loader.batches(self.start, c.iters):
+            for t in range(self.start, c.iters):
                 try:
-                    loss = self.step(t, batch)
+                    loss = self.step(t)
                 except Diverged as e:
                     raise cli.UserError(
                         f"the loss became {e.args[0]} at iteration {t + 1} (lr {self.optimizer.lr:g}); nothing of "

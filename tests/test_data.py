@@ -249,19 +249,6 @@ def test_a_batch_of_different_sizes_names_both_items(tmp_path):
     ds = VOCSegmentation(str(tmp_path), "train")
     with pytest.raises(DataError, match=r"item \d \([ab]\) is 30x2\d and item \d \([ab]\) is 30x2\d.*--crop-size"):
         BatchLoader(ds, 2, CAFFE, shuffle=False).batch(0)
-    with pytest.raises(DataError, match=r"needs images of one size"):  # raised from the loader's thread too
-        list(BatchLoader(ds, 2, CAFFE, shuffle=False).batches(0, 3))
     x, labels = BatchLoader(ds, 2, CAFFE, Augment(flip=False, crop_size=(21, 21)), shuffle=False).batch(0)
     assert x.shape == (2, 3, 21, 21) and (labels[0][20] == 255).all()  # a (20-row) padded with 255
 
-
-def test_prefetched_batches_are_the_batches():
-    ds = Shapes("train", size=32, length=10)
-    loader = BatchLoader(ds, 3, lambda im: im.transpose(2, 0, 1).astype(np.float32), Augment(flip=True), seed=5)
-    seen = list(loader.batches(2, 6))
-    assert [t for t, _ in seen] == [2, 3, 4, 5] and list(loader.batches(3, 3)) == []
-    for t, (x, labels) in seen:
-        expected_x, expected_labels = BatchLoader(ds, 3, lambda im: im.transpose(2, 0, 1).astype(np.float32),
-                                                  Augment(flip=True), seed=5).batch(t)  # fmt: skip
-        np.testing.assert_array_equal(x, expected_x)
-        np.testing.assert_array_equal(labels, expected_labels)

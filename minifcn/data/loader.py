@@ -7,11 +7,6 @@ seed and e), and item k of the batch is augmented with a generator seeded by
 (seed, t, k). So a run resumed at iteration t draws exactly the batches an
 uninterrupted run would have drawn, without storing any loader state.
 
-``loader.batches(start, stop)`` yields the same batches, each one made in a
-background thread while the previous one trains (as a PyTorch DataLoader
-with one worker): the order and content do not change, only when they are
-made.
-
 Batch size 1 takes each image at its own size (the paper's whole-image
 training, Sec. 3.4 and 4.3). Larger batches need images of one size: the
 dataset's own (Shapes) or a crop (``Augment(crop_size=...)``).
@@ -19,8 +14,7 @@ dataset's own (Shapes) or a crop (``Augment(crop_size=...)``).
 
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Callable, Iterator
+from typing import Any, Callable
 
 import numpy as np
 
@@ -71,19 +65,6 @@ class BatchLoader:
                                 f"({_name(self.dataset, i)}) is {label.shape[1]}x{label.shape[0]}; "
                                 f"crop them to one size (--crop-size) or use batch size 1")  # fmt: skip
         return np.stack(images), np.stack(labels)
-
-
-    def batches(self, start: int, stop: int) -> Iterator[tuple[int, tuple[np.ndarray, np.ndarray]]]:
-        """(t, batch(t)) for t = start ... stop - 1, batch t + 1 being made in a thread while t is used."""
-        if start >= stop:
-            return
-        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="minifcn-loader") as worker:
-            pending = worker.submit(self.batch, start)
-            for t in range(start, stop):
-                ready = pending.result()  # an error in the worker (a bad file) is raised here
-                if t + 1 < stop:
-                    pending = worker.submit(self.batch, t + 1)
-                yield t, ready
 
 
 def _name(dataset: Any, i: int) -> str:
