@@ -23,11 +23,8 @@ kernel flipped, which is how ``_conv_backward_input`` computes it then.)
 Memory: the column matrix is KH*KW times the size of the input. For conv1_2 of
 an FCN on a 500x500 image (64 channels at 698x698 after pad 100) it is about
 1.1 GB. Whenever it would exceed ``IM2COL_BUDGET_BYTES`` it is built and used a
-band of output rows at a time (one matrix product per band). The weight
-gradient needs the same columns again: a layer keeps its forward columns for
-the backward pass when they take at most ``IM2COL_KEEP_BYTES`` (memory traded
-for a third of the im2col work), and rebuilds them from its saved input
-otherwise.
+band of output rows at a time (one matrix product per band); the backward pass
+rebuilds it from the saved input instead of keeping it for every layer.
 """
 
 from __future__ import annotations
@@ -40,8 +37,6 @@ from .geometry import conv_output_size, conv_transpose_output_size, kernel_span,
 
 #: Largest im2col buffer built at once; larger ones are processed in bands of output rows.
 IM2COL_BUDGET_BYTES = 256 * 2**20
-#: Largest column matrix a conv2d layer keeps from its forward pass for its weight gradient.
-IM2COL_KEEP_BYTES = 128 * 2**20
 
 Pair = tuple[int, int]
 
@@ -116,12 +111,10 @@ def _channel_major(a: Any) -> Any:
 # The three kernels
 
 
-def _conv_forward(x: Any, w: Any, stride: Pair, padding: Pair, dilation: Pair, keep_cols: bool = False) -> Any:
+def _conv_forward(x: Any, w: Any, stride: Pair, padding: Pair, dilation: Pair) -> Any:
     """y = conv(x, w): im2col and one matrix product (per band of output rows).
 
     Shapes: x (N, C, H, W), w (OC, C, KH, KW) -> y (N, OC, OH, OW).
-    With ``keep_cols`` it returns (y, cols): the column matrix when it was
-    built in one piece of at most IM2COL_KEEP_BYTES, else None.
     """
     xp = get_array_module(x, w)
     N, C, H, W = x.shape
@@ -135,17 +128,13 @@ def _conv_forward(x: Any, w: Any, stride: Pair, padding: Pair, dilation: Pair, k
     w2 = w.reshape(OC, C * KH * KW)
     bands = _row_bands(OH, C * KH * KW * N * OW * x.itemsize)
     if len(bands) == 1:
-        cols = im2col(xpad, (KH, KW), stride, dilation, (0, OH), OW)
-        y = w2 @ cols  # (OC, N*OH*OW)
-        y = xp.ascontiguousarray(y.reshape(OC, N, OH, OW).transpose(1, 0, 2, 3))
-        if keep_cols:
-            return y, (cols if cols.nbytes <= IM2COL_KEEP_BYTES else None)
-        return y
+        y = w2 @ im2col(xpad, (KH, KW), stride, dilation, (0, OH), OW)  # (OC, N*OH*OW)
+        return xp.ascontiguousarray(y.reshape(OC, N, OH, OW).transpose(1, 0, 2, 3))
     y = xp.empty((N, OC, OH, OW), dtype=x.dtype)
     for r0, r1 in bands:
         band = w2 @ im2col(xpad, (KH, KW), stride, dilation, (r0, r1), OW)
         y[:, :, r0:r1] = band.reshape(OC, N, r1 - r0, OW).transpose(1, 0, 2, 3)
-    return (y, None) if keep_cols else y
+    return y
 
 
 def _conv_backward_input(gy: Any, w: Any, input_hw: Pair, stride: Pair, padding: Pair, dilation: Pair) -> Any:
@@ -199,18 +188,14 @@ def _transposed_conv_as_conv(gy: Any, w: Any, padding: Pair, dilation: Pair) -> 
     return _conv_forward(gy, w_flipped, (1, 1), (max(qh, 0), max(qw, 0)), dilation)
 
 
-def _conv_backward_weight(x: Any, gy: Any, kernel: Pair, stride: Pair, padding: Pair, dilation: Pair,
-                          cols: Any = None) -> Any:  # fmt: skip
+def _conv_backward_weight(x: Any, gy: Any, kernel: Pair, stride: Pair, padding: Pair, dilation: Pair) -> Any:
     """dL/dw of y = conv(x, w): dL/dy (OC, N*OH*OW) @ im2col(x)^T.
 
     Shapes: x (N, C, H, W), gy (N, OC, OH, OW) -> dw (OC, C, KH, KW).
-    ``cols``: im2col(x) kept from the forward pass, if it was.
     """
     N, C, H, W = x.shape
     _, OC, OH, OW = gy.shape
     KH, KW = kernel
-    if cols is not None:
-        return (_channel_major(gy) @ cols.T).reshape(OC, C, KH, KW)
     Hp = (OH - 1) * stride[0] + kernel_span(KH, dilation[0])
     Wp = (OW - 1) * stride[1] + kernel_span(KW, dilation[1])
     xpad = pad2d(x, padding[0], padding[1], Hp, Wp)
@@ -282,8 +267,7 @@ class Conv2d(_Convolution):
         y: (N, OC, OH, OW), OH = conv_output_size(H, KH, sh, ph, dh)
 
     Backward: dx is the transposed convolution of dy with w; dw is
-    dy @ im2col(x)^T (with the forward's columns when they were kept); db
-    sums dy over N, OH and OW.
+    dy @ im2col(x)^T; db sums dy over N, OH and OW.
     """
 
     op = "conv2d"
@@ -299,11 +283,10 @@ class Conv2d(_Convolution):
                     f"{kernel_span(k, d)} pixels in {axis}, more than the padded input: "
                     f"input {H}x{W} with padding {self.padding}"
                 )
-        y, cols = _conv_forward(x, w, self.stride, self.padding, self.dilation, keep_cols=True)
+        y = _conv_forward(x, w, self.stride, self.padding, self.dilation)
         if b is not None:
             y += b.reshape(1, -1, 1, 1)
         self.x, self.w, self.has_bias = x, w, b is not None
-        self.cols = cols if self.needs_input_grad[1] else None  # for dw, when small enough to keep
         return y
 
     def backward(self, gy: Any) -> tuple:
@@ -312,8 +295,7 @@ class Conv2d(_Convolution):
         if self.needs_input_grad[0]:
             gx = _conv_backward_input(gy, self.w, self.x.shape[2:], *geometry)
         if self.needs_input_grad[1]:
-            gw = _conv_backward_weight(self.x, gy, self.w.shape[2:], *geometry, cols=self.cols)
-        self.cols = None
+            gw = _conv_backward_weight(self.x, gy, self.w.shape[2:], *geometry)
         return self._with_bias_grad(gx, gw, gy)
 
 
