@@ -1,7 +1,7 @@
 """Optimisers: SGD with momentum, as Caffe's SGD solver (the paper trains with it), and Adam.
 
-For each parameter w with gradient g, learning rate lr and weight decay wd,
-scaled by the parameter's ``lr_mult`` and ``decay_mult``:
+SGD, for each parameter w with gradient g, learning rate lr and weight decay
+wd, scaled by the parameter's ``lr_mult`` and ``decay_mult``:
 
     v <- momentum * v + lr * lr_mult * (g + wd * decay_mult * w)
     w <- w - v

@@ -224,6 +224,8 @@ def test_resume_and_predict_mistakes_are_named(trained, tmp_path, capsys):
     cases = [
         (train.main, SMALL + ["--resume", last, "--model", "fcn32s", "--out", str(tmp_path)],
          "was trained with --model fcn8s, this run asks for fcn32s"),
+        (train.main, SMALL + ["--resume", last, "--optimizer", "sgd", "--iters", "8", "--out", str(tmp_path)],
+         "was trained with --optimizer adam, this run asks for sgd"),
         (train.main, SMALL + ["--resume", last, "--iters", "4", "--out", str(tmp_path)],
          "is at iteration 4, already >= --iters 4"),
         (predict.main, ["--checkpoint", last, "--alpha", "2", "x.png"], "--alpha must lie in [0, 1]"),
