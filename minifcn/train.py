@@ -55,9 +55,9 @@ PAPER_LR = {"fcn32s": 1e-10, "fcn16s": 1e-12, "fcn8s": 1e-14, "fcn8s-atonce": 1e
 PRESETS: dict[str, dict[str, Any]] = {
     # A newcomer's first run: FCN-8s learns Shapes from scratch in minutes on a CPU. From scratch the paper's
     # plain trunk and SGD learn too slowly for that (benchmarks/RESULTS.md), so: batch norm (tiny-bn) and Adam.
-    "quick": dict(model="fcn8s", backbone="tiny-bn", dataset="shapes", image_size=128, iters=800, batch_size=4,
+    "quick": dict(model="fcn8s", backbone="tiny-bn", dataset="shapes", image_size=128, iters=1000, batch_size=4,
                   crop_size=None, augment="flip", optimizer="adam", lr=0.01, lr_policy="poly", warmup=50,
-                  momentum=0.9, weight_decay=0.0, loss_reduction="mean", eval_every=200, checkpoint_every=200,
+                  momentum=0.9, weight_decay=0.0, loss_reduction="mean", eval_every=250, checkpoint_every=250,
                   score_init="normal"),
     # The reference's solver (voc-fcn*/solve.py): SGD, momentum 0.99, summed loss, batch 1, fixed lr by stage.
     "paper": dict(model="fcn32s", backbone="vgg16", dataset="sbd", image_size=None, iters=100000, batch_size=1, crop_size=None,
@@ -137,7 +137,7 @@ def parse_config(argv: Sequence[str] | None) -> Config:
     a("--train-split", help="split to train on (default train)")
     a("--val-split", help="split to evaluate on (default val; sbd also seg11valid, with --voc-root)")
     a("--device", choices=("auto", "cpu", "cuda"), default="auto", help="auto: the GPU when CuPy sees one")
-    a("--iters", type=int, help="iterations (quick 800, paper 100000)")
+    a("--iters", type=int, help="iterations (quick 1000, paper 100000)")
     a("--batch-size", type=int, help="images per iteration (quick 4, paper 1: whole images)")
     a("--crop-size", type=int, help="train on random square crops of this size (padded with 255 labels)")
     a("--augment", choices=AUGMENTS, help="random flips (and scales 0.5-2): quick flip, paper none")

@@ -107,7 +107,7 @@ def test_transplant_from_an_imagenet_classifier_reshapes_fc_to_conv(rng):
 def test_transplant_refuses_arrays_of_another_size_and_copies_nothing():
     model = FCN32s(n_class=5, backbone="tiny")
     before = model.conv1_1.weight.data.copy()
-    state = {"conv1_1.weight": np.ones((8, 3, 3, 3), np.float32), "score_fr.weight": np.zeros((21, 256, 1, 1), np.float32)}
+    state = {"conv1_1.weight": np.ones((4, 3, 3, 3), np.float32), "score_fr.weight": np.zeros((21, 256, 1, 1), np.float32)}
     with pytest.raises(ValueError, match=r"sizes differ: score_fr.weight: state \(21, 256, 1, 1\), model \(5, 256, 1, 1\)"):
         surgery.transplant(state, model)
     np.testing.assert_array_equal(model.conv1_1.weight.data, before)

@@ -214,7 +214,7 @@ def test_caffemodel_loads_into_our_vgg16(tmp_path, v1, rng):
     write_caffemodel(tmp_path / "vgg.caffemodel", layers + [("relu1_1", [])], v1)
     state = weights.read_caffemodel(tmp_path / "vgg.caffemodel")
     assert state.preprocessing is preprocessing.CAFFE and len(state) == 32
-    assert state["fc6.weight"].shape == (256, 128 * 49) and state["conv1_1.bias"].shape == (8,)
+    assert state["fc6.weight"].shape == (256, 128 * 49) and state["conv1_1.bias"].shape == (4,)
     target = VGG16(n_class=5, backbone="tiny").eval()
     target.load_state_dict(state)
     x = mf.Tensor(rng.standard_normal((1, 3, 224, 224)).astype(np.float32))

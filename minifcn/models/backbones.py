@@ -28,7 +28,7 @@ import numpy as np
 from .. import nn
 
 VGG16_WIDTHS, VGG16_FC = (64, 128, 256, 512, 512), 4096
-TINY_WIDTHS, TINY_FC = (8, 16, 32, 64, 128), 256  # wide at 1/16 and 1/32, where maps are small
+TINY_WIDTHS, TINY_FC = (4, 8, 32, 64, 128), 256  # narrow where maps are large, wide where small
 ALEXNET_WIDTHS, ALEXNET_FC = (64, 192, 384, 256, 256), 4096  # torchvision's AlexNet (no channel groups)
 
 BACKBONES = ("vgg16", "tiny", "tiny-bn", "alexnet")
