@@ -25,16 +25,22 @@ from .backend import get_array_module, to_device
 from .nn.parameter import Parameter
 
 
+def _parameter_list(optimiser: str, params: Iterable[Parameter]) -> list[Parameter]:
+    """``params`` as a list, checked: not empty, and every item a Parameter (with lr_mult and decay_mult)."""
+    params = list(params)
+    if not params:
+        raise ValueError(f"{optimiser}: got an empty list of parameters")
+    for i, p in enumerate(params):
+        if not isinstance(p, Parameter):
+            raise TypeError(f"{optimiser}: parameter {i} is a {type(p).__name__}, expected a minifcn.nn.Parameter")
+    return params
+
+
 class SGD:
     """SGD with momentum and weight decay, honouring each parameter's lr_mult and decay_mult."""
 
     def __init__(self, params: Iterable[Parameter], lr: float, momentum: float = 0.9, weight_decay: float = 0.0):
-        self.params = list(params)
-        if not self.params:
-            raise ValueError("SGD: got an empty list of parameters")
-        for i, p in enumerate(self.params):
-            if not isinstance(p, Parameter):
-                raise TypeError(f"SGD: parameter {i} is a {type(p).__name__}, expected a minifcn.nn.Parameter")
+        self.params = _parameter_list("SGD", params)
         if lr < 0 or not 0 <= momentum < 1 or weight_decay < 0:
             raise ValueError(f"SGD: need lr >= 0, 0 <= momentum < 1, weight_decay >= 0; got {lr}, {momentum}, {weight_decay}")
         self.lr, self.momentum, self.weight_decay = float(lr), float(momentum), float(weight_decay)
@@ -104,12 +110,7 @@ class Adam:
 
     def __init__(self, params: Iterable[Parameter], lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999),
                  eps: float = 1e-8, weight_decay: float = 0.0):  # fmt: skip
-        self.params = list(params)
-        if not self.params:
-            raise ValueError("Adam: got an empty list of parameters")
-        for i, p in enumerate(self.params):
-            if not isinstance(p, Parameter):
-                raise TypeError(f"Adam: parameter {i} is a {type(p).__name__}, expected a minifcn.nn.Parameter")
+        self.params = _parameter_list("Adam", params)
         if lr < 0 or not (0 <= betas[0] < 1 and 0 <= betas[1] < 1) or eps <= 0 or weight_decay < 0:
             raise ValueError(f"Adam: need lr >= 0, betas in [0, 1), eps > 0, weight_decay >= 0; "
                              f"got {lr}, {betas}, {eps}, {weight_decay}")  # fmt: skip
