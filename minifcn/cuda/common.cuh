@@ -7,6 +7,7 @@
 #pragma once
 
 #ifdef MINIFCN_HOST
+#include <cmath>  // INFINITY, exp, log (CUDA has them built in)
 #define __global__
 #define __device__
 static inline long long first_index() { return 0; }

@@ -1,0 +1,75 @@
+// Per-pixel softmax cross-entropy with an ignore label, fused with its log-softmax
+// (see minifcn/functional/loss.py for the NumPy form).
+//
+// scores: (N, C, P) with P = H*W pixels; labels: (N, P), int64, in [0, C) or `ignore`.
+// One thread per pixel (n, p) walks its C scores:
+//     m   = max_c s_c                       (subtracted so exp never overflows)
+//     lse = m + log(sum_c exp(s_c - m))     log of the softmax's denominator
+//     loss = lse - s_label                  = -log softmax(s)_label
+// Forward writes each pixel's loss (0 where ignored) and 1 or 0 for "counted"; the caller
+// sums them. Backward writes dL/ds_c = (softmax_c - [c == label]) * scale * dy, 0 where
+// ignored, recomputing the softmax from the scores instead of storing it.
+
+#include "common.cuh"
+
+template <typename T>
+__device__ T log_sum_exp(const T* s, long long stride, int C) {
+    T m = s[0];
+    for (int c = 1; c < C; ++c) m = s[c * stride] > m ? s[c * stride] : m;
+    T total = T(0);
+    for (int c = 0; c < C; ++c) total += exp(s[c * stride] - m);
+    return m + log(total);
+}
+
+template <typename T>
+__device__ void softmax_loss_forward(const T* scores, const long long* labels, T* loss, T* counted,
+                                     int N, int C, long long P, long long ignore) {
+    const long long total = (long long)N * P;
+    for (long long i = first_index(); i < total; i += index_stride()) {
+        const long long n = i / P, p = i % P;
+        const T* s = scores + n * C * P + p;  // class c of this pixel is s[c * P]
+        const long long label = labels[i];
+        if (label == ignore) {
+            loss[i] = T(0);
+            counted[i] = T(0);
+            continue;
+        }
+        loss[i] = log_sum_exp(s, P, C) - s[label * P];
+        counted[i] = T(1);
+    }
+}
+
+template <typename T>
+__device__ void softmax_loss_backward(const T* scores, const long long* labels, T* grad, int N, int C, long long P,
+                                      long long ignore, T scale) {
+    const long long total = (long long)N * P;
+    for (long long i = first_index(); i < total; i += index_stride()) {
+        const long long n = i / P, p = i % P;
+        const T* s = scores + n * C * P + p;
+        T* g = grad + n * C * P + p;
+        const long long label = labels[i];
+        if (label == ignore) {
+            for (int c = 0; c < C; ++c) g[c * P] = T(0);
+            continue;
+        }
+        const T lse = log_sum_exp(s, P, C);
+        for (int c = 0; c < C; ++c) g[c * P] = (exp(s[c * P] - lse) - (c == label ? T(1) : T(0))) * scale;
+    }
+}
+
+extern "C" __global__ void softmax_loss_forward_f32(const float* scores, const long long* labels, float* loss,
+                                                    float* counted, int N, int C, long long P, long long ignore) {
+    softmax_loss_forward<float>(scores, labels, loss, counted, N, C, P, ignore);
+}
+extern "C" __global__ void softmax_loss_forward_f64(const double* scores, const long long* labels, double* loss,
+                                                    double* counted, int N, int C, long long P, long long ignore) {
+    softmax_loss_forward<double>(scores, labels, loss, counted, N, C, P, ignore);
+}
+extern "C" __global__ void softmax_loss_backward_f32(const float* scores, const long long* labels, float* grad,
+                                                     int N, int C, long long P, long long ignore, float scale) {
+    softmax_loss_backward<float>(scores, labels, grad, N, C, P, ignore, scale);
+}
+extern "C" __global__ void softmax_loss_backward_f64(const double* scores, const long long* labels, double* grad,
+                                                     int N, int C, long long P, long long ignore, double scale) {
+    softmax_loss_backward<double>(scores, labels, grad, N, C, P, ignore, scale);
+}
