@@ -179,5 +179,5 @@ def test_host_softmax_loss_matches_numpy(host, dtype, reduction, rng):
     scale_arg = ctypes.c_float(scale) if dtype == np.float32 else ctypes.c_double(scale)
     kernel(ctypes.c_void_p(scores.ctypes.data), ctypes.c_void_p(labels.ctypes.data), ctypes.c_void_p(grad.ctypes.data),
            ctypes.c_int(N), ctypes.c_int(C), ctypes.c_longlong(P), ctypes.c_longlong(255), scale_arg)  # fmt: skip
-    tol = 1e-5 if dtype == np.float32 else 1e-12
+    tol = 1e-4 if dtype == np.float32 else 1e-12  # float32 differences of scores near 800 round at 6e-5
     np.testing.assert_allclose(grad, reference.backward(np.array(1.0, dtype)), rtol=tol, atol=tol)
