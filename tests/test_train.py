@@ -237,3 +237,13 @@ def test_resume_and_predict_mistakes_are_named(trained, tmp_path, capsys):
     if not cli.cuda_available():
         with pytest.raises(cli.UserError, match="no CUDA device is usable"):
             cli.pick_device("cuda")
+
+
+def test_init_that_matches_no_array_is_an_error(tmp_path, capsys):
+    from test_weights import write_caffemodel  # the byte-by-byte caffemodel writer of the weight tests
+
+    path = tmp_path / "other.caffemodel"
+    write_caffemodel(path, [("data", []), ("mystery", [np.ones((2, 3, 1, 1), np.float32), np.zeros(2, np.float32)])], False)
+    code, out, err = run_cli(train.main, SMALL + ["--iters", "1", "--init", str(path), "--out", str(tmp_path / "run")], capsys)
+    assert code == 1
+    assert err.strip().splitlines()[-1].startswith(f"minifcn: error: --init {str(path)!r}: no array matched a parameter of fcn8s")
