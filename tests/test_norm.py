@@ -91,3 +91,14 @@ def test_errors_name_the_layer_and_shapes():
         layer(mf.Tensor(np.zeros((1, 3, 1, 1), np.float32)))
     with pytest.raises(ValueError, match=r"must be 4-D"):
         layer(mf.Tensor(np.zeros((3, 2), np.float32)))
+
+
+def test_register_buffer_names_and_refuses_a_clash():
+    net = nn.Sequential({"bn": nn.BatchNorm2d(2, dtype=np.float64)})
+    assert [name for name, _ in net.named_buffers()] == ["bn.running_mean", "bn.running_var"]
+    net.bn.running_var = np.full(2, 3.0)  # a new array for a buffer stays a buffer
+    assert net.state_dict()["bn.running_var"].tolist() == [3.0, 3.0]
+    net.to("cpu")
+    assert net.bn.running_var.tolist() == [3.0, 3.0]
+    with pytest.raises(ValueError, match="'weight' is already a parameter or sub-module"):
+        net.bn.register_buffer("weight", np.zeros(2))
