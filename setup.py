@@ -11,7 +11,7 @@ setup(
     long_description_content_type="text/markdown",
     license="BSD-2-Clause",
     packages=find_packages(include=["minifcn", "minifcn.*"]),
-    package_data={"minifcn": ["cuda/*.cu"]},
+    package_data={"minifcn": ["cuda/*.cu", "cuda/*.cuh"]},
     python_requires=">=3.10",
     install_requires=["numpy>=1.24", "scipy>=1.10", "pillow>=9.0", "tqdm>=4.60"],
     extras_require={

@@ -1,77 +1,194 @@
-"""The CUDA sources without a GPU: every .cu file compiles to PTX (nvcc), and the kernels,
-compiled as plain C++ (g++) with one "thread" walking every element, compute what NumPy does."""
+"""The CUDA code without a GPU.
+
+- Every .cu file, as the launcher hands it to the compiler, compiles to PTX (nvcc) and,
+  where libnvrtc is found, with NVRTC as CuPy compiles it.
+- The launcher's table of kernel signatures matches the C declarations, parameter by parameter.
+- The kernels, compiled as plain C++ (g++, one "thread" walking every element) and launched
+  through minifcn.cuda's own Python code, compute what the NumPy ops compute: the kernels
+  one by one, and whole ops (forward and backward) with the GPU branch taken on the host.
+- The launcher refuses bad arguments with errors that name the kernel and the argument.
+"""
 
 import ctypes
+import ctypes.util
 import glob
 import os
+import re
 import shutil
 import subprocess
+import sys
 
 import numpy as np
 import pytest
 
 import minifcn as mf
-from minifcn.functional import col2im, conv_output_size, im2col, pool_output_size
+import minifcn.functional as F
+from minifcn.cuda import kernels, launch
+from minifcn.functional import conv_output_size, im2col, pool_output_size
 from minifcn.functional.loss import SoftmaxCrossEntropy
 from minifcn.functional.pool import AvgPool2d, MaxPool2d
+from minifcn.models import FCN8s
 
-CUDA_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "minifcn", "cuda")
-SOURCES = sorted(glob.glob(os.path.join(CUDA_DIR, "*.cu")))
+from reference_loops import avg_pool2d_loop, conv2d_loop, conv_transpose2d_loop, max_pool2d_loop
+
+FILES = sorted(os.path.basename(p) for p in glob.glob(os.path.join(launch.CUDA_DIR, "*.cu")))
+DTYPES = [np.float32, np.float64]
 
 
-def test_there_are_sources():
-    assert any(path.endswith("im2col.cu") for path in SOURCES)
+def test_every_file_and_kernel_is_known():
+    assert {"im2col.cu", "pool.cu", "softmax_loss.cu"} <= set(FILES)
+    assert {filename for filename, _ in launch.SIGNATURES.values()} == set(FILES)
+
+
+def test_source_pastes_common_header():
+    text = launch.source("pool.cu")
+    assert "#include" not in text.replace("#include <cmath>", "")  # only the host branch includes anything
+    assert "first_index()" in text and "max_pool_forward_f32" in text
+
+
+# ---------------------------------------------------------------------------
+# Compilers
 
 
 @pytest.mark.skipif(shutil.which("nvcc") is None, reason="nvcc is not on this machine")
 @pytest.mark.parametrize("arch", ["sm_80", "sm_90"])
-@pytest.mark.parametrize("source", SOURCES, ids=os.path.basename)
-def test_compiles_to_ptx(source, arch, tmp_path):
-    done = subprocess.run(["nvcc", "--ptx", f"-arch={arch}", "-o", str(tmp_path / "out.ptx"), source],
+@pytest.mark.parametrize("filename", FILES)
+def test_compiles_to_ptx(filename, arch, tmp_path):
+    (tmp_path / filename).write_text(launch.source(filename))
+    done = subprocess.run(["nvcc", "--ptx", f"-arch={arch}", "-o", str(tmp_path / "out.ptx"), str(tmp_path / filename)],
                           capture_output=True, text=True, timeout=300)  # fmt: skip
     assert done.returncode == 0, done.stderr
     ptx = (tmp_path / "out.ptx").read_text()
-    for precision in ("f32", "f64"):
-        assert f"_{precision}(" in ptx  # both precisions are there, under their extern "C" names
+    for kernel, (source_file, _) in launch.SIGNATURES.items():
+        if source_file == filename:
+            for suffix in ("f32", "f64"):
+                assert f".entry {kernel}_{suffix}(" in ptx  # under its extern "C" name, in both precisions
+
+
+def _find_nvrtc():
+    """libnvrtc from $MINIFCN_NVRTC, the system, or a pip wheel (nvidia-cuda-nvrtc); None when absent."""
+    candidates = [os.environ.get("MINIFCN_NVRTC"), ctypes.util.find_library("nvrtc")]
+    for folder in sys.path:
+        candidates += sorted(glob.glob(os.path.join(folder, "nvidia", "*", "lib", "libnvrtc.so*")))
+    for path in candidates:
+        if path and "builtins" not in path and ".alt." not in path:
+            try:
+                # NVRTC opens its builtins library by name at compile time: load it first from beside it.
+                for builtins in glob.glob(os.path.join(os.path.dirname(path), "libnvrtc-builtins.so*")):
+                    if ".alt." not in builtins:
+                        ctypes.CDLL(builtins, mode=ctypes.RTLD_GLOBAL)
+                return ctypes.CDLL(path)
+            except OSError:
+                continue
+    return None
+
+
+@pytest.mark.parametrize("filename", FILES)
+def test_compiles_with_nvrtc(filename):
+    """CuPy's RawModule compiles with NVRTC, which has no standard headers (no INFINITY, no <cmath>)."""
+    nvrtc = _find_nvrtc()
+    if nvrtc is None:
+        pytest.skip("libnvrtc not found (set MINIFCN_NVRTC, or pip install nvidia-cuda-nvrtc)")
+    program = ctypes.c_void_p()
+    code = launch.source(filename).encode()
+    assert nvrtc.nvrtcCreateProgram(ctypes.byref(program), code, filename.encode(), 0, None, None) == 0
+    options = (ctypes.c_char_p * 1)(b"--gpu-architecture=compute_80")
+    status = nvrtc.nvrtcCompileProgram(program, 1, options)
+    size = ctypes.c_size_t()
+    nvrtc.nvrtcGetProgramLogSize(program, ctypes.byref(size))
+    log = ctypes.create_string_buffer(size.value)
+    nvrtc.nvrtcGetProgramLog(program, log)
+    nvrtc.nvrtcDestroyProgram(ctypes.byref(program))
+    assert status == 0, log.value.decode()
+
+
+def _preprocess(filename):
+    done = subprocess.run(["g++", "-E", "-P", "-DMINIFCN_HOST", "-x", "c++", "-"], input=launch.source(filename),
+                          capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+@pytest.mark.skipif(shutil.which("g++") is None, reason="g++ is not on this machine")
+def test_signatures_match_the_c_declarations():
+    """launch.SIGNATURES is how Python packs each argument: it must say what the C code reads."""
+    declared = {}
+    for filename in FILES:
+        text = re.sub(r"\s+", " ", _preprocess(filename))
+        for name, suffix, params in re.findall(r'extern "C" void (\w+)_(f32|f64) ?\(([^)]*)\)', text):
+            scalar = "float" if suffix == "f32" else "double"
+            params = tuple(re.sub(rf"\b{scalar}\b", "T", p.strip()).replace(" *", "*") for p in params.split(","))
+            declared[(name, suffix)] = (filename, params)
+    assert sorted({name for name, _ in declared}) == sorted(launch.SIGNATURES)
+    for (name, _), signature in declared.items():
+        assert signature == launch.SIGNATURES[name], name
+
+
+# ---------------------------------------------------------------------------
+# The kernels on the host, launched through minifcn.cuda
+
+
+def _as_ctype(value):
+    """What ctypes passes for each argument type the launcher produces; anything else is a launcher bug."""
+    if isinstance(value, np.ndarray):
+        return ctypes.c_void_p(value.ctypes.data)
+    converters = {np.int32: ctypes.c_int, np.int64: ctypes.c_longlong, np.float32: ctypes.c_float,
+                  np.float64: ctypes.c_double}  # fmt: skip
+    if type(value) not in converters:
+        raise AssertionError(f"the launcher passed a {type(value).__name__}; CuPy needs a NumPy scalar of the C type")
+    return converters[type(value)](value)
 
 
 @pytest.fixture(scope="module")
-def host(tmp_path_factory):
-    """Each .cu file compiled by g++ as a shared library: name -> ctypes library, kernels callable by name."""
+def host_libraries(tmp_path_factory):
+    """Each .cu file, as launch.source gives it, compiled by g++ as a shared library."""
     if shutil.which("g++") is None:
         pytest.skip("g++ is not on this machine")
     folder = tmp_path_factory.mktemp("host")
     libraries = {}
-    for source in SOURCES:
-        name = os.path.basename(source)[: -len(".cu")]
-        lib = folder / f"{name}.so"
+    for filename in FILES:
+        lib = folder / filename.replace(".cu", ".so")
         done = subprocess.run(["g++", "-x", "c++", "-std=c++17", "-O1", "-shared", "-fPIC", "-DMINIFCN_HOST",
-                               "-I", CUDA_DIR, "-o", str(lib), source], capture_output=True, text=True, timeout=300)  # fmt: skip
+                               "-o", str(lib), "-"], input=launch.source(filename),
+                              capture_output=True, text=True, timeout=300)  # fmt: skip
         assert done.returncode == 0, done.stderr
-        libraries[name] = ctypes.CDLL(str(lib))
+        libraries[filename] = ctypes.CDLL(str(lib))
     return libraries
 
 
-def _call(kernel, *args):
-    """Call a host-compiled kernel: arrays become pointers, Python ints C ints (np.int64 a long long)."""
-    converted = []
-    for a in args:
-        if isinstance(a, np.ndarray):
-            converted.append(ctypes.c_void_p(a.ctypes.data))
-        elif isinstance(a, np.int64):
-            converted.append(ctypes.c_longlong(int(a)))
-        elif isinstance(a, float):
-            converted.append(a)
-        else:
-            converted.append(ctypes.c_int(a))
-    kernel(*converted)
+@pytest.fixture
+def on_host(host_libraries, monkeypatch):
+    """Take every op's GPU branch with NumPy arrays, running the host-compiled kernels.
+
+    Only the three calls that need a real GPU are replaced: compiling a kernel,
+    and asking which device an array and the current context are on. Everything
+    else (the ops' GPU branches, kernels.py, launch's checks and conversions)
+    runs as it would on a GPU.
+    """
+    launched = []
+
+    def function(name, filename):
+        kernel = getattr(host_libraries[filename], name)
+
+        def call(grid, block, args):
+            assert len(grid) == len(block) == 1 and grid[0] >= 1 and block[0] == launch.THREADS_PER_BLOCK
+            launched.append(name)
+            kernel(*(_as_ctype(a) for a in args))
+
+        return call
+
+    monkeypatch.setattr(launch, "_function", function)
+    monkeypatch.setattr(launch, "_device_id", lambda array: 0)
+    monkeypatch.setattr(launch, "_current_device", lambda: 0)
+    monkeypatch.setattr(kernels, "on_gpu", lambda *arrays: True)
+    return launched
 
 
-def _launch(kernel, source, out, geometry):
-    _call(kernel, source, out, *geometry)
+def _tol(dtype):
+    return {"rtol": 1e-5, "atol": 1e-5} if dtype == np.float32 else {"rtol": 1e-12, "atol": 1e-12}
 
 
-CASES = [  # N, C, H, W, KH, KW, stride, padding, dilation
+CONV_CASES = [  # N, C, H, W, KH, KW, stride, padding, dilation
     (2, 3, 7, 6, 3, 3, (1, 1), (1, 1), (1, 1)),
     (1, 2, 9, 8, 3, 2, (2, 3), (1, 0), (1, 1)),
     (2, 2, 10, 9, 3, 3, (1, 2), (2, 2), (2, 3)),
@@ -79,30 +196,40 @@ CASES = [  # N, C, H, W, KH, KW, stride, padding, dilation
 ]
 
 
-@pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("case", CASES)
-def test_host_im2col_and_col2im_match_numpy(host, case, dtype, rng):
-    host_kernels = host["im2col"]
-    N, C, H, W, KH, KW, (sh, sw), (ph, pw), (dh, dw) = case
-    OH, OW = conv_output_size(H, KH, sh, ph, dh), conv_output_size(W, KW, sw, pw, dw)
-    geometry = (N, C, H, W, KH, KW, OH, OW, sh, sw, ph, pw, dh, dw)
-    suffix = "f32" if dtype == np.float32 else "f64"
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("case", CONV_CASES)
+def test_im2col_and_col2im_kernels_match_numpy(on_host, case, dtype, rng):
+    N, C, H, W, KH, KW, stride, padding, dilation = case
+    OH = conv_output_size(H, KH, stride[0], padding[0], dilation[0])
+    OW = conv_output_size(W, KW, stride[1], padding[1], dilation[1])
+    geometry = ((KH, KW), stride, padding, dilation)
     x = rng.standard_normal((N, C, H, W)).astype(dtype)
+    xpad = np.pad(x, ((0, 0), (0, 0), (padding[0],) * 2, (padding[1],) * 2))
+    for rows in [(0, OH), (1, OH - 1), (OH - 1, OH)]:  # all rows, and bands
+        if rows[1] <= rows[0]:
+            continue
+        cols = kernels.im2col(x, *geometry, rows, OW)
+        np.testing.assert_array_equal(cols, im2col(xpad, (KH, KW), stride, dilation, rows, OW))
+        g = rng.standard_normal(cols.shape).astype(dtype)
+        gx = np.zeros(x.shape, dtype)
+        kernels.col2im(g, gx, *geometry, rows, OW)
+        # col2im is im2col's adjoint: <im2col(x), g> = <x, col2im(g)>, band by band
+        assert float((cols.astype(np.float64) * g).sum()) == pytest.approx(float((x * gx).sum(dtype=np.float64)), rel=1e-4)
+    assert on_host.count("im2col_" + ("f32" if dtype == np.float32 else "f64")) >= 1
 
-    cols = np.full((C * KH * KW, N * OH * OW), np.nan, dtype)  # every entry must be written
-    _launch(getattr(host_kernels, f"im2col_{suffix}"), x, cols, geometry)
-    xpad = np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)))
-    np.testing.assert_array_equal(cols, im2col(xpad, (KH, KW), (sh, sw), (dh, dw), (0, OH), OW))
 
-    g = rng.standard_normal(cols.shape).astype(dtype)
-    gx = np.full(x.shape, np.nan, dtype)
-    _launch(getattr(host_kernels, f"col2im_{suffix}"), g, gx, geometry)
-    gxpad = np.zeros(xpad.shape, dtype)
-    col2im(g, gxpad, (KH, KW), (sh, sw), (dh, dw), (0, OH), OW)
-    tol = 1e-5 if dtype == np.float32 else 1e-12
-    np.testing.assert_allclose(gx, gxpad[:, :, ph : ph + H, pw : pw + W], rtol=tol, atol=tol)
-    # col2im is im2col's adjoint: <im2col(x), g> = <x, col2im(g)>
-    assert float((cols.astype(np.float64) * g).sum()) == pytest.approx(float((x.astype(np.float64) * gx).sum()), rel=1e-4)
+def test_col2im_adds_band_after_band(on_host, rng):
+    """Two bands added into one buffer equal the whole layer at once."""
+    x_shape, geometry, OH, OW = (1, 2, 9, 8), ((3, 3), (2, 2), (1, 1), (1, 1)), 5, 4
+    g = rng.standard_normal((2 * 9, OH * OW))
+    whole = np.zeros(x_shape)
+    kernels.col2im(g, whole, *geometry, (0, OH), OW)
+    banded = np.zeros(x_shape)
+    g_rows = g.reshape(2 * 9, OH, OW)
+    kernels.col2im(np.ascontiguousarray(g_rows[:, :2].reshape(18, -1)), banded, *geometry, (0, 2), OW)
+    kernels.col2im(np.ascontiguousarray(g_rows[:, 2:].reshape(18, -1)), banded, *geometry, (2, OH), OW)
+    np.testing.assert_allclose(banded, whole, rtol=1e-13, atol=1e-13)
+    assert np.abs(whole).sum() > 0
 
 
 POOL_CASES = [  # N, C, H, W, kernel, stride, padding, dilation, ceil_mode
@@ -113,71 +240,249 @@ POOL_CASES = [  # N, C, H, W, kernel, stride, padding, dilation, ceil_mode
 ]
 
 
-@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("case", POOL_CASES)
-def test_host_pooling_matches_numpy(host, case, dtype, rng):
-    N, C, H, W, (KH, KW), (sh, sw), (ph, pw), (dh, dw), ceil_mode = case
-    OH = pool_output_size(H, KH, sh, ph, dh, ceil_mode)
-    OW = pool_output_size(W, KW, sw, pw, dw, ceil_mode)
-    suffix = "f32" if dtype == np.float32 else "f64"
+def test_pooling_kernels_match_numpy(on_host, case, dtype, rng):
+    N, C, H, W, kernel, stride, padding, dilation, ceil_mode = case
+    out_hw = tuple(pool_output_size(s, k, st, p, d, ceil_mode) for s, k, st, p, d in zip((H, W), kernel, stride, padding, dilation))
     x = rng.standard_normal((N, C, H, W)).astype(dtype)
     x[0, 0, 1, :3] = x[0, 0, 1, 0]  # ties: the first tap must win
-    gy = rng.standard_normal((N, C, OH, OW)).astype(dtype)
-    lib = host["pool"]
+    gy = rng.standard_normal((N, C) + out_hw).astype(dtype)
 
-    reference = MaxPool2d((KH, KW), (sh, sw), (ph, pw), (dh, dw), ceil_mode)
-    y_ref = reference(mf.Tensor(x)).data
-    y, argmax = np.full(y_ref.shape, np.nan, dtype), np.full(y_ref.shape, -1, np.int32)
-    _call(getattr(lib, f"max_pool_forward_{suffix}"), x, y, argmax, N, C, H, W, OH, OW, KH, KW, sh, sw, ph, pw, dh, dw)
+    reference = MaxPool2d(kernel, stride, padding, dilation, ceil_mode)
+    y_ref = _numpy_branch(lambda: reference.forward(x))
+    gx_ref = _numpy_branch(lambda: reference.backward(gy))
+    y, argmax = kernels.max_pool_forward(x, kernel, stride, padding, dilation, out_hw)
     np.testing.assert_array_equal(y, y_ref)
     np.testing.assert_array_equal(argmax, reference.argmax)
-    gx = np.full(x.shape, np.nan, dtype)
-    _call(getattr(lib, f"max_pool_backward_{suffix}"), gy, argmax, gx, N, C, H, W, OH, OW, KH, KW, sh, sw, ph, pw, dh, dw)
-    np.testing.assert_allclose(gx, reference.backward(gy), rtol=1e-6, atol=1e-6)
+    gx = kernels.max_pool_backward(gy, argmax, x.shape, kernel, stride, padding, dilation)
+    np.testing.assert_allclose(gx, gx_ref, **_tol(dtype))
 
-    if (dh, dw) != (1, 1):
+    if dilation != (1, 1):
         return  # average pooling has no dilation
-    reference = AvgPool2d((KH, KW), (sh, sw), (ph, pw), ceil_mode)
-    y_ref = reference(mf.Tensor(x)).data
-    y = np.full(y_ref.shape, np.nan, dtype)
-    _call(getattr(lib, f"avg_pool_forward_{suffix}"), x, y, N, C, H, W, OH, OW, KH, KW, sh, sw, ph, pw)
-    tol = 1e-5 if dtype == np.float32 else 1e-12
-    np.testing.assert_allclose(y, y_ref, rtol=tol, atol=tol)
-    _call(getattr(lib, f"avg_pool_backward_{suffix}"), gy, gx, N, C, H, W, OH, OW, KH, KW, sh, sw, ph, pw)
-    np.testing.assert_allclose(gx, reference.backward(gy), rtol=tol, atol=tol)
+    reference = AvgPool2d(kernel, stride, padding, ceil_mode)
+    y_ref = _numpy_branch(lambda: reference.forward(x))
+    gx_ref = _numpy_branch(lambda: reference.backward(gy))
+    np.testing.assert_allclose(kernels.avg_pool_forward(x, kernel, stride, padding, out_hw), y_ref, **_tol(dtype))
+    np.testing.assert_allclose(kernels.avg_pool_backward(gy, x.shape, kernel, stride, padding), gx_ref, **_tol(dtype))
 
 
-def test_host_max_pooling_propagates_nan(host):
+def _numpy_branch(compute):
+    """Run ``compute`` with the ops' NumPy branch, inside a test that otherwise takes the GPU branch."""
+    saved = kernels.on_gpu
+    kernels.on_gpu = lambda *arrays: False
+    try:
+        return compute()
+    finally:
+        kernels.on_gpu = saved
+
+
+def test_max_pool_kernel_propagates_nan(on_host):
     x = np.array([[[[1.0, np.nan], [3.0, 2.0]]]])
-    y, argmax = np.zeros((1, 1, 1, 1)), np.zeros((1, 1, 1, 1), np.int32)
-    _call(host["pool"].max_pool_forward_f64, x, y, argmax, 1, 1, 2, 2, 1, 1, 2, 2, 2, 2, 0, 0, 1, 1)
+    y, argmax = kernels.max_pool_forward(x, (2, 2), (2, 2), (0, 0), (1, 1), (1, 1))
     assert np.isnan(y[0, 0, 0, 0]) and argmax[0, 0, 0, 0] == 1
 
 
-@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("reduction", ["mean", "sum"])
-def test_host_softmax_loss_matches_numpy(host, dtype, reduction, rng):
+def test_softmax_loss_kernels_match_numpy(on_host, dtype, reduction, rng):
     N, C, H, W = 2, 5, 4, 3
     scores = (rng.standard_normal((N, C, H, W)) * 4).astype(dtype)
     scores[0, :, 0, 0] += 800  # large scores: exp overflows unless the max is subtracted first
-    labels = rng.integers(0, C, (N, H, W)).astype(np.int64)
+    labels = rng.integers(0, C, (N, H, W)).astype(np.uint8)  # any integer type; the launcher makes int64
     labels[1, 2] = 255  # an ignored row
     reference = SoftmaxCrossEntropy(labels, 255, reduction)
-    expected = float(reference(mf.Tensor(scores)).data)
-    P = H * W
-    loss, counted = np.full((N, H, W), np.nan, dtype), np.full((N, H, W), np.nan, dtype)
-    lib = host["softmax_loss"]
-    _call(getattr(lib, f"softmax_loss_forward_{'f32' if dtype == np.float32 else 'f64'}"),
-          scores, labels, loss, counted, N, C, np.int64(P), np.int64(255))  # fmt: skip
+    expected = float(_numpy_branch(lambda: reference.forward(scores)))
+    loss, counted = kernels.softmax_loss_forward(scores, labels, 255)
     assert counted.sum() == N * H * W - W and (loss[1, 2] == 0).all()
     total = loss.sum(dtype=np.float64) / (counted.sum() if reduction == "mean" else 1)
     assert total == pytest.approx(expected, rel=1e-5 if dtype == np.float32 else 1e-12)
 
     scale = 1.0 / counted.sum() if reduction == "mean" else 1.0
-    grad = np.full(scores.shape, np.nan, dtype)
-    kernel = getattr(lib, f"softmax_loss_backward_{'f32' if dtype == np.float32 else 'f64'}")
-    scale_arg = ctypes.c_float(scale) if dtype == np.float32 else ctypes.c_double(scale)
-    kernel(ctypes.c_void_p(scores.ctypes.data), ctypes.c_void_p(labels.ctypes.data), ctypes.c_void_p(grad.ctypes.data),
-           ctypes.c_int(N), ctypes.c_int(C), ctypes.c_longlong(P), ctypes.c_longlong(255), scale_arg)  # fmt: skip
+    grad = kernels.softmax_loss_backward(scores, labels, 255, scale)
     tol = 1e-4 if dtype == np.float32 else 1e-12  # float32 differences of scores near 800 round at 6e-5
-    np.testing.assert_allclose(grad, reference.backward(np.array(1.0, dtype)), rtol=tol, atol=tol)
+    expected_grad = _numpy_branch(lambda: reference.backward(np.array(1.0, dtype)))
+    np.testing.assert_allclose(grad, expected_grad, rtol=tol, atol=tol)
+
+
+# ---------------------------------------------------------------------------
+# Whole ops, forward and backward, through their GPU branch (on the host)
+
+
+def _forward_backward(op, inputs, gy_seed=1):
+    """Outputs and input gradients of ``op`` for a fixed random output gradient."""
+    tensors = [mf.Tensor(a.copy(), requires_grad=True) for a in inputs]
+    y = op(*tensors)
+    gy = np.random.default_rng(gy_seed).standard_normal(y.shape).astype(y.dtype)
+    (y * mf.Tensor(gy)).sum().backward() if y.ndim else y.backward()
+    return y.data, [t.grad for t in tensors]
+
+
+def _compare_branches(op, inputs, dtype):
+    """The op's GPU branch (host kernels) against its NumPy branch: outputs and every gradient."""
+    y_gpu, grads_gpu = _forward_backward(op, inputs)
+    y_cpu, grads_cpu = _numpy_branch(lambda: _forward_backward(op, inputs))
+    np.testing.assert_allclose(y_gpu, y_cpu, **_tol(dtype))
+    for g_gpu, g_cpu in zip(grads_gpu, grads_cpu):
+        np.testing.assert_allclose(g_gpu, g_cpu, **_tol(dtype))
+    return y_gpu
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("case", CONV_CASES)
+def test_conv2d_gpu_branch(on_host, case, dtype, rng):
+    N, C, H, W, KH, KW, stride, padding, dilation = case
+    x = rng.standard_normal((N, C, H, W)).astype(dtype)
+    w = rng.standard_normal((4, C, KH, KW)).astype(dtype)
+    b = rng.standard_normal(4).astype(dtype)
+    y = _compare_branches(lambda x, w, b: F.conv2d(x, w, b, stride, padding, dilation), [x, w, b], dtype)
+    np.testing.assert_allclose(y, conv2d_loop(x, w, b, stride, padding, dilation), **_tol(dtype))
+    assert any(name.startswith("im2col") for name in on_host)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("stride, padding, kernel", [(2, 1, 4), (3, 0, 3), (1, 1, 3), (8, 4, 16)])
+def test_conv_transpose2d_gpu_branch(on_host, stride, padding, kernel, dtype, rng):
+    x = rng.standard_normal((2, 3, 5, 4)).astype(dtype)
+    w = rng.standard_normal((3, 2, kernel, kernel)).astype(dtype)
+    b = rng.standard_normal(2).astype(dtype)
+    y = _compare_branches(lambda x, w, b: F.conv_transpose2d(x, w, b, stride, padding), [x, w, b], dtype)
+    np.testing.assert_allclose(y, conv_transpose2d_loop(x, w, b, (stride,) * 2, (padding,) * 2, (1, 1)), **_tol(dtype))
+    if stride > 1:
+        assert any(name.startswith("col2im") for name in on_host)
+
+
+def test_conv2d_gpu_branch_in_bands(on_host, monkeypatch, rng):
+    """A layer whose columns exceed the budget is done band by band, forward and backward."""
+    from minifcn.functional import conv
+
+    monkeypatch.setattr(conv, "IM2COL_BUDGET_BYTES", 2000)
+    x = rng.standard_normal((2, 3, 11, 9))
+    w = rng.standard_normal((4, 3, 3, 3))
+    _compare_branches(lambda x, w: F.conv2d(x, w, None, 2, 1), [x, w], np.float64)
+    _compare_branches(lambda x, w: F.conv_transpose2d(x, w, None, 2, 1), [x, rng.standard_normal((3, 2, 4, 4))], np.float64)
+    assert on_host.count("im2col_f64") > 4 and on_host.count("col2im_f64") > 2
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("case", POOL_CASES)
+def test_pooling_gpu_branch(on_host, case, dtype, rng):
+    N, C, H, W, kernel, stride, padding, dilation, ceil_mode = case
+    x = rng.standard_normal((N, C, H, W)).astype(dtype)
+    y = _compare_branches(lambda x: F.max_pool2d(x, kernel, stride, padding, dilation, ceil_mode), [x], dtype)
+    np.testing.assert_array_equal(y, max_pool2d_loop(x, kernel, stride, padding, dilation, ceil_mode))
+    if dilation == (1, 1):
+        y = _compare_branches(lambda x: F.avg_pool2d(x, kernel, stride, padding, ceil_mode), [x], dtype)
+        np.testing.assert_allclose(y, avg_pool2d_loop(x, kernel, stride, padding, ceil_mode), **_tol(dtype))
+    assert any(name.startswith("max_pool_backward") for name in on_host)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("reduction", ["mean", "sum"])
+def test_softmax_cross_entropy_gpu_branch(on_host, reduction, dtype, rng):
+    scores = rng.standard_normal((2, 4, 3, 5)).astype(dtype)
+    labels = rng.integers(0, 4, (2, 3, 5))
+    labels[0, 1] = 255
+    _compare_branches(lambda s: F.softmax_cross_entropy(s, labels, 255, reduction) * 3.0, [scores], dtype)
+    assert "softmax_loss_backward_" + ("f32" if dtype == np.float32 else "f64") in on_host
+
+
+def test_softmax_cross_entropy_gpu_branch_all_ignored(on_host):
+    scores = np.ones((1, 3, 2, 2))
+    loss = F.softmax_cross_entropy(mf.Tensor(scores, requires_grad=True), np.full((1, 2, 2), 255))
+    assert float(loss.data) == 0.0  # the mean of no pixels is 0, not NaN, on both branches
+
+
+def test_tiny_fcn8s_gpu_branch(on_host, rng):
+    """A whole tiny FCN-8s, forward, loss and backward, through the kernels: the same numbers as NumPy."""
+    mf.manual_seed(0)
+    model = FCN8s(n_class=3, backbone="tiny")
+    model.eval()  # no dropout: both branches see the same network
+    for name, p in model.named_parameters():
+        if name.startswith("score"):
+            p.data = rng.standard_normal(p.shape).astype(p.dtype) * 0.1
+    image = rng.standard_normal((1, 3, 40, 36)).astype(np.float32)
+    labels = rng.integers(0, 3, (1, 40, 36))
+
+    def loss_and_grads():
+        model.zero_grad()
+        loss = F.softmax_cross_entropy(model(mf.Tensor(image)), labels)
+        loss.backward()
+        return float(loss.data), {n: p.grad.copy() for n, p in model.named_parameters() if p.grad is not None}
+
+    loss_gpu, grads_gpu = loss_and_grads()
+    loss_cpu, grads_cpu = _numpy_branch(loss_and_grads)
+    assert loss_gpu == pytest.approx(loss_cpu, rel=1e-5)
+    assert grads_gpu.keys() == grads_cpu.keys() and len(grads_gpu) > 10
+    for name in grads_cpu:
+        scale = np.abs(grads_cpu[name]).max() + 1e-12
+        np.testing.assert_allclose(grads_gpu[name] / scale, grads_cpu[name] / scale, atol=2e-4, err_msg=name)
+    assert {"im2col_f32", "col2im_f32", "max_pool_forward_f32", "softmax_loss_backward_f32"} <= set(on_host)
+
+
+# ---------------------------------------------------------------------------
+# The launcher's checks
+
+
+@pytest.fixture
+def no_compiling(monkeypatch):
+    """Checks must fail before anything is compiled or launched."""
+
+    def refuse(name, filename):
+        raise AssertionError(f"launched {name} with bad arguments")
+
+    monkeypatch.setattr(launch, "_function", refuse)
+    monkeypatch.setattr(launch, "_current_device", lambda: 0)
+
+
+def test_launch_refuses_host_arrays(no_compiling):
+    x = np.zeros((1, 1, 2, 2), np.float32)
+    with pytest.raises(TypeError, match=r"avg_pool_forward, argument 'x': got a numpy.ndarray in host memory.*to\('cuda'\)"):
+        launch.launch("avg_pool_forward", np.float32, 1, x, x, 1, 1, 2, 2, 1, 1, 2, 2, 2, 2, 0, 0)
+
+
+@pytest.mark.parametrize("problem, match", [
+    ("dtype", r"max_pool_forward, argument 'y': expected float32 elements, got float64"),
+    ("argmax", r"max_pool_forward, argument 'argmax': expected int32 elements, got int64"),
+    ("strided", r"max_pool_forward, argument 'x': the array of shape \(1, 1, 2, 2\) must be C-contiguous"),
+    ("count", r"max_pool_forward: takes 17 arguments .*got 16"),
+    ("overflow", r"max_pool_forward, argument 'N': 2147483648 does not fit a C int"),
+    ("fraction", r"max_pool_forward, argument 'C': expected a whole number, got 1.5"),
+    ("half", r"max_pool_forward: runs in float32 or float64, not float16"),
+])  # fmt: skip
+def test_launch_checks_arguments(no_compiling, monkeypatch, problem, match):
+    monkeypatch.setattr(launch, "_device_id", lambda array: 0)
+    x = np.zeros((1, 1, 2, 2), np.float32)
+    y, argmax = np.zeros((1, 1, 1, 1), np.float32), np.zeros((1, 1, 1, 1), np.int32)
+    args = [x, y, argmax, 1, 1, 2, 2, 1, 1, 2, 2, 2, 2, 0, 0, 1, 1]
+    dtype = np.float32
+    if problem == "dtype":
+        args[1] = y.astype(np.float64)
+    elif problem == "argmax":
+        args[2] = argmax.astype(np.int64)
+    elif problem == "strided":
+        args[0] = np.zeros((1, 1, 2, 4), np.float32)[..., ::2]
+    elif problem == "count":
+        args.pop()
+    elif problem == "overflow":
+        args[3] = 2**31
+    elif problem == "fraction":
+        args[4] = 1.5
+    else:
+        dtype = np.float16
+    with pytest.raises((TypeError, ValueError), match=match):
+        launch.launch("max_pool_forward", dtype, 1, *args)
+
+
+def test_launch_refuses_another_gpu(no_compiling, monkeypatch):
+    monkeypatch.setattr(launch, "_device_id", lambda array: 1)
+    x = np.zeros((1, 1, 2, 2), np.float32)
+    with pytest.raises(ValueError, match=r"argument 'x': the array is on GPU 1, the kernel runs on GPU 0"):
+        launch.launch("avg_pool_forward", np.float32, 1, x, x, 1, 1, 2, 2, 1, 1, 2, 2, 2, 2, 0, 0)
+
+
+def test_kernel_wrappers_check_shapes(on_host):
+    with pytest.raises(ValueError, match=r"col2im: cols has shape \(9, 5\), expected \(9, 4\)"):
+        kernels.col2im(np.zeros((9, 5)), np.zeros((1, 1, 2, 2)), (3, 3), (1, 1), (1, 1), (1, 1), (0, 2), 2)
+    with pytest.raises(ValueError, match=r"softmax_loss_forward: labels has shape \(1, 3\), expected \(1, 2\)"):
+        kernels.softmax_loss_forward(np.zeros((1, 4, 2)), np.zeros((1, 3), np.int64), 255)

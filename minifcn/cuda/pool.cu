@@ -25,7 +25,7 @@ __device__ void max_pool_forward(const T* x, T* y, int* argmax, int N, int C, in
             for (int kw = 0; kw < KW; ++kw) {
                 const int yy = oy * sh - ph + kh * dh, xx = ox * sw - pw + kw * dw;
                 const bool inside = yy >= 0 && yy < H && xx >= 0 && xx < W;
-                const T v = inside ? x[(plane * H + yy) * W + xx] : -T(INFINITY);
+                const T v = inside ? x[(plane * H + yy) * W + xx] : -infinity<T>();
                 const int k = kh * KW + kw;
                 if (k == 0 || v > best || v != v) {  // v != v: v is NaN
                     best = v;

@@ -25,6 +25,10 @@ an FCN on a 500x500 image (64 channels at 698x698 after pad 100) it is about
 1.1 GB. Whenever it would exceed ``IM2COL_BUDGET_BYTES`` it is built and used a
 band of output rows at a time (one matrix product per band); the backward pass
 rebuilds it from the saved input instead of keeping it for every layer.
+
+On a GPU (CuPy arrays) im2col and col2im are the CUDA kernels of
+``minifcn/cuda/im2col.cu``, which read the padding implicitly instead of
+copying the input into a padded one; the matrix products go to cuBLAS.
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ from typing import Any
 
 from ..autograd import Function, Tensor
 from ..backend import get_array_module
+from ..cuda import kernels
 from .geometry import conv_output_size, conv_transpose_output_size, kernel_span, pad2d, pair
 
 #: Largest im2col buffer built at once; larger ones are processed in bands of output rows.
@@ -102,6 +107,22 @@ def _row_bands(n_rows: int, bytes_per_row: int) -> list[Pair]:
     return [(r0, min(r0 + per_band, n_rows)) for r0 in range(0, n_rows, per_band)]
 
 
+def _columns_of(x: Any, kernel: Pair, stride: Pair, padding: Pair, dilation: Pair, out_hw: Pair):
+    """A function ``rows -> columns of those output rows`` for the convolution of ``x``.
+
+    On a GPU it is the im2col kernel, padding implicit. On the CPU the input
+    is padded once (only as far as the windows reach) and NumPy's im2col takes
+    strided views of it.
+    """
+    OH, OW = out_hw
+    if kernels.on_gpu(x):
+        return lambda rows: kernels.im2col(x, kernel, stride, padding, dilation, rows, OW)
+    Hp = (OH - 1) * stride[0] + kernel_span(kernel[0], dilation[0])
+    Wp = (OW - 1) * stride[1] + kernel_span(kernel[1], dilation[1])
+    xpad = pad2d(x, padding[0], padding[1], Hp, Wp)
+    return lambda rows: im2col(xpad, kernel, stride, dilation, rows, OW)
+
+
 def _channel_major(a: Any) -> Any:
     """(N, C, R, W) -> (C, N*R*W): the layout of im2col's columns (a view when N == 1)."""
     return a.transpose(1, 0, 2, 3).reshape(a.shape[1], -1)
@@ -121,18 +142,15 @@ def _conv_forward(x: Any, w: Any, stride: Pair, padding: Pair, dilation: Pair) -
     OC, _, KH, KW = w.shape
     OH = conv_output_size(H, KH, stride[0], padding[0], dilation[0])
     OW = conv_output_size(W, KW, stride[1], padding[1], dilation[1])
-    # Pad only as far as the windows reach.
-    Hp = (OH - 1) * stride[0] + kernel_span(KH, dilation[0])
-    Wp = (OW - 1) * stride[1] + kernel_span(KW, dilation[1])
-    xpad = pad2d(x, padding[0], padding[1], Hp, Wp)
+    columns = _columns_of(x, (KH, KW), stride, padding, dilation, (OH, OW))
     w2 = w.reshape(OC, C * KH * KW)
     bands = _row_bands(OH, C * KH * KW * N * OW * x.itemsize)
     if len(bands) == 1:
-        y = w2 @ im2col(xpad, (KH, KW), stride, dilation, (0, OH), OW)  # (OC, N*OH*OW)
+        y = w2 @ columns((0, OH))  # (OC, N*OH*OW)
         return xp.ascontiguousarray(y.reshape(OC, N, OH, OW).transpose(1, 0, 2, 3))
     y = xp.empty((N, OC, OH, OW), dtype=x.dtype)
     for r0, r1 in bands:
-        band = w2 @ im2col(xpad, (KH, KW), stride, dilation, (r0, r1), OW)
+        band = w2 @ columns((r0, r1))
         y[:, :, r0:r1] = band.reshape(OC, N, r1 - r0, OW).transpose(1, 0, 2, 3)
     return y
 
@@ -156,11 +174,17 @@ def _transposed_conv_by_col2im(gy: Any, w: Any, input_hw: Pair, stride: Pair, pa
     N, OC, OH, OW = gy.shape
     _, C, KH, KW = w.shape
     H, W = input_hw
+    w2t = w.reshape(OC, C * KH * KW).T  # (C*KH*KW, OC), a transposed view: BLAS reads it as is
+    bands = _row_bands(OH, C * KH * KW * N * OW * gy.itemsize)
+    if kernels.on_gpu(gy):  # the col2im kernel adds straight into dx: no padded buffer
+        gx = xp.zeros((N, C, H, W), dtype=gy.dtype)
+        for r0, r1 in bands:
+            kernels.col2im(w2t @ _channel_major(gy[:, :, r0:r1]), gx, (KH, KW), stride, padding, dilation, (r0, r1), OW)
+        return gx
     Hp = max(H + 2 * padding[0], (OH - 1) * stride[0] + kernel_span(KH, dilation[0]))
     Wp = max(W + 2 * padding[1], (OW - 1) * stride[1] + kernel_span(KW, dilation[1]))
     gxpad = xp.zeros((N, C, Hp, Wp), dtype=gy.dtype)
-    w2t = w.reshape(OC, C * KH * KW).T  # (C*KH*KW, OC), a transposed view: BLAS reads it as is
-    for r0, r1 in _row_bands(OH, C * KH * KW * N * OW * gy.itemsize):
+    for r0, r1 in bands:
         gcols = w2t @ _channel_major(gy[:, :, r0:r1])  # (C*KH*KW, N*R*OW)
         col2im(gcols, gxpad, (KH, KW), stride, dilation, (r0, r1), OW)
     if (Hp, Wp) == (H, W):  # no padding to strip
@@ -196,13 +220,10 @@ def _conv_backward_weight(x: Any, gy: Any, kernel: Pair, stride: Pair, padding: 
     N, C, H, W = x.shape
     _, OC, OH, OW = gy.shape
     KH, KW = kernel
-    Hp = (OH - 1) * stride[0] + kernel_span(KH, dilation[0])
-    Wp = (OW - 1) * stride[1] + kernel_span(KW, dilation[1])
-    xpad = pad2d(x, padding[0], padding[1], Hp, Wp)
+    columns = _columns_of(x, kernel, stride, padding, dilation, (OH, OW))
     gw = None
     for r0, r1 in _row_bands(OH, C * KH * KW * N * OW * x.itemsize):
-        cols = im2col(xpad, kernel, stride, dilation, (r0, r1), OW)
-        part = _channel_major(gy[:, :, r0:r1]) @ cols.T  # (OC, C*KH*KW)
+        part = _channel_major(gy[:, :, r0:r1]) @ columns((r0, r1)).T  # (OC, C*KH*KW)
         gw = part if gw is None else gw + part
     return gw.reshape(OC, C, KH, KW)
 

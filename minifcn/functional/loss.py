@@ -15,6 +15,7 @@ from typing import Any
 
 from ..autograd import Function, Tensor
 from ..backend import device_of, get_array_module
+from ..cuda import kernels
 
 
 def _log_softmax(x: Any, axis: int) -> Any:
@@ -99,19 +100,28 @@ class SoftmaxCrossEntropy(Function):
     def forward(self, scores: Any) -> Any:
         xp = get_array_module(scores)
         _check_labels(scores, self.labels, self.ignore_index)
+        if kernels.on_gpu(scores):  # one fused kernel: log-softmax, pick, ignore
+            loss, counted = kernels.softmax_loss_forward(scores, self.labels, self.ignore_index)
+            count = int(counted.sum())
+            self.scores, self.scale = scores, self._scale(count)
+            return (loss.sum() * self.scale).astype(scores.dtype)
         valid = self.labels != self.ignore_index  # (N, H, W)
         target = xp.where(valid, self.labels, 0)[:, None]  # (N, 1, H, W), ignored pixels point at class 0
         logp = _log_softmax(scores, axis=1)
         picked = xp.take_along_axis(logp, target, axis=1)[:, 0]  # log p(true class) per pixel
-        count = int(valid.sum())
         total = -xp.where(valid, picked, 0).sum()
-        # 'mean' of no pixels is 0 (not NaN): an all-void crop teaches nothing.
-        scale = 1.0 / count if (self.reduction == "mean" and count > 0) else 1.0
+        scale = self._scale(int(valid.sum()))
         self.softmax, self.target, self.valid, self.scale = xp.exp(logp), target, valid, scale
         return (total * scale).astype(scores.dtype)
 
+    def _scale(self, count: int) -> float:
+        # 'mean' of no pixels is 0 (not NaN): an all-void crop teaches nothing.
+        return 1.0 / count if (self.reduction == "mean" and count > 0) else 1.0
+
     def backward(self, gy: Any) -> Any:
         xp = get_array_module(gy)
+        if kernels.on_gpu(gy):  # the kernel recomputes the softmax from the scores
+            return kernels.softmax_loss_backward(self.scores, self.labels, self.ignore_index, self.scale * float(gy))
         C = self.softmax.shape[1]
         classes = xp.arange(C).reshape((1, C) + (1,) * (self.softmax.ndim - 2))
         onehot = classes == self.target  # (N, C, H, W)

@@ -4,6 +4,10 @@ Both loop over the KH*KW offsets inside a window, never over pixels: for one
 offset (kh, kw), the pixel that every output reads is a strided view of the
 padded input, so each step is one vectorised operation on the whole batch.
 
+On a GPU (CuPy arrays) both run as the CUDA kernels of ``minifcn/cuda/pool.cu``
+instead: one thread per output in the forward pass, one per input pixel
+(gathering, no atomics) in the backward pass.
+
 The FCNs pool 2x2 with stride 2 in ceil mode (Caffe's default), so an input of
 any size keeps its last row and column; see ``pool_output_size``.
 """
@@ -16,6 +20,7 @@ import numpy as np
 
 from ..autograd import Function, Tensor
 from ..backend import get_array_module
+from ..cuda import kernels
 from .geometry import kernel_span, pad2d, pair, pool_output_size
 
 
@@ -109,6 +114,11 @@ class MaxPool2d(Function):
         xp = get_array_module(x)
         kernel, stride, padding, dilation, out_hw, pad_hw = _pool_geometry("max_pool2d", x, *self.args)
         _check_windows_see_input(x.shape[2:], out_hw, kernel, stride, padding, dilation)
+        self.x_shape, self.pad_hw = x.shape, pad_hw
+        self.geometry = (kernel, stride, padding, dilation, out_hw)
+        if kernels.on_gpu(x):
+            y, self.argmax = kernels.max_pool_forward(x, kernel, stride, padding, dilation, out_hw)
+            return y
         xpad = pad2d(x, padding[0], padding[1], *pad_hw, value=-np.inf)
         y = argmax = None
         for k, view in _window_views(xpad, out_hw, kernel, stride, dilation):
@@ -120,13 +130,14 @@ class MaxPool2d(Function):
             better = (v > y) | xp.isnan(v)
             xp.copyto(y, v, where=better)
             argmax[better] = k
-        self.argmax, self.x_shape, self.pad_hw = argmax, x.shape, pad_hw
-        self.geometry = (kernel, stride, padding, dilation, out_hw)
+        self.argmax = argmax
         return y
 
     def backward(self, gy: Any) -> Any:
         xp = get_array_module(gy)
         kernel, stride, padding, dilation, out_hw = self.geometry
+        if kernels.on_gpu(gy):
+            return kernels.max_pool_backward(gy, self.argmax, self.x_shape, kernel, stride, padding, dilation)
         N, C, H, W = self.x_shape
         gxpad = xp.zeros((N, C) + self.pad_hw, dtype=gy.dtype)
         zero = gy.dtype.type(0)
@@ -160,6 +171,10 @@ class AvgPool2d(Function):
         xp = get_array_module(x)
         kernel, stride, padding, dilation, out_hw, pad_hw = _pool_geometry("avg_pool2d", x, *self.args)
         _, _, H, W = x.shape
+        self.x_shape, self.pad_hw = x.shape, pad_hw
+        self.geometry = (kernel, stride, padding, dilation, out_hw)
+        if kernels.on_gpu(x):
+            return kernels.avg_pool_forward(x, kernel, stride, padding, out_hw)
         xpad = pad2d(x, padding[0], padding[1], *pad_hw)
         # Window extent inside the padded input, per output row and column.
         rows = xp.minimum(kernel[0], H + 2 * padding[0] - xp.arange(out_hw[0]) * stride[0])
@@ -169,13 +184,13 @@ class AvgPool2d(Function):
         for _, view in _window_views(xpad, out_hw, kernel, stride, dilation):
             y = xpad[view].copy() if y is None else y + xpad[view]
         y *= self.inv_count
-        self.x_shape, self.pad_hw = x.shape, pad_hw
-        self.geometry = (kernel, stride, padding, dilation, out_hw)
         return y
 
     def backward(self, gy: Any) -> Any:
         xp = get_array_module(gy)
         kernel, stride, padding, dilation, out_hw = self.geometry
+        if kernels.on_gpu(gy):
+            return kernels.avg_pool_backward(gy, self.x_shape, kernel, stride, padding)
         N, C, H, W = self.x_shape
         g = gy * self.inv_count
         gxpad = xp.zeros((N, C) + self.pad_hw, dtype=gy.dtype)

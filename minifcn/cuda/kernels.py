@@ -1,0 +1,152 @@
+"""The GPU forms of minifcn's layers: each function allocates its output and launches one kernel.
+
+The ops in ``minifcn.functional`` call these when their input is a CuPy array
+(``on_gpu``) and their NumPy form otherwise; both compute the same thing, and
+tests/test_cuda_*.py check that they do. Shapes and geometry are named as in
+the ``.cu`` files (read those for what each thread computes):
+
+    im2col / col2im        the columns of a convolution, a band of output rows at a time
+    max_pool_forward/backward, avg_pool_forward/backward
+    softmax_loss_forward/backward   per-pixel cross-entropy with an ignore label
+
+Matrix products are not here: ``xp.matmul`` sends them to cuBLAS.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from ..backend import device_of, get_array_module
+from . import launch as _launch
+
+Pair = tuple[int, int]
+
+
+def on_gpu(*arrays: Any) -> bool:
+    """True when an op's arrays are CuPy arrays, so its CUDA kernels should run."""
+    return any(device_of(a) == "cuda" for a in arrays if a is not None)
+
+
+def _check_shape(kernel: str, name: str, array: Any, expected: tuple) -> None:
+    if tuple(array.shape) != tuple(expected):
+        raise ValueError(f"CUDA kernel {kernel}: {name} has shape {tuple(array.shape)}, expected {tuple(expected)}")
+
+
+def _run(kernel: str, dtype: Any, n_threads: int, *args: Any) -> None:
+    # Looked up at call time, so that tests can run the kernels on the host instead.
+    _launch.launch(kernel, dtype, n_threads, *args)
+
+
+# ---------------------------------------------------------------------------
+# Convolution columns
+
+
+def im2col(x: Any, kernel: Pair, stride: Pair, padding: Pair, dilation: Pair, rows: Pair, OW: int) -> Any:
+    """The columns of output rows ``rows = (r0, r1)``, padding implicit (no padded copy of x).
+
+    Shapes: x (N, C, H, W) -> (C*KH*KW, N*R*OW), R = r1 - r0; entry ((c, kh, kw), (n, i, j))
+    is x[n, c, (r0 + i)*sh - ph + kh*dh, j*sw - pw + kw*dw], or 0 in the padding.
+    The same layout as ``minifcn.functional.im2col``.
+    """
+    xp = get_array_module(x)
+    N, C, H, W = x.shape
+    (KH, KW), (r0, r1) = kernel, rows
+    if (KH, KW, N, r0, r1, OW) == (1, 1, 1, 0, H, W) and stride == (1, 1) and padding == (0, 0):
+        return xp.ascontiguousarray(x).reshape(C, H * W)  # a 1x1 convolution: the input is its own columns
+    cols = xp.empty((C * KH * KW, N * (r1 - r0) * OW), dtype=x.dtype)
+    _run("im2col", x.dtype, cols.size, xp.ascontiguousarray(x), cols,
+         N, C, H, W, KH, KW, r0, r1, OW, *stride, *padding, *dilation)  # fmt: skip
+    return cols
+
+
+def col2im(cols: Any, gx: Any, kernel: Pair, stride: Pair, padding: Pair, dilation: Pair, rows: Pair, OW: int) -> None:
+    """Add the columns of output rows ``rows`` back onto the pixels they came from, into ``gx`` (N, C, H, W)."""
+    N, C, H, W = gx.shape
+    (KH, KW), (r0, r1) = kernel, rows
+    _check_shape("col2im", "cols", cols, (C * KH * KW, N * (r1 - r0) * OW))
+    if not gx.flags.c_contiguous:
+        raise ValueError(f"CUDA kernel col2im: gx of shape {gx.shape} must be C-contiguous")
+    xp = get_array_module(cols)
+    _run("col2im", gx.dtype, gx.size, xp.ascontiguousarray(cols), gx,
+         N, C, H, W, KH, KW, r0, r1, OW, *stride, *padding, *dilation)  # fmt: skip
+
+
+# ---------------------------------------------------------------------------
+# Pooling
+
+
+def max_pool_forward(x: Any, kernel: Pair, stride: Pair, padding: Pair, dilation: Pair, out_hw: Pair) -> tuple:
+    """Max pooling: (y, argmax), argmax (int32) the tap kh*KW + kw that won each window."""
+    xp = get_array_module(x)
+    N, C, H, W = x.shape
+    y = xp.empty((N, C) + tuple(out_hw), dtype=x.dtype)
+    argmax = xp.empty(y.shape, dtype=np.int32)
+    _run("max_pool_forward", x.dtype, y.size, xp.ascontiguousarray(x), y, argmax,
+         N, C, H, W, *out_hw, *kernel, *stride, *padding, *dilation)  # fmt: skip
+    return y, argmax
+
+
+def max_pool_backward(gy: Any, argmax: Any, x_shape: tuple, kernel: Pair, stride: Pair, padding: Pair,
+                      dilation: Pair) -> Any:  # fmt: skip
+    """dL/dx of max pooling: each window's gradient goes to its argmax pixel, gathered per input pixel."""
+    xp = get_array_module(gy)
+    N, C, H, W = x_shape
+    _check_shape("max_pool_backward", "argmax", argmax, gy.shape)
+    gx = xp.empty(x_shape, dtype=gy.dtype)
+    _run("max_pool_backward", gy.dtype, gx.size, xp.ascontiguousarray(gy), argmax, gx,
+         N, C, H, W, *gy.shape[2:], *kernel, *stride, *padding, *dilation)  # fmt: skip
+    return gx
+
+
+def avg_pool_forward(x: Any, kernel: Pair, stride: Pair, padding: Pair, out_hw: Pair) -> Any:
+    """Average pooling, padding counted in the divisor, a ceil-mode overhang not."""
+    xp = get_array_module(x)
+    N, C, H, W = x.shape
+    y = xp.empty((N, C) + tuple(out_hw), dtype=x.dtype)
+    _run("avg_pool_forward", x.dtype, y.size, xp.ascontiguousarray(x), y,
+         N, C, H, W, *out_hw, *kernel, *stride, *padding)  # fmt: skip
+    return y
+
+
+def avg_pool_backward(gy: Any, x_shape: tuple, kernel: Pair, stride: Pair, padding: Pair) -> Any:
+    """dL/dx of average pooling: each input pixel gathers dy / divisor from the windows that hold it."""
+    xp = get_array_module(gy)
+    N, C, H, W = x_shape
+    gx = xp.empty(x_shape, dtype=gy.dtype)
+    _run("avg_pool_backward", gy.dtype, gx.size, xp.ascontiguousarray(gy), gx,
+         N, C, H, W, *gy.shape[2:], *kernel, *stride, *padding)  # fmt: skip
+    return gx
+
+
+# ---------------------------------------------------------------------------
+# Softmax cross-entropy
+
+
+def softmax_loss_forward(scores: Any, labels: Any, ignore_index: int) -> tuple:
+    """Per-pixel losses and a 1/0 "counted" map, both (N, *spatial), from scores (N, C, *spatial)."""
+    xp = get_array_module(scores)
+    N, C = scores.shape[:2]
+    _check_shape("softmax_loss_forward", "labels", labels, (N,) + scores.shape[2:])
+    loss = xp.empty(labels.shape, dtype=scores.dtype)
+    counted = xp.empty(labels.shape, dtype=scores.dtype)
+    _run("softmax_loss_forward", scores.dtype, loss.size, xp.ascontiguousarray(scores), _int64(labels),
+         loss, counted, N, C, loss.size // max(N, 1), ignore_index)  # fmt: skip
+    return loss, counted
+
+
+def softmax_loss_backward(scores: Any, labels: Any, ignore_index: int, scale: float) -> Any:
+    """dL/dscores = (softmax - onehot) * scale on counted pixels, 0 on ignored ones."""
+    xp = get_array_module(scores)
+    N, C = scores.shape[:2]
+    _check_shape("softmax_loss_backward", "labels", labels, (N,) + scores.shape[2:])
+    grad = xp.empty(scores.shape, dtype=scores.dtype)
+    _run("softmax_loss_backward", scores.dtype, labels.size, xp.ascontiguousarray(scores), _int64(labels),
+         grad, N, C, labels.size // max(N, 1), ignore_index, scale)  # fmt: skip
+    return grad
+
+
+def _int64(labels: Any) -> Any:
+    xp = get_array_module(labels)
+    return xp.ascontiguousarray(labels, dtype=np.int64)
