@@ -1,0 +1,313 @@
+"""NumPy against CuPy on a real GPU: every op forward and backward, whole FCNs, a short training run.
+
+Marked ``gpu``: skipped, with the reason, where CuPy sees no CUDA device (see conftest.py).
+Run just these with ``python -m pytest -m gpu``.
+"""
+
+import json
+import os
+
+import numpy as np
+import pytest
+
+import minifcn as mf
+import minifcn.functional as F
+from minifcn import cli, evaluate, predict, train
+from minifcn.backend import to_device
+from minifcn.checkpoint import load_checkpoint, model_from_checkpoint
+from minifcn.cuda import launch
+from minifcn.models import FCN8s
+
+from reference_loops import conv2d_loop, max_pool2d_loop
+
+pytestmark = pytest.mark.gpu
+
+DTYPES = [np.float32, np.float64]
+
+
+@pytest.fixture(scope="module")
+def cp():
+    import cupy
+
+    return cupy
+
+
+def _tol(dtype):
+    return {"rtol": 2e-4, "atol": 2e-4} if dtype == np.float32 else {"rtol": 1e-10, "atol": 1e-10}
+
+
+def _forward_backward(op, arrays, device, gy_seed=1):
+    """op(device, *tensors) on ``device``: the output and every input gradient, as NumPy arrays."""
+    tensors = [mf.Tensor(a.copy(), requires_grad=True).to(device) for a in arrays]
+    y = op(device, *tensors)
+    gy = np.random.default_rng(gy_seed).standard_normal(y.shape).astype(y.dtype)
+    (y * mf.Tensor(gy).to(device)).sum().backward()
+    assert y.device == device and all(t.grad is None or mf.backend.device_of(t.grad) == device for t in tensors)
+    return y.numpy(), [None if t.grad is None else to_device(t.grad, "cpu") for t in tensors]
+
+
+def _compare(op, arrays, dtype=np.float64):
+    """Run ``op`` on the CPU and on the GPU; outputs and gradients must agree."""
+    y_cpu, g_cpu = _forward_backward(op, arrays, "cpu")
+    y_gpu, g_gpu = _forward_backward(op, arrays, "cuda")
+    np.testing.assert_allclose(y_gpu, y_cpu, **_tol(dtype))
+    for a, b in zip(g_gpu, g_cpu):
+        assert (a is None) == (b is None)
+        if a is not None:
+            np.testing.assert_allclose(a, b, **_tol(dtype))
+    return y_gpu
+
+
+CONV_CASES = [  # N, C, H, W, KH, KW, stride, padding, dilation
+    (2, 3, 7, 6, 3, 3, (1, 1), (1, 1), (1, 1)),
+    (1, 2, 9, 8, 3, 2, (2, 3), (1, 0), (1, 1)),
+    (2, 2, 10, 9, 3, 3, (1, 2), (2, 2), (2, 3)),
+    (1, 3, 5, 5, 3, 3, (1, 1), (4, 4), (1, 1)),  # a padding wider than the kernel, as conv1_1's 100
+    (2, 4, 6, 6, 1, 1, (1, 1), (0, 0), (1, 1)),  # the score layers
+]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("case", CONV_CASES)
+def test_conv2d(case, dtype, rng):
+    N, C, H, W, KH, KW, stride, padding, dilation = case
+    x = rng.standard_normal((N, C, H, W)).astype(dtype)
+    w = rng.standard_normal((4, C, KH, KW)).astype(dtype)
+    b = rng.standard_normal(4).astype(dtype)
+    y = _compare(lambda d, x, w, b: F.conv2d(x, w, b, stride, padding, dilation), [x, w, b], dtype)
+    np.testing.assert_allclose(y, conv2d_loop(x, w, b, stride, padding, dilation), **_tol(dtype))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("stride, padding, kernel", [(2, 1, 4), (3, 0, 3), (1, 1, 3), (8, 0, 16), (32, 0, 64)])
+def test_conv_transpose2d(stride, padding, kernel, dtype, rng):
+    x = rng.standard_normal((2, 3, 4, 3)).astype(dtype)
+    w = rng.standard_normal((3, 2, kernel, kernel)).astype(dtype)
+    b = rng.standard_normal(2).astype(dtype)
+    _compare(lambda d, x, w, b: F.conv_transpose2d(x, w, b, stride, padding), [x, w, b], dtype)
+
+
+def test_conv2d_in_bands(monkeypatch, rng):
+    """A layer whose columns exceed the budget is done band by band on the GPU too."""
+    from minifcn.functional import conv
+
+    monkeypatch.setattr(conv, "IM2COL_BUDGET_BYTES", 4000)
+    x, w = rng.standard_normal((2, 3, 13, 9)), rng.standard_normal((4, 3, 3, 3))
+    _compare(lambda d, x, w: F.conv2d(x, w, None, 2, 1), [x, w])
+    _compare(lambda d, x, w: F.conv_transpose2d(x, w, None, 2, 1), [x, rng.standard_normal((3, 2, 4, 4))])
+
+
+POOL_CASES = [  # N, C, H, W, kernel, stride, padding, dilation, ceil_mode
+    (2, 3, 7, 9, (2, 2), (2, 2), (0, 0), (1, 1), True),  # the FCNs' pooling, odd sizes: ceil windows overhang
+    (1, 2, 8, 8, (3, 3), (2, 2), (1, 1), (1, 1), False),
+    (1, 2, 9, 10, (3, 2), (2, 3), (1, 1), (2, 1), True),
+    (2, 1, 6, 6, (3, 3), (1, 1), (1, 0), (1, 1), False),
+]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("case", POOL_CASES)
+def test_pooling(case, dtype, rng):
+    N, C, H, W, kernel, stride, padding, dilation, ceil_mode = case
+    x = rng.standard_normal((N, C, H, W)).astype(dtype)
+    x[0, 0, 1, :3] = x[0, 0, 1, 0]  # ties: the first tap wins on both devices
+    y = _compare(lambda d, x: F.max_pool2d(x, kernel, stride, padding, dilation, ceil_mode), [x], dtype)
+    np.testing.assert_array_equal(y, max_pool2d_loop(x, kernel, stride, padding, dilation, ceil_mode))
+    if dilation == (1, 1):
+        _compare(lambda d, x: F.avg_pool2d(x, kernel, stride, padding, ceil_mode), [x], dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("reduction", ["mean", "sum"])
+def test_softmax_cross_entropy(reduction, dtype, rng):
+    scores = (rng.standard_normal((2, 5, 6, 7)) * 3).astype(dtype)
+    scores[0, :, 0, 0] += 500  # scores that overflow exp unless the max is subtracted
+    labels = rng.integers(0, 5, (2, 6, 7)).astype(np.uint8)
+    labels[1, 2:4] = 255  # ignored pixels
+    _compare(lambda d, s: F.softmax_cross_entropy(s, to_device(labels, d), 255, reduction) * 1.0, [scores], dtype)
+
+
+def test_softmax_cross_entropy_all_ignored():
+    labels = np.full((1, 2, 2), 255)
+    loss = F.softmax_cross_entropy(mf.Tensor(np.ones((1, 3, 2, 2))).to("cuda"), to_device(labels, "cuda"))
+    assert float(loss.numpy()) == 0.0
+
+
+def test_softmax_cross_entropy_bad_label_names_it(cp):
+    labels = cp.asarray(np.array([[[0, 7]]]))
+    with pytest.raises(ValueError, match=r"outside \[0, 3\).*values: \[7\]"):
+        F.softmax_cross_entropy(mf.Tensor(np.zeros((1, 3, 1, 2))).to("cuda"), labels)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_pointwise_and_shape_ops(dtype, rng):
+    x = rng.standard_normal((2, 3, 6, 5)).astype(dtype)
+    z = rng.standard_normal((2, 3, 6, 5)).astype(dtype)
+    _compare(lambda d, x: F.relu(x), [x], dtype)
+    _compare(lambda d, x: F.log_softmax(x), [x], dtype)
+    _compare(lambda d, x, z: F.add(x, z) * z, [x, z], dtype)
+    _compare(lambda d, x, z: F.mul(x, z), [x, z], dtype)
+    _compare(lambda d, x: F.crop(x, (1, 2), (3, 2)), [x], dtype)
+    _compare(lambda d, x, z: F.concat([x, z], axis=1), [x, z], dtype)
+    w, b = rng.standard_normal((4, 90)).astype(dtype), rng.standard_normal(4).astype(dtype)
+    _compare(lambda d, x, w, b: F.linear(F.flatten(x), w, b), [x, w, b], dtype)
+
+
+@pytest.mark.parametrize("training", [True, False])
+def test_batch_norm(training, rng):
+    x = rng.standard_normal((3, 4, 5, 6)) * 2 + 1
+    gamma, beta = rng.standard_normal(4), rng.standard_normal(4)
+    stats = {}
+
+    def op(device, x, g, b):
+        mean, var = to_device(np.linspace(-1, 1, 4), device), to_device(np.linspace(1, 2, 4), device)
+        y = F.batch_norm(x, mean, var, g, b, training=training, momentum=0.1, eps=1e-5)
+        stats[device] = (to_device(mean, "cpu"), to_device(var, "cpu"))
+        return y
+
+    _compare(op, [x, gamma, beta])
+    for a, b in zip(stats["cuda"], stats["cpu"]):
+        np.testing.assert_allclose(a, b, rtol=1e-12)  # the running statistics move alike
+
+
+def test_dropout_on_the_gpu(cp):
+    x = mf.Tensor(np.ones((64, 64, 16), np.float32), requires_grad=True).to("cuda")
+    y = F.dropout(x, 0.5)
+    y.sum().backward()
+    values = y.numpy()
+    assert set(np.unique(values).tolist()) == {0.0, 2.0}
+    assert 0.45 < (values == 0).mean() < 0.55
+    np.testing.assert_array_equal(to_device(x.grad, "cpu"), values)  # dy/dx is the same scaled mask
+
+
+def test_ops_refuse_mixed_devices(rng):
+    x = mf.Tensor(rng.standard_normal((1, 2, 5, 5))).to("cuda")
+    w = mf.Tensor(rng.standard_normal((3, 2, 3, 3)))
+    with pytest.raises(ValueError, match=r"input 0 on cuda, input 1 on cpu"):
+        F.conv2d(x, w)
+    with pytest.raises(ValueError, match=r"scores are on cuda, labels on cpu"):
+        F.softmax_cross_entropy(x, np.zeros((1, 5, 5), np.int64))
+
+
+def test_kernels_compile_once_per_device(cp, rng):
+    x = mf.Tensor(rng.standard_normal((1, 2, 6, 6))).to("cuda")
+    F.max_pool2d(x, 2, 2)
+    key = (cp.cuda.runtime.getDevice(), "pool.cu")
+    module = launch._modules[key]
+    F.max_pool2d(x, 3, 1)
+    assert launch._modules[key] is module
+
+
+def test_launch_refuses_a_host_array(cp):
+    with pytest.raises(TypeError, match=r"argument 'x': got a numpy.ndarray in host memory"):
+        launch.launch("avg_pool_forward", np.float32, 1, np.zeros(4, np.float32), cp.zeros(1, cp.float32),
+                      1, 1, 2, 2, 1, 1, 2, 2, 2, 2, 0, 0)  # fmt: skip
+
+
+# ---------------------------------------------------------------------------
+# Whole networks
+
+
+def _loss_and_grads(model, image, labels, device):
+    model.zero_grad()
+    loss = F.softmax_cross_entropy(model(mf.Tensor(to_device(image, device))), to_device(labels, device))
+    loss.backward()
+    grads = {n: to_device(p.grad, "cpu") for n, p in model.named_parameters() if p.grad is not None}
+    return float(loss.numpy()), grads
+
+
+@pytest.mark.parametrize("backbone, size", [("tiny", 48), ("tiny-bn", 48), ("vgg16", 64)])
+def test_fcn8s_matches_numpy(backbone, size, rng):
+    mf.manual_seed(0)
+    cpu_model = FCN8s(n_class=5, backbone=backbone)
+    for name, p in cpu_model.named_parameters():
+        if name.startswith("score"):  # zero at init; made random so that every layer gets a gradient
+            p.data = (rng.standard_normal(p.shape) * 0.01).astype(p.dtype)
+    cpu_model.train()  # batch statistics, but no dropout:
+    for _, m in cpu_model.named_modules():
+        if isinstance(m, mf.nn.Dropout):
+            m.p = 0.0
+    gpu_model = FCN8s(n_class=5, backbone=backbone)
+    gpu_model.load_state_dict(cpu_model.state_dict())
+    gpu_model.train()
+    for _, m in gpu_model.named_modules():
+        if isinstance(m, mf.nn.Dropout):
+            m.p = 0.0
+    gpu_model.to("cuda")
+    assert all(p.device == "cuda" for p in gpu_model.parameters())
+    image = rng.standard_normal((2, 3, size, size + 6)).astype(np.float32)
+    labels = rng.integers(0, 5, (2, size, size + 6))
+    labels[0, :4] = 255
+
+    loss_cpu, grads_cpu = _loss_and_grads(cpu_model, image, labels, "cpu")
+    loss_gpu, grads_gpu = _loss_and_grads(gpu_model, image, labels, "cuda")
+    assert loss_gpu == pytest.approx(loss_cpu, rel=1e-4)
+    assert grads_gpu.keys() == grads_cpu.keys()
+    for name, g in grads_cpu.items():
+        scale = np.abs(g).max() + 1e-20
+        np.testing.assert_allclose(grads_gpu[name] / scale, g / scale, atol=1e-3, err_msg=name)
+    with mf.no_grad():
+        gpu_model.eval()
+        cpu_model.eval()
+        scores_gpu = gpu_model(mf.Tensor(to_device(image, "cuda"))).numpy()
+        scores_cpu = cpu_model(mf.Tensor(image)).numpy()
+    assert scores_gpu.shape == (2, 5, size, size + 6)
+    np.testing.assert_allclose(scores_gpu, scores_cpu, rtol=1e-3, atol=1e-3 * np.abs(scores_cpu).max())
+
+
+# ---------------------------------------------------------------------------
+# The command lines
+
+
+SMALL = ["--image-size", "32", "--batch-size", "2", "--eval-limit", "4", "--samples", "2", "--iters", "6",
+         "--eval-every", "3", "--checkpoint-every", "3"]  # fmt: skip
+
+
+def test_train_on_the_gpu_matches_the_cpu(tmp_path, capsys):
+    runs = {}
+    for device in ("cpu", "cuda"):
+        out = tmp_path / device
+        assert cli.run(train.main, SMALL + ["--device", device, "--out", str(out)]) == 0
+        printed = capsys.readouterr().out
+        assert f"device {device}" in printed
+        runs[device] = out
+    losses = {d: [float(line.split(",")[1]) for line in open(out / "log.csv").read().splitlines()[1:]]
+              for d, out in runs.items()}  # fmt: skip
+    assert len(losses["cuda"]) == 6 and np.isfinite(losses["cuda"]).all()
+    assert losses["cuda"][0] == pytest.approx(losses["cpu"][0], rel=1e-4)  # same weights, same batch
+    np.testing.assert_allclose(losses["cuda"], losses["cpu"], rtol=2e-2)  # float32 rounding grows a little
+
+    # The checkpoint is device-neutral: host arrays, loadable and usable on the CPU.
+    last = load_checkpoint(str(runs["cuda"] / "last.npz"))
+    assert last.meta["iteration"] == 6
+    assert all(isinstance(a, np.ndarray) for a in last.model.values())
+    model = model_from_checkpoint(last)
+    assert all(p.device == "cpu" for p in model.parameters())
+    metrics = json.load(open(runs["cuda"] / "metrics.json"))
+    assert 0.0 <= metrics["mean_iu"] <= 1.0
+
+    # evaluate and predict take --device too, and agree across devices.
+    scores = {}
+    for device in ("cpu", "cuda"):
+        target = tmp_path / f"eval-{device}"
+        args = ["--checkpoint", str(runs["cuda"] / "last.npz"), "--limit", "4", "--device", device, "--out", str(target)]
+        assert cli.run(evaluate.main, args) == 0
+        scores[device] = json.load(open(target / "metrics.json"))["mean_iu"]
+    assert scores["cuda"] == pytest.approx(scores["cpu"], abs=0.02)
+    image = tmp_path / "image.png"
+    from PIL import Image
+
+    from minifcn.data import Shapes
+
+    Image.fromarray(Shapes("val", 32)[0][0]).save(image)
+    assert cli.run(predict.main, ["--checkpoint", str(runs["cuda"] / "last.npz"), "--device", "cuda",
+                                  "--out", str(tmp_path / "pred"), str(image)]) == 0  # fmt: skip
+    assert os.path.exists(tmp_path / "pred" / "image.png")
+
+
+def test_resume_a_gpu_run(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert cli.run(train.main, SMALL + ["--device", "cuda", "--iters", "3", "--out", str(out)]) == 0
+    assert cli.run(train.main, SMALL + ["--device", "cuda", "--resume", str(out / "last.npz"), "--out", str(out)]) == 0
+    rows = open(out / "log.csv").read().splitlines()[1:]
+    assert [int(r.split(",")[0]) for r in rows] == [1, 2, 3, 4, 5, 6]
