@@ -275,7 +275,7 @@ def test_train_on_the_gpu_matches_the_cpu(tmp_path, capsys):
               for d, out in runs.items()}  # fmt: skip
     assert len(losses["cuda"]) == 6 and np.isfinite(losses["cuda"]).all()
     assert losses["cuda"][0] == pytest.approx(losses["cpu"][0], rel=1e-4)  # same weights, same batch
-    np.testing.assert_allclose(losses["cuda"], losses["cpu"], rtol=2e-2)  # float32 rounding grows a little
+    np.testing.assert_allclose(losses["cuda"], losses["cpu"], rtol=5e-2)  # rounding differences grow under Adam
 
     # The checkpoint is device-neutral: host arrays, loadable and usable on the CPU.
     last = load_checkpoint(str(runs["cuda"] / "last.npz"))
