@@ -90,7 +90,8 @@ def _geometry(layer: Module, axis: int) -> tuple[str, int, int, int, int] | None
     if isinstance(layer, (MaxPool2d, AvgPool2d)):
         kernel = pair(layer.kernel_size, "kernel_size")
         stride = kernel if layer.stride is None else pair(layer.stride, "stride")
-        return "pool", kernel[axis], stride[axis], pair(layer.padding, "padding")[axis], 1
+        dilation = pair(getattr(layer, "dilation", 1), "dilation")
+        return "pool", kernel[axis], stride[axis], pair(layer.padding, "padding")[axis], dilation[axis]
     raise TypeError(
         f"receptive: cannot trace layer {layer.label()}: only convolutions, transposed convolutions, "
         "pooling and pointwise layers (ReLU, Dropout, Scale, BatchNorm2d) have a receptive-field geometry"

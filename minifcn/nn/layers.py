@@ -66,15 +66,22 @@ class ConvTranspose2d(Module):
 
 
 class MaxPool2d(Module):
-    def __init__(self, kernel_size: Any, stride: Any = None, padding: Any = 0, ceil_mode: bool = False):
+    """Max pooling layer; ``dilation`` spaces the window's taps (used by minifcn.stitch's dilated nets)."""
+
+    def __init__(self, kernel_size: Any, stride: Any = None, padding: Any = 0, ceil_mode: bool = False,
+                 dilation: Any = 1):  # fmt: skip
         super().__init__()
         self.kernel_size, self.stride, self.padding, self.ceil_mode = kernel_size, stride, padding, ceil_mode
+        self.dilation = dilation
 
     def forward(self, x: Tensor) -> Tensor:
-        return _with_layer_name(self, F.max_pool2d, x, self.kernel_size, self.stride, self.padding, 1, self.ceil_mode)
+        return _with_layer_name(self, F.max_pool2d, x, self.kernel_size, self.stride, self.padding, self.dilation,
+                                self.ceil_mode)  # fmt: skip
 
     def extra_repr(self) -> str:
-        return f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}, ceil_mode={self.ceil_mode}"
+        dilation = "" if pair(self.dilation, "dilation") == (1, 1) else f", dilation={self.dilation}"
+        return (f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}, "
+                f"ceil_mode={self.ceil_mode}{dilation}")  # fmt: skip
 
 
 class AvgPool2d(Module):

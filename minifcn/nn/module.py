@@ -97,6 +97,10 @@ class Module:
     def children(self) -> Iterator["Module"]:
         return iter(self._modules.values())
 
+    def named_children(self) -> Iterator[tuple[str, "Module"]]:
+        """The direct sub-modules with their names, in definition order."""
+        return iter(self._modules.items())
+
     # -- state ------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
         """Name -> array (the parameters' data, then the buffers; not copies), in definition order."""
