@@ -38,6 +38,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import minifcn as mf  # noqa: E402
 import minifcn.functional as F  # noqa: E402
 from minifcn.backend import cuda_available  # noqa: E402
+from minifcn.optim import SGD  # noqa: E402
 from bench_fcn import N_CLASS, build_minifcn, build_torch  # noqa: E402
 
 
@@ -45,7 +46,7 @@ def minifcn_passes(cp, model, x, labels):
     """(forward, train_step) for minifcn on the GPU."""
     tx = mf.Tensor(cp.asarray(x))
     tl = cp.asarray(labels)
-    optimiser = mf.optim.SGD(model.parameters(), lr=1e-10, momentum=0.99)
+    optimiser = SGD(model.parameters(), lr=1e-10, momentum=0.99)
 
     def forward():
         model.eval()

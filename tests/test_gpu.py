@@ -12,8 +12,9 @@ import pytest
 
 import minifcn as mf
 import minifcn.functional as F
+import minifcn.nn as nn
 from minifcn import cli, evaluate, predict, train
-from minifcn.backend import to_device
+from minifcn.backend import device_of, to_device
 from minifcn.checkpoint import load_checkpoint, model_from_checkpoint
 from minifcn.cuda import launch
 from minifcn.models import FCN8s
@@ -42,7 +43,7 @@ def _forward_backward(op, arrays, device, gy_seed=1):
     y = op(device, *tensors)
     gy = np.random.default_rng(gy_seed).standard_normal(y.shape).astype(y.dtype)
     (y * mf.Tensor(gy).to(device)).sum().backward()
-    assert y.device == device and all(t.grad is None or mf.backend.device_of(t.grad) == device for t in tensors)
+    assert y.device == device and all(t.grad is None or device_of(t.grad) == device for t in tensors)
     return y.numpy(), [None if t.grad is None else to_device(t.grad, "cpu") for t in tensors]
 
 
@@ -225,13 +226,13 @@ def test_fcn8s_matches_numpy(backbone, size, rng):
             p.data = (rng.standard_normal(p.shape) * 0.01).astype(p.dtype)
     cpu_model.train()  # batch statistics, but no dropout:
     for _, m in cpu_model.named_modules():
-        if isinstance(m, mf.nn.Dropout):
+        if isinstance(m, nn.Dropout):
             m.p = 0.0
     gpu_model = FCN8s(n_class=5, backbone=backbone)
     gpu_model.load_state_dict(cpu_model.state_dict())
     gpu_model.train()
     for _, m in gpu_model.named_modules():
-        if isinstance(m, mf.nn.Dropout):
+        if isinstance(m, nn.Dropout):
             m.p = 0.0
     gpu_model.to("cuda")
     assert all(p.device == "cuda" for p in gpu_model.parameters())
