@@ -29,6 +29,7 @@ from minifcn.functional.loss import SoftmaxCrossEntropy
 from minifcn.functional.pool import AvgPool2d, MaxPool2d
 from minifcn.models import FCN8s
 
+from device_cases import CONV_CASES, POOL_CASES
 from reference_loops import avg_pool2d_loop, conv2d_loop, conv_transpose2d_loop, max_pool2d_loop
 
 FILES = sorted(os.path.basename(p) for p in glob.glob(os.path.join(launch.CUDA_DIR, "*.cu")))
@@ -188,12 +189,6 @@ def _tol(dtype):
     return {"rtol": 1e-5, "atol": 1e-5} if dtype == np.float32 else {"rtol": 1e-12, "atol": 1e-12}
 
 
-CONV_CASES = [  # N, C, H, W, KH, KW, stride, padding, dilation
-    (2, 3, 7, 6, 3, 3, (1, 1), (1, 1), (1, 1)),
-    (1, 2, 9, 8, 3, 2, (2, 3), (1, 0), (1, 1)),
-    (2, 2, 10, 9, 3, 3, (1, 2), (2, 2), (2, 3)),
-    (1, 1, 5, 5, 1, 1, (1, 1), (3, 3), (1, 1)),  # a padding wider than the kernel, as conv1_1's 100
-]
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -232,12 +227,6 @@ def test_col2im_adds_band_after_band(on_host, rng):
     assert np.abs(whole).sum() > 0
 
 
-POOL_CASES = [  # N, C, H, W, kernel, stride, padding, dilation, ceil_mode
-    (2, 3, 7, 9, (2, 2), (2, 2), (0, 0), (1, 1), True),  # the FCNs' pooling, odd sizes: ceil windows overhang
-    (1, 2, 8, 8, (3, 3), (2, 2), (1, 1), (1, 1), False),
-    (1, 2, 9, 10, (3, 2), (2, 3), (1, 1), (2, 1), True),
-    (2, 1, 6, 6, (3, 3), (1, 1), (1, 0), (1, 1), False),
-]
 
 
 @pytest.mark.parametrize("dtype", DTYPES)

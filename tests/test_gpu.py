@@ -19,6 +19,7 @@ from minifcn.checkpoint import load_checkpoint, model_from_checkpoint
 from minifcn.cuda import launch
 from minifcn.models import FCN8s
 
+from device_cases import CONV_CASES, POOL_CASES
 from reference_loops import conv2d_loop, max_pool2d_loop
 
 pytestmark = pytest.mark.gpu
@@ -59,13 +60,6 @@ def _compare(op, arrays, dtype=np.float64):
     return y_gpu
 
 
-CONV_CASES = [  # N, C, H, W, KH, KW, stride, padding, dilation
-    (2, 3, 7, 6, 3, 3, (1, 1), (1, 1), (1, 1)),
-    (1, 2, 9, 8, 3, 2, (2, 3), (1, 0), (1, 1)),
-    (2, 2, 10, 9, 3, 3, (1, 2), (2, 2), (2, 3)),
-    (1, 3, 5, 5, 3, 3, (1, 1), (4, 4), (1, 1)),  # a padding wider than the kernel, as conv1_1's 100
-    (2, 4, 6, 6, 1, 1, (1, 1), (0, 0), (1, 1)),  # the score layers
-]
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -98,12 +92,6 @@ def test_conv2d_in_bands(monkeypatch, rng):
     _compare(lambda d, x, w: F.conv_transpose2d(x, w, None, 2, 1), [x, rng.standard_normal((3, 2, 4, 4))])
 
 
-POOL_CASES = [  # N, C, H, W, kernel, stride, padding, dilation, ceil_mode
-    (2, 3, 7, 9, (2, 2), (2, 2), (0, 0), (1, 1), True),  # the FCNs' pooling, odd sizes: ceil windows overhang
-    (1, 2, 8, 8, (3, 3), (2, 2), (1, 1), (1, 1), False),
-    (1, 2, 9, 10, (3, 2), (2, 3), (1, 1), (2, 1), True),
-    (2, 1, 6, 6, (3, 3), (1, 1), (1, 0), (1, 1), False),
-]
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
