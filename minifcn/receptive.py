@@ -51,11 +51,12 @@ from .functional.geometry import (
     pair,
     pool_output_size,
 )
-from .nn import (AvgPool2d, BatchNorm2d, Conv2d, ConvTranspose2d, Dropout, Flatten, Linear, MaxPool2d, Module, ReLU,
-                 Scale)
+from .nn import (AvgPool2d, BatchNorm2d, Conv2d, ConvTranspose2d, Dropout, Flatten, Inception, Linear,
+                 LocalResponseNorm, MaxPool2d, Module, ReLU, Scale)
+from .nn.inception import FIELD_GEOMETRY as INCEPTION_FIELD_GEOMETRY
 
 # Layers that change no geometry: each output unit sees exactly its own input unit.
-_POINTWISE = (ReLU, Dropout, Scale, BatchNorm2d)
+_POINTWISE = (ReLU, Dropout, Scale, BatchNorm2d, LocalResponseNorm)
 
 
 @dataclass(frozen=True)
@@ -87,6 +88,8 @@ def _geometry(layer: Module, axis: int) -> tuple[str, int, int, int, int] | None
         dilation = getattr(layer, "dilation", (1, 1))
         kind = "deconv" if isinstance(layer, ConvTranspose2d) else "conv"
         return kind, layer.kernel_size[axis], layer.stride[axis], layer.padding[axis], dilation[axis]
+    if isinstance(layer, Inception):
+        return INCEPTION_FIELD_GEOMETRY
     if isinstance(layer, (MaxPool2d, AvgPool2d)):
         kernel = pair(layer.kernel_size, "kernel_size")
         stride = kernel if layer.stride is None else pair(layer.stride, "stride")
@@ -94,7 +97,8 @@ def _geometry(layer: Module, axis: int) -> tuple[str, int, int, int, int] | None
         return "pool", kernel[axis], stride[axis], pair(layer.padding, "padding")[axis], dilation[axis]
     raise TypeError(
         f"receptive: cannot trace layer {layer.label()}: only convolutions, transposed convolutions, "
-        "pooling and pointwise layers (ReLU, Dropout, Scale, BatchNorm2d) have a receptive-field geometry"
+        "pooling, inception modules and pointwise layers (ReLU, Dropout, Scale, BatchNorm2d, LocalResponseNorm) "
+        "have a receptive-field geometry"
     )
 
 

@@ -46,6 +46,7 @@ from .data import Augment, BatchLoader
 from .evaluate import evaluate, scores_json
 from .metrics import segmentation_scores
 from .models import BACKBONES, FCN, MODELS, build_fcn
+from .models.backbones import ONLY_FCN32S
 from .optim import SGD, Adam
 from .preprocessing import BY_NAME, CAFFE, TORCHVISION
 
@@ -192,8 +193,8 @@ def check_config(c: Config) -> None:
         raise cli.UserError(f"--weight-decay must be >= 0, got {c.weight_decay}")
     if c.crop_size is not None and c.crop_size < 1:
         raise cli.UserError(f"--crop-size must be at least 1, got {c.crop_size}")
-    if c.backbone == "alexnet" and c.model != "fcn32s":
-        raise cli.UserError(f"--backbone alexnet exists for --model fcn32s only (FCN-AlexNet), not {c.model}")
+    if c.backbone in ONLY_FCN32S and c.model != "fcn32s":
+        raise cli.UserError(f"--backbone {c.backbone} exists for --model fcn32s only (as in the paper), not {c.model}")
     if c.warmup < 0 or c.samples < 0 or (c.eval_limit is not None and c.eval_limit < 1):
         raise cli.UserError("--warmup and --samples must be >= 0, and --eval-limit >= 1")
 

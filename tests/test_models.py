@@ -184,7 +184,7 @@ def test_state_of_another_stage_fails_naming_the_keys():
 
 
 def test_bad_arguments_are_named():
-    with pytest.raises(ValueError, match=r"FCN8s: backbone 'alexnet' is not available.*AlexNet has only FCN32s"):
+    with pytest.raises(ValueError, match=r"FCN8s: backbone 'alexnet' is not available.*AlexNet and GoogLeNet have only FCN32s"):
         FCN8s(backbone="alexnet")
     with pytest.raises(ValueError, match=r"FCN32s: backbone 'resnet' is not available; choose one of 'vgg16', 'tiny', 'tiny-bn', 'alexnet'"):
         FCN32s(backbone="resnet")

@@ -1,4 +1,4 @@
-"""The classifier trunks the FCNs are built on (Sec. 3.1, 4.1): VGG16, AlexNet, and a tiny VGG16.
+"""The classifier trunks the FCNs are built on (Sec. 3.1, 4.1): VGG16, AlexNet, GoogLeNet, and tiny versions.
 
 Each builder returns the layers as an ordered dict, name -> Module, with the
 names of the reference Caffe networks, so that the models can register them
@@ -13,6 +13,12 @@ but it trains on a laptop CPU. It exists for tests and lessons.
 paper has neither, but from scratch the plain deep trunk learns too slowly
 for a few minutes on a CPU (benchmarks/RESULTS.md measures how much). The
 geometry, and so every receptive field and crop, is unchanged.
+
+``googlenet`` is GoogLeNet (Szegedy et al.) up to inception_5b, the third
+trunk of the paper's Table 1; as the paper did, its final average pooling
+is dropped and its classifier becomes the 1x1 score layer. It has two LRN
+layers and nine inception modules (``nn.Inception``). ``tiny-googlenet``
+has every width divided by 16, for tests.
 
 Weights start He-normal and biases zero (ImageNet weights replace them via
 ``minifcn.weights``); biases learn at twice the rate without weight decay
@@ -31,7 +37,18 @@ VGG16_WIDTHS, VGG16_FC = (64, 128, 256, 512, 512), 4096
 TINY_WIDTHS, TINY_FC = (4, 8, 32, 64, 128), 256  # narrow where maps are large, wide where small
 ALEXNET_WIDTHS, ALEXNET_FC = (64, 192, 384, 256, 256), 4096  # torchvision's AlexNet (no channel groups)
 
-BACKBONES = ("vgg16", "tiny", "tiny-bn", "alexnet")
+BACKBONES = ("vgg16", "tiny", "tiny-bn", "alexnet", "googlenet", "tiny-googlenet")
+ONLY_FCN32S = ("alexnet", "googlenet", "tiny-googlenet")  # trunks the paper used for FCN-32s alone (Table 1)
+
+#: GoogLeNet's inception modules: name -> (n1x1, n3x3_reduce, n3x3, n5x5_reduce, n5x5, pool_proj), in order;
+#: each stage ends in a 3x3 stride-2 max pooling (pool3 after 3b, pool4 after 4e).
+GOOGLENET_INCEPTIONS = {
+    "inception_3a": (64, 96, 128, 16, 32, 32), "inception_3b": (128, 128, 192, 32, 96, 64),
+    "inception_4a": (192, 96, 208, 16, 48, 64), "inception_4b": (160, 112, 224, 24, 64, 64),
+    "inception_4c": (128, 128, 256, 24, 64, 64), "inception_4d": (112, 144, 288, 32, 64, 64),
+    "inception_4e": (256, 160, 320, 32, 128, 128),
+    "inception_5a": (256, 160, 320, 32, 128, 128), "inception_5b": (384, 192, 384, 48, 128, 128),
+}  # fmt: skip
 
 
 def conv(in_channels: int, out_channels: int, kernel_size: int, stride: int = 1, padding: int = 0,
@@ -106,10 +123,41 @@ def alexnet_features(first_padding: int, ceil_mode: bool, dtype: Any) -> dict[st
     }  # fmt: skip
 
 
+def googlenet_features(divisor: int, first_padding: int, ceil_mode: bool, dtype: Any) -> dict[str, nn.Module]:
+    """conv1 ... inception_5b of GoogLeNet, every width divided by ``divisor`` (16 for tiny-googlenet).
+
+    conv1 7x7 stride 2, pool1, norm1 (LRN), conv2_reduce 1x1, conv2 3x3, norm2, pool2, inception 3a-3b,
+    pool3, 4a-4e, pool4, 5a-5b: stride 32 at the end, as VGG16's pool5. Pooling is 3x3 with stride 2.
+    """
+    w = lambda n: max(1, n // divisor)  # noqa: E731
+    pool = lambda: nn.MaxPool2d(3, stride=2, ceil_mode=ceil_mode)  # noqa: E731
+    layers: dict[str, nn.Module] = {
+        "conv1": conv(3, w(64), 7, stride=2, padding=first_padding, dtype=dtype), "relu1": nn.ReLU(),  # 1/2
+        "pool1": pool(), "norm1": nn.LocalResponseNorm(5, 1e-4, 0.75),  # 1/4
+        "conv2_reduce": conv(w(64), w(64), 1, dtype=dtype), "relu2_reduce": nn.ReLU(),
+        "conv2": conv(w(64), w(192), 3, padding=1, dtype=dtype), "relu2": nn.ReLU(),
+        "norm2": nn.LocalResponseNorm(5, 1e-4, 0.75), "pool2": pool(),  # 1/8
+    }  # fmt: skip
+    make = lambda c_in, c_out, k, padding=0: conv(c_in, c_out, k, padding=padding, dtype=dtype)  # noqa: E731
+    channels = w(192)
+    for name, widths in GOOGLENET_INCEPTIONS.items():
+        module = nn.Inception(channels, tuple(w(n) for n in widths), dtype, conv=make)
+        layers[name] = module
+        channels = module.out_channels
+        if name in ("inception_3b", "inception_4e"):
+            layers["pool3" if name == "inception_3b" else "pool4"] = pool()  # 1/16, then 1/32
+    return layers
+
+
 def fcn_trunk(backbone: str, dtype: Any) -> tuple[dict[str, nn.Module], int]:
     """The FCN trunk of ``backbone``: its features with pad 100 and ceil-mode pooling, then fc6 and fc7
     as convolutions (Sec. 3.1: fc6 covers pool5's 7x7 grid, 6x6 for AlexNet; fc7 is 1x1).
-    Returns the layers and the width of fc7, which score_fr reads."""
+    GoogLeNet has no fc6 or fc7: its trunk ends at inception_5b and a dropout (0.4, its classifier's).
+    Returns the layers and the width of the last layer, which score_fr reads."""
+    if backbone in ("googlenet", "tiny-googlenet"):
+        layers = googlenet_features(16 if backbone == "tiny-googlenet" else 1, 100, True, dtype)
+        layers["drop5"] = nn.Dropout(0.4)
+        return layers, layers["inception_5b"].out_channels
     if backbone == "alexnet":
         layers, last, fc, fc6_kernel = alexnet_features(100, True, dtype), ALEXNET_WIDTHS[-1], ALEXNET_FC, 6
     elif backbone in ("vgg16", "tiny", "tiny-bn"):

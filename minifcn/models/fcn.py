@@ -31,7 +31,7 @@ from .. import functional as F
 from .. import nn
 from ..autograd import Tensor
 from ..receptive import crop_offsets
-from .backbones import BACKBONES, conv, fcn_trunk
+from .backbones import ONLY_FCN32S, conv, fcn_trunk
 
 
 def zero_score_layer(in_channels: int, n_class: int, dtype: Any) -> nn.Conv2d:
@@ -70,7 +70,7 @@ class FCN(nn.Module):
             raise ValueError(
                 f"{type(self).__name__}: backbone {backbone!r} is not available; choose one of "
                 f"{', '.join(repr(b) for b in self.BACKBONES)}"
-                + (" (AlexNet has only FCN32s)" if backbone in BACKBONES else "")
+                + (" (AlexNet and GoogLeNet have only FCN32s, as in the paper)" if backbone in ONLY_FCN32S else "")
             )
         self.n_class, self.backbone = int(n_class), backbone
         self.learnable_upsampling = learnable_upsampling
@@ -103,14 +103,15 @@ class FCN(nn.Module):
 class FCN32s(FCN):
     """FCN-32s (Sec. 4.1): the trunk's 1/32 scores, upsampled 32x in one step."""
 
-    BACKBONES = ("vgg16", "tiny", "tiny-bn", "alexnet")
+    BACKBONES = ("vgg16", "tiny", "tiny-bn") + ONLY_FCN32S
     CROPS = {"score": ("upscore", "input")}
 
     def __init__(self, n_class: int = 21, backbone: str = "vgg16", learnable_upsampling: bool = False,
                  dtype: Any = np.float32):  # fmt: skip
         super().__init__(n_class, backbone, learnable_upsampling, dtype)
-        # AlexNet's reference net upsamples with a 63x63 kernel (stride 32); VGG16's with 64x64.
-        kernel = 63 if backbone == "alexnet" else 64
+        # AlexNet's reference net upsamples with a 63x63 kernel (stride 32); VGG16's with 64x64. The odd
+        # kernel keeps whole-pixel alignment for trunks of odd kernels only; GoogLeNet is one of them.
+        kernel = 64 if backbone in ("vgg16", "tiny", "tiny-bn") else 63
         self.upscore = upsampling_layer(self.n_class, 32, learnable_upsampling, dtype, kernel)  # 1/1
         self.crop_offsets = crop_offsets(self)
 
@@ -118,7 +119,7 @@ class FCN32s(FCN):
         return {"upscore": self.trunk_names + ["score_fr", "upscore"]}
 
     def forward(self, x: Tensor) -> Tensor:
-        fc7 = self._run(x, None, self.trunk_names[-1])  # fc7 (after its ReLU and dropout), 1/32
+        fc7 = self._run(x, None, self.trunk_names[-1])  # fc7 (after its ReLU and dropout; GoogLeNet: drop5), 1/32
         upscore = self.upscore(self.score_fr(fc7))  # 1/1
         return self._crop(upscore, x.shape[2:], "score")
 

@@ -1,12 +1,13 @@
 """Layers and containers: Module, Parameter, and the layers the FCNs are built from."""
 
 from .init import bilinear_kernel, bilinear_upsampling_weight, he_normal, uniform_fan_in
-from .layers import (AvgPool2d, BatchNorm2d, Conv2d, ConvTranspose2d, Dropout, Flatten, Linear, MaxPool2d, ReLU, Scale,
-                     Sequential)
+from .inception import Inception
+from .layers import (AvgPool2d, BatchNorm2d, Conv2d, ConvTranspose2d, Dropout, Flatten, Linear, LocalResponseNorm,
+                     MaxPool2d, ReLU, Scale, Sequential)
 from .module import Module
 from .parameter import Parameter
 
 __all__ = [
     "Module", "Parameter", "Sequential", "Conv2d", "ConvTranspose2d", "MaxPool2d", "AvgPool2d", "ReLU", "Dropout",
-    "Linear", "Flatten", "Scale", "BatchNorm2d", "bilinear_kernel", "bilinear_upsampling_weight", "uniform_fan_in", "he_normal",
+    "Linear", "Flatten", "Scale", "BatchNorm2d", "LocalResponseNorm", "Inception", "bilinear_kernel", "bilinear_upsampling_weight", "uniform_fan_in", "he_normal",
 ]  # fmt: skip

@@ -133,6 +133,20 @@ class Scale(Module):
         return f"factor={self.factor:g}"
 
 
+class LocalResponseNorm(Module):
+    """Local response normalisation across ``size`` channels (GoogLeNet's norm1 and norm2; Caffe's LRN)."""
+
+    def __init__(self, size: int = 5, alpha: float = 1e-4, beta: float = 0.75, k: float = 1.0):
+        super().__init__()
+        self.size, self.alpha, self.beta, self.k = size, alpha, beta, k
+
+    def forward(self, x: Tensor) -> Tensor:
+        return _with_layer_name(self, F.local_response_norm, x, self.size, self.alpha, self.beta, self.k)
+
+    def extra_repr(self) -> str:
+        return f"size={self.size}, alpha={self.alpha}, beta={self.beta}, k={self.k}"
+
+
 class ReLU(Module):
     def forward(self, x: Tensor) -> Tensor:
         return F.relu(x)
