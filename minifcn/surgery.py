@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any, Mapping
 
 from . import nn
-from .backend import device_of, to_device
+from .backend import device_of, get_array_module, to_device
 from .models import FCN, Classifier
 from .models.backbones import linear
 from .models.fcn import upsampling_layer, zero_score_layer
@@ -178,4 +178,26 @@ def set_n_class(model: nn.Module, n_class: int) -> nn.Module:
     return model
 
 
-__all__ = ["convolutionalize", "transplant", "Transplanted", "stage", "set_n_class"]
+def add_input_channels(model: nn.Module, extra: int = 1) -> nn.Module:
+    """Early fusion (Sec. 5, NYUDv2 "RGB-D"): the first convolution grows ``extra`` input channels, in place.
+
+    Each new channel's filters start as the mean of the RGB filters, so the
+    new channel begins by acting like the brightness of the image; with the
+    new channels zero the net computes exactly what it did. For an FCN (or
+    any model whose first layer is its first convolution). Returns the model.
+    """
+    if isinstance(extra, bool) or not isinstance(extra, int) or extra < 1:
+        raise ValueError(f"add_input_channels: extra must be a positive integer, got {extra!r}")
+    first = next((m for m in model._modules.values() if isinstance(m, nn.Conv2d)), None)
+    if first is None:
+        raise TypeError(f"add_input_channels: {type(model).__name__} has no convolution to grow")
+    w = first.weight
+    xp = get_array_module(w.data)
+    mean = w.data.mean(axis=1, keepdims=True)  # (OC, 1, KH, KW)
+    grown = xp.concatenate([w.data] + [mean] * extra, axis=1)
+    first.weight = nn.Parameter(grown, w.lr_mult, w.decay_mult)
+    first.in_channels += extra
+    return model
+
+
+__all__ = ["convolutionalize", "transplant", "Transplanted", "stage", "set_n_class", "add_input_channels"]

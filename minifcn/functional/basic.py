@@ -229,3 +229,30 @@ def concat(tensors: Sequence[Tensor], axis: int = 1) -> Tensor:
     if len(tensors) == 0:
         raise ValueError("concat: needs at least one tensor")
     return Concat(axis)(*tensors)
+
+
+class Narrow(Function):
+    """y = x[..., start:start + length, ...] along ``axis`` (PyTorch's narrow). Backward: dy into zeros."""
+
+    def __init__(self, axis: int, start: int, length: int):
+        self.axis, self.start, self.length = axis, start, length
+
+    def forward(self, x: Any) -> Any:
+        axis = self.axis % x.ndim
+        if self.start < 0 or self.length < 1 or self.start + self.length > x.shape[axis]:
+            raise ValueError(
+                f"narrow: [{self.start}, {self.start + self.length}) is not inside axis {axis} of shape {x.shape}"
+            )
+        self.index = (slice(None),) * axis + (slice(self.start, self.start + self.length),)
+        self.x_shape = x.shape
+        return x[self.index].copy()
+
+    def backward(self, gy: Any) -> Any:
+        gx = get_array_module(gy).zeros(self.x_shape, dtype=gy.dtype)
+        gx[self.index] = gy
+        return gx
+
+
+def narrow(x: Tensor, axis: int, start: int, length: int) -> Tensor:
+    """``length`` entries of ``x`` along ``axis`` from ``start`` (e.g. the depth channel of an RGB-D input)."""
+    return Narrow(axis, start, length)(x)

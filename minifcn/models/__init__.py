@@ -4,7 +4,7 @@
     model = FCN8s(n_class=21, backbone="vgg16")   # or "tiny"; FCN32s also takes "alexnet"
 """
 
-from .backbones import BACKBONES
+from .backbones import BACKBONES, ONLY_FCN32S
 from .classifiers import AlexNet, Classifier, VGG16
 from .fcn import FCN, FCN8s, FCN8sAtOnce, FCN16s, FCN32s
 
@@ -17,8 +17,8 @@ def build_fcn(model: str, n_class: int, backbone: str = "vgg16", learnable_upsam
     """An FCN by its command-line name: 'fcn32s', 'fcn16s', 'fcn8s' or 'fcn8s-atonce'."""
     if model not in MODELS:
         raise ValueError(f"unknown model {model!r}; choose one of {', '.join(MODELS)}")
-    if backbone == "alexnet" and model != "fcn32s":
-        raise ValueError(f"backbone 'alexnet' exists for fcn32s only (the paper's FCN-AlexNet), not {model}")
+    if backbone in ONLY_FCN32S and model != "fcn32s":
+        raise ValueError(f"backbone {backbone!r} exists for fcn32s only (as in the paper's Table 1), not {model}")
     return MODELS[model](n_class=n_class, backbone=backbone, learnable_upsampling=learnable_upsampling)
 
 

@@ -1,0 +1,58 @@
+"""RGB-D late fusion (Sec. 5, NYUDv2): two FCN-32s streams whose scores are summed before upsampling.
+
+The paper's NYUDv2 experiments (Table 4) compare ways of adding depth:
+early fusion, a fourth input channel on one net (``surgery.add_input_channels``),
+and late fusion, here: an RGB net and a depth net, each trained on its own
+first, joined where their coarse scores meet,
+
+    score = rgb.score_fr(rgb trunk(RGB)) + depth.score_fr(depth trunk(D))     1/32
+    out   = crop(upscore(score))                                             1/1
+
+Upsampling is linear (and fixed bilinear in both), so at the start the fused
+net's scores are exactly the sum of the two nets' scores; training then tunes both streams together.
+The depth stream reads the depth map repeated on three channels (a
+stand-in for the paper's HHA encoding: disparity, height, angle), so it is
+an ordinary FCN-32s that can start from ImageNet weights too.
+
+Input: one (N, 4, H, W) array, RGB then depth, as for early fusion.
+"""
+
+from __future__ import annotations
+
+import copy
+from .. import functional as F
+from .. import nn
+from ..autograd import Tensor
+from .fcn import FCN32s
+
+
+class LateFusionFCN32s(nn.Module):
+    """Two FCN-32s streams (``rgb``, ``depth``) of one geometry; their score_fr outputs are summed, then upsampled."""
+
+    def __init__(self, rgb: FCN32s, depth: FCN32s):
+        super().__init__()
+        for name, net in (("rgb", rgb), ("depth", depth)):
+            if not isinstance(net, FCN32s):
+                raise TypeError(f"LateFusionFCN32s: the {name} stream must be an FCN32s, got {type(net).__name__}")
+        if (rgb.n_class, rgb.backbone) != (depth.n_class, depth.backbone):
+            raise ValueError(
+                f"LateFusionFCN32s: the streams differ: rgb has {rgb.n_class} classes on {rgb.backbone!r}, "
+                f"depth {depth.n_class} on {depth.backbone!r}"
+            )
+        self.rgb, self.depth = copy.deepcopy(rgb), copy.deepcopy(depth)
+        del self.depth.upscore  # one upsampling, the rgb stream's, for the summed scores
+        self.n_class, self.backbone = rgb.n_class, rgb.backbone
+        self.crop_offsets = rgb.crop_offsets
+
+    def forward(self, x: Tensor) -> Tensor:
+        if x.ndim != 4 or x.shape[1] != 4:
+            raise ValueError(f"LateFusionFCN32s: input must be (N, 4, H, W), RGB then depth; got shape {x.shape}")
+        rgb, depth = F.narrow(x, 1, 0, 3), F.narrow(x, 1, 3, 1)
+        depth3 = F.concat([depth, depth, depth], axis=1)
+        score = self.rgb.score_fr(self.rgb._run(rgb, None, self.rgb.trunk_names[-1]))
+        score = score + self.depth.score_fr(self.depth._run(depth3, None, self.depth.trunk_names[-1]))
+        return self.rgb._crop(self.rgb.upscore(score), x.shape[2:], "score")
+
+    def extra_repr(self) -> str:
+        return f"n_class={self.n_class}, backbone={self.backbone!r}"
+
