@@ -67,7 +67,8 @@ def model_from_checkpoint(checkpoint: Checkpoint) -> FCN:
     if missing or meta["model"] not in MODELS:
         raise ValueError(f"{checkpoint.path!r}: its metadata does not describe an FCN (missing {missing}, "
                          f"model {meta.get('model')!r}); was it written by python -m minifcn.train?")  # fmt: skip
-    model = build_fcn(meta["model"], int(meta["n_class"]), meta["backbone"], bool(meta.get("learnable_upsampling")))
+    model = build_fcn(meta["model"], int(meta["n_class"]), meta["backbone"], bool(meta.get("learnable_upsampling")),
+                      meta.get("fusion"))  # fmt: skip
     try:
         model.load_state_dict(checkpoint.model)
     except ValueError as e:

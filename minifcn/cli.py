@@ -17,9 +17,10 @@ import sys
 from typing import Any, Callable, Sequence
 
 from .backend import cuda_available
-from .data import DataError, FolderSegmentation, SBDSegmentation, Shapes, VOCSegmentation
+from .data import DataError, FolderSegmentation, RGBDFolder, RGBDShapes, SBDSegmentation, Shapes, VOCSegmentation
 
-DATASETS = ("shapes", "voc", "sbd", "folder")
+DATASETS = ("shapes", "voc", "sbd", "folder", "rgbd-shapes", "rgbd-folder")
+RGBD_DATASETS = ("rgbd-shapes", "rgbd-folder")  # images with a depth channel (Sec. 5, NYUDv2)
 
 
 class UserError(Exception):
@@ -73,9 +74,10 @@ def pick_device(name: str) -> tuple[str, str]:
 def add_data_arguments(p: argparse.ArgumentParser, dataset_default: Any = "shapes") -> None:
     g = p.add_argument_group("data")
     g.add_argument("--dataset", choices=DATASETS, default=dataset_default,
-                   help="shapes (built in, the default), voc, sbd, or folder")
+                   help="shapes (built in, the default), voc, sbd, folder; RGB-D: rgbd-shapes (built in), rgbd-folder")
     g.add_argument("--data-root", help="voc: the devkit (holding VOC2012/); sbd: the folder holding dataset/; "
-                   "folder: a folder holding <split>/images and <split>/labels")
+                   "folder: a folder holding <split>/images and <split>/labels; rgbd-folder: also <split>/depth "
+                   "(16-bit PNGs in millimetres)")
     g.add_argument("--voc-root", help="sbd's seg11valid split: the VOC2011 devkit")
     g.add_argument("--n-class", type=int, help="number of classes (folder datasets; checked against the others)")
     g.add_argument("--image-size", type=int, default=None, help="shapes: the image size (default 64)")  # fmt: skip
@@ -84,10 +86,10 @@ def add_data_arguments(p: argparse.ArgumentParser, dataset_default: Any = "shape
 def build_dataset(kind: str, split: str, root: str | None = None, n_class: int | None = None,
                   voc_root: str | None = None, image_size: int | None = None) -> Any:  # fmt: skip
     """A dataset by its command-line name and split; errors name the flag or the file."""
-    if kind == "shapes":
+    if kind in ("shapes", "rgbd-shapes"):
         if root is not None:
-            raise UserError("--data-root is for voc, sbd and folder; the shapes dataset is generated, not read")
-        data = Shapes(split, size=image_size or 64)
+            raise UserError(f"--data-root is for datasets read from files; the {kind} dataset is generated, not read")
+        data = (Shapes if kind == "shapes" else RGBDShapes)(split, size=image_size or 64)
     elif root is None:
         raise UserError(f"--dataset {kind} needs --data-root (the folder that holds it)")
     elif kind == "voc":
@@ -98,6 +100,11 @@ def build_dataset(kind: str, split: str, root: str | None = None, n_class: int |
         if n_class is None:
             raise UserError("--dataset folder needs --n-class (how many classes its labels use)")
         data = FolderSegmentation(os.path.join(root, split, "images"), os.path.join(root, split, "labels"), n_class)
+    elif kind == "rgbd-folder":
+        if n_class is None:
+            raise UserError("--dataset rgbd-folder needs --n-class (how many classes its labels use)")
+        folder = lambda what: os.path.join(root, split, what)  # noqa: E731
+        data = RGBDFolder(folder("images"), folder("depth"), folder("labels"), n_class)
     else:
         raise UserError(f"unknown dataset {kind!r}; choose one of {', '.join(DATASETS)}")
     if n_class is not None and n_class != data.n_class:

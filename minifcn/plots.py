@@ -52,8 +52,8 @@ def curves(iterations: Sequence[float], losses: Sequence[float], eval_iterations
 
 
 def sample_strip(image: np.ndarray, truth: np.ndarray, prediction: np.ndarray) -> Image.Image:
-    """image | truth | prediction, side by side (labels in the VOC colours)."""
-    panels = [np.asarray(image, np.uint8)] + [np.asarray(colorize(m).convert("RGB")) for m in (truth, prediction)]
+    """image | truth | prediction, side by side (labels in the VOC colours; an RGB-D image shows its colour)."""
+    panels = [np.asarray(image, np.uint8)[:, :, :3]] + [np.asarray(colorize(m).convert("RGB")) for m in (truth, prediction)]
     H, W = truth.shape
     strip = np.full((H, 3 * W + 8, 3), 255, np.uint8)
     for k, panel in enumerate(panels):

@@ -49,6 +49,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     from .viz import colorize, overlay
 
     checkpoint = load_checkpoint(args.checkpoint)
+    if checkpoint.meta.get("fusion"):
+        raise cli.UserError(f"{args.checkpoint!r} is an RGB-D net ({checkpoint.meta['fusion']} fusion); predict reads "
+                            "RGB image files. Score RGB-D data with python -m minifcn.evaluate --dataset rgbd-...")  # fmt: skip
     model = model_from_checkpoint(checkpoint)
     device, _ = cli.pick_device(args.device)
     model.to(device)

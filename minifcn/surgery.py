@@ -20,8 +20,9 @@ from dataclasses import dataclass, field
 from typing import Any, Mapping
 
 from . import nn
-from .backend import device_of, get_array_module, to_device
+from .backend import device_of, to_device
 from .models import FCN, Classifier
+from .models.fusion import add_input_channels  # early fusion (Sec. 5); lives with late fusion
 from .models.backbones import linear
 from .models.fcn import upsampling_layer, zero_score_layer
 from .receptive import trace
@@ -175,28 +176,6 @@ def set_n_class(model: nn.Module, n_class: int) -> nn.Module:
     else:
         raise TypeError(f"set_n_class: expected an FCN or a classifier from minifcn.models, got {type(model).__name__}")
     model.n_class = n_class
-    return model
-
-
-def add_input_channels(model: nn.Module, extra: int = 1) -> nn.Module:
-    """Early fusion (Sec. 5, NYUDv2 "RGB-D"): the first convolution grows ``extra`` input channels, in place.
-
-    Each new channel's filters start as the mean of the RGB filters, so the
-    new channel begins by acting like the brightness of the image; with the
-    new channels zero the net computes exactly what it did. For an FCN (or
-    any model whose first layer is its first convolution). Returns the model.
-    """
-    if isinstance(extra, bool) or not isinstance(extra, int) or extra < 1:
-        raise ValueError(f"add_input_channels: extra must be a positive integer, got {extra!r}")
-    first = next((m for m in model._modules.values() if isinstance(m, nn.Conv2d)), None)
-    if first is None:
-        raise TypeError(f"add_input_channels: {type(model).__name__} has no convolution to grow")
-    w = first.weight
-    xp = get_array_module(w.data)
-    mean = w.data.mean(axis=1, keepdims=True)  # (OC, 1, KH, KW)
-    grown = xp.concatenate([w.data] + [mean] * extra, axis=1)
-    first.weight = nn.Parameter(grown, w.lr_mult, w.decay_mult)
-    first.in_channels += extra
     return model
 
 

@@ -45,10 +45,10 @@ from .checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint
 from .data import Augment, BatchLoader
 from .evaluate import evaluate, scores_json
 from .metrics import segmentation_scores
-from .models import BACKBONES, FCN, MODELS, build_fcn
+from .models import BACKBONES, FCN, MODELS, add_input_channels, build_fcn
 from .models.backbones import ONLY_FCN32S
 from .optim import SGD, Adam
-from .preprocessing import BY_NAME, CAFFE, TORCHVISION
+from .preprocessing import BY_NAME, CAFFE, TORCHVISION, with_depth
 
 # The paper's learning rates for its unnormalised (summed) loss, by stage (Sec. 4.1-4.2).
 PAPER_LR = {"fcn32s": 1e-10, "fcn16s": 1e-12, "fcn8s": 1e-14, "fcn8s-atonce": 1e-10}
@@ -99,6 +99,7 @@ class Config:
     loss_reduction: str = "mean"
     score_init: str = "zero"
     learnable_upsampling: bool = False
+    fusion: str | None = None
     init: str | None = None
     resume: str | None = None
     out: str = "runs/quick"
@@ -152,6 +153,8 @@ def parse_config(argv: Sequence[str] | None) -> Config:
     a("--score-init", choices=("zero", "normal"), help="score layers start at zero (paper, for pretrained "
       "trunks) or small random (quick: a random trunk learns nothing through zero scores)")
     a("--learnable-upsampling", action="store_true", default=None, help="let the upsampling layers learn")
+    a("--fusion", choices=("early", "late"), help="RGB-D datasets: depth as a 4th input channel (early, the "
+      "default) or as a second FCN-32s stream whose scores are added (late) (Sec. 5, NYUDv2)")
     a("--init", metavar="PATH", help="ImageNet weights (.caffemodel, torchvision .pth) or a coarser stage's "
       "checkpoint (32s -> 16s -> 8s)")
     a("--resume", metavar="PATH", help="continue a run from its last.npz")
@@ -173,6 +176,8 @@ def parse_config(argv: Sequence[str] | None) -> Config:
     values.setdefault("out", None)
     if values["out"] is None:
         values["out"] = os.path.join("runs", preset)
+    if values.get("dataset") in cli.RGBD_DATASETS and values.get("fusion") is None:
+        values["fusion"] = "early"
     config = Config(**{k: v for k, v in values.items() if k in {f.name for f in dataclasses.fields(Config)}})
     check_config(config)
     return config
@@ -195,6 +200,13 @@ def check_config(c: Config) -> None:
         raise cli.UserError(f"--crop-size must be at least 1, got {c.crop_size}")
     if c.backbone in ONLY_FCN32S and c.model != "fcn32s":
         raise cli.UserError(f"--backbone {c.backbone} exists for --model fcn32s only (as in the paper), not {c.model}")
+    if c.fusion is not None and c.dataset not in cli.RGBD_DATASETS:
+        raise cli.UserError(f"--fusion is for RGB-D datasets ({', '.join(cli.RGBD_DATASETS)}), not {c.dataset}")
+    if c.fusion == "late" and c.model != "fcn32s":
+        raise cli.UserError(f"--fusion late joins two FCN-32s streams (as the paper's NYUDv2 nets), not {c.model}")
+    if c.fusion == "late" and c.init:
+        raise cli.UserError("--fusion late starts from scratch here; to start the streams from trained nets, "
+                            "build minifcn.models.LateFusionFCN32s(rgb_net, depth_net) in Python")  # fmt: skip
     if c.warmup < 0 or c.samples < 0 or (c.eval_limit is not None and c.eval_limit < 1):
         raise cli.UserError("--warmup and --samples must be >= 0, and --eval-limit >= 1")
 
@@ -219,8 +231,8 @@ def randomise_scores(model: FCN, seed: int) -> None:
     and learning crawls. Random scores let the whole net learn from step one.
     """
     generator = np.random.default_rng([seed, 1])
-    for name, layer in model._modules.items():
-        if name.startswith("score"):
+    for dotted, layer in model.named_modules():  # 'score_fr', or 'rgb.score_fr' in a late-fusion net
+        if dotted.rsplit(".", 1)[-1].startswith("score"):
             w = layer.weight
             fan_in = int(np.prod(w.shape[1:]))
             w.data = (generator.standard_normal(w.shape) / np.sqrt(fan_in)).astype(w.dtype)
@@ -232,7 +244,9 @@ class Run:
     def __init__(self, c: Config):
         self.c = c
         self.device, why = cli.pick_device(c.device)
-        self.say(f"minifcn: training {c.model} ({c.backbone} backbone) on {c.dataset}; device {self.device} ({why})")
+        fusion = f", {c.fusion} fusion of depth" if c.fusion else ""
+        self.say(f"minifcn: training {c.model} ({c.backbone} backbone{fusion}) on {c.dataset}; "
+                 f"device {self.device} ({why})")  # fmt: skip
         self.train_set = cli.build_dataset(c.dataset, c.train_split, c.data_root, c.n_class, c.voc_root, c.image_size)
         self.val_set = cli.build_dataset(c.dataset, c.val_split, c.data_root, c.n_class, c.voc_root, c.image_size)
         self.n_class = self.train_set.n_class
@@ -245,11 +259,17 @@ class Run:
             self.model = self.resume_model(resumed)
         else:
             rng.manual_seed(c.seed)
-            self.model = build_fcn(c.model, self.n_class, c.backbone, c.learnable_upsampling)
+            # Early fusion grows conv1 after --init, so that ImageNet weights land on the RGB filters.
+            self.model = build_fcn(c.model, self.n_class, c.backbone, c.learnable_upsampling,
+                                   None if c.fusion == "early" else c.fusion)  # fmt: skip
             if c.init:
                 self.initialise(c.init)
-            elif c.score_init == "normal":
+            if c.fusion == "early":
+                add_input_channels(self.model, 1)
+            if not c.init and c.score_init == "normal":
                 randomise_scores(self.model, c.seed)
+        if c.fusion is not None:
+            self.preprocessing = with_depth(self.preprocessing)
         self.model.to(self.device)
         if c.optimizer == "adam":
             self.optimizer: SGD | Adam = Adam(self.model.parameters(), lr=c.lr, weight_decay=c.weight_decay)
@@ -274,7 +294,7 @@ class Run:
         meta, c = ckpt.meta, self.c
         if "iteration" not in meta or "rng" not in meta:
             raise cli.UserError(f"--resume {c.resume!r}: not a training checkpoint (no iteration or RNG state)")
-        for key in ("model", "backbone", "dataset", "optimizer"):
+        for key in ("model", "backbone", "dataset", "optimizer", "fusion"):
             theirs = meta.get("config", {}).get(key, meta.get(key))
             if theirs != getattr(c, key):
                 raise cli.UserError(f"--resume {c.resume!r} was trained with --{key} {theirs}, "
@@ -316,7 +336,7 @@ class Run:
         c = self.c
         return {"model": c.model, "backbone": c.backbone, "n_class": self.n_class, "classes": self.classes,
                 "dataset": c.dataset, "image_size": c.image_size, "preprocessing": self.preprocessing.name,
-                "learnable_upsampling": c.learnable_upsampling, "iteration": iteration,
+                "learnable_upsampling": c.learnable_upsampling, "fusion": c.fusion, "iteration": iteration,
                 "best_mean_iu": self.best, "rng": rng.get_state(), "config": dataclasses.asdict(c)}  # fmt: skip
 
     def checkpoint(self, name: str, iteration: int) -> None:

@@ -89,3 +89,158 @@ def test_late_fusion_errors():
         LateFusionFCN32s(FCN32s(3, "tiny"), FCN8s(3, "tiny"))
     with pytest.raises(ValueError, match=r"input must be \(N, 4, H, W\), RGB then depth; got shape \(1, 3, 8, 8\)"):
         LateFusionFCN32s(FCN32s(3, "tiny"), FCN32s(3, "tiny"))(mf.Tensor(np.zeros((1, 3, 8, 8), np.float32)))
+
+
+# ---------------------------------------------------------------------------
+# RGB-D data
+
+
+from scipy.ndimage import binary_dilation  # noqa: E402
+from scipy.ndimage import label as components  # noqa: E402
+
+from minifcn import cli, evaluate, predict, train  # noqa: E402
+from minifcn.checkpoint import load_checkpoint, model_from_checkpoint  # noqa: E402
+from minifcn.data import Augment, DataError, RGBDFolder, RGBDShapes  # noqa: E402
+from minifcn.data.rgbd import depth_to_channel  # noqa: E402
+from minifcn.data.transforms import pad_to, rescale  # noqa: E402
+from minifcn.preprocessing import CAFFE, CAFFE_RGBD, TORCHVISION_RGBD, with_depth  # noqa: E402
+
+
+def test_rgbd_shapes_depth_reveals_what_colour_hides():
+    data = RGBDShapes("train", 64)
+    image, label = data[5]
+    assert image.shape == (64, 64, 4) and image.dtype == np.uint8 and label.shape == (64, 64)
+    assert np.array_equal(data[5][0], image)  # deterministic
+    contrasts = []
+    for i in range(30):
+        image, label = data[i]
+        if (label > 0).any():  # every shape is nearer than any background pixel
+            assert image[label > 0, 3].max() < image[label == 0, 3].min()
+        pieces, n = components(label > 0)
+        for k in range(1, n + 1):
+            inside = pieces == k
+            ring = binary_dilation(inside, iterations=3) & ~binary_dilation(inside) & (label == 0)
+            if ring.sum() >= 5:
+                contrasts.append(np.abs(image[inside, :3].mean(0) - image[ring, :3].astype(float).mean(0)).sum())
+    contrasts = np.array(contrasts)
+    hidden, painted = (contrasts < 100).mean(), (contrasts > 140).mean()
+    assert 0.3 < hidden < 0.7 and hidden + painted == 1.0  # two kinds: camouflaged, or painted to stand out
+
+
+def test_rgbd_transforms_move_depth_with_the_image(rng):
+    image = rng.integers(0, 256, (10, 12, 4)).astype(np.uint8)
+    label = rng.integers(0, 3, (10, 12))
+    padded, padded_label = pad_to(image, label, (14, 15))
+    assert padded.shape == (14, 15, 4) and (padded[10:, :, 3] == 0).all() and (padded[10:, :, :3] == (123, 117, 104)).all()
+    assert (padded_label[10:] == 255).all()
+    from PIL import Image
+
+    scaled, scaled_label = rescale(image, label, 1.5)
+    expected_depth = np.asarray(Image.fromarray(image[:, :, 3]).resize((18, 15), Image.BILINEAR))
+    assert scaled.shape == (15, 18, 4) and np.array_equal(scaled[:, :, 3], expected_depth)
+    assert np.array_equal(scaled[:, :, :3], np.asarray(Image.fromarray(image[:, :, :3]).resize((18, 15), Image.BILINEAR)))
+    out, out_label = Augment(flip=True, scale=(0.5, 2.0), crop_size=(9, 9))(image, label, np.random.default_rng(3))
+    assert out.shape == (9, 9, 4) and out_label.shape == (9, 9)
+
+
+def test_rgbd_preprocessing():
+    image = np.arange(2 * 3 * 4).reshape(2, 3, 4).astype(np.uint8) * 10
+    x = TORCHVISION_RGBD(image)
+    assert x.shape == (4, 2, 3)
+    np.testing.assert_allclose(x[3], (image[:, :, 3].astype(np.float32) - 128) / 64, rtol=1e-5, atol=1e-5)
+    np.testing.assert_array_equal(TORCHVISION_RGBD.invert(x), image[:, :, :3])
+    y = CAFFE_RGBD(image)
+    np.testing.assert_allclose(y[:3], CAFFE(image[:, :, :3]), rtol=1e-6)  # colour exactly as the RGB version
+    np.testing.assert_allclose(y[3], x[3], rtol=1e-5)
+    assert with_depth(CAFFE) is CAFFE_RGBD and with_depth(CAFFE_RGBD) is CAFFE_RGBD
+    with pytest.raises(ValueError, match=r"expected an \(H, W, 4\) RGB-D image, got shape \(2, 3, 3\)"):
+        TORCHVISION_RGBD(image[:, :, :3])
+
+
+def _write_rgbd_folder(root, depth_mode="I;16"):
+    from PIL import Image
+
+    for sub in ("images", "depth", "labels"):
+        (root / sub).mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    for stem in ("a", "b"):
+        Image.fromarray(rng.integers(0, 256, (6, 8, 3)).astype(np.uint8)).save(root / "images" / f"{stem}.png")
+        depth = rng.integers(0, 12000, (6, 8)).astype(np.uint16)
+        if depth_mode == "I;16":
+            Image.fromarray(depth).save(root / "depth" / f"{stem}.png")
+        else:
+            Image.fromarray(rng.integers(0, 256, (6, 8, 3)).astype(np.uint8)).save(root / "depth" / f"{stem}.png")
+        Image.fromarray(rng.integers(0, 3, (6, 8)).astype(np.uint8)).save(root / "labels" / f"{stem}.png")
+    return root
+
+
+def test_rgbd_folder_reads_millimetres(tmp_path):
+    from PIL import Image
+
+    root = _write_rgbd_folder(tmp_path / "rgbd")
+    data = RGBDFolder(str(root / "images"), str(root / "depth"), str(root / "labels"), 3)
+    image, label = data[1]
+    depth_mm = np.asarray(Image.open(root / "depth" / "b.png")).astype(np.int64)
+    assert image.shape == (6, 8, 4) and np.array_equal(image[:, :, 3], depth_to_channel(depth_mm))
+    assert depth_to_channel(np.array([0, 5000, 10000, 20000])).tolist() == [0, 128, 255, 255]
+    (root / "depth" / "a.png").unlink()
+    with pytest.raises(DataError, match=r"image '.*a.png' has no depth '.*depth/a.png'"):
+        RGBDFolder(str(root / "images"), str(root / "depth"), str(root / "labels"), 3)
+
+
+def test_rgbd_folder_refuses_a_colour_depth_image(tmp_path):
+    root = _write_rgbd_folder(tmp_path / "rgbd", depth_mode="RGB")
+    data = RGBDFolder(str(root / "images"), str(root / "depth"), str(root / "labels"), 3)
+    with pytest.raises(DataError, match=r"depth '.*a.png' is a RGB image; depth must be a grey PNG of millimetres"):
+        data[0]
+
+
+# ---------------------------------------------------------------------------
+# The command lines
+
+
+SMALL = ["--dataset", "rgbd-shapes", "--image-size", "32", "--batch-size", "2", "--iters", "4", "--eval-every", "2",
+         "--checkpoint-every", "2", "--eval-limit", "4", "--samples", "1"]  # fmt: skip
+
+
+@pytest.mark.parametrize("fusion, extra", [("early", []), ("late", ["--model", "fcn32s"])])
+def test_train_on_rgbd_shapes(fusion, extra, tmp_path, capsys):
+    out = tmp_path / fusion
+    assert cli.run(train.main, SMALL + ["--fusion", fusion, "--out", str(out)] + extra) == 0
+    assert f"{fusion} fusion of depth" in capsys.readouterr().out
+    last = load_checkpoint(str(out / "last.npz"))
+    assert last.meta["fusion"] == fusion and last.meta["preprocessing"] == "torchvision-rgbd"
+    model = model_from_checkpoint(last)
+    if fusion == "early":
+        assert last.model["conv1_1.weight"].shape[1] == 4
+    else:
+        assert "depth.conv1_1.weight" in last.model and "rgb.score_fr.weight" in last.model
+    image, label = RGBDShapes("val", 32)[0]
+    assert predict.predict(model, image, TORCHVISION_RGBD).shape == label.shape
+    code = cli.run(evaluate.main, ["--checkpoint", str(out / "last.npz"), "--dataset", "rgbd-shapes", "--image-size",
+                                   "32", "--limit", "4", "--out", str(tmp_path / "eval")])  # fmt: skip
+    assert code == 0
+    import json
+
+    assert json.load(open(tmp_path / "eval" / "metrics.json"))["mean_iu"] == pytest.approx(
+        json.load(open(out / "metrics.json"))["mean_iu"], rel=1e-6)
+    code = cli.run(predict.main, ["--checkpoint", str(out / "last.npz"), "x.png"])
+    assert code == 1 and "is an RGB-D net" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--fusion", "early"], "--fusion is for RGB-D datasets (rgbd-shapes, rgbd-folder), not shapes"),
+    (SMALL + ["--fusion", "late", "--model", "fcn8s"], "--fusion late joins two FCN-32s streams"),
+    (SMALL + ["--fusion", "late", "--model", "fcn32s", "--init", "x.npz"], "--fusion late starts from scratch here"),
+])  # fmt: skip
+def test_fusion_flag_errors(args, message, capsys):
+    assert cli.run(train.main, args) == 1
+    assert message in capsys.readouterr().err
+
+
+def test_resume_refuses_another_fusion(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert cli.run(train.main, SMALL + ["--model", "fcn32s", "--out", str(out)]) == 0
+    args = SMALL + ["--iters", "6", "--fusion", "late", "--model", "fcn32s", "--resume", str(out / "last.npz"), "--out", str(out)]
+    assert cli.run(train.main, args) == 1
+    assert "was trained with --fusion early, this run asks for late" in capsys.readouterr().err

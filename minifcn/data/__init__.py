@@ -1,6 +1,7 @@
 """Datasets and batches: the built-in synthetic Shapes (the default), PASCAL VOC, SBD, plain folders.
 
 Every dataset's item i is (uint8 RGB image (H, W, 3), int64 label (H, W)),
+or (H, W, 4) with a depth channel for the RGB-D ones (``rgbd.py``),
 with 255 marking pixels to ignore; ``classes`` names the classes and
 ``n_class`` counts them. ``Augment`` and ``BatchLoader`` turn a dataset into
 training batches.
@@ -9,10 +10,11 @@ training batches.
 from .files import IGNORE, DataError
 from .folder import FolderSegmentation
 from .loader import BatchLoader
+from .rgbd import RGBDFolder, RGBDShapes
 from .shapes import CLASSES as SHAPES_CLASSES
 from .shapes import Shapes
 from .transforms import Augment
 from .voc import VOC_CLASSES, SBDSegmentation, VOCSegmentation
 
 __all__ = ["Shapes", "SHAPES_CLASSES", "VOCSegmentation", "SBDSegmentation", "VOC_CLASSES", "FolderSegmentation",
-           "DataError", "IGNORE", "Augment", "BatchLoader"]  # fmt: skip
+           "DataError", "IGNORE", "Augment", "BatchLoader", "RGBDShapes", "RGBDFolder"]  # fmt: skip

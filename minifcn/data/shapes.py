@@ -87,11 +87,23 @@ def _shape_mask(cls: int, rng: np.random.Generator, S: int) -> np.ndarray:
     return (np.abs(u) <= 1.2 * r) & (np.abs(v) <= thickness / 2)  # bar
 
 
-def render(rng: np.random.Generator, S: int) -> tuple[np.ndarray, np.ndarray]:
+def paint_contrasting(rng: np.random.Generator, image: np.ndarray, mask: np.ndarray) -> None:
+    """Fill ``mask`` with a random colour that stands out from the background under it (class-independent)."""
+    under = image[mask].mean(axis=0)
+    colour = rng.uniform(0, 255, size=3)
+    for _ in range(10):
+        if np.abs(colour - under).sum() >= 150:
+            break
+        colour = rng.uniform(0, 255, size=3)
+    image[mask] = colour + rng.normal(0, 8, size=(int(mask.sum()), 3))
+
+
+def render(rng: np.random.Generator, S: int, paint=paint_contrasting) -> tuple[np.ndarray, np.ndarray]:
     """One image and its label map, drawn from ``rng``.
 
     A shape that would overlap or touch one already drawn is moved (up to 20
-    tries at new places, sizes and angles) or else left out.
+    tries at new places, sizes and angles) or else left out. ``paint(rng,
+    image, mask)`` colours each shape (the RGB-D variant hides some).
     """
     image = _background(rng, S)
     label = np.zeros((S, S), np.int64)
@@ -106,14 +118,7 @@ def render(rng: np.random.Generator, S: int) -> tuple[np.ndarray, np.ndarray]:
             continue
         if not mask.any():
             continue
-        # A colour that stands out from the background under the shape (class-independent).
-        under = image[mask].mean(axis=0)
-        colour = rng.uniform(0, 255, size=3)
-        for _ in range(10):
-            if np.abs(colour - under).sum() >= 150:
-                break
-            colour = rng.uniform(0, 255, size=3)
-        image[mask] = colour + rng.normal(0, 8, size=(int(mask.sum()), 3))
+        paint(rng, image, mask)
         label[mask] = cls
     image += rng.normal(0, 10, size=image.shape)
     return np.clip(np.rint(image), 0, 255).astype(np.uint8), label

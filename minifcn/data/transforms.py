@@ -1,7 +1,7 @@
 """Data augmentation for segmentation: flip, scale, pad and crop an image and its label together.
 
 The image and its label must move as one, so every transform takes and
-returns the pair: image uint8 (H, W, 3), label int64 (H, W). Images are
+returns the pair: image uint8 (H, W, 3) (or (H, W, 4) with depth), label int64 (H, W). Images are
 resized bilinearly; labels by nearest neighbour (a blend of two class
 indices is not a class), and where a crop reaches past the image the label
 is padded with 255, which the loss and the metrics ignore. The image is
@@ -37,7 +37,12 @@ def rescale(image: np.ndarray, label: np.ndarray, factor: float) -> tuple[np.nda
     OH, OW = max(1, round(H * factor)), max(1, round(W * factor))
     if (OH, OW) == (H, W):
         return image, label
-    image = np.asarray(Image.fromarray(np.ascontiguousarray(image)).resize((OW, OH), Image.BILINEAR))
+    resize = lambda a: np.asarray(Image.fromarray(np.ascontiguousarray(a)).resize((OW, OH), Image.BILINEAR))  # noqa: E731
+    if image.shape[2] == 3:
+        image = resize(image)
+    else:  # RGB-D: colour and depth resized alike, but apart (PIL would read a 4th channel as alpha)
+        image = np.concatenate([resize(image[:, :, :3])] + [resize(image[:, :, c])[:, :, None]
+                                                             for c in range(3, image.shape[2])], axis=2)  # fmt: skip
     # Nearest neighbour by index arithmetic: output pixel centre (i + 0.5) / factor in the input.
     rows = np.minimum(((np.arange(OH) + 0.5) * H / OH).astype(np.int64), H - 1)
     cols = np.minimum(((np.arange(OW) + 0.5) * W / OW).astype(np.int64), W - 1)
@@ -46,13 +51,17 @@ def rescale(image: np.ndarray, label: np.ndarray, factor: float) -> tuple[np.nda
 
 def pad_to(image: np.ndarray, label: np.ndarray, size: tuple[int, int],
            fill: tuple[int, int, int] = MEAN_RGB) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
-    """Pad at the bottom and right up to at least ``size`` (H, W): the image with ``fill``, the label with 255."""
+    """Pad at the bottom and right up to at least ``size`` (H, W): the image with ``fill``, the label with 255.
+
+    A depth channel beyond ``fill``'s colours is padded with 0.
+    """
     H, W = label.shape
     PH, PW = max(size[0], H), max(size[1], W)
     if (PH, PW) == (H, W):
         return image, label
-    out_image = np.empty((PH, PW, 3), np.uint8)
-    out_image[...] = np.asarray(fill, np.uint8)
+    C = image.shape[2]
+    out_image = np.zeros((PH, PW, C), np.uint8)
+    out_image[...] = np.asarray((tuple(fill) + (0,) * C)[:C], np.uint8)
     out_image[:H, :W] = image
     out_label = np.full((PH, PW), IGNORE, label.dtype)
     out_label[:H, :W] = label

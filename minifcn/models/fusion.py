@@ -1,9 +1,11 @@
-"""RGB-D late fusion (Sec. 5, NYUDv2): two FCN-32s streams whose scores are summed before upsampling.
+"""RGB-D fusion (Sec. 5, NYUDv2): depth as a fourth input channel, or as a second stream.
 
 The paper's NYUDv2 experiments (Table 4) compare ways of adding depth:
-early fusion, a fourth input channel on one net (``surgery.add_input_channels``),
-and late fusion, here: an RGB net and a depth net, each trained on its own
-first, joined where their coarse scores meet,
+
+- early fusion (``add_input_channels``): one net whose first convolution
+  reads four channels, RGB and depth;
+- late fusion (``LateFusionFCN32s``): an RGB net and a depth net, each
+  trained on its own first, joined where their coarse scores meet,
 
     score = rgb.score_fr(rgb trunk(RGB)) + depth.score_fr(depth trunk(D))     1/32
     out   = crop(upscore(score))                                             1/1
@@ -23,7 +25,29 @@ import copy
 from .. import functional as F
 from .. import nn
 from ..autograd import Tensor
+from ..backend import get_array_module
 from .fcn import FCN32s
+
+def add_input_channels(model: nn.Module, extra: int = 1) -> nn.Module:
+    """Early fusion (Sec. 5, NYUDv2 "RGB-D"): the first convolution grows ``extra`` input channels, in place.
+
+    Each new channel's filters start as the mean of the RGB filters, so the
+    new channel begins by acting like the brightness of the image; with the
+    new channels zero the net computes exactly what it did. For an FCN (or
+    any model whose first layer is its first convolution). Returns the model.
+    """
+    if isinstance(extra, bool) or not isinstance(extra, int) or extra < 1:
+        raise ValueError(f"add_input_channels: extra must be a positive integer, got {extra!r}")
+    first = next((m for m in model._modules.values() if isinstance(m, nn.Conv2d)), None)
+    if first is None:
+        raise TypeError(f"add_input_channels: {type(model).__name__} has no convolution to grow")
+    w = first.weight
+    xp = get_array_module(w.data)
+    mean = w.data.mean(axis=1, keepdims=True)  # (OC, 1, KH, KW)
+    grown = xp.concatenate([w.data] + [mean] * extra, axis=1)
+    first.weight = nn.Parameter(grown, w.lr_mult, w.decay_mult)
+    first.in_channels += extra
+    return model
 
 
 class LateFusionFCN32s(nn.Module):
