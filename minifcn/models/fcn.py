@@ -51,6 +51,18 @@ def upsampling_layer(n_class: int, factor: int, learnable: bool, dtype: Any, ker
     return layer
 
 
+def trunk_taps(owner: nn.Module, trunk_names: list[str], taps: tuple[str, ...], x: Tensor) -> dict[str, Tensor]:
+    """Run ``owner``'s trunk layers (``trunk_names``, in order) on x once, keeping the outputs named in ``taps``
+    ('top' for the last layer)."""
+    out, last = {}, trunk_names[-1]
+    for name in trunk_names:
+        x = getattr(owner, name)(x)
+        if name in taps:
+            out[name] = x
+    out["top"] = x if last not in out else out[last]
+    return {k: out[k] for k in taps}
+
+
 class FCN(nn.Module):
     """What the four FCNs share: the trunk (conv1_1 ... fc7, or conv1 ... fc7 for AlexNet) and score_fr.
 
@@ -61,6 +73,8 @@ class FCN(nn.Module):
 
     CROPS: dict[str, tuple[str, str]] = {}
     BACKBONES: tuple[str, ...] = ("vgg16", "tiny", "tiny-bn")
+    #: The trunk outputs the scoring layers read ("top": the trunk's last layer, fc7 or GoogLeNet's drop5).
+    TAPS: tuple[str, ...] = ("top",)
 
     def __init__(self, n_class: int, backbone: str, learnable_upsampling: bool, dtype: Any):
         super().__init__()
@@ -91,6 +105,17 @@ class FCN(nn.Module):
             x = getattr(self, name)(x)
         return x
 
+    def features(self, x: Tensor) -> dict[str, Tensor]:
+        """Run the trunk once; return the outputs the scores read (``TAPS``), e.g. {'pool3', 'pool4', 'top'}."""
+        return trunk_taps(self, self.trunk_names, self.TAPS, x)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.decode(self.features(x), x.shape[2:])
+
+    def decode(self, taps: dict[str, Tensor], size: tuple[int, int]) -> Tensor:  # pragma: no cover - abstract
+        """Scores (N, n_class, H, W) for an input of ``size`` (H, W) from the trunk's ``taps``."""
+        raise NotImplementedError
+
     def _crop(self, x: Tensor, like: Any, crop: str) -> Tensor:
         """Crop ``x`` to the spatial size of ``like`` (a Tensor or an (H, W) pair) at this crop's offset."""
         size = like.shape[2:] if isinstance(like, Tensor) else like
@@ -118,16 +143,17 @@ class FCN32s(FCN):
     def paths(self) -> dict[str, list[str]]:
         return {"upscore": self.trunk_names + ["score_fr", "upscore"]}
 
-    def forward(self, x: Tensor) -> Tensor:
-        fc7 = self._run(x, None, self.trunk_names[-1])  # fc7 (after its ReLU and dropout; GoogLeNet: drop5), 1/32
+    def decode(self, taps: dict[str, Tensor], size: tuple[int, int]) -> Tensor:
+        fc7 = taps["top"]  # fc7 (after its ReLU and dropout; GoogLeNet: drop5), 1/32
         upscore = self.upscore(self.score_fr(fc7))  # 1/1
-        return self._crop(upscore, x.shape[2:], "score")
+        return self._crop(upscore, size, "score")
 
 
 class FCN16s(FCN):
     """FCN-16s (Sec. 4.2): 2x-upsampled 1/32 scores plus the scores of pool4, upsampled 16x."""
 
     CROPS = {"score_pool4c": ("score_pool4", "upscore2"), "score": ("upscore16", "input")}
+    TAPS = ("pool4", "top")
 
     def __init__(self, n_class: int = 21, backbone: str = "vgg16", learnable_upsampling: bool = False,
                  dtype: Any = np.float32):  # fmt: skip
@@ -146,13 +172,12 @@ class FCN16s(FCN):
             "upscore16": upscore2 + ["upscore16"],
         }
 
-    def forward(self, x: Tensor) -> Tensor:
-        pool4 = self._run(x, None, "pool4")  # 1/16
-        fc7 = self._run(pool4, "pool4", self.trunk_names[-1])  # fc7 (after its ReLU and dropout), 1/32
+    def decode(self, taps: dict[str, Tensor], size: tuple[int, int]) -> Tensor:
+        pool4, fc7 = taps["pool4"], taps["top"]  # 1/16; fc7 (after its ReLU and dropout), 1/32
         upscore2 = self.upscore2(self.score_fr(fc7))  # 1/16
         score_pool4c = self._crop(self.score_pool4(pool4), upscore2, "score_pool4c")
         upscore16 = self.upscore16(upscore2 + score_pool4c)  # 1/1
-        return self._crop(upscore16, x.shape[2:], "score")
+        return self._crop(upscore16, size, "score")
 
 
 class FCN8s(FCN):
@@ -167,6 +192,7 @@ class FCN8s(FCN):
         "score_pool3c": ("score_pool3", "upscore_pool4"),
         "score": ("upscore8", "input"),
     }
+    TAPS = ("pool3", "pool4", "top")
 
     def __init__(self, n_class: int = 21, backbone: str = "vgg16", learnable_upsampling: bool = False,
                  dtype: Any = np.float32):  # fmt: skip
@@ -198,16 +224,14 @@ class FCN8s(FCN):
         scale = getattr(self, f"scale_{which}", None)
         return getattr(self, f"score_{which}")(pool if scale is None else scale(pool))
 
-    def forward(self, x: Tensor) -> Tensor:
-        pool3 = self._run(x, None, "pool3")  # 1/8
-        pool4 = self._run(pool3, "pool3", "pool4")  # 1/16
-        fc7 = self._run(pool4, "pool4", self.trunk_names[-1])  # fc7 (after its ReLU and dropout), 1/32
+    def decode(self, taps: dict[str, Tensor], size: tuple[int, int]) -> Tensor:
+        pool3, pool4, fc7 = taps["pool3"], taps["pool4"], taps["top"]  # 1/8, 1/16, and fc7 at 1/32
         upscore2 = self.upscore2(self.score_fr(fc7))  # 1/16
         score_pool4c = self._crop(self._score_skip(pool4, "pool4"), upscore2, "score_pool4c")
         upscore_pool4 = self.upscore_pool4(upscore2 + score_pool4c)  # 1/8
         score_pool3c = self._crop(self._score_skip(pool3, "pool3"), upscore_pool4, "score_pool3c")
         upscore8 = self.upscore8(upscore_pool4 + score_pool3c)  # 1/1
-        return self._crop(upscore8, x.shape[2:], "score")
+        return self._crop(upscore8, size, "score")
 
 
 class FCN8sAtOnce(FCN8s):

@@ -73,8 +73,8 @@ class LateFusionFCN32s(nn.Module):
             raise ValueError(f"LateFusionFCN32s: input must be (N, 4, H, W), RGB then depth; got shape {x.shape}")
         rgb, depth = F.narrow(x, 1, 0, 3), F.narrow(x, 1, 3, 1)
         depth3 = F.concat([depth, depth, depth], axis=1)
-        score = self.rgb.score_fr(self.rgb._run(rgb, None, self.rgb.trunk_names[-1]))
-        score = score + self.depth.score_fr(self.depth._run(depth3, None, self.depth.trunk_names[-1]))
+        score = self.rgb.score_fr(self.rgb.features(rgb)["top"])
+        score = score + self.depth.score_fr(self.depth.features(depth3)["top"])
         return self.rgb._crop(self.rgb.upscore(score), x.shape[2:], "score")
 
     def extra_repr(self) -> str:
