@@ -244,3 +244,52 @@ def test_resume_refuses_another_fusion(tmp_path, capsys):
     args = SMALL + ["--iters", "6", "--fusion", "late", "--model", "fcn32s", "--resume", str(out / "last.npz"), "--out", str(out)]
     assert cli.run(train.main, args) == 1
     assert "was trained with --fusion early, this run asks for late" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------------------
+# Two heads on one trunk (Sec. 5, SIFT Flow)
+
+from minifcn.models import FCN16s, MultiHeadFCN  # noqa: E402
+
+
+def test_each_head_is_an_fcn_on_the_shared_trunk(rng):
+    net = MultiHeadFCN("fcn16s", {"semantic": 4, "geometric": 3}, "tiny", dtype=np.float64).eval()
+    _randomise(net, rng)
+    x = rng.standard_normal((2, 3, 21, 18))
+    with mf.no_grad():
+        out = net(mf.Tensor(x))
+        for head, n in (("semantic", 4), ("geometric", 3)):
+            alone = FCN16s(n, "tiny", dtype=np.float64).eval()
+            state = {k: v for k, v in net.state_dict().items() if "." in k and not k.startswith(("semantic.", "geometric."))}
+            state.update({k.split(".", 1)[1]: v for k, v in net.state_dict().items() if k.startswith(head + ".")})
+            alone.load_state_dict(state)
+            np.testing.assert_allclose(out[head].data, alone(mf.Tensor(x)).data, rtol=1e-12, atol=1e-12)
+    assert out["geometric"].shape == (2, 3, 21, 18)
+    assert sum(1 for k in net.state_dict() if k.startswith("conv1_1")) == 2  # one trunk: weight and bias, once
+
+
+def test_two_losses_train_one_trunk(rng):
+    net = MultiHeadFCN("fcn32s", {"a": 3, "b": 2}, "tiny", dtype=np.float64).eval()
+    _randomise(net, rng)
+    x = rng.standard_normal((1, 3, 10, 13))
+    la, lb = rng.integers(0, 3, (1, 10, 13)), rng.integers(0, 2, (1, 10, 13))
+
+    def grads(which):
+        for p in net.parameters():
+            p.grad = None
+        out = net(mf.Tensor(x))
+        losses = {"a": F.softmax_cross_entropy(out["a"], la), "b": F.softmax_cross_entropy(out["b"], lb)}
+        (losses["a"] + losses["b"] if which == "both" else losses[which]).backward()
+        return net.conv1_1.weight.grad.copy(), net.a.score_fr.weight.grad, net.b.score_fr.weight.grad
+
+    both, only_a, only_b = grads("both"), grads("a"), grads("b")
+    np.testing.assert_allclose(both[0], only_a[0] + only_b[0], rtol=1e-10, atol=1e-14)  # the trunk hears both tasks
+    assert only_a[2] is None and only_b[1] is None  # each head hears only its own loss
+    gradcheck(lambda x, *p: F.add(*[F.softmax_cross_entropy(s, lab) for s, lab in zip(net(x).values(), (la, lb))]),
+              [mf.Tensor(x, requires_grad=True)] + list(net.parameters()), max_elements=1, n_directions=2,
+              atol=1e-7, rtol=1e-4)  # fmt: skip
+
+
+def test_multihead_names_must_not_clash():
+    with pytest.raises(ValueError, match=r"head name 'conv1_1' must be an identifier that names no trunk layer"):
+        MultiHeadFCN("fcn32s", {"conv1_1": 2}, "tiny")
