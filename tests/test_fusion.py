@@ -293,3 +293,62 @@ def test_two_losses_train_one_trunk(rng):
 def test_multihead_names_must_not_clash():
     with pytest.raises(ValueError, match=r"head name 'conv1_1' must be an identifier that names no trunk layer"):
         MultiHeadFCN("fcn32s", {"conv1_1": 2}, "tiny")
+
+
+from minifcn.data import SIFTFlow, TwoLabelShapes  # noqa: E402
+
+
+def test_two_label_shapes():
+    data = TwoLabelShapes("val", 48)
+    image, labels = data[4]
+    assert labels.shape == (48, 48, 2) and np.array_equal(data[4][1], labels)
+    for i in range(10):
+        image, labels = data[i]
+        shape, colour = labels[..., 0], labels[..., 1]
+        assert np.array_equal(shape > 0, colour > 0) and set(np.unique(colour)) <= {0, 1, 2}
+        pieces, n = components(shape > 0)
+        for k in range(1, n + 1):
+            inside = pieces == k
+            red, _, blue = image[inside].astype(float).mean(axis=0)
+            assert len(np.unique(colour[inside])) == 1
+            assert colour[inside][0] == (1 if red > blue else 2)
+    assert data.heads == {"shape": 6, "colour": 3}
+
+
+def _write_siftflow(root, names=("coast_1", "street_2"), S=8):
+    from PIL import Image
+    from scipy.io import savemat
+
+    sub = "spatial_envelope_256x256_static_8outdoorcategories"
+    for folder in ("Images", "SemanticLabels", "GeoLabels"):
+        (root / folder / sub).mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    for name in names:
+        Image.fromarray(rng.integers(0, 256, (S, S, 3)).astype(np.uint8)).save(root / "Images" / sub / f"{name}.jpg")
+        savemat(root / "SemanticLabels" / sub / f"{name}.mat", {"S": rng.integers(0, 34, (S, S))})
+        savemat(root / "GeoLabels" / sub / f"{name}.mat", {"S": rng.integers(-1, 4, (S, S))})
+    (root / "trainval.txt").write_text("\n".join(names) + "\n")
+    return root, sub
+
+
+def test_siftflow_reads_both_labels(tmp_path):
+    from scipy.io import loadmat
+
+    root, sub = _write_siftflow(tmp_path / "siftflow")
+    data = SIFTFlow(str(root), "trainval")
+    image, labels = data[1]
+    raw_sem = loadmat(root / "SemanticLabels" / sub / "street_2.mat")["S"]
+    raw_geo = loadmat(root / "GeoLabels" / sub / "street_2.mat")["S"]
+    assert image.shape == (8, 8, 3) and labels.shape == (8, 8, 2)
+    np.testing.assert_array_equal(labels[..., 0], np.where(raw_sem >= 1, raw_sem - 1, 255))
+    np.testing.assert_array_equal(labels[..., 1], np.where(raw_geo >= 1, raw_geo - 1, 255))
+    assert data.heads == {"semantic": 33, "geometric": 3} and len(data) == 2
+
+
+def test_siftflow_errors_name_the_file(tmp_path):
+    root, sub = _write_siftflow(tmp_path / "siftflow")
+    (root / "GeoLabels" / sub / "coast_1.mat").unlink()
+    with pytest.raises(DataError, match=r"SIFT Flow: '.*GeoLabels/.*coast_1.mat' is missing \(listed in trainval.txt\)"):
+        SIFTFlow(str(root), "trainval")
+    with pytest.raises(DataError, match=r"SIFT Flow split 'test': split list '.*test.txt' does not exist"):
+        SIFTFlow(str(root), "test")

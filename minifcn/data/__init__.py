@@ -1,7 +1,8 @@
 """Datasets and batches: the built-in synthetic Shapes (the default), PASCAL VOC, SBD, plain folders.
 
 Every dataset's item i is (uint8 RGB image (H, W, 3), int64 label (H, W)),
-or (H, W, 4) with a depth channel for the RGB-D ones (``rgbd.py``),
+or (H, W, 4) with a depth channel for the RGB-D ones (``rgbd.py``), or with labels
+(H, W, 2) for the two-task ones (``multitask.py``, which name their ``heads``),
 with 255 marking pixels to ignore; ``classes`` names the classes and
 ``n_class`` counts them. ``Augment`` and ``BatchLoader`` turn a dataset into
 training batches.
@@ -10,6 +11,7 @@ training batches.
 from .files import IGNORE, DataError
 from .folder import FolderSegmentation
 from .loader import BatchLoader
+from .multitask import SIFTFlow, TwoLabelShapes
 from .rgbd import RGBDFolder, RGBDShapes
 from .shapes import CLASSES as SHAPES_CLASSES
 from .shapes import Shapes
@@ -17,4 +19,5 @@ from .transforms import Augment
 from .voc import VOC_CLASSES, SBDSegmentation, VOCSegmentation
 
 __all__ = ["Shapes", "SHAPES_CLASSES", "VOCSegmentation", "SBDSegmentation", "VOC_CLASSES", "FolderSegmentation",
-           "DataError", "IGNORE", "Augment", "BatchLoader", "RGBDShapes", "RGBDFolder"]  # fmt: skip
+           "DataError", "IGNORE", "Augment", "BatchLoader", "RGBDShapes", "RGBDFolder",
+           "TwoLabelShapes", "SIFTFlow"]  # fmt: skip

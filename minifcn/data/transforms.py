@@ -1,7 +1,8 @@
 """Data augmentation for segmentation: flip, scale, pad and crop an image and its label together.
 
 The image and its label must move as one, so every transform takes and
-returns the pair: image uint8 (H, W, 3) (or (H, W, 4) with depth), label int64 (H, W). Images are
+returns the pair: image uint8 (H, W, 3) (or (H, W, 4) with depth), label int64 (H, W) (or
+(H, W, K) for K tasks, e.g. SIFT Flow's semantic and geometric labels). Images are
 resized bilinearly; labels by nearest neighbour (a blend of two class
 indices is not a class), and where a crop reaches past the image the label
 is padded with 255, which the loss and the metrics ignore. The image is
@@ -33,7 +34,7 @@ def rescale(image: np.ndarray, label: np.ndarray, factor: float) -> tuple[np.nda
     """Resize both by ``factor``: the image bilinearly, the label by nearest neighbour."""
     from PIL import Image
 
-    H, W = label.shape
+    H, W = label.shape[:2]
     OH, OW = max(1, round(H * factor)), max(1, round(W * factor))
     if (OH, OW) == (H, W):
         return image, label
@@ -55,7 +56,7 @@ def pad_to(image: np.ndarray, label: np.ndarray, size: tuple[int, int],
 
     A depth channel beyond ``fill``'s colours is padded with 0.
     """
-    H, W = label.shape
+    H, W = label.shape[:2]
     PH, PW = max(size[0], H), max(size[1], W)
     if (PH, PW) == (H, W):
         return image, label
@@ -63,7 +64,7 @@ def pad_to(image: np.ndarray, label: np.ndarray, size: tuple[int, int],
     out_image = np.zeros((PH, PW, C), np.uint8)
     out_image[...] = np.asarray((tuple(fill) + (0,) * C)[:C], np.uint8)
     out_image[:H, :W] = image
-    out_label = np.full((PH, PW), IGNORE, label.dtype)
+    out_label = np.full((PH, PW) + label.shape[2:], IGNORE, label.dtype)  # (H, W) or (H, W, tasks)
     out_label[:H, :W] = label
     return out_image, out_label
 
@@ -96,7 +97,7 @@ class Augment:
             image, label = rescale(image, label, float(rng.uniform(low, high)))
         if self.crop_size is not None:
             image, label = pad_to(image, label, self.crop_size, self.fill)
-            H, W = label.shape
+            H, W = label.shape[:2]
             top = int(rng.integers(0, H - self.crop_size[0] + 1))
             left = int(rng.integers(0, W - self.crop_size[1] + 1))
             image, label = crop(image, label, top, left, self.crop_size)
