@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from . import nn
-from .models import MODELS, FCN, build_fcn
+from .models import FCN, MODELS, MultiHeadFCN, build_fcn
 from .serialization import load, save
 
 
@@ -67,8 +67,12 @@ def model_from_checkpoint(checkpoint: Checkpoint) -> FCN:
     if missing or meta["model"] not in MODELS:
         raise ValueError(f"{checkpoint.path!r}: its metadata does not describe an FCN (missing {missing}, "
                          f"model {meta.get('model')!r}); was it written by python -m minifcn.train?")  # fmt: skip
-    model = build_fcn(meta["model"], int(meta["n_class"]), meta["backbone"], bool(meta.get("learnable_upsampling")),
-                      meta.get("fusion"))  # fmt: skip
+    if meta.get("heads"):  # a multi-task net (Sec. 5, SIFT Flow)
+        model = MultiHeadFCN(meta["model"], {h: int(n) for h, n in meta["heads"].items()}, meta["backbone"],
+                             bool(meta.get("learnable_upsampling")))  # fmt: skip
+    else:
+        model = build_fcn(meta["model"], int(meta["n_class"]), meta["backbone"],
+                          bool(meta.get("learnable_upsampling")), meta.get("fusion"))  # fmt: skip
     try:
         model.load_state_dict(checkpoint.model)
     except ValueError as e:

@@ -17,10 +17,12 @@ import sys
 from typing import Any, Callable, Sequence
 
 from .backend import cuda_available
-from .data import DataError, FolderSegmentation, RGBDFolder, RGBDShapes, SBDSegmentation, Shapes, VOCSegmentation
+from .data import (DataError, FolderSegmentation, RGBDFolder, RGBDShapes, SBDSegmentation, SIFTFlow, Shapes, TwoLabelShapes,
+                   VOCSegmentation)
 
-DATASETS = ("shapes", "voc", "sbd", "folder", "rgbd-shapes", "rgbd-folder")
+DATASETS = ("shapes", "voc", "sbd", "folder", "rgbd-shapes", "rgbd-folder", "two-label-shapes", "siftflow")
 RGBD_DATASETS = ("rgbd-shapes", "rgbd-folder")  # images with a depth channel (Sec. 5, NYUDv2)
+MULTITASK_DATASETS = ("two-label-shapes", "siftflow")  # two labels per pixel (Sec. 5, SIFT Flow)
 
 
 class UserError(Exception):
@@ -74,7 +76,8 @@ def pick_device(name: str) -> tuple[str, str]:
 def add_data_arguments(p: argparse.ArgumentParser, dataset_default: Any = "shapes") -> None:
     g = p.add_argument_group("data")
     g.add_argument("--dataset", choices=DATASETS, default=dataset_default,
-                   help="shapes (built in, the default), voc, sbd, folder; RGB-D: rgbd-shapes (built in), rgbd-folder")
+                   help="shapes (built in, the default), voc, sbd, folder; RGB-D: rgbd-shapes (built in), rgbd-folder; "
+                   "two labels per pixel: two-label-shapes (built in), siftflow")
     g.add_argument("--data-root", help="voc: the devkit (holding VOC2012/); sbd: the folder holding dataset/; "
                    "folder: a folder holding <split>/images and <split>/labels; rgbd-folder: also <split>/depth "
                    "(16-bit PNGs in millimetres)")
@@ -86,10 +89,11 @@ def add_data_arguments(p: argparse.ArgumentParser, dataset_default: Any = "shape
 def build_dataset(kind: str, split: str, root: str | None = None, n_class: int | None = None,
                   voc_root: str | None = None, image_size: int | None = None) -> Any:  # fmt: skip
     """A dataset by its command-line name and split; errors name the flag or the file."""
-    if kind in ("shapes", "rgbd-shapes"):
+    if kind in ("shapes", "rgbd-shapes", "two-label-shapes"):
         if root is not None:
             raise UserError(f"--data-root is for datasets read from files; the {kind} dataset is generated, not read")
-        data = (Shapes if kind == "shapes" else RGBDShapes)(split, size=image_size or 64)
+        generated = {"shapes": Shapes, "rgbd-shapes": RGBDShapes, "two-label-shapes": TwoLabelShapes}[kind]
+        data = generated(split, size=image_size or 64)
     elif root is None:
         raise UserError(f"--dataset {kind} needs --data-root (the folder that holds it)")
     elif kind == "voc":
@@ -100,6 +104,8 @@ def build_dataset(kind: str, split: str, root: str | None = None, n_class: int |
         if n_class is None:
             raise UserError("--dataset folder needs --n-class (how many classes its labels use)")
         data = FolderSegmentation(os.path.join(root, split, "images"), os.path.join(root, split, "labels"), n_class)
+    elif kind == "siftflow":  # its splits are trainval and test; train and val stand for them
+        data = SIFTFlow(root, {"train": "trainval", "val": "test"}.get(split, split))
     elif kind == "rgbd-folder":
         if n_class is None:
             raise UserError("--dataset rgbd-folder needs --n-class (how many classes its labels use)")

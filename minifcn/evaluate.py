@@ -29,11 +29,26 @@ from .nn import Module
 from .preprocessing import BY_NAME, Preprocessing
 
 
-def predict_batch(model: Module, inputs: np.ndarray, device: str = "cpu") -> np.ndarray:
-    """Class maps (N, H, W) int64 for preprocessed inputs (N, 3, H, W): the argmax of the scores."""
+def predict_batch(model: Module, inputs: np.ndarray, device: str = "cpu", head: str | None = None) -> np.ndarray:
+    """Class maps (N, H, W) int64 for preprocessed inputs (N, C, H, W): the argmax of the scores.
+
+    For a multi-head net (``MultiHeadFCN``), ``head`` picks the task (default: the first).
+    """
     with no_grad():
-        scores = model(Tensor(to_device(inputs, device))).data
+        out = model(Tensor(to_device(inputs, device)))
+    scores = out[head or next(iter(out))].data if isinstance(out, dict) else out.data
     return to_device(scores.argmax(axis=1), "cpu").astype(np.int64)
+
+
+def head_classes(model: Module, head: str | None) -> tuple[int, int | None]:
+    """(n_class, index of the head's labels in the label's last axis, or None for a single-task net)."""
+    heads = getattr(model, "heads", None)
+    if heads is None:
+        return model.n_class, None
+    head = head or next(iter(heads))
+    if head not in heads:
+        raise ValueError(f"the net has heads {', '.join(heads)}, not {head!r}")
+    return heads[head], list(heads).index(head)
 
 
 def _same_size_runs(dataset: Any, limit: int, batch_size: int):
@@ -51,15 +66,17 @@ def _same_size_runs(dataset: Any, limit: int, batch_size: int):
 
 def evaluate(model: Module, dataset: Any, preprocessing: Preprocessing, device: str = "cpu",
              batch_size: int = 8, limit: int | None = None,
-             on_prediction: Callable[[int, np.ndarray, np.ndarray, np.ndarray], None] | None = None) -> np.ndarray:  # fmt: skip
+             on_prediction: Callable[[int, np.ndarray, np.ndarray, np.ndarray], None] | None = None,
+             head: str | None = None) -> np.ndarray:  # fmt: skip
     """The confusion matrix (n_class, n_class) of ``model`` over ``dataset`` (its first ``limit`` items).
 
     The model is put in eval mode (no dropout) and restored afterwards.
     Images of one size are scored in batches of up to ``batch_size``; any
     size works. ``on_prediction(i, image, label, prediction)`` is called for
-    each item (to save pictures).
+    each item (to save pictures). A multi-head net is scored on one ``head``
+    (default: its first) against that task's labels.
     """
-    n_class = model.n_class
+    n_class, index = head_classes(model, head)
     limit = len(dataset) if limit is None else min(limit, len(dataset))
     hist = np.zeros((n_class, n_class), np.int64)
     was_training = model.training
@@ -67,8 +84,9 @@ def evaluate(model: Module, dataset: Any, preprocessing: Preprocessing, device: 
     try:
         for run in _same_size_runs(dataset, limit, batch_size):
             inputs = np.stack([preprocessing(image) for _, image, _ in run])
-            predictions = predict_batch(model, inputs, device)
+            predictions = predict_batch(model, inputs, device, head)
             for (i, image, label), prediction in zip(run, predictions):
+                label = label if index is None else label[..., index]
                 hist += confusion_matrix(label, prediction, n_class)
                 if on_prediction is not None:
                     on_prediction(i, image, label, prediction)
@@ -115,9 +133,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     dataset_kind = args.dataset or meta.get("dataset", "shapes")
     image_size = args.image_size or meta.get("image_size")
     dataset = cli.build_dataset(dataset_kind, args.split, args.data_root, args.n_class, args.voc_root, image_size)
-    if dataset.n_class != model.n_class:
-        raise cli.UserError(f"{args.checkpoint!r} predicts {model.n_class} classes but the {dataset_kind} "
-                            f"dataset has {dataset.n_class}")  # fmt: skip
+    heads = getattr(model, "heads", None) or {None: model.n_class}
+    names = getattr(dataset, "head_classes", None) or {None: dataset.classes}
+    if [len(v) for v in names.values()] != list(heads.values()):
+        raise cli.UserError(f"{args.checkpoint!r} predicts {dict(heads)} classes but the {dataset_kind} "
+                            f"dataset has {({k: len(v) for k, v in names.items()})}")  # fmt: skip
     device, why = cli.pick_device(args.device)
     model.to(device)
     preprocessing = BY_NAME[meta.get("preprocessing", "caffe")]
@@ -129,18 +149,26 @@ def main(argv: Sequence[str] | None = None) -> int:
     folder = os.path.join(args.out, "predictions") if args.out else None
     if folder:
         os.makedirs(folder, exist_ok=True)
+    results = {}
+    for head, classes in zip(heads, names.values()):
 
-    def save_prediction(i: int, image: np.ndarray, label: np.ndarray, prediction: np.ndarray) -> None:
-        name = dataset.name(i) if hasattr(dataset, "name") else f"{i:05d}"
-        colorize(prediction).save(os.path.join(folder, name + ".png"))
+        def save_prediction(i: int, image: np.ndarray, label: np.ndarray, prediction: np.ndarray) -> None:
+            name = dataset.name(i) if hasattr(dataset, "name") else f"{i:05d}"
+            colorize(prediction).save(os.path.join(folder, name + ("" if head is None else f"_{head}") + ".png"))
 
-    hist = evaluate(model, dataset, preprocessing, device, args.batch_size, args.limit,
-                    save_prediction if folder else None)  # fmt: skip
-    scores = segmentation_scores(hist)
-    print(format_scores(scores, dataset.classes))
+        hist = evaluate(model, dataset, preprocessing, device, args.batch_size, args.limit,
+                        save_prediction if folder else None, head)  # fmt: skip
+        scores = segmentation_scores(hist)
+        if head is not None:
+            print(f"\nhead {head}:")
+        print(format_scores(scores, classes))
+        results[head] = scores_json(scores, classes)
     if args.out:
-        result = scores_json(scores, dataset.classes, checkpoint=args.checkpoint, dataset=dataset_kind,
-                             split=args.split, images=int(min(len(dataset), args.limit or len(dataset))))  # fmt: skip
+        first = next(iter(results.values()))
+        result = dict(first, checkpoint=args.checkpoint, dataset=dataset_kind, split=args.split,
+                      images=int(min(len(dataset), args.limit or len(dataset))))  # fmt: skip
+        if None not in results:
+            result["heads"] = results  # the top level repeats the first head's scores
         with open(os.path.join(args.out, "metrics.json"), "w", encoding="utf-8") as f:
             json.dump(result, f, indent=2)
     return 0

@@ -24,12 +24,13 @@ from .nn import Module
 from .preprocessing import BY_NAME, Preprocessing
 
 
-def predict(model: Module, image: np.ndarray, preprocessing: Preprocessing, device: str = "cpu") -> np.ndarray:
-    """The class map (H, W) int64 of one uint8 RGB image (H, W, 3), in eval mode."""
+def predict(model: Module, image: np.ndarray, preprocessing: Preprocessing, device: str = "cpu",
+            head: str | None = None) -> np.ndarray:  # fmt: skip
+    """The class map (H, W) int64 of one uint8 image (H, W, 3), in eval mode (a multi-head net: ``head``'s)."""
     was_training = model.training
     model.eval()
     try:
-        return predict_batch(model, preprocessing(image)[None], device)[0]
+        return predict_batch(model, preprocessing(image)[None], device, head)[0]
     finally:
         model.train(was_training)
 
@@ -62,13 +63,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         raise cli.UserError(f"several images share the stem {repeated[0]!r}; their outputs would overwrite each other")
     images = [read_image(path) for path in args.images]  # every file is read before any output is written
     os.makedirs(args.out, exist_ok=True)
-    classes = checkpoint.meta.get("classes") or [str(c) for c in range(model.n_class)]
+    # One output per head of a multi-task net (<stem>_<head>.png), else <stem>.png.
+    heads = checkpoint.meta.get("head_classes") or {None: checkpoint.meta.get("classes")}
     for path, stem, image in zip(args.images, stems, images):
-        label = predict(model, image, preprocessing, device)
-        colorize(label).save(os.path.join(args.out, stem + ".png"))
-        overlay(image, label, args.alpha).save(os.path.join(args.out, stem + "_overlay.png"))
-        present = ", ".join(classes[c] for c in np.unique(label) if c < len(classes))
-        print(f"{path}: {image.shape[1]}x{image.shape[0]} -> {os.path.join(args.out, stem + '.png')} ({present})")
+        for head, classes in heads.items():
+            classes = classes or [str(c) for c in range(model.n_class)]
+            name = stem if head is None else f"{stem}_{head}"
+            label = predict(model, image, preprocessing, device, head)
+            colorize(label).save(os.path.join(args.out, name + ".png"))
+            overlay(image, label, args.alpha).save(os.path.join(args.out, name + "_overlay.png"))
+            present = ", ".join(classes[c] for c in np.unique(label) if c < len(classes))
+            print(f"{path}: {image.shape[1]}x{image.shape[0]} -> {os.path.join(args.out, name + '.png')} ({present})")
     return 0
 
 

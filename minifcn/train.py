@@ -45,7 +45,7 @@ from .checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint
 from .data import Augment, BatchLoader
 from .evaluate import evaluate, scores_json
 from .metrics import segmentation_scores
-from .models import BACKBONES, FCN, MODELS, add_input_channels, build_fcn
+from .models import BACKBONES, FCN, MODELS, MultiHeadFCN, add_input_channels, build_fcn
 from .models.backbones import ONLY_FCN32S
 from .optim import SGD, Adam
 from .preprocessing import BY_NAME, CAFFE, TORCHVISION, with_depth
@@ -100,6 +100,7 @@ class Config:
     score_init: str = "zero"
     learnable_upsampling: bool = False
     fusion: str | None = None
+    heads: str | None = None
     init: str | None = None
     resume: str | None = None
     out: str = "runs/quick"
@@ -155,6 +156,8 @@ def parse_config(argv: Sequence[str] | None) -> Config:
     a("--learnable-upsampling", action="store_true", default=None, help="let the upsampling layers learn")
     a("--fusion", choices=("early", "late"), help="RGB-D datasets: depth as a 4th input channel (early, the "
       "default) or as a second FCN-32s stream whose scores are added (late) (Sec. 5, NYUDv2)")
+    a("--heads", metavar="NAME,NAME", help="two-label datasets: the tasks to learn, one head each on one trunk "
+      "(default: all, e.g. shape,colour or semantic,geometric; Sec. 5, SIFT Flow)")
     a("--init", metavar="PATH", help="ImageNet weights (.caffemodel, torchvision .pth) or a coarser stage's "
       "checkpoint (32s -> 16s -> 8s)")
     a("--resume", metavar="PATH", help="continue a run from its last.npz")
@@ -207,6 +210,11 @@ def check_config(c: Config) -> None:
     if c.fusion == "late" and c.init:
         raise cli.UserError("--fusion late starts from scratch here; to start the streams from trained nets, "
                             "build minifcn.models.LateFusionFCN32s(rgb_net, depth_net) in Python")  # fmt: skip
+    if c.heads is not None and c.dataset not in cli.MULTITASK_DATASETS:
+        raise cli.UserError(f"--heads is for datasets with several labels ({', '.join(cli.MULTITASK_DATASETS)}), "
+                            f"not {c.dataset}")  # fmt: skip
+    if c.dataset in cli.MULTITASK_DATASETS and (c.init or c.fusion):
+        raise cli.UserError("--init and --fusion are not available with several heads yet")
     if c.warmup < 0 or c.samples < 0 or (c.eval_limit is not None and c.eval_limit < 1):
         raise cli.UserError("--warmup and --samples must be >= 0, and --eval-limit >= 1")
 
@@ -251,6 +259,10 @@ class Run:
         self.val_set = cli.build_dataset(c.dataset, c.val_split, c.data_root, c.n_class, c.voc_root, c.image_size)
         self.n_class = self.train_set.n_class
         self.classes = list(self.train_set.classes)
+        self.heads = self.choose_heads(c.heads)  # name -> (classes, label index); None for one task
+        if self.heads:  # the first head leads: its classes in the log, metrics.json's top level and best.npz
+            self.classes = next(iter(self.heads.values()))[0]
+            self.n_class = len(self.classes)
         self.start, self.best = 0, -1.0
         # A net trained from scratch sees RGB scaled as torchvision does; ImageNet weights bring their own.
         self.preprocessing = TORCHVISION if c.backbone.startswith("tiny") and not c.init else CAFFE
@@ -260,8 +272,12 @@ class Run:
         else:
             rng.manual_seed(c.seed)
             # Early fusion grows conv1 after --init, so that ImageNet weights land on the RGB filters.
-            self.model = build_fcn(c.model, self.n_class, c.backbone, c.learnable_upsampling,
-                                   None if c.fusion == "early" else c.fusion)  # fmt: skip
+            if self.heads:
+                self.model = MultiHeadFCN(c.model, {h: len(names) for h, (names, _) in self.heads.items()},
+                                          c.backbone, c.learnable_upsampling)  # fmt: skip
+            else:
+                self.model = build_fcn(c.model, self.n_class, c.backbone, c.learnable_upsampling,
+                                       None if c.fusion == "early" else c.fusion)  # fmt: skip
             if c.init:
                 self.initialise(c.init)
             if c.fusion == "early":
@@ -284,6 +300,17 @@ class Run:
         augment = Augment(flip=c.augment != "none", scale=scale, crop_size=crop)
         self.loader = BatchLoader(self.train_set, c.batch_size, self.preprocessing, augment, seed=c.seed)
 
+    def choose_heads(self, wanted: str | None) -> dict[str, tuple[list[str], int]] | None:
+        """--heads: the tasks to learn, each with its class names and its index in the label's last axis."""
+        available = getattr(self.train_set, "head_classes", None)
+        if available is None:
+            return None
+        names = list(available) if wanted is None else [h.strip() for h in wanted.split(",") if h.strip()]
+        unknown = [h for h in names if h not in available]
+        if unknown or not names or len(set(names)) != len(names):
+            raise cli.UserError(f"--heads {wanted!r}: choose distinct names among {', '.join(available)}")
+        return {h: (list(available[h]), list(available).index(h)) for h in names}
+
     @staticmethod
     def say(line: str) -> None:
         print(line, flush=True)
@@ -294,7 +321,7 @@ class Run:
         meta, c = ckpt.meta, self.c
         if "iteration" not in meta or "rng" not in meta:
             raise cli.UserError(f"--resume {c.resume!r}: not a training checkpoint (no iteration or RNG state)")
-        for key in ("model", "backbone", "dataset", "optimizer", "fusion"):
+        for key in ("model", "backbone", "dataset", "optimizer", "fusion", "heads"):
             theirs = meta.get("config", {}).get(key, meta.get(key))
             if theirs != getattr(c, key):
                 raise cli.UserError(f"--resume {c.resume!r} was trained with --{key} {theirs}, "
@@ -337,6 +364,8 @@ class Run:
         return {"model": c.model, "backbone": c.backbone, "n_class": self.n_class, "classes": self.classes,
                 "dataset": c.dataset, "image_size": c.image_size, "preprocessing": self.preprocessing.name,
                 "learnable_upsampling": c.learnable_upsampling, "fusion": c.fusion, "iteration": iteration,
+                "heads": None if not self.heads else {h: len(names) for h, (names, _) in self.heads.items()},
+                "head_classes": None if not self.heads else {h: names for h, (names, _) in self.heads.items()},
                 "best_mean_iu": self.best, "rng": rng.get_state(), "config": dataclasses.asdict(c)}  # fmt: skip
 
     def checkpoint(self, name: str, iteration: int) -> None:
@@ -386,9 +415,13 @@ class Run:
             if i < self.c.samples:
                 sample_strip(image, label, prediction).save(os.path.join(folder, f"iter{iteration:06d}_{i}.png"))
 
-        hist = evaluate(self.model, self.val_set, self.preprocessing, self.device, max(self.c.batch_size, 8),
-                        self.c.eval_limit, save_sample)  # fmt: skip
-        return segmentation_scores(hist)
+        args = (self.model, self.val_set, self.preprocessing, self.device, max(self.c.batch_size, 8), self.c.eval_limit)
+        if not self.heads:
+            return segmentation_scores(evaluate(*args, save_sample))
+        # Several heads: each scored on its own task; the first head's scores lead (log.csv, best.npz).
+        per_head = {h: segmentation_scores(evaluate(*args, save_sample if k == 0 else None, h))
+                    for k, h in enumerate(self.heads)}  # fmt: skip
+        return dict(per_head[next(iter(self.heads))], heads=per_head)
 
     # -- the loop ----------------------------------------------------------------------------
 
@@ -421,7 +454,15 @@ class Run:
         self.optimizer.lr = learning_rate(self.c, t)
         with np.errstate(over="ignore", invalid="ignore"):  # a diverging run is reported below, once
             scores = self.model(Tensor(to_device(x, self.device)))
-            loss = F.softmax_cross_entropy(scores, to_device(labels, self.device), reduction=self.c.loss_reduction)
+            labels = to_device(labels, self.device)
+            if self.heads:  # one loss per task, summed (Sec. 5: "two prediction heads")
+                losses = [F.softmax_cross_entropy(scores[h], labels[..., k], reduction=self.c.loss_reduction)
+                          for h, (_, k) in self.heads.items()]  # fmt: skip
+                loss = losses[0]
+                for extra in losses[1:]:
+                    loss = loss + extra
+            else:
+                loss = F.softmax_cross_entropy(scores, labels, reduction=self.c.loss_reduction)
             value = float(loss.item())
             if not math.isfinite(value):
                 raise Diverged(value)
@@ -465,8 +506,9 @@ class Run:
                     if scores["mean_iu"] > self.best:
                         self.best = float(scores["mean_iu"])
                         self.checkpoint("best.npz", done)
+                    per_head = "".join(f"  {h} {s['mean_iu']:.4f}" for h, s in scores.get("heads", {}).items())
                     bar.write(f"iteration {done}: loss {loss:.4f}  pixel acc {scores['pixel_acc']:.4f}  "
-                              f"mean IU {scores['mean_iu']:.4f}  (best {self.best:.4f})")  # fmt: skip
+                              f"mean IU {scores['mean_iu']:.4f}  (best {self.best:.4f}){per_head}")  # fmt: skip
                 self.write_row(row)
                 if done % c.checkpoint_every == 0 or done == c.iters or interrupted:
                     self.checkpoint("last.npz", done)
@@ -485,6 +527,8 @@ class Run:
             self.log_file.close()
         self.draw_curves()
         final = scores_json(scores, self.classes, iteration=c.iters)
+        if self.heads:
+            final["heads"] = {h: scores_json(scores["heads"][h], names) for h, (names, _) in self.heads.items()}
         with open(os.path.join(c.out, "metrics.json"), "w", encoding="utf-8") as f:
             json.dump(final, f, indent=2)
         self.say(f"minifcn: done in {time.perf_counter() - t0:.0f} s: mean IU {final['mean_iu']:.4f}, pixel acc "

@@ -8,7 +8,8 @@
                      <root>/SemanticLabels/.../<name>.mat and <root>/GeoLabels/.../<name>.mat
                      (a matrix 'S' each: 1..33 semantic and 1..3 geometric, 0 unlabelled)
 
-``heads`` names the tasks and their classes, in the order of the label's last axis.
+``heads`` names the tasks and counts their classes, in the order of the label's last axis;
+``head_classes`` names each task's classes.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ class TwoLabelShapes:
     """
 
     heads = {"shape": len(CLASSES), "colour": len(COLOUR_CLASSES)}
+    head_classes = {"shape": CLASSES, "colour": COLOUR_CLASSES}
     classes = CLASSES  # the first head's, for code that expects one list
     n_class = len(CLASSES)
 
@@ -77,6 +79,7 @@ class SIFTFlow:
     """SIFT Flow: 2688 outdoor images, 256x256, each labelled with 33 semantic and 3 geometric classes."""
 
     heads = {"semantic": len(SIFTFLOW_SEMANTIC), "geometric": len(SIFTFLOW_GEOMETRIC)}
+    head_classes = {"semantic": SIFTFLOW_SEMANTIC, "geometric": SIFTFLOW_GEOMETRIC}
     classes = SIFTFLOW_SEMANTIC
     n_class = len(SIFTFLOW_SEMANTIC)
 
