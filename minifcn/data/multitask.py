@@ -19,7 +19,7 @@ import os
 import numpy as np
 
 from .files import DataError, read_image, read_list, require_dir
-from .shapes import CLASSES, _SPLITS, paint_contrasting, render
+from .shapes import CLASSES, Shapes, paint_contrasting, render
 
 COLOUR_CLASSES = ("background", "warm", "cool")
 SIFTFLOW_SEMANTIC = (
@@ -31,7 +31,7 @@ SIFTFLOW_GEOMETRIC = ("sky", "horizontal", "vertical")
 _SIFTFLOW_SUBDIR = "spatial_envelope_256x256_static_8outdoorcategories"
 
 
-class TwoLabelShapes:
+class TwoLabelShapes(Shapes):
     """Shapes with two labels per pixel: [..., 0] the shape's class (0-5), [..., 1] its colour (0-2).
 
     A shape is 'warm' when its red exceeds its blue, 'cool' otherwise; colours
@@ -43,21 +43,9 @@ class TwoLabelShapes:
     classes = CLASSES  # the first head's, for code that expects one list
     n_class = len(CLASSES)
 
-    def __init__(self, split: str = "train", size: int = 64, length: int | None = None, seed: int = 0):
-        if split not in _SPLITS:
-            raise ValueError(f"TwoLabelShapes: split must be one of {', '.join(_SPLITS)}, got {split!r}")
-        if size < 16:
-            raise ValueError(f"TwoLabelShapes: size must be at least 16 pixels, got {size}")
-        self.split, self.size, self.seed = split, size, seed
-        self.length = length if length is not None else (2000 if split == "train" else 100)
+    _STREAM = (2,)
 
-    def __len__(self) -> int:
-        return self.length
-
-    def __getitem__(self, i: int) -> tuple[np.ndarray, np.ndarray]:
-        if not 0 <= i < self.length:
-            raise IndexError(f"TwoLabelShapes {self.split}: index {i} out of range [0, {self.length})")
-        rng = np.random.default_rng([self.seed, _SPLITS[self.split], i, 2])
+    def _render(self, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
         painted = []
 
         def paint(rng: np.random.Generator, image: np.ndarray, mask: np.ndarray) -> None:
@@ -70,9 +58,6 @@ class TwoLabelShapes:
         for mask, colour in painted:
             colour_label[mask] = colour
         return image, np.stack([shape_label, colour_label], axis=2)
-
-    def __repr__(self) -> str:
-        return f"TwoLabelShapes(split={self.split!r}, size={self.size}, length={self.length}, seed={self.seed})"
 
 
 class SIFTFlow:

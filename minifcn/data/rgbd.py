@@ -19,7 +19,7 @@ import numpy as np
 
 from .files import DataError, SegmentationFiles, check_pair, read_image, require_dir
 from .folder import IMAGE_EXTENSIONS, LABEL_EXTENSIONS, _by_stem
-from .shapes import CLASSES, _SPLITS, paint_contrasting, render
+from .shapes import Shapes, paint_contrasting, render
 
 DEPTH_RANGE_MM = 10000  # the depth channel's 255
 
@@ -29,7 +29,7 @@ def depth_to_channel(depth_mm: np.ndarray) -> np.ndarray:
     return np.clip(np.rint(np.asarray(depth_mm, np.float64) * 255.0 / DEPTH_RANGE_MM), 0, 255).astype(np.uint8)
 
 
-class RGBDShapes:
+class RGBDShapes(Shapes):
     """Shapes with a depth channel: (uint8 RGB-D image (S, S, 4), int64 label (S, S)), labels in 0..5.
 
     The background recedes as a random slanted plane 5-9.5 m away; each shape
@@ -40,28 +40,10 @@ class RGBDShapes:
     cannot see the texture (the classes are shapes, so it need not).
     """
 
-    classes = CLASSES
-    n_class = len(CLASSES)
+    _STREAM = (4,)
 
-    def __init__(self, split: str = "train", size: int = 64, length: int | None = None, seed: int = 0):
-        if split not in _SPLITS:
-            raise ValueError(f"RGBDShapes: split must be one of {', '.join(_SPLITS)}, got {split!r}")
-        if size < 16:
-            raise ValueError(f"RGBDShapes: size must be at least 16 pixels, got {size}")
-        self.split, self.size, self.seed = split, size, seed
-        self.length = length if length is not None else (2000 if split == "train" else 100)
-
-    def __len__(self) -> int:
-        return self.length
-
-    def __getitem__(self, i: int) -> tuple[np.ndarray, np.ndarray]:
-        if not 0 <= i < self.length:
-            raise IndexError(f"RGBDShapes {self.split}: index {i} out of range [0, {self.length})")
-        rng = np.random.default_rng([self.seed, _SPLITS[self.split], i, 4])
+    def _render(self, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
         return render_rgbd(rng, self.size)
-
-    def __repr__(self) -> str:
-        return f"RGBDShapes(split={self.split!r}, size={self.size}, length={self.length}, seed={self.seed})"
 
 
 def render_rgbd(rng: np.random.Generator, S: int) -> tuple[np.ndarray, np.ndarray]:

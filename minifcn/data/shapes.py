@@ -34,24 +34,30 @@ class Shapes:
     n_class = len(CLASSES)
 
     def __init__(self, split: str = "train", size: int = 64, length: int | None = None, seed: int = 0):
+        what = type(self).__name__
         if split not in _SPLITS:
-            raise ValueError(f"Shapes: split must be one of {', '.join(_SPLITS)}, got {split!r}")
+            raise ValueError(f"{what}: split must be one of {', '.join(_SPLITS)}, got {split!r}")
         if size < 16:
-            raise ValueError(f"Shapes: size must be at least 16 pixels, got {size}")
+            raise ValueError(f"{what}: size must be at least 16 pixels, got {size}")
         self.split, self.size, self.seed = split, size, seed
         self.length = length if length is not None else (2000 if split == "train" else 100)
+
+    #: Extra entropy for the item generators of a variant (RGBDShapes, TwoLabelShapes): its own images.
+    _STREAM: tuple[int, ...] = ()
 
     def __len__(self) -> int:
         return self.length
 
     def __getitem__(self, i: int) -> tuple[np.ndarray, np.ndarray]:
         if not 0 <= i < self.length:
-            raise IndexError(f"Shapes {self.split}: index {i} out of range [0, {self.length})")
-        rng = np.random.default_rng([self.seed, _SPLITS[self.split], i])
+            raise IndexError(f"{type(self).__name__} {self.split}: index {i} out of range [0, {self.length})")
+        return self._render(np.random.default_rng([self.seed, _SPLITS[self.split], i, *self._STREAM]))
+
+    def _render(self, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
         return render(rng, self.size)
 
     def __repr__(self) -> str:
-        return f"Shapes(split={self.split!r}, size={self.size}, length={self.length}, seed={self.seed})"
+        return f"{type(self).__name__}(split={self.split!r}, size={self.size}, length={self.length}, seed={self.seed})"
 
 
 def _background(rng: np.random.Generator, S: int) -> np.ndarray:
