@@ -45,7 +45,7 @@ from .checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint
 from .data import Augment, BatchLoader
 from .evaluate import evaluate, scores_json
 from .metrics import segmentation_scores
-from .models import BACKBONES, FCN, MODELS, MultiHeadFCN, add_input_channels, build_fcn
+from .models import BACKBONES, FCN, MODELS, MultiHeadFCN, StreamFCN, add_input_channels, build_fcn
 from .models.backbones import ONLY_FCN32S
 from .optim import SGD, Adam
 from .preprocessing import BY_NAME, CAFFE, TORCHVISION, with_depth
@@ -102,6 +102,7 @@ class Config:
     fusion: str | None = None
     heads: str | None = None
     init: str | None = None
+    init_depth: str | None = None
     resume: str | None = None
     out: str = "runs/quick"
     eval_every: int = 200
@@ -154,12 +155,15 @@ def parse_config(argv: Sequence[str] | None) -> Config:
     a("--score-init", choices=("zero", "normal"), help="score layers start at zero (paper, for pretrained "
       "trunks) or small random (quick: a random trunk learns nothing through zero scores)")
     a("--learnable-upsampling", action="store_true", default=None, help="let the upsampling layers learn")
-    a("--fusion", choices=("early", "late"), help="RGB-D datasets: depth as a 4th input channel (early, the "
-      "default) or as a second FCN-32s stream whose scores are added (late) (Sec. 5, NYUDv2)")
+    a("--fusion", choices=("early", "late", "rgb", "depth"), help="RGB-D datasets: depth as a 4th input channel "
+      "(early, the default), or a second FCN-32s stream whose scores are added (late); rgb or depth trains one "
+      "stream alone, to start late fusion from (--init RGB.npz --init-depth DEPTH.npz) (Sec. 5, NYUDv2)")
     a("--heads", metavar="NAME,NAME", help="two-label datasets: the tasks to learn, one head each on one trunk "
       "(default: all, e.g. shape,colour or semantic,geometric; Sec. 5, SIFT Flow)")
     a("--init", metavar="PATH", help="ImageNet weights (.caffemodel, torchvision .pth) or a coarser stage's "
       "checkpoint (32s -> 16s -> 8s)")
+    a("--init-depth", metavar="PATH", help="--fusion late: the depth stream's checkpoint (--fusion depth); "
+      "--init gives the rgb stream's (--fusion rgb)")
     a("--resume", metavar="PATH", help="continue a run from its last.npz")
     a("--out", help="output folder (default runs/<preset>)")
     a("--eval-every", type=int, help="evaluate every N iterations (and at the end)")
@@ -207,9 +211,11 @@ def check_config(c: Config) -> None:
         raise cli.UserError(f"--fusion is for RGB-D datasets ({', '.join(cli.RGBD_DATASETS)}), not {c.dataset}")
     if c.fusion == "late" and c.model != "fcn32s":
         raise cli.UserError(f"--fusion late joins two FCN-32s streams (as the paper's NYUDv2 nets), not {c.model}")
-    if c.fusion == "late" and c.init:
-        raise cli.UserError("--fusion late starts from scratch here; to start the streams from trained nets, "
-                            "build minifcn.models.LateFusionFCN32s(rgb_net, depth_net) in Python")  # fmt: skip
+    if c.fusion == "late" and bool(c.init) != bool(c.init_depth):
+        raise cli.UserError("--fusion late starts both streams from trained ones (--init RGB.npz --init-depth "
+                            "DEPTH.npz, from runs with --fusion rgb and --fusion depth) or neither")  # fmt: skip
+    if c.init_depth and c.fusion != "late":
+        raise cli.UserError("--init-depth is for --fusion late (the depth stream's checkpoint)")
     if c.heads is not None and c.dataset not in cli.MULTITASK_DATASETS:
         raise cli.UserError(f"--heads is for datasets with several labels ({', '.join(cli.MULTITASK_DATASETS)}), "
                             f"not {c.dataset}")  # fmt: skip
@@ -271,17 +277,22 @@ class Run:
             self.model = self.resume_model(resumed)
         else:
             rng.manual_seed(c.seed)
-            # Early fusion grows conv1 after --init, so that ImageNet weights land on the RGB filters.
+            # Early fusion grows conv1, and a single stream is wrapped, after --init, so that ImageNet
+            # weights land on an RGB net as usual; late fusion starts from two trained streams instead.
             if self.heads:
                 self.model = MultiHeadFCN(c.model, {h: len(names) for h, (names, _) in self.heads.items()},
                                           c.backbone, c.learnable_upsampling)  # fmt: skip
             else:
                 self.model = build_fcn(c.model, self.n_class, c.backbone, c.learnable_upsampling,
-                                       None if c.fusion == "early" else c.fusion)  # fmt: skip
-            if c.init:
+                                       "late" if c.fusion == "late" else None)  # fmt: skip
+            if c.fusion == "late" and c.init:
+                self.join_streams(c.init, c.init_depth)
+            elif c.init:
                 self.initialise(c.init)
             if c.fusion == "early":
                 add_input_channels(self.model, 1)
+            elif c.fusion in ("rgb", "depth"):
+                self.model = StreamFCN(self.model, c.fusion)
             if not c.init and c.score_init == "normal":
                 randomise_scores(self.model, c.seed)
         if c.fusion is not None:
@@ -356,6 +367,23 @@ class Run:
             raise cli.UserError(f"--init {path!r}: no array matched a parameter of {self.c.model} "
                                 f"({self.c.backbone}); {report}")  # fmt: skip
         self.say(f"minifcn: --init {path}: {report}")
+
+    def join_streams(self, rgb_path: str, depth_path: str) -> None:
+        """--fusion late --init RGB.npz --init-depth DEPTH.npz: both streams from runs of one stream each."""
+        from .surgery import transplant
+
+        for path, stream in ((rgb_path, "rgb"), (depth_path, "depth")):
+            ckpt = load_checkpoint(path)
+            if ckpt.meta.get("fusion") != stream:
+                raise cli.UserError(f"{path!r} was not trained with --fusion {stream} (its fusion: "
+                                    f"{ckpt.meta.get('fusion')}); late fusion needs one run of each stream")  # fmt: skip
+            if int(ckpt.meta["n_class"]) != self.n_class or ckpt.meta["backbone"] != self.c.backbone:
+                raise cli.UserError(f"{path!r} has {ckpt.meta['n_class']} classes on {ckpt.meta['backbone']}; this run "
+                                    f"needs {self.n_class} on {self.c.backbone}")  # fmt: skip
+            state = {k: v for k, v in ckpt.model.items() if k.startswith(stream + ".")}
+            report = transplant(state, self.model)  # by name: rgb.conv1_1.weight ... (depth.upscore is not used)
+            self.say(f"minifcn: the {stream} stream from {path}: copied {len(report.copied)} arrays")
+            self.preprocessing = BY_NAME[ckpt.meta.get("preprocessing", "caffe")]
 
     # -- output ------------------------------------------------------------------------------
 

@@ -231,7 +231,8 @@ def test_train_on_rgbd_shapes(fusion, extra, tmp_path, capsys):
 @pytest.mark.parametrize("args, message", [
     (["--fusion", "early"], "--fusion is for RGB-D datasets (rgbd-shapes, rgbd-folder), not shapes"),
     (SMALL + ["--fusion", "late", "--model", "fcn8s"], "--fusion late joins two FCN-32s streams"),
-    (SMALL + ["--fusion", "late", "--model", "fcn32s", "--init", "x.npz"], "--fusion late starts from scratch here"),
+    (SMALL + ["--fusion", "late", "--model", "fcn32s", "--init", "x.npz"], "--fusion late starts both streams from trained"),
+    (SMALL + ["--init-depth", "x.npz"], "--init-depth is for --fusion late"),
 ])  # fmt: skip
 def test_fusion_flag_errors(args, message, capsys):
     assert cli.run(train.main, args) == 1
@@ -352,3 +353,48 @@ def test_siftflow_errors_name_the_file(tmp_path):
         SIFTFlow(str(root), "trainval")
     with pytest.raises(DataError, match=r"SIFT Flow split 'test': split list '.*test.txt' does not exist"):
         SIFTFlow(str(root), "test")
+
+
+def test_late_fusion_from_two_trained_streams(tmp_path, capsys):
+    base = SMALL + ["--model", "fcn32s"]
+    assert cli.run(train.main, base + ["--fusion", "rgb", "--out", str(tmp_path / "rgb")]) == 0
+    assert cli.run(train.main, base + ["--fusion", "depth", "--seed", "1", "--out", str(tmp_path / "depth")]) == 0
+    rgb, depth = load_checkpoint(str(tmp_path / "rgb" / "last.npz")), load_checkpoint(str(tmp_path / "depth" / "last.npz"))
+    assert "rgb.conv1_1.weight" in rgb.model and rgb.model["rgb.conv1_1.weight"].shape[1] == 3
+    assert "depth.upscore.weight" in depth.model  # a stream trained alone upsamples its own scores
+    args = base + ["--fusion", "late", "--iters", "1", "--lr", "1e-9", "--init", str(tmp_path / "rgb" / "last.npz"),
+                   "--init-depth", str(tmp_path / "depth" / "last.npz"), "--out", str(tmp_path / "late")]  # fmt: skip
+    assert cli.run(train.main, args) == 0
+    assert "the depth stream from" in capsys.readouterr().out
+    late = load_checkpoint(str(tmp_path / "late" / "last.npz"))
+    for source in (rgb, depth):
+        for name, array in source.model.items():
+            if name in late.model and "running_" not in name:  # batch norm's statistics move in any training step
+                np.testing.assert_allclose(late.model[name], array, atol=1e-6, err_msg=name)  # one step at lr 1e-9
+    assert not np.allclose(late.model["rgb.conv1_1.weight"], late.model["depth.conv1_1.weight"])
+    # the wrong checkpoint for a stream is refused by name
+    args[args.index("--init-depth") + 1] = str(tmp_path / "rgb" / "last.npz")
+    assert cli.run(train.main, args) == 1
+    assert "was not trained with --fusion depth" in capsys.readouterr().err
+
+
+def test_a_stream_reads_its_channels(rng):
+    from minifcn.models import StreamFCN
+
+    net = FCN32s(3, "tiny", dtype=np.float64).eval()
+    _randomise(net, rng)
+    x = rng.standard_normal((1, 4, 12, 14))
+    with mf.no_grad():
+        rgb = StreamFCN(net, "rgb")(mf.Tensor(x)).data
+        np.testing.assert_allclose(rgb, net(mf.Tensor(x[:, :3])).data, rtol=1e-12)
+        depth = StreamFCN(net, "depth")(mf.Tensor(x)).data
+        np.testing.assert_allclose(depth, net(mf.Tensor(np.repeat(x[:, 3:], 3, axis=1))).data, rtol=1e-12)
+
+
+def test_early_fusion_gradcheck(rng):
+    net = surgery.add_input_channels(FCN8s(n_class=2, backbone="tiny", dtype=np.float64), 1).eval()
+    _randomise(net, rng)
+    x = mf.Tensor(rng.standard_normal((1, 4, 9, 10)), requires_grad=True)
+    labels = rng.integers(0, 2, (1, 9, 10))
+    gradcheck(lambda x, *p: F.softmax_cross_entropy(net(x), labels), [x] + list(net.parameters()),
+              max_elements=1, n_directions=2, atol=1e-7, rtol=1e-4)  # fmt: skip

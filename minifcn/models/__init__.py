@@ -7,10 +7,10 @@
 from .backbones import BACKBONES, ONLY_FCN32S
 from .classifiers import AlexNet, Classifier, VGG16
 from .fcn import FCN, FCN8s, FCN8sAtOnce, FCN16s, FCN32s
-from .fusion import LateFusionFCN32s, add_input_channels
+from .fusion import LateFusionFCN32s, StreamFCN, add_input_channels
 from .multihead import MultiHeadFCN
 
-__all__ = ["VGG16", "AlexNet", "Classifier", "FCN", "FCN32s", "FCN16s", "FCN8s", "FCN8sAtOnce", "BACKBONES", "LateFusionFCN32s", "MultiHeadFCN",
+__all__ = ["VGG16", "AlexNet", "Classifier", "FCN", "FCN32s", "FCN16s", "FCN8s", "FCN8sAtOnce", "BACKBONES", "LateFusionFCN32s", "StreamFCN", "MultiHeadFCN",
             "add_input_channels"]
 
 MODELS = {"fcn32s": FCN32s, "fcn16s": FCN16s, "fcn8s": FCN8s, "fcn8s-atonce": FCN8sAtOnce}
@@ -20,20 +20,23 @@ def build_fcn(model: str, n_class: int, backbone: str = "vgg16", learnable_upsam
               fusion: str | None = None) -> FCN:  # fmt: skip
     """An FCN by its command-line name: 'fcn32s', 'fcn16s', 'fcn8s' or 'fcn8s-atonce'.
 
-    ``fusion`` builds an RGB-D net (Sec. 5): 'early' (a fourth input channel)
-    or 'late' (two FCN-32s streams, ``LateFusionFCN32s``).
+    ``fusion`` builds an RGB-D net (Sec. 5): 'early' (a fourth input channel),
+    'late' (two FCN-32s streams, ``LateFusionFCN32s``), or one stream alone,
+    'rgb' or 'depth' (``StreamFCN``: trained alone, then joined by late fusion).
     """
     if model not in MODELS:
         raise ValueError(f"unknown model {model!r}; choose one of {', '.join(MODELS)}")
     if backbone in ONLY_FCN32S and model != "fcn32s":
         raise ValueError(f"backbone {backbone!r} exists for fcn32s only (as in the paper's Table 1), not {model}")
-    if fusion not in (None, "early", "late"):
-        raise ValueError(f"unknown fusion {fusion!r}; choose 'early' or 'late'")
+    if fusion not in (None, "early", "late", "rgb", "depth"):
+        raise ValueError(f"unknown fusion {fusion!r}; choose 'early', 'late', 'rgb' or 'depth'")
     if fusion == "late":
         if model != "fcn32s":
             raise ValueError(f"late fusion joins two FCN-32s streams (as the paper's NYUDv2 nets), not {model}")
         return LateFusionFCN32s(*(FCN32s(n_class, backbone, learnable_upsampling) for _ in range(2)))
     net = MODELS[model](n_class=n_class, backbone=backbone, learnable_upsampling=learnable_upsampling)
+    if fusion in ("rgb", "depth"):
+        return StreamFCN(net, fusion)
     return add_input_channels(net, 1) if fusion == "early" else net
 
 

@@ -50,6 +50,34 @@ def add_input_channels(model: nn.Module, extra: int = 1) -> nn.Module:
     return model
 
 
+class StreamFCN(nn.Module):
+    """One stream of a late-fusion net, trained alone on RGB-D input: the RGB channels, or depth (x3).
+
+    The FCN is kept under the stream's name (``rgb.conv1_1.weight`` ...), the
+    names it has inside ``LateFusionFCN32s``, so that two trained streams
+    initialise a late-fusion net by name (``surgery.transplant``).
+    """
+
+    def __init__(self, net: FCN32s, stream: str):
+        super().__init__()
+        if stream not in ("rgb", "depth"):
+            raise ValueError(f"StreamFCN: stream must be 'rgb' or 'depth', got {stream!r}")
+        self.stream = stream
+        setattr(self, stream, net)
+        self.n_class, self.backbone, self.crop_offsets = net.n_class, net.backbone, net.crop_offsets
+
+    def forward(self, x: Tensor) -> Tensor:
+        if x.ndim != 4 or x.shape[1] != 4:
+            raise ValueError(f"StreamFCN: input must be (N, 4, H, W), RGB then depth; got shape {x.shape}")
+        if self.stream == "rgb":
+            return self.rgb(F.narrow(x, 1, 0, 3))
+        depth = F.narrow(x, 1, 3, 1)
+        return self.depth(F.concat([depth, depth, depth], axis=1))
+
+    def extra_repr(self) -> str:
+        return f"stream={self.stream!r}"
+
+
 class LateFusionFCN32s(nn.Module):
     """Two FCN-32s streams (``rgb``, ``depth``) of one geometry; their score_fr outputs are summed, then upsampled."""
 
