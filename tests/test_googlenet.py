@@ -127,3 +127,16 @@ def test_tiny_fcn_googlenet_any_size_and_gradcheck(rng):
 def test_googlenet_is_fcn32s_only():
     with pytest.raises(ValueError, match=r"FCN8s: backbone 'googlenet' is not available.*GoogLeNet have only FCN32s"):
         FCN8s(n_class=2, backbone="googlenet")
+
+
+def test_train_fcn_googlenet_from_the_command_line(tmp_path, capsys):
+    from minifcn import cli, train
+    from minifcn.checkpoint import load_checkpoint, model_from_checkpoint
+
+    args = ["--model", "fcn32s", "--backbone", "tiny-googlenet", "--image-size", "32", "--batch-size", "2",
+            "--iters", "2", "--eval-every", "2", "--eval-limit", "2", "--samples", "0", "--out", str(tmp_path)]  # fmt: skip
+    assert cli.run(train.main, args) == 0
+    model = model_from_checkpoint(load_checkpoint(str(tmp_path / "last.npz")))
+    assert model.backbone == "tiny-googlenet" and model.crop_offsets == {"score": 98}
+    assert cli.run(train.main, ["--model", "fcn8s", "--backbone", "googlenet"] + args[4:]) == 1
+    assert "--backbone googlenet exists for --model fcn32s only" in capsys.readouterr().err
