@@ -11,7 +11,8 @@ The paper's NYUDv2 experiments (Table 4) compare ways of adding depth:
     out   = crop(upscore(score))                                             1/1
 
 Upsampling is linear (and fixed bilinear in both), so at the start the fused
-net's scores are exactly the sum of the two nets' scores; training then tunes both streams together.
+net's scores are exactly the sum of the two nets' scores; training then
+tunes both streams together. ``StreamFCN`` trains one stream alone first.
 The depth stream reads the depth map repeated on three channels (a
 stand-in for the paper's HHA encoding: disparity, height, angle), so it is
 an ordinary FCN-32s that can start from ImageNet weights too.
@@ -22,17 +23,19 @@ Input: one (N, 4, H, W) array, RGB then depth, as for early fusion.
 from __future__ import annotations
 
 import copy
+
 from .. import functional as F
 from .. import nn
 from ..autograd import Tensor
 from ..backend import get_array_module
 from .fcn import FCN32s
 
+
 def add_input_channels(model: nn.Module, extra: int = 1) -> nn.Module:
     """Early fusion (Sec. 5, NYUDv2 "RGB-D"): the first convolution grows ``extra`` input channels, in place.
 
     Each new channel's filters start as the mean of the RGB filters, so the
-    new channel begins by acting like the brightness of the image; with the
+    net first reads depth as it would read a grey image; with the
     new channels zero the net computes exactly what it did. For an FCN (or
     any model whose first layer is its first convolution). Returns the model.
     """
