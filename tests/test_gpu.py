@@ -4,6 +4,7 @@ Marked ``gpu``: skipped, with the reason, where CuPy sees no CUDA device (see co
 Run just these with ``python -m pytest -m gpu``.
 """
 
+import copy
 import json
 import os
 
@@ -140,6 +141,8 @@ def test_pointwise_and_shape_ops(dtype, rng):
     _compare(lambda d, x, z: F.concat([x, z], axis=1), [x, z], dtype)
     w, b = rng.standard_normal((4, 90)).astype(dtype), rng.standard_normal(4).astype(dtype)
     _compare(lambda d, x, w, b: F.linear(F.flatten(x), w, b), [x, w, b], dtype)
+    _compare(lambda d, x: F.local_response_norm(x, 3, 0.5, 0.75, 2.0), [x], dtype)
+    _compare(lambda d, x: F.narrow(x, 1, 1, 2), [x], dtype)
 
 
 @pytest.mark.parametrize("training", [True, False])
@@ -242,6 +245,32 @@ def test_fcn8s_matches_numpy(backbone, size, rng):
         scores_cpu = cpu_model(mf.Tensor(image)).numpy()
     assert scores_gpu.shape == (2, 5, size, size + 6)
     np.testing.assert_allclose(scores_gpu, scores_cpu, rtol=1e-3, atol=1e-3 * np.abs(scores_cpu).max())
+
+
+def test_inception_googlenet_fusion_and_heads_match_numpy(rng):
+    """The issue-7 networks: FCN-32s on tiny-googlenet, early and late fusion, two heads, CPU against GPU."""
+    from minifcn.models import FCN32s, LateFusionFCN32s, MultiHeadFCN, add_input_channels
+
+    mf.manual_seed(0)
+    nets = {
+        "googlenet": (FCN32s(3, "tiny-googlenet"), 3),
+        "early": (add_input_channels(FCN8s(3, "tiny"), 1), 4),
+        "late": (LateFusionFCN32s(FCN32s(3, "tiny"), FCN32s(3, "tiny")), 4),
+        "heads": (MultiHeadFCN("fcn16s", {"a": 3, "b": 2}, "tiny"), 3),
+    }
+    for name, (net, channels) in nets.items():
+        for pname, p in net.named_parameters():
+            if "score" in pname:
+                p.data = (rng.standard_normal(p.shape) * 0.01).astype(p.dtype)
+        net.eval()
+        gpu = copy.deepcopy(net).to("cuda")
+        x = rng.standard_normal((1, channels, 36, 40)).astype(np.float32)
+        with mf.no_grad():
+            out_cpu, out_gpu = net(mf.Tensor(x)), gpu(mf.Tensor(to_device(x, "cuda")))
+        if isinstance(out_cpu, dict):
+            out_cpu, out_gpu = out_cpu["b"], out_gpu["b"]
+        scale = np.abs(out_cpu.data).max()
+        np.testing.assert_allclose(out_gpu.numpy() / scale, out_cpu.data / scale, atol=1e-4, err_msg=name)
 
 
 # ---------------------------------------------------------------------------
