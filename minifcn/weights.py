@@ -361,7 +361,8 @@ def read_caffemodel(path: PathLike) -> ImportedState:
 
     For Caffe's VGG_ILSVRC_16_layers.caffemodel the names are those of
     ``models.VGG16``. Its conv1_1 reads BGR, so the state expects CAFFE
-    preprocessing (BGR minus the mean pixel).
+    preprocessing (BGR minus the mean pixel). bvlc_googlenet's names are
+    translated to the googlenet backbone's (``caffe_googlenet_name``).
     """
     path = os.fspath(path)
     with open(path, "rb") as f:
@@ -380,12 +381,32 @@ def read_caffemodel(path: PathLike) -> ImportedState:
                     blobs.append(_blob(v))
             if blobs and name is not None:
                 for kind, blob in zip(("weight", "bias"), blobs):
-                    arrays[f"{name}.{kind}"] = blob
+                    arrays[f"{caffe_googlenet_name(name)}.{kind}"] = blob
     except ValueError as e:
         raise ValueError(f"{path}: not a valid .caffemodel: {e}") from None
     if not arrays:
         raise ValueError(f"{path}: no layer with weights found; is it a .caffemodel (binary NetParameter)?")
     return ImportedState(arrays, f"caffe ({path})", CAFFE)
+
+
+_GOOGLENET_STEM = {"conv1/7x7_s2": "conv1", "conv2/3x3_reduce": "conv2_reduce", "conv2/3x3": "conv2"}
+_INCEPTION_BRANCHES = {"1x1": "conv1x1", "3x3_reduce": "conv3x3_reduce", "3x3": "conv3x3",
+                       "5x5_reduce": "conv5x5_reduce", "5x5": "conv5x5", "pool_proj": "pool_proj"}  # fmt: skip
+
+
+def caffe_googlenet_name(name: str) -> str:
+    """A layer name of Caffe's bvlc_googlenet in minifcn's spelling; other names are returned as they are.
+
+    'conv1/7x7_s2' -> 'conv1', 'conv2/3x3' -> 'conv2', 'inception_4a/5x5_reduce' ->
+    'inception_4a.conv5x5_reduce'. The classifiers (loss1/..., loss3/classifier)
+    keep their names, which no FCN has: as with VGG16's fc8, they are left out.
+    """
+    if name in _GOOGLENET_STEM:
+        return _GOOGLENET_STEM[name]
+    module, _, branch = name.partition("/")
+    if module.startswith("inception_") and branch in _INCEPTION_BRANCHES:
+        return f"{module}.{_INCEPTION_BRANCHES[branch]}"
+    return name
 
 
 def read(path: PathLike) -> ImportedState:

@@ -140,3 +140,34 @@ def test_train_fcn_googlenet_from_the_command_line(tmp_path, capsys):
     assert model.backbone == "tiny-googlenet" and model.crop_offsets == {"score": 98}
     assert cli.run(train.main, ["--model", "fcn8s", "--backbone", "googlenet"] + args[4:]) == 1
     assert "--backbone googlenet exists for --model fcn32s only" in capsys.readouterr().err
+
+
+def test_caffe_googlenet_weights_load_by_name(tmp_path, rng):
+    """bvlc_googlenet's layer names ('inception_4a/5x5_reduce' ...) land on the googlenet backbone's layers."""
+    from minifcn import surgery, weights
+
+    from test_weights import write_caffemodel
+
+    source = FCN32s(n_class=2, backbone="tiny-googlenet")
+    caffe_names = {"conv1": "conv1/7x7_s2", "conv2_reduce": "conv2/3x3_reduce", "conv2": "conv2/3x3"}
+    branches = {"conv1x1": "1x1", "conv3x3_reduce": "3x3_reduce", "conv3x3": "3x3", "conv5x5_reduce": "5x5_reduce",
+                "conv5x5": "5x5", "pool_proj": "pool_proj"}  # fmt: skip
+    layers = []
+    for name, module in source.named_modules():
+        if isinstance(module, nn.Conv2d) and not name.startswith("score"):
+            if "." in name:
+                block, branch = name.split(".")
+                caffe = f"{block}/{branches[branch]}"
+            else:
+                caffe = caffe_names[name]
+            layers.append((caffe, [rng.standard_normal(module.weight.shape).astype(np.float32),
+                                   rng.standard_normal(module.bias.shape).astype(np.float32)]))  # fmt: skip
+    layers.append(("loss3/classifier", [rng.standard_normal((1000, 64)).astype(np.float32), np.zeros(1000, np.float32)]))
+    write_caffemodel(tmp_path / "googlenet.caffemodel", layers, v1=False)
+    state = weights.read(tmp_path / "googlenet.caffemodel")
+    assert "inception_4a.conv5x5_reduce.weight" in state and "conv1.weight" in state
+    target = FCN32s(n_class=2, backbone="tiny-googlenet")
+    report = surgery.transplant(state, target)
+    assert report.not_in_model == ["loss3/classifier.weight", "loss3/classifier.bias"]
+    assert len(report.copied) == 2 * (len(layers) - 1)
+    np.testing.assert_array_equal(target.inception_5b.conv3x3.weight.data, dict(layers)["inception_5b/3x3"][0])
