@@ -10,12 +10,7 @@ from minifcn.gradcheck import gradcheck
 from minifcn.models import FCN8s, FCN32s
 from minifcn.models.fusion import LateFusionFCN32s
 
-
-def _randomise(model, rng, scale=0.5):
-    for p in model.parameters():
-        fan_in = p.data[0].size if p.ndim > 1 else 1
-        p.data = rng.standard_normal(p.shape) * (scale / np.sqrt(fan_in))
-        p.requires_grad = True
+from helpers import randomise
 
 
 def test_narrow_forward_and_gradcheck(rng):
@@ -29,7 +24,7 @@ def test_narrow_forward_and_gradcheck(rng):
 
 def test_early_fusion_starts_as_the_rgb_net(rng):
     rgb_net = FCN8s(n_class=3, backbone="tiny", dtype=np.float64).eval()
-    _randomise(rgb_net, rng)
+    randomise(rgb_net, rng)
     fused = surgery.add_input_channels(FCN8s(n_class=3, backbone="tiny", dtype=np.float64).eval(), 1)
     fused.load_state_dict({k: v for k, v in rgb_net.state_dict().items() if k != "conv1_1.weight"}, strict=False)
     surgery_source = rgb_net.conv1_1.weight.data
@@ -58,8 +53,8 @@ def test_add_input_channels_keeps_the_multipliers_and_checks_its_argument():
 
 def test_late_fusion_is_the_sum_of_the_streams_at_first(rng):
     rgb_net, depth_net = (FCN32s(n_class=3, backbone="tiny", dtype=np.float64).eval() for _ in range(2))
-    _randomise(rgb_net, rng)
-    _randomise(depth_net, rng)
+    randomise(rgb_net, rng)
+    randomise(depth_net, rng)
     depth_net.upscore.weight.data = rgb_net.upscore.weight.data.copy()  # both bilinear in practice
     fused = LateFusionFCN32s(rgb_net, depth_net).eval()
     assert not hasattr(fused.depth, "upscore")
@@ -75,7 +70,7 @@ def test_late_fusion_is_the_sum_of_the_streams_at_first(rng):
 def test_late_fusion_gradcheck(rng):
     rgb_net, depth_net = (FCN32s(n_class=2, backbone="tiny", dtype=np.float64).eval() for _ in range(2))
     fused = LateFusionFCN32s(rgb_net, depth_net).eval()
-    _randomise(fused, rng)
+    randomise(fused, rng)
     x = mf.Tensor(rng.standard_normal((1, 4, 9, 11)), requires_grad=True)
     labels = rng.integers(0, 2, (1, 9, 11))
     gradcheck(lambda x, *p: F.softmax_cross_entropy(fused(x), labels), [x] + list(fused.parameters()),
@@ -255,7 +250,7 @@ from minifcn.models import FCN16s, MultiHeadFCN  # noqa: E402
 
 def test_each_head_is_an_fcn_on_the_shared_trunk(rng):
     net = MultiHeadFCN("fcn16s", {"semantic": 4, "geometric": 3}, "tiny", dtype=np.float64).eval()
-    _randomise(net, rng)
+    randomise(net, rng)
     x = rng.standard_normal((2, 3, 21, 18))
     with mf.no_grad():
         out = net(mf.Tensor(x))
@@ -271,7 +266,7 @@ def test_each_head_is_an_fcn_on_the_shared_trunk(rng):
 
 def test_two_losses_train_one_trunk(rng):
     net = MultiHeadFCN("fcn32s", {"a": 3, "b": 2}, "tiny", dtype=np.float64).eval()
-    _randomise(net, rng)
+    randomise(net, rng)
     x = rng.standard_normal((1, 3, 10, 13))
     la, lb = rng.integers(0, 3, (1, 10, 13)), rng.integers(0, 2, (1, 10, 13))
 
@@ -382,7 +377,7 @@ def test_a_stream_reads_its_channels(rng):
     from minifcn.models import StreamFCN
 
     net = FCN32s(3, "tiny", dtype=np.float64).eval()
-    _randomise(net, rng)
+    randomise(net, rng)
     x = rng.standard_normal((1, 4, 12, 14))
     with mf.no_grad():
         rgb = StreamFCN(net, "rgb")(mf.Tensor(x)).data
@@ -393,8 +388,78 @@ def test_a_stream_reads_its_channels(rng):
 
 def test_early_fusion_gradcheck(rng):
     net = surgery.add_input_channels(FCN8s(n_class=2, backbone="tiny", dtype=np.float64), 1).eval()
-    _randomise(net, rng)
+    randomise(net, rng)
     x = mf.Tensor(rng.standard_normal((1, 4, 9, 10)), requires_grad=True)
     labels = rng.integers(0, 2, (1, 9, 10))
     gradcheck(lambda x, *p: F.softmax_cross_entropy(net(x), labels), [x] + list(net.parameters()),
               max_elements=1, n_directions=2, atol=1e-7, rtol=1e-4)  # fmt: skip
+
+
+# ---------------------------------------------------------------------------
+# The remaining errors of the RGB-D and multi-task code, each triggered once
+
+
+def test_fusion_and_heads_model_errors():
+    from minifcn import nn
+    from minifcn.models import StreamFCN
+
+    with pytest.raises(TypeError, match="Sequential has no convolution to grow"):
+        surgery.add_input_channels(nn.Sequential({"relu": nn.ReLU()}), 1)
+    with pytest.raises(ValueError, match="stream must be 'rgb' or 'depth', got 'hha'"):
+        StreamFCN(FCN32s(2, "tiny"), "hha")
+    with pytest.raises(ValueError, match=r"StreamFCN: input must be \(N, 4, H, W\)"):
+        StreamFCN(FCN32s(2, "tiny"), "rgb")(mf.Tensor(np.zeros((1, 3, 8, 8), np.float32)))
+    with pytest.raises(ValueError, match="MultiHeadFCN: unknown model 'fcn4s'"):
+        MultiHeadFCN("fcn4s", {"a": 2}, "tiny")
+    with pytest.raises(ValueError, match="MultiHeadFCN: needs at least one head"):
+        MultiHeadFCN("fcn32s", {}, "tiny")
+
+
+def test_evaluate_refuses_an_unknown_head(rng):
+    net = MultiHeadFCN("fcn32s", {"a": 2, "b": 3}, "tiny")
+    with pytest.raises(ValueError, match="the net has heads a, b, not 'c'"):
+        evaluate.evaluate(net, TwoLabelShapes("val", 32, length=1), TORCHVISION_RGBD, head="c")
+
+
+def test_data_errors_of_rgbd_and_siftflow(tmp_path):
+    from PIL import Image
+    from scipy.io import savemat
+
+    root = _write_rgbd_folder(tmp_path / "rgbd")
+    Image.fromarray(np.zeros((5, 8), np.uint16)).save(root / "depth" / "b.png")
+    data = RGBDFolder(str(root / "images"), str(root / "depth"), str(root / "labels"), 3)
+    with pytest.raises(DataError, match=r"depth '.*b.png' is 8x5, its image '.*b.png' 8x6"):
+        data[1]
+    with pytest.raises(DataError, match=r"n_class must be an integer in \[1, 255\], got 0"):
+        RGBDFolder(str(root / "images"), str(root / "depth"), str(root / "labels"), 0)
+
+    sift, sub = _write_siftflow(tmp_path / "siftflow")
+    savemat(sift / "SemanticLabels" / sub / "coast_1.mat", {"S": np.full((8, 8), 40)})
+    with pytest.raises(DataError, match=r"coast_1.mat' has values outside 0..33: \[40\]"):
+        SIFTFlow(str(sift))[0]
+    savemat(sift / "SemanticLabels" / sub / "coast_1.mat", {"L": np.zeros((8, 8))})
+    with pytest.raises(DataError, match=r"coast_1.mat' has no matrix 'S' \(it holds \['L'\]\)"):
+        SIFTFlow(str(sift))[0]
+    savemat(sift / "SemanticLabels" / sub / "coast_1.mat", {"S": np.ones((4, 8))})
+    with pytest.raises(DataError, match=r"coast_1.mat' is 8x4, its image 8x8"):
+        SIFTFlow(str(sift))[0]
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--dataset", "rgbd-shapes", "--data-root", "x"], "the rgbd-shapes dataset is generated, not read"),
+    (["--dataset", "rgbd-folder", "--data-root", "x"], "--dataset rgbd-folder needs --n-class"),
+    (["--dataset", "two-label-shapes", "--init", "x.npz"], "--init and --fusion are not available with several heads"),
+])  # fmt: skip
+def test_data_flag_errors(args, message, capsys):
+    assert cli.run(train.main, args) == 1
+    assert message in capsys.readouterr().err
+
+
+def test_join_streams_checks_classes(tmp_path, capsys):
+    base = SMALL + ["--model", "fcn32s"]
+    assert cli.run(train.main, base + ["--fusion", "rgb", "--out", str(tmp_path / "rgb")]) == 0
+    assert cli.run(train.main, base + ["--fusion", "depth", "--backbone", "tiny", "--out", str(tmp_path / "depth")]) == 0
+    args = base + ["--fusion", "late", "--init", str(tmp_path / "rgb" / "last.npz"), "--init-depth",
+                   str(tmp_path / "depth" / "last.npz"), "--out", str(tmp_path / "late")]  # fmt: skip
+    assert cli.run(train.main, args) == 1
+    assert "has 6 classes on tiny; this run needs 6 on tiny-bn" in capsys.readouterr().err

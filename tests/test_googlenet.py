@@ -12,6 +12,8 @@ from minifcn import receptive
 from minifcn.gradcheck import gradcheck
 from minifcn.models import FCN8s, FCN32s
 
+from helpers import randomise
+
 
 def lrn_loop(x, size, alpha, beta, k):
     """LRN by its definition, one value at a time."""
@@ -112,9 +114,7 @@ def test_fcn_googlenet_geometry():
 
 def test_tiny_fcn_googlenet_any_size_and_gradcheck(rng):
     model = FCN32s(n_class=3, backbone="tiny-googlenet", dtype=np.float64, learnable_upsampling=True).eval()
-    for p in model.parameters():  # small random values everywhere, as test_models does (no ReLU sits near a kink)
-        fan_in = p.data[0].size if p.ndim > 1 else 1
-        p.data = rng.standard_normal(p.shape) * (0.5 / np.sqrt(fan_in))
+    randomise(model, rng)  # small random values everywhere (no ReLU sits near a kink)
     with mf.no_grad():
         for size in (1, 9, 40):
             assert model(mf.Tensor(np.zeros((1, 3, size, size + 2)))).shape == (1, 3, size, size + 2)
@@ -171,3 +171,8 @@ def test_caffe_googlenet_weights_load_by_name(tmp_path, rng):
     assert report.not_in_model == ["loss3/classifier.weight", "loss3/classifier.bias"]
     assert len(report.copied) == 2 * (len(layers) - 1)
     np.testing.assert_array_equal(target.inception_5b.conv3x3.weight.data, dict(layers)["inception_5b/3x3"][0])
+
+
+def test_lrn_refuses_negative_constants():
+    with pytest.raises(ValueError, match=r"need alpha >= 0, beta >= 0, k > 0; got -1.0, 0.75, 1.0"):
+        F.local_response_norm(np.ones((1, 2, 2, 2)), 3, -1.0)

@@ -9,6 +9,8 @@ import minifcn.nn as nn
 from minifcn.gradcheck import gradcheck
 from minifcn.models import VGG16, AlexNet, FCN8s, FCN8sAtOnce, FCN16s, FCN32s
 
+from helpers import randomise
+
 FCNS = [FCN32s, FCN16s, FCN8s, FCN8sAtOnce]
 TRUNK = ["conv1_1", "conv1_2", "conv2_1", "conv2_2", "conv3_1", "conv3_2", "conv3_3", "conv4_1", "conv4_2",
          "conv4_3", "conv5_1", "conv5_2", "conv5_3", "fc6", "fc7"]  # fmt: skip
@@ -91,14 +93,6 @@ def test_learnable_upsampling_on_request():
     assert model.upscore.weight.requires_grad and model.upscore.weight.lr_mult == 1.0
 
 
-def _randomise(model, rng, scale=0.5):
-    """Random non-zero parameters (a fresh FCN's zero scores would make every trunk gradient zero)."""
-    for p in model.parameters():
-        fan_in = p.data[0].size if p.ndim > 1 else 1
-        p.data = rng.standard_normal(p.shape) * (scale / np.sqrt(fan_in))
-        p.requires_grad = True
-
-
 def _reference_forward(model, x):
     """FCN-32s/16s/8s written out directly, with the reference's crops typed in (19; 5, 27; 5, 9, 31)."""
     def trunk(h, names):
@@ -126,7 +120,7 @@ def _reference_forward(model, x):
 @pytest.mark.parametrize("cls", FCNS)
 def test_forward_matches_the_reference_wiring(cls, rng):
     model = cls(n_class=3, backbone="tiny", dtype=np.float64).eval()
-    _randomise(model, rng)
+    randomise(model, rng)
     x = mf.Tensor(rng.standard_normal((2, 3, 23, 40)))
     with mf.no_grad():
         np.testing.assert_allclose(model(x).data, _reference_forward(model, x).data, rtol=1e-12, atol=1e-14)
@@ -135,7 +129,7 @@ def test_forward_matches_the_reference_wiring(cls, rng):
 def test_at_once_scaling_divides_the_skip_scores():
     rng = np.random.default_rng(5)
     staged, at_once = FCN8s(n_class=2, backbone="tiny", dtype=np.float64), FCN8sAtOnce(n_class=2, backbone="tiny", dtype=np.float64)
-    _randomise(staged, rng)
+    randomise(staged, rng)
     at_once.load_state_dict(staged.state_dict())
     at_once.score_pool4.weight.data = staged.score_pool4.weight.data / 0.01
     at_once.score_pool3.weight.data = staged.score_pool3.weight.data / 0.0001
@@ -148,7 +142,7 @@ def test_at_once_scaling_divides_the_skip_scores():
 def test_end_to_end_gradcheck_of_tiny_fcns(cls, rng):
     """The input and every parameter tensor, through the whole net and the loss (float64, eval mode)."""
     model = cls(n_class=3, backbone="tiny", dtype=np.float64, learnable_upsampling=True).eval()
-    _randomise(model, rng)
+    randomise(model, rng)
     x = mf.Tensor(rng.standard_normal((1, 3, 11, 14)), requires_grad=True)
     labels = rng.integers(0, 3, size=(1, 11, 14))
     labels[0, :2] = 255
@@ -162,7 +156,7 @@ def test_end_to_end_gradcheck_of_tiny_fcns(cls, rng):
 
 def test_state_dict_round_trip_gives_identical_scores(tmp_path, rng):
     a = FCN8s(n_class=3, backbone="tiny").eval()
-    _randomise(a, rng)
+    randomise(a, rng)
     for p in a.parameters():
         p.data = p.data.astype(np.float32)
     mf.save(tmp_path / "fcn8s.npz", a.state_dict())
@@ -207,7 +201,7 @@ def test_classifiers_take_their_imagenet_size_only(rng):
 
 def test_dropout_is_active_in_training_only(rng):
     model = FCN32s(n_class=2, backbone="tiny", dtype=np.float64)
-    _randomise(model, rng)
+    randomise(model, rng)
     x = mf.Tensor(rng.standard_normal((1, 3, 16, 16)))
     mf.manual_seed(0)
     a = model.train()(x).data

@@ -97,7 +97,7 @@ class SIFTFlow:
                 raise DataError(f"SIFT Flow: label {path!r} is {raw.shape[1]}x{raw.shape[0]}, its image "
                                 f"{image.shape[1]}x{image.shape[0]}")  # fmt: skip
             if raw.min() < -1 or raw.max() > n:
-                raise DataError(f"SIFT Flow: label {path!r} has values outside 0..{n}: {sorted(set(raw.ravel()))[:8]}")
+                raise DataError(f"SIFT Flow: label {path!r} has values outside 0..{n}: {np.unique(raw).tolist()[:8]}")
             # 1..n are the classes, 0 (and -1 in some geometric files) unlabelled: shift to 0..n-1, void 255.
             labels.append(np.where(raw >= 1, raw - 1, 255))
         return image, np.stack(labels, axis=2)

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
+
 from ..autograd import Function, Tensor
 from ..backend import device_of, get_array_module
 from ..cuda import kernels
@@ -101,6 +103,8 @@ class SoftmaxCrossEntropy(Function):
         xp = get_array_module(scores)
         _check_labels(scores, self.labels, self.ignore_index)
         if kernels.on_gpu(scores):  # one fused kernel: log-softmax, pick, ignore
+            # The kernels read int64 labels: convert once here, not again in backward.
+            self.labels = xp.ascontiguousarray(self.labels, dtype=np.int64)
             loss, counted = kernels.softmax_loss_forward(scores, self.labels, self.ignore_index)
             count = int(counted.sum())
             self.scores, self.scale = scores, self._scale(count)

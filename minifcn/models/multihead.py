@@ -33,7 +33,7 @@ class MultiHeadFCN(nn.Module):
         from . import MODELS
 
         super().__init__()
-        heads = dict(heads or {"semantic": 33, "geometric": 3})
+        heads = {"semantic": 33, "geometric": 3} if heads is None else dict(heads)
         if model not in MODELS:
             raise ValueError(f"MultiHeadFCN: unknown model {model!r}; choose one of {', '.join(MODELS)}")
         if len(heads) < 1:
