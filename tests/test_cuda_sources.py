@@ -37,7 +37,7 @@ DTYPES = [np.float32, np.float64]
 
 
 def test_every_file_and_kernel_is_known():
-    assert {"im2col.cu", "pool.cu", "softmax_loss.cu"} <= set(FILES)
+    assert {"im2col.cu", "pool.cu", "reduce.cu", "softmax_loss.cu"} <= set(FILES)
     assert {filename for filename, _ in launch.SIGNATURES.values()} == set(FILES)
 
 
@@ -117,12 +117,12 @@ def test_signatures_match_the_c_declarations():
     for filename in FILES:
         text = re.sub(r"\s+", " ", _preprocess(filename))
         for name, suffix, params in re.findall(r'extern "C" void (\w+)_(f32|f64) ?\(([^)]*)\)', text):
-            scalar = "float" if suffix == "f32" else "double"
-            params = tuple(re.sub(rf"\b{scalar}\b", "T", p.strip()).replace(" *", "*") for p in params.split(","))
-            declared[(name, suffix)] = (filename, params)
+            declared[(name, suffix)] = (filename, tuple(p.strip().replace(" *", "*") for p in params.split(",")))
     assert sorted({name for name, _ in declared}) == sorted(launch.SIGNATURES)
-    for (name, _), signature in declared.items():
-        assert signature == launch.SIGNATURES[name], name
+    for (name, suffix), signature in declared.items():
+        scalar = "float" if suffix == "f32" else "double"  # T in SIGNATURES; a "double*" stays double in both
+        filename, params = launch.SIGNATURES[name]
+        assert signature == (filename, tuple(re.sub(r"\bT\b", scalar, p) for p in params)), name
 
 
 # ---------------------------------------------------------------------------
@@ -287,11 +287,34 @@ def test_softmax_loss_kernels_match_numpy(on_host, dtype, reduction, rng):
     total = loss.sum(dtype=np.float64) / (counted.sum() if reduction == "mean" else 1)
     assert total == pytest.approx(expected, rel=1e-5 if dtype == np.float32 else 1e-12)
 
-    scale = 1.0 / counted.sum() if reduction == "mean" else 1.0
+    scale = np.array([1.0 / counted.sum() if reduction == "mean" else 1.0], dtype)  # read by the kernel from memory
     grad = kernels.softmax_loss_backward(scores, labels, 255, scale)
     tol = 1e-4 if dtype == np.float32 else 1e-12  # float32 differences of scores near 800 round at 6e-5
     expected_grad = _numpy_branch(lambda: reference.backward(np.array(1.0, dtype)))
     np.testing.assert_allclose(grad, expected_grad, rtol=tol, atol=tol)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", [(2, 3, 5, 7), (1, 1, 40, 33), (3, 600, 2, 2), (2, 2, 1, 1)])
+def test_channel_sums_kernel_is_a_float64_sum(on_host, shape, dtype, rng):
+    """Per channel, the sum of a and of a*b over n and every pixel, as a float64 loop over the channel computes."""
+    a = (rng.standard_normal(shape) + 3).astype(dtype)
+    b = rng.standard_normal(shape).astype(dtype)
+    sums = kernels.channel_sums(a, b)
+    assert sums.shape == (2, shape[1]) and sums.dtype == np.float64
+    for c in range(shape[1]):
+        a_c, b_c = a[:, c].astype(np.float64).ravel(), b[:, c].astype(np.float64).ravel()
+        assert sums[0, c] == pytest.approx(np.sum(a_c), rel=1e-13, abs=1e-13)
+        assert sums[1, c] == pytest.approx(np.dot(a_c, b_c), rel=1e-13, abs=1e-12)
+    assert "channel_sums_" + ("f32" if dtype == np.float32 else "f64") in on_host
+
+
+def test_channel_sums_slices_cover_every_pixel_once(on_host, monkeypatch):
+    """However each channel is cut into slices (one block each), every pixel is counted exactly once."""
+    a = np.ones((2, 3, 50, 41), np.float32)
+    for blocks in (1, 3, 7, 10_000):
+        monkeypatch.setattr(kernels, "SUM_BLOCKS", blocks)
+        np.testing.assert_array_equal(kernels.channel_sums(a, a), np.full((2, 3), 2 * 50 * 41.0))
 
 
 # ---------------------------------------------------------------------------
@@ -374,6 +397,25 @@ def test_softmax_cross_entropy_gpu_branch(on_host, reduction, dtype, rng):
     labels[0, 1] = 255
     _compare_branches(lambda s: F.softmax_cross_entropy(s, labels, 255, reduction) * 3.0, [scores], dtype)
     assert "softmax_loss_backward_" + ("f32" if dtype == np.float32 else "f64") in on_host
+
+
+@pytest.mark.parametrize("training", [True, False])
+def test_batch_norm_gpu_branch(on_host, training, rng):
+    """Batch norm's statistics and gradient sums through the channel_sums kernel: the NumPy branch's numbers."""
+    from minifcn.functional.norm import BatchNorm2d
+
+    x = (rng.standard_normal((2, 3, 9, 11)) * 2 + 1).astype(np.float64)
+    gamma, beta = rng.standard_normal(3), rng.standard_normal(3)
+    gy = rng.standard_normal(x.shape)
+    results = []
+    for branch in (lambda f: f(), _numpy_branch):
+        running = (np.zeros(3), np.ones(3))
+        op = BatchNorm2d(*running, training, 0.1, 1e-5)
+        y = branch(lambda: op.forward(x, gamma, beta))
+        results.append((y, *branch(lambda: op.backward(gy)), *running))
+    for got, expected in zip(*results):
+        np.testing.assert_allclose(got, expected, rtol=1e-12, atol=1e-12)
+    assert "channel_sums_f64" in on_host  # mean and var (training), dbeta and dgamma (both)
 
 
 def test_softmax_cross_entropy_gpu_branch_all_ignored(on_host):

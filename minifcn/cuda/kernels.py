@@ -7,6 +7,7 @@ the ``.cu`` files (read those for what each thread computes):
 
     im2col / col2im        the columns of a convolution, a band of output rows at a time
     max_pool_forward/backward, avg_pool_forward/backward
+    channel_sums           per-channel sums in double precision (batch norm, bias gradients)
     softmax_loss_forward/backward   per-pixel cross-entropy with an ignore label
 
 Matrix products are not here: ``xp.matmul`` sends them to cuBLAS.
@@ -34,9 +35,9 @@ def _check_shape(kernel: str, name: str, array: Any, expected: tuple) -> None:
         raise ValueError(f"CUDA kernel {kernel}: {name} has shape {tuple(array.shape)}, expected {tuple(expected)}")
 
 
-def _run(kernel: str, dtype: Any, n_threads: int, *args: Any) -> None:
+def _run(kernel: str, dtype: Any, n_threads: int, *args: Any, blocks: int | None = None) -> None:
     # Looked up at call time, so that tests can run the kernels on the host instead.
-    _launch.launch(kernel, dtype, n_threads, *args)
+    _launch.launch(kernel, dtype, n_threads, *args, blocks=blocks)
 
 
 # ---------------------------------------------------------------------------
@@ -121,6 +122,31 @@ def avg_pool_backward(gy: Any, x_shape: tuple, kernel: Pair, stride: Pair, paddi
 
 
 # ---------------------------------------------------------------------------
+# Per-channel sums
+
+#: Blocks the per-channel sums aim for: enough to fill a large GPU when a layer has few channels.
+SUM_BLOCKS = 512
+
+
+def channel_sums(a: Any, b: Any) -> Any:
+    """(2, C) float64: the sums of a and of a*b over the batch and the pixels, per channel.
+
+    Shapes: a, b (N, C, H, W) (any trailing pixel axes). Each channel is cut
+    into S slices, one block each; the kernel writes the (2, C, S) partial
+    sums and one CuPy reduction adds the slices.
+    """
+    xp = get_array_module(a)
+    N, C = a.shape[:2]
+    _check_shape("channel_sums", "b", b, a.shape)
+    P = a.size // max(N * C, 1)
+    S = max(1, min(SUM_BLOCKS // max(C, 1), -(-P // _launch.THREADS_PER_BLOCK)))
+    partial = xp.empty((2, C, S), dtype=np.float64)
+    _run("channel_sums", a.dtype, a.size, xp.ascontiguousarray(a), xp.ascontiguousarray(b), partial,
+         N, C, P, S, blocks=C * S)  # fmt: skip
+    return partial.sum(axis=2)
+
+
+# ---------------------------------------------------------------------------
 # Softmax cross-entropy
 
 
@@ -136,11 +162,16 @@ def softmax_loss_forward(scores: Any, labels: Any, ignore_index: int) -> tuple:
     return loss, counted
 
 
-def softmax_loss_backward(scores: Any, labels: Any, ignore_index: int, scale: float) -> Any:
-    """dL/dscores = (softmax - onehot) * scale on counted pixels, 0 on ignored ones."""
+def softmax_loss_backward(scores: Any, labels: Any, ignore_index: int, scale: Any) -> Any:
+    """dL/dscores = (softmax - onehot) * scale[0] on counted pixels, 0 on ignored ones.
+
+    ``scale`` is a one-element array on the device (dL/dloss / count), so the
+    host does not wait for the GPU to learn it.
+    """
     xp = get_array_module(scores)
     N, C = scores.shape[:2]
     _check_shape("softmax_loss_backward", "labels", labels, (N,) + scores.shape[2:])
+    _check_shape("softmax_loss_backward", "scale", scale, (1,))
     grad = xp.empty(scores.shape, dtype=scores.dtype)
     _run("softmax_loss_backward", scores.dtype, labels.size, xp.ascontiguousarray(scores), _int64(labels),
          grad, N, C, labels.size // max(N, 1), ignore_index, scale)  # fmt: skip

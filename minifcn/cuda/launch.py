@@ -28,7 +28,6 @@ from typing import Any, Callable
 
 import numpy as np
 
-from ..backend import device_of
 
 CUDA_DIR = os.path.dirname(os.path.abspath(__file__))
 
@@ -50,14 +49,40 @@ SIGNATURES: dict[str, tuple[str, tuple[str, ...]]] = {
     "max_pool_backward": ("pool.cu", ("const T* gy", "const int* argmax", "T* gx") + _POOL + ("int dh", "int dw")),
     "avg_pool_forward": ("pool.cu", ("const T* x", "T* y") + _POOL),
     "avg_pool_backward": ("pool.cu", ("const T* gy", "T* gx") + _POOL),
+    "channel_sums": ("reduce.cu", ("const T* a", "const T* b", "double* partial", "int N", "int C", "long long P",
+                                   "int S")),  # fmt: skip
     "softmax_loss_forward": ("softmax_loss.cu", ("const T* scores", "const long long* labels", "T* loss", "T* counted",
                                                  "int N", "int C", "long long P", "long long ignore")),  # fmt: skip
     "softmax_loss_backward": ("softmax_loss.cu", ("const T* scores", "const long long* labels", "T* grad",
-                                                  "int N", "int C", "long long P", "long long ignore", "T scale")),  # fmt: skip
+                                                  "int N", "int C", "long long P", "long long ignore", "const T* scale")),  # fmt: skip
 }
 
-_ARRAY_DTYPES = {"int": np.dtype(np.int32), "long long": np.dtype(np.int64)}
+_ARRAY_DTYPES = {"int": np.dtype(np.int32), "long long": np.dtype(np.int64), "double": np.dtype(np.float64)}
 _SCALAR_TYPES = {"int": np.int32, "long long": np.int64}
+
+
+class _Parameter:
+    """One C parameter, parsed once: its name, whether it is a pointer, and its C type."""
+
+    __slots__ = ("name", "pointer", "ctype", "dtype", "scalar", "low", "high")
+
+    def __init__(self, declaration: str):
+        match = re.fullmatch(r"(?:const )?(.+?)\s*(\*?)\s*(\w+)", declaration)
+        self.ctype, self.name = match.group(1), match.group(3)
+        self.pointer = match.group(2) == "*"
+        #: the element dtype of a pointer (None: the launch's float type T)
+        self.dtype = None if self.ctype == "T" else _ARRAY_DTYPES.get(self.ctype) if self.pointer else None
+        #: the NumPy scalar type of a whole-number parameter, and its range
+        self.scalar = None if (self.pointer or self.ctype == "T") else _SCALAR_TYPES[self.ctype]
+        if self.scalar is not None:
+            info = np.iinfo(self.scalar)
+            self.low, self.high = int(info.min), int(info.max)
+
+
+#: kernel -> its parameters, parsed from SIGNATURES once (not at every launch).
+_PARSED: dict[str, tuple[str, tuple[_Parameter, ...]]] = {
+    kernel: (filename, tuple(_Parameter(p) for p in params)) for kernel, (filename, params) in SIGNATURES.items()
+}
 
 
 def source(filename: str) -> str:
@@ -74,30 +99,39 @@ def source(filename: str) -> str:
 
 
 # ---------------------------------------------------------------------------
-# Compiling: one RawModule per (device, file), built on first use
+# Compiling: one RawModule per (device, file), built on first use; one function object per kernel
 
 
 _modules: dict[tuple[int, str], Any] = {}
+_functions: dict[tuple[int, str], Callable] = {}
 
 
 def _function(name: str, filename: str) -> Callable:
-    """The compiled kernel ``name`` of ``filename`` on the current device, callable as f(grid, block, args)."""
+    """The compiled kernel ``name`` of ``filename`` on the current device, callable as f(grid, block, args).
+
+    Looked up once per device and kept: CuPy's ``get_function`` makes a new
+    function object (a driver call) every time it is asked.
+    """
     import cupy
 
-    key = (cupy.cuda.runtime.getDevice(), filename)
-    if key not in _modules:
-        _modules[key] = cupy.RawModule(code=source(filename))
-    try:
-        return _modules[key].get_function(name)
-    except cupy.cuda.compiler.CompileException as e:
-        raise RuntimeError(f"minifcn/cuda/{filename} did not compile:\n{e}") from None
+    device = cupy.cuda.runtime.getDevice()
+    function = _functions.get((device, name))
+    if function is None:
+        if (device, filename) not in _modules:
+            _modules[(device, filename)] = cupy.RawModule(code=source(filename))
+        try:
+            function = _functions[(device, name)] = _modules[(device, filename)].get_function(name)
+        except cupy.cuda.compiler.CompileException as e:
+            raise RuntimeError(f"minifcn/cuda/{filename} did not compile:\n{e}") from None
+    return function
 
 
 def _device_id(array: Any) -> int:
     """The GPU that holds ``array``; an error for an array in host memory."""
-    if device_of(array) != "cuda":
-        raise TypeError(f"got a {type(array).__module__}.{type(array).__name__} in host memory")
-    return array.device.id
+    try:
+        return array.device.id  # a CuPy array's Device; NumPy's .device is the string 'cpu'
+    except AttributeError:
+        raise TypeError(f"got a {type(array).__module__}.{type(array).__name__} in host memory") from None
 
 
 def _current_device() -> int:
@@ -110,51 +144,68 @@ def _current_device() -> int:
 # Launching
 
 
-def launch(kernel: str, dtype: Any, n_threads: int, *args: Any) -> None:
+def launch(kernel: str, dtype: Any, n_threads: int, *args: Any, blocks: int | None = None) -> None:
     """Run ``kernel`` in ``dtype`` (float32 or float64) with one thread per element, ``n_threads`` in all.
 
     ``args`` follow ``SIGNATURES[kernel]``: arrays for pointers (C-contiguous,
     of the pointer's dtype, on the current GPU), Python or NumPy numbers for
-    the rest. Returns when the launch is queued, as CuPy's own kernels do.
+    the rest. ``blocks`` fixes the number of blocks instead (the per-channel
+    reductions run one block per channel). Returns when the launch is queued,
+    as CuPy's own kernels do.
+
+    The checks cost a few microseconds: the signature was parsed at import,
+    and each argument is one type test and a comparison or two
+    (benchmarks/bench_overhead.py measures it).
     """
-    filename, params = SIGNATURES[kernel]
+    filename, params = _PARSED[kernel]
     dtype = np.dtype(dtype)
-    if dtype not in SUFFIXES:
+    suffix = SUFFIXES.get(dtype)
+    if suffix is None:
         raise TypeError(f"CUDA kernel {kernel}: runs in float32 or float64, not {dtype}")
     if len(args) != len(params):
-        raise TypeError(f"CUDA kernel {kernel}: takes {len(params)} arguments ({', '.join(params)}), got {len(args)}")
-    values = tuple(_convert(kernel, param, arg, dtype) for param, arg in zip(params, args))
+        names = ", ".join(SIGNATURES[kernel][1])
+        raise TypeError(f"CUDA kernel {kernel}: takes {len(params)} arguments ({names}), got {len(args)}")
+    device = _current_device()
+    values = [_convert(kernel, param, arg, dtype, device) for param, arg in zip(params, args)]
     if n_threads == 0:
         return
-    blocks = min(-(-n_threads // THREADS_PER_BLOCK), MAX_BLOCKS)
-    _function(f"{kernel}_{SUFFIXES[dtype]}", filename)((blocks,), (THREADS_PER_BLOCK,), values)
+    if blocks is None:
+        blocks = min(-(-n_threads // THREADS_PER_BLOCK), MAX_BLOCKS)
+    _function(f"{kernel}_{suffix}", filename)((blocks,), (THREADS_PER_BLOCK,), tuple(values))
 
 
-def _convert(kernel: str, param: str, arg: Any, dtype: np.dtype) -> Any:
-    """``arg`` as the C parameter ``param`` (e.g. "const T* x", "int N") expects it, or a clear error."""
-    ctype, name = re.fullmatch(r"(?:const )?(.+?)\s*(\*?)\s*(\w+)", param).group(1, 3)
-    where = f"CUDA kernel {kernel}, argument {name!r}"
-    if "*" in param:  # a pointer: an array of exactly that element type, contiguous, on this GPU
-        expected = dtype if ctype == "T" else _ARRAY_DTYPES[ctype]
-        if not (hasattr(arg, "dtype") and hasattr(arg, "flags")):
-            raise TypeError(f"{where}: expected an array, got {type(arg).__name__}")
+def _convert(kernel: str, param: _Parameter, arg: Any, dtype: np.dtype, device: int) -> Any:
+    """``arg`` as the C parameter ``param`` expects it, or an error that names the kernel and the parameter."""
+    if param.pointer:  # an array of exactly that element type, contiguous, on this GPU
+        expected = param.dtype or dtype
         try:
-            device = _device_id(arg)
+            arg_dtype, contiguous = arg.dtype, arg.flags.c_contiguous
+        except AttributeError:
+            raise TypeError(f"{_where(kernel, param)}: expected an array, got {type(arg).__name__}") from None
+        try:
+            arg_device = _device_id(arg)
         except TypeError as e:
-            raise TypeError(f"{where}: {e}; move it to the GPU first (Tensor.to('cuda'))") from None
-        if device != _current_device():
-            raise ValueError(f"{where}: the array is on GPU {device}, the kernel runs on GPU {_current_device()}")
-        if arg.dtype != expected:
-            raise TypeError(f"{where}: expected {expected} elements, got {arg.dtype} (shape {arg.shape})")
-        if not arg.flags.c_contiguous:
-            raise ValueError(f"{where}: the array of shape {arg.shape} must be C-contiguous (ascontiguousarray)")
+            raise TypeError(f"{_where(kernel, param)}: {e}; move it to the GPU first (Tensor.to('cuda'))") from None
+        if arg_device != device:
+            raise ValueError(f"{_where(kernel, param)}: the array is on GPU {arg_device}, the kernel runs on GPU {device}")
+        if arg_dtype != expected:
+            raise TypeError(f"{_where(kernel, param)}: expected {expected} elements, got {arg_dtype} (shape {arg.shape})")
+        if not contiguous:
+            raise ValueError(f"{_where(kernel, param)}: the array of shape {arg.shape} must be C-contiguous "
+                             "(ascontiguousarray)")  # fmt: skip
         return arg
-    if ctype == "T":
+    if param.scalar is None:  # T: the launch's float type
         return dtype.type(arg)
+    if type(arg) is int and param.low <= arg <= param.high:  # the usual case, checked in one line
+        return param.scalar(arg)
     value = int(arg)
     if value != arg:
-        raise TypeError(f"{where}: expected a whole number, got {arg!r}")
-    info = np.iinfo(_SCALAR_TYPES[ctype])
-    if not info.min <= value <= info.max:
-        raise ValueError(f"{where}: {value} does not fit a C {ctype} ({info.min}..{info.max}); the tensor is too large")
-    return _SCALAR_TYPES[ctype](value)
+        raise TypeError(f"{_where(kernel, param)}: expected a whole number, got {arg!r}")
+    if not param.low <= value <= param.high:
+        raise ValueError(f"{_where(kernel, param)}: {value} does not fit a C {param.ctype} "
+                         f"({param.low}..{param.high}); the tensor is too large")  # fmt: skip
+    return param.scalar(value)
+
+
+def _where(kernel: str, param: _Parameter) -> str:
+    return f"CUDA kernel {kernel}, argument {param.name!r}"

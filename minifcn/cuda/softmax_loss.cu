@@ -7,17 +7,29 @@
 //     lse = m + log(sum_c exp(s_c - m))     log of the softmax's denominator
 //     loss = lse - s_label                  = -log softmax(s)_label
 // Forward writes each pixel's loss (0 where ignored) and 1 or 0 for "counted"; the caller
-// sums them. Backward writes dL/ds_c = (softmax_c - [c == label]) * scale * dy, 0 where
-// ignored, recomputing the softmax from the scores instead of storing it.
+// sums them. Backward writes dL/ds_c = (softmax_c - [c == label]) * scale[0], 0 where
+// ignored, recomputing the softmax from the scores instead of storing it. scale is read
+// from GPU memory (dL/dloss times 1/count, computed there), so the host never waits for it.
+//
+// The denominator is found in one pass over a pixel's C scores ("online" log-sum-exp):
+// keep the largest score m seen so far and the sum of exp(s - m); when a larger score
+// arrives, rescale the sum by exp(m_old - m_new). Neighbouring threads read neighbouring
+// pixels, so every read of class c is one coalesced sweep of the (N, C, P) scores.
 
 #include "common.cuh"
 
 template <typename T>
 __device__ T log_sum_exp(const T* s, long long stride, int C) {
-    T m = s[0];
-    for (int c = 1; c < C; ++c) m = s[c * stride] > m ? s[c * stride] : m;
-    T total = T(0);
-    for (int c = 0; c < C; ++c) total += exp(s[c * stride] - m);
+    T m = s[0], total = T(1);
+    for (int c = 1; c < C; ++c) {
+        const T v = s[c * stride];
+        if (v > m) {
+            total = total * exp(m - v) + T(1);
+            m = v;
+        } else {
+            total += exp(v - m);  // a NaN score lands here and makes the result NaN
+        }
+    }
     return m + log(total);
 }
 
@@ -41,7 +53,7 @@ __device__ void softmax_loss_forward(const T* scores, const long long* labels, T
 
 template <typename T>
 __device__ void softmax_loss_backward(const T* scores, const long long* labels, T* grad, int N, int C, long long P,
-                                      long long ignore, T scale) {
+                                      long long ignore, const T* scale) {
     const long long total = (long long)N * P;
     for (long long i = first_index(); i < total; i += index_stride()) {
         const long long n = i / P, p = i % P;
@@ -52,8 +64,8 @@ __device__ void softmax_loss_backward(const T* scores, const long long* labels, 
             for (int c = 0; c < C; ++c) g[c * P] = T(0);
             continue;
         }
-        const T lse = log_sum_exp(s, P, C);
-        for (int c = 0; c < C; ++c) g[c * P] = (exp(s[c * P] - lse) - (c == label ? T(1) : T(0))) * scale;
+        const T lse = log_sum_exp(s, P, C), k = scale[0];
+        for (int c = 0; c < C; ++c) g[c * P] = (exp(s[c * P] - lse) - (c == label ? T(1) : T(0))) * k;
     }
 }
 
@@ -66,10 +78,10 @@ extern "C" __global__ void softmax_loss_forward_f64(const double* scores, const 
     softmax_loss_forward<double>(scores, labels, loss, counted, N, C, P, ignore);
 }
 extern "C" __global__ void softmax_loss_backward_f32(const float* scores, const long long* labels, float* grad,
-                                                     int N, int C, long long P, long long ignore, float scale) {
+                                                     int N, int C, long long P, long long ignore, const float* scale) {
     softmax_loss_backward<float>(scores, labels, grad, N, C, P, ignore, scale);
 }
 extern "C" __global__ void softmax_loss_backward_f64(const double* scores, const long long* labels, double* grad,
-                                                     int N, int C, long long P, long long ignore, double scale) {
+                                                     int N, int C, long long P, long long ignore, const double* scale) {
     softmax_loss_backward<double>(scores, labels, grad, N, C, P, ignore, scale);
 }

@@ -13,6 +13,7 @@ from .. import rng
 from ..autograd import Function, Tensor
 from ..backend import get_array_module
 from .geometry import pair
+from .reduce import total
 
 
 def _check_same(op: str, a: Any, b: Any) -> None:
@@ -94,11 +95,11 @@ def mul(a: Any, b: Any) -> Tensor:
 
 
 class Sum(Function):
-    """The sum of all elements, as a 0-d array. Backward: dy copied to every element."""
+    """The sum of all elements, as a 0-d array (accumulated in float64). Backward: dy copied to every element."""
 
     def forward(self, x: Any) -> Any:
         self.shape = x.shape
-        return x.sum()
+        return total(x).astype(x.dtype)
 
     def backward(self, gy: Any) -> Any:
         xp = get_array_module(gy)

@@ -38,6 +38,7 @@ from typing import Any
 from ..autograd import Function, Tensor
 from ..backend import get_array_module
 from ..cuda import kernels
+from .reduce import channel_sum
 from .geometry import conv_output_size, conv_transpose_output_size, kernel_span, pad2d, pair
 
 #: Largest im2col buffer built at once; larger ones are processed in bands of output rows.
@@ -272,8 +273,8 @@ class _Convolution(Function):
         _check_hyper(self.op, self.stride, self.padding, self.dilation)
 
     def _with_bias_grad(self, gx: Any, gw: Any, gy: Any) -> tuple:
-        """(dx, dw) and, when there is a bias, db: dy summed over N, OH and OW."""
-        return (gx, gw, gy.sum(axis=(0, 2, 3))) if self.has_bias else (gx, gw)
+        """(dx, dw) and, when there is a bias, db: dy summed over N, OH and OW (in float64, see reduce.py)."""
+        return (gx, gw, channel_sum(gy).astype(gy.dtype)) if self.has_bias else (gx, gw)
 
 
 # ---------------------------------------------------------------------------

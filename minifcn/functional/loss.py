@@ -18,6 +18,7 @@ import numpy as np
 from ..autograd import Function, Tensor
 from ..backend import device_of, get_array_module
 from ..cuda import kernels
+from .reduce import total
 
 
 def _log_softmax(x: Any, axis: int) -> Any:
@@ -88,6 +89,12 @@ class SoftmaxCrossEntropy(Function):
     Shapes: scores (N, C, H, W) (or (N, C, ...)), labels (N, H, W) integers
     -> loss, a 0-d array.
 
+    Both branches first compute each pixel's loss (0 where ignored) and a 1/0
+    "counted" map, then add them up in float64 (``reduce.total``), so the
+    mean keeps its digits on a large image. The scale (1 / count for 'mean')
+    stays a 0-d array on the device: on a GPU nothing here waits for the GPU
+    except the label check.
+
     Backward: dscores = (softmax(scores) - onehot(labels)) on counted
     pixels, 0 on ignored ones; times 1 / (number counted) for 'mean'.
     """
@@ -103,34 +110,31 @@ class SoftmaxCrossEntropy(Function):
         xp = get_array_module(scores)
         _check_labels(scores, self.labels, self.ignore_index)
         if kernels.on_gpu(scores):  # one fused kernel: log-softmax, pick, ignore
-            # The kernels read int64 labels: convert once here, not again in backward.
+            # Converted once here (labels to int64, scores to one block), not again in backward.
             self.labels = xp.ascontiguousarray(self.labels, dtype=np.int64)
-            loss, counted = kernels.softmax_loss_forward(scores, self.labels, self.ignore_index)
-            count = int(counted.sum())
-            self.scores, self.scale = scores, self._scale(count)
-            return (loss.sum() * self.scale).astype(scores.dtype)
-        valid = self.labels != self.ignore_index  # (N, H, W)
-        target = xp.where(valid, self.labels, 0)[:, None]  # (N, 1, H, W), ignored pixels point at class 0
-        logp = _log_softmax(scores, axis=1)
-        picked = xp.take_along_axis(logp, target, axis=1)[:, 0]  # log p(true class) per pixel
-        total = -xp.where(valid, picked, 0).sum()
-        scale = self._scale(int(valid.sum()))
-        self.softmax, self.target, self.valid, self.scale = xp.exp(logp), target, valid, scale
-        return (total * scale).astype(scores.dtype)
-
-    def _scale(self, count: int) -> float:
+            self.scores = xp.ascontiguousarray(scores)
+            losses, counted = kernels.softmax_loss_forward(self.scores, self.labels, self.ignore_index)
+        else:
+            valid = self.labels != self.ignore_index  # (N, H, W)
+            target = xp.where(valid, self.labels, 0)[:, None]  # (N, 1, H, W), ignored pixels point at class 0
+            logp = _log_softmax(scores, axis=1)
+            picked = xp.take_along_axis(logp, target, axis=1)[:, 0]  # log p(true class) per pixel
+            losses, counted = -xp.where(valid, picked, 0), valid
+            self.softmax, self.target, self.valid = xp.exp(logp), target, valid
+        count = total(counted)
         # 'mean' of no pixels is 0 (not NaN): an all-void crop teaches nothing.
-        return 1.0 / count if (self.reduction == "mean" and count > 0) else 1.0
+        self.scale = 1 / xp.maximum(count, 1) if self.reduction == "mean" else xp.ones((), np.float64)
+        return (total(losses) * self.scale).astype(scores.dtype)
 
     def backward(self, gy: Any) -> Any:
         xp = get_array_module(gy)
+        scale = (self.scale * gy).astype(gy.dtype)  # a 0-d array: dL/dloss times 1 / count
         if kernels.on_gpu(gy):  # the kernel recomputes the softmax from the scores
-            return kernels.softmax_loss_backward(self.scores, self.labels, self.ignore_index, self.scale * float(gy))
+            return kernels.softmax_loss_backward(self.scores, self.labels, self.ignore_index, scale.reshape(1))
         C = self.softmax.shape[1]
         classes = xp.arange(C).reshape((1, C) + (1,) * (self.softmax.ndim - 2))
         onehot = classes == self.target  # (N, C, H, W)
-        weight = self.valid[:, None] * (gy * gy.dtype.type(self.scale))
-        return (self.softmax - onehot) * weight
+        return (self.softmax - onehot) * (self.valid[:, None] * scale)
 
 
 def softmax_cross_entropy(scores: Tensor, labels: Any, ignore_index: int = 255, reduction: str = "mean") -> Tensor:

@@ -19,6 +19,11 @@ Backward (training), with m = N*H*W values per channel:
     dx     = gamma / sqrt(var + eps) * (dy - dbeta / m - xhat * dgamma / m)
 
 The two subtracted terms are there because every x moves mu and var.
+
+The sums over the batch and the pixels (mu, var, dbeta, dgamma) are
+accumulated in float64 (``reduce.channel_sums``), whatever the data's dtype:
+dbeta and dgamma are small differences of large sums, and float32 running
+sums over a large map lose most of their digits.
 """
 
 from __future__ import annotations
@@ -27,18 +32,13 @@ from typing import Any
 
 from ..autograd import Function, Tensor
 from ..backend import get_array_module
+from .reduce import channel_sum, channel_sums
 
-_AXES = (0, 2, 3)  # batch and pixels: the statistics are per channel
 
 
 def _per_channel(v: Any) -> Any:
     """(C,) -> (1, C, 1, 1), to combine with (N, C, H, W)."""
     return v.reshape(1, -1, 1, 1)
-
-
-def _sum_of_products(a: Any, b: Any) -> Any:
-    """sum over n, i, j of a[n, c, i, j] * b[n, c, i, j], per channel, without an (N, C, H, W) temporary."""
-    return get_array_module(a).einsum("nchw,nchw->c", a, b)
 
 
 class BatchNorm2d(Function):
@@ -67,9 +67,9 @@ class BatchNorm2d(Function):
             m = x.size // C
             if m < 2:
                 raise ValueError(f"batch_norm: training needs more than one value per channel, input {x.shape}")
-            mean = x.mean(axis=_AXES)
+            mean = (channel_sum(x) / m).astype(x.dtype)
             xc = x - _per_channel(mean)
-            var = _sum_of_products(xc, xc) / x.dtype.type(m)
+            var = (channel_sums(xc, xc)[1] / m).astype(x.dtype)
             t = x.dtype.type(self.momentum)
             self.running_mean *= 1 - t
             self.running_mean += t * mean
@@ -87,8 +87,7 @@ class BatchNorm2d(Function):
 
     def backward(self, gy: Any) -> tuple:
         xhat = self.xhat
-        dbeta = gy.sum(axis=_AXES)
-        dgamma = _sum_of_products(gy, xhat)
+        dbeta, dgamma = (s.astype(gy.dtype) for s in channel_sums(gy, xhat))
         scale = self.gamma * self.inv_std  # (C,)
         if not self.training:  # fixed statistics: a per-channel affine map
             return gy * _per_channel(scale), dgamma, dbeta
