@@ -106,3 +106,70 @@ def test_adam_state_dict_resumes_exactly(rng):
     np.testing.assert_array_equal(run(), run(resume_after=3))
     with pytest.raises(ValueError, match=r"lacks \['betas', 'eps', 't'\]; was it written by Adam.state_dict"):
         Adam([Parameter(np.zeros(2))]).load_state_dict(SGD([Parameter(np.zeros(2))], lr=0.1).state_dict())
+
+
+def _adam_by_hand(w, g, m, v, t, lr, b1=0.9, b2=0.999, eps=1e-8):
+    m = b1 * m + (1 - b1) * g
+    v = b2 * v + (1 - b2) * g * g
+    return w - lr * (m / (1 - b1**t)) / (np.sqrt(v / (1 - b2**t)) + eps), m, v
+
+
+@pytest.mark.parametrize("optimiser", ["sgd", "adam"])
+def test_one_flat_update_equals_the_update_of_each_parameter(optimiser, rng):
+    """The parameters of one kind are views of one buffer, updated at once: each gets its own update, by hand."""
+    shapes = [(4, 3, 3, 3), (4,), (2, 4, 1, 1), (2,), (5,)]
+    mults = [(1, 1), (2, 0), (1, 1), (2, 0), (0, 1)]  # weights, biases, and one fixed
+    params = [Parameter(rng.standard_normal(s), lr_mult=lm, decay_mult=dm) for s, (lm, dm) in zip(shapes, mults)]
+    expected = [p.data.copy() for p in params]
+    opt = SGD(params, lr=0.1, momentum=0.9, weight_decay=0.01) if optimiser == "sgd" else Adam(params, lr=0.01)
+    buffers = {id(p.data.base) for p in params[:4]}
+    assert len(buffers) == 2  # weights in one buffer, biases in another
+    state = [[np.zeros(s), np.zeros(s)] for s in shapes]
+    for t in range(1, 4):
+        grads = [rng.standard_normal(s) for s in shapes]
+        for p, g in zip(params, grads):
+            p.grad = g
+        opt.step()
+        for k, ((lm, dm), g) in enumerate(zip(mults, grads)):
+            if lm == 0:
+                continue
+            if optimiser == "sgd":
+                state[k][0] = 0.9 * state[k][0] + 0.1 * lm * (g + 0.01 * dm * expected[k])
+                expected[k] = expected[k] - state[k][0]
+            else:
+                expected[k], state[k][0], state[k][1] = _adam_by_hand(expected[k], g, *state[k], t, 0.01 * lm)
+    for p, e in zip(params, expected):
+        np.testing.assert_allclose(p.data, e, rtol=1e-12, atol=1e-15)
+    names = ("velocity",) if optimiser == "sgd" else ("m", "v")
+    saved = opt.state_dict()
+    for k in range(4):  # checkpoints keep one entry per parameter, as before the buffers
+        np.testing.assert_allclose(saved[f"{names[0]}.{k}"], state[k][0], rtol=1e-12, atol=1e-15)
+    np.testing.assert_array_equal(saved[f"{names[0]}.4"], np.zeros(5))
+
+
+def test_a_parameter_without_a_gradient_keeps_its_value_and_state(rng):
+    a, b = Parameter(rng.standard_normal(3)), Parameter(rng.standard_normal(2))
+    opt = SGD([a, b], lr=0.1, momentum=0.9)
+    a.grad, b.grad = np.ones(3), np.ones(2)
+    opt.step()
+    b_before, velocity_before = b.data.copy(), opt.state_dict()["velocity.1"]
+    a_before = a.data.copy()
+    a.grad, b.grad = np.ones(3), None
+    opt.step()
+    np.testing.assert_array_equal(b.data, b_before)
+    np.testing.assert_array_equal(opt.state_dict()["velocity.1"], velocity_before)
+    np.testing.assert_allclose(a.data, a_before - (0.9 * 0.1 + 0.1), rtol=1e-12)
+
+
+def test_replaced_data_is_noticed_at_the_next_step(rng):
+    """load_state_dict and Module.to give a parameter a new array: the optimiser updates that one."""
+    p = Parameter(np.zeros(3))
+    opt = SGD([p], lr=1.0, momentum=0.0)
+    p.data = np.full(3, 5.0)  # as Module.load_state_dict does
+    p.grad = np.ones(3)
+    opt.step()
+    np.testing.assert_array_equal(p.data, np.full(3, 4.0))
+    p.data = np.zeros(4)
+    p.grad = np.ones(4)
+    with pytest.raises(ValueError, match=r"parameter 0 changed shape from \(3,\) to \(4,\)"):
+        opt.step()
