@@ -101,3 +101,41 @@ def to_device(array: Any, device: str) -> Any:
         return np.asarray(array)
     cupy = _require_cuda()
     return cupy.asarray(array)
+
+
+# ---------------------------------------------------------------------------
+# TF32: a user's choice of speed over float32's last digits
+
+
+_tf32 = False
+
+
+def set_tf32(enabled: bool) -> None:
+    """Let cuBLAS run float32 matrix products on TF32 tensor cores (``enabled``), or not (the default).
+
+    TF32 keeps float32's range but rounds the products' inputs to 10 bits of
+    mantissa (about 3 decimal digits) and accumulates in float32: on an H100
+    or H200 the convolutions' matrix products run several times faster, and
+    their results move by ~1e-3 relative. Off by default, so that float32
+    means float32, as in PyTorch since 1.12
+    (``torch.backends.cuda.matmul.allow_tf32 = False``). Affects only CuPy
+    (GPU) float32 matrix products, on GPUs of compute capability 8.0 and up;
+    NumPy on the CPU has no TF32. Turning it on needs CuPy and a device.
+    """
+    global _tf32
+    if enabled:
+        cupy = _require_cuda()
+    else:
+        cupy = _import_cupy()
+    if cupy is not None:
+        from cupy._core import _routines_linalg as linalg  # where CuPy keeps cuBLAS's compute type
+
+        compute_type = linalg.COMPUTE_TYPE_TF32 if enabled else linalg.COMPUTE_TYPE_DEFAULT
+        linalg.set_compute_type(cupy.float32, compute_type)
+    _tf32 = bool(enabled)
+
+
+def tf32_enabled() -> bool:
+    """Whether :func:`set_tf32` turned TF32 on."""
+    return _tf32
+

@@ -120,7 +120,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--checkpoint", required=True, help="a checkpoint written by python -m minifcn.train")
     cli.add_data_arguments(p, dataset_default=None)
     p.add_argument("--split", default="val", help="the split to score (default val)")
-    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    cli.add_device_arguments(p)
     p.add_argument("--batch-size", type=int, default=8, help="images of one size scored together")
     p.add_argument("--limit", type=int, help="score only the first N images")
     p.add_argument("--out", help="folder for metrics.json and predictions/<name>.png")
@@ -138,7 +138,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if [len(v) for v in names.values()] != list(heads.values()):
         raise cli.UserError(f"{args.checkpoint!r} predicts {dict(heads)} classes but the {dataset_kind} "
                             f"dataset has {({k: len(v) for k, v in names.items()})}")  # fmt: skip
-    device, why = cli.pick_device(args.device)
+    device, why = cli.pick_device(args.device, args.tf32)
     model.to(device)
     preprocessing = BY_NAME[meta.get("preprocessing", "caffe")]
     print(f"minifcn: evaluating {args.checkpoint} ({meta['model']}, {meta['backbone']}) on {dataset_kind} "

@@ -41,7 +41,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--checkpoint", required=True, help="a checkpoint written by python -m minifcn.train")
     p.add_argument("--out", default=".", help="folder for <stem>.png and <stem>_overlay.png (default: here)")
     p.add_argument("--alpha", type=float, default=0.5, help="opacity of the colours in the overlay")
-    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    cli.add_device_arguments(p)
     p.add_argument("--debug", action="store_true", help="show tracebacks")
     args = p.parse_args(argv)
     if not 0.0 <= args.alpha <= 1.0:
@@ -54,7 +54,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         raise cli.UserError(f"{args.checkpoint!r} is an RGB-D net ({checkpoint.meta['fusion']} fusion); predict reads "
                             "RGB image files. Score RGB-D data with python -m minifcn.evaluate --dataset rgbd-...")  # fmt: skip
     model = model_from_checkpoint(checkpoint)
-    device, _ = cli.pick_device(args.device)
+    device, _ = cli.pick_device(args.device, args.tf32)
     model.to(device)
     preprocessing = BY_NAME[checkpoint.meta.get("preprocessing", "caffe")]
     stems = [os.path.splitext(os.path.basename(path))[0] for path in args.images]

@@ -86,6 +86,7 @@ class Config:
     n_class: int | None = None
     image_size: int | None = None
     device: str = "auto"
+    tf32: bool = False
     iters: int = 600
     batch_size: int = 4
     crop_size: int | None = None
@@ -140,7 +141,7 @@ def parse_config(argv: Sequence[str] | None) -> Config:
     cli.add_data_arguments(p, dataset_default=None)
     a("--train-split", help="split to train on (default train)")
     a("--val-split", help="split to evaluate on (default val; sbd also seg11valid, with --voc-root)")
-    a("--device", choices=("auto", "cpu", "cuda"), default="auto", help="auto: the GPU when CuPy sees one")
+    cli.add_device_arguments(p)
     a("--iters", type=int, help="iterations (quick 1000, paper 100000)")
     a("--batch-size", type=int, help="images per iteration (quick 4, paper 1: whole images)")
     a("--crop-size", type=int, help="train on random square crops of this size (padded with 255 labels)")
@@ -257,7 +258,7 @@ class Run:
 
     def __init__(self, c: Config):
         self.c = c
-        self.device, why = cli.pick_device(c.device)
+        self.device, why = cli.pick_device(c.device, c.tf32)
         fusion = f", {c.fusion} fusion of depth" if c.fusion else ""
         self.say(f"minifcn: training {c.model} ({c.backbone} backbone{fusion}) on {c.dataset}; "
                  f"device {self.device} ({why})")  # fmt: skip

@@ -32,7 +32,7 @@ from typing import Any
 
 from ..autograd import Function, Tensor
 from ..backend import get_array_module
-from .reduce import channel_sum, channel_sums
+from .reduce import channel_dot, channel_sum, channel_sums
 
 
 
@@ -69,7 +69,7 @@ class BatchNorm2d(Function):
                 raise ValueError(f"batch_norm: training needs more than one value per channel, input {x.shape}")
             mean = (channel_sum(x) / m).astype(x.dtype)
             xc = x - _per_channel(mean)
-            var = (channel_sums(xc, xc)[1] / m).astype(x.dtype)
+            var = (channel_dot(xc, xc) / m).astype(x.dtype)
             t = x.dtype.type(self.momentum)
             self.running_mean *= 1 - t
             self.running_mean += t * mean

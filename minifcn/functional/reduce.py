@@ -12,7 +12,7 @@ the sums below bring that to ~1e-4 (tests/test_numerics.py).
 How, without an (N, C, H, W) float64 copy:
 
 - on the CPU, each channel's values are cut into blocks of ``BLOCK`` pixels;
-  a block's sum (NumPy's pairwise sum) or dot product (one BLAS call) is
+  a block's sum (NumPy's pairwise sum) or dot product (einsum's loop) is
   exact to a few float32 roundings of a block, not of the whole image, and
   the blocks are added in float64. Error no longer grows with the image.
 - on a GPU, the ``channel_sums`` kernel (cuda/reduce.cu) keeps every partial
@@ -44,6 +44,13 @@ def channel_sums(a: Any, b: Any) -> tuple[Any, Any]:
         return sums[0], sums[1]
     a3, b3 = _rows(a), _rows(b)
     return _block_sums(a3), _block_dots(a3, b3)
+
+
+def channel_dot(a: Any, b: Any) -> Any:
+    """Per channel c, the float64 sum over n and the pixels of ``a * b`` (N, C, H, W) -> (C,)."""
+    if kernels.on_gpu(a, b):
+        return kernels.channel_sums(a, b)[1]
+    return _block_dots(_rows(a), _rows(b))
 
 
 def channel_sum(a: Any) -> Any:
@@ -78,6 +85,6 @@ def _block_sums(rows: Any) -> Any:
 
 def _block_dots(a: Any, b: Any) -> Any:
     (a_blocks, a_rest), (b_blocks, b_rest) = _split(a), _split(b)
-    whole = (a_blocks[..., None, :] @ b_blocks[..., :, None])[..., 0, 0]  # (N, C, q): one dot per block
-    rest = (a_rest[..., None, :] @ b_rest[..., :, None])[..., 0, 0]  # (N, C)
+    whole = np.einsum("ncqp,ncqp->ncq", a_blocks, b_blocks)  # one float32 dot product per block
+    rest = np.einsum("ncp,ncp->nc", a_rest, b_rest)
     return whole.sum(axis=(0, 2), dtype=np.float64) + rest.sum(axis=0, dtype=np.float64)
