@@ -128,11 +128,17 @@ def set_tf32(enabled: bool) -> None:
     else:
         cupy = _import_cupy()
     if cupy is not None:
-        from cupy._core import _routines_linalg as linalg  # where CuPy keeps cuBLAS's compute type
-
+        linalg = _cupy_linalg()
         compute_type = linalg.COMPUTE_TYPE_TF32 if enabled else linalg.COMPUTE_TYPE_DEFAULT
         linalg.set_compute_type(cupy.float32, compute_type)
     _tf32 = bool(enabled)
+
+
+def _cupy_linalg() -> types.ModuleType:
+    """CuPy's module that keeps cuBLAS's compute type for each dtype (set_compute_type, COMPUTE_TYPE_*)."""
+    from cupy._core import _routines_linalg
+
+    return _routines_linalg
 
 
 def tf32_enabled() -> bool:

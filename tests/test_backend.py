@@ -66,3 +66,45 @@ def test_cuda_round_trip():
     t = mf.Tensor(a).to("cuda")
     assert t.device == "cuda"
     np.testing.assert_array_equal(t.numpy(), a)
+
+
+def test_tf32_needs_cupy_to_turn_on(no_cupy):
+    with pytest.raises(RuntimeError, match="CuPy is not installed"):
+        backend.set_tf32(True)
+    backend.set_tf32(False)  # turning it off is always fine
+    assert backend.tf32_enabled() is False
+
+
+def test_tf32_sets_cublas_compute_type_for_float32_only(monkeypatch):
+    calls = []
+
+    class FakeCupy:
+        float32 = np.float32
+
+        class cuda:
+            class runtime:
+                @staticmethod
+                def getDeviceCount():
+                    return 1
+
+    class FakeLinalg:
+        COMPUTE_TYPE_DEFAULT, COMPUTE_TYPE_TF32 = 1, 7
+
+        @staticmethod
+        def set_compute_type(dtype, compute_type):
+            calls.append((np.dtype(dtype), compute_type))
+
+    monkeypatch.setattr(backend, "_import_cupy", lambda: FakeCupy)
+    monkeypatch.setattr(backend, "_cupy_linalg", lambda: FakeLinalg)
+    backend.set_tf32(True)
+    assert backend.tf32_enabled() and calls == [(np.dtype(np.float32), 7)]
+    backend.set_tf32(False)
+    assert not backend.tf32_enabled() and calls[-1] == (np.dtype(np.float32), 1)
+
+
+def test_tf32_on_the_cpu_is_a_note_not_an_error():
+    from minifcn import cli
+
+    assert cli.pick_device("cpu", tf32=True) == ("cpu", "asked for; --tf32 has no effect on the CPU")
+    assert cli.pick_device("cpu") == ("cpu", "asked for")
+    assert backend.tf32_enabled() is False
