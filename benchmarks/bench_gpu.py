@@ -15,7 +15,9 @@ host's work in between included), the median of ``--repeats`` runs after
 ``--warmup`` runs; minifcn and both torch settings are interleaved run by run,
 so that their ratios are measured under the same conditions. PyTorch runs in
 float32 with cuDNN, once with TF32 off (the fair comparison: minifcn computes
-in full float32, as CuPy leaves TF32 off) and once with TF32 on.
+in full float32, as minifcn leaves TF32 off by default) and once with TF32 on;
+minifcn likewise runs without and with TF32 (``minifcn.backend.set_tf32``),
+and the script prints how far TF32 moves each one's forward output.
 
 Memory: the peak of the bytes in use during one pass, weights, gradients and
 momentum included: from CuPy's memory pool for minifcn (every allocation goes
@@ -37,7 +39,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import minifcn as mf  # noqa: E402
 import minifcn.functional as F  # noqa: E402
-from minifcn.backend import cuda_available  # noqa: E402
+from minifcn.backend import cuda_available, set_tf32  # noqa: E402
 from minifcn.optim import SGD  # noqa: E402
 from bench_fcn import N_CLASS, build_minifcn, build_torch  # noqa: E402
 
@@ -81,10 +83,11 @@ def torch_passes(torch, model, x, labels):
     return forward, train_step
 
 
-def event_timer(cp):
-    """ms of GPU time for fn(), measured with CUDA events on the current stream."""
+def event_timer(cp, tf32: bool = False):
+    """ms of GPU time for fn(), measured with CUDA events on the current stream; TF32 set as asked first."""
 
     def time_ms(fn) -> float:
+        set_tf32(tf32)
         start, end = cp.cuda.Event(), cp.cuda.Event()
         start.record()
         fn()
@@ -171,15 +174,29 @@ def main() -> None:
         runs["torch fp32 (TF32 on)"] = (torch_timer(torch, True), forward, step)
     ours.to("cuda")
     forward, step = minifcn_passes(cp, ours, x, labels)
-    runs = {"minifcn (CuPy)": (event_timer(cp), forward, step), **runs}
+    runs = {"minifcn (CuPy)": (event_timer(cp), forward, step),
+            "minifcn (CuPy, TF32)": (event_timer(cp, tf32=True), forward, step), **runs}  # fmt: skip
 
-    # Agreement of the forward outputs (before any update).
-    ours_out = cp.asnumpy(runs["minifcn (CuPy)"][1]())
+    # Agreement of the forward outputs (before any update), and what TF32 moves.
+    def relative(a, b):
+        return np.abs(a - b).max() / np.abs(b).max()
+
+    set_tf32(False)
+    ours_out = cp.asnumpy(forward())
+    set_tf32(True)
+    ours_tf32 = cp.asnumpy(forward())
+    set_tf32(False)
+    print(f"forward outputs: minifcn with TF32 differs from minifcn without by {relative(ours_tf32, ours_out):.1e} "
+          "of the largest score")  # fmt: skip
     if torch is not None:
         torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
         theirs_out = runs["torch fp32 (TF32 off)"][1]().cpu().numpy()
-        difference = np.abs(ours_out - theirs_out).max() / np.abs(theirs_out).max()
-        print(f"forward outputs: largest difference from torch (TF32 off) {difference:.1e} of the largest score\n")
+        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
+        theirs_tf32 = runs["torch fp32 (TF32 on)"][1]().cpu().numpy()
+        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
+        print(f"forward outputs: minifcn differs from torch (TF32 off) by {relative(ours_out, theirs_out):.1e}; "
+              f"torch with TF32 from torch without by {relative(theirs_tf32, theirs_out):.1e}")  # fmt: skip
+    print()
 
     memory = {}
     for label, (timer, forward, step) in runs.items():
@@ -205,11 +222,15 @@ def main() -> None:
         fwd_mem, step_mem = (f"{b / 2**20:.0f}" for b in memory[label]) if label in memory else ("-", "-")
         mem = f"{fwd_mem:>16}{step_mem:>17}"
         print(f"{label:<24}{med[label]['forward']:>14.2f}{med[label]['step']:>17.2f}{mem}")
-    for label in runs:
-        if label.startswith("torch"):
-            ours_label = "minifcn (CuPy)"
-            print(f"{'minifcn / ' + label[6:]:<24}{med[ours_label]['forward'] / med[label]['forward']:>13.2f}x"
+    pairs = (("minifcn (CuPy)", "torch fp32 (TF32 off)"), ("minifcn (CuPy, TF32)", "torch fp32 (TF32 on)"))
+    for ours_label, label in pairs:
+        if label in runs:
+            name = ("minifcn / torch" + (" (TF32)" if "TF32)" in ours_label else ""))
+            print(f"{name:<24}{med[ours_label]['forward'] / med[label]['forward']:>13.2f}x"
                   f"{med[ours_label]['step'] / med[label]['step']:>16.2f}x")
+    if "torch fp32 (TF32 off)" in memory:
+        ratio = memory["minifcn (CuPy)"][1] / memory["torch fp32 (TF32 off)"][1]
+        print(f"step peak memory, minifcn / torch: {ratio:.2f}x")
 
 
 if __name__ == "__main__":

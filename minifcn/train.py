@@ -492,11 +492,13 @@ class Run:
                     loss = loss + extra
             else:
                 loss = F.softmax_cross_entropy(scores, labels, reduction=self.c.loss_reduction)
+            self.optimizer.zero_grad()
+            loss.backward()
+            # Read back after the backward pass is queued, so that on a GPU the host never waits between the two;
+            # still before the update, so a NaN never reaches the weights.
             value = float(loss.item())
             if not math.isfinite(value):
                 raise Diverged(value)
-            self.optimizer.zero_grad()
-            loss.backward()
             self.optimizer.step()
         return value
 

@@ -424,16 +424,21 @@ def test_softmax_cross_entropy_gpu_branch_all_ignored(on_host):
     assert float(loss.data) == 0.0  # the mean of no pixels is 0, not NaN, on both branches
 
 
-def test_tiny_fcn8s_gpu_branch(on_host, rng):
-    """A whole tiny FCN-8s, forward, loss and backward, through the kernels: the same numbers as NumPy."""
+@pytest.mark.parametrize("backbone", ["tiny", "tiny-bn"])
+def test_tiny_fcn8s_gpu_branch(on_host, backbone, rng):
+    """A whole tiny FCN-8s, forward, loss and backward, through the kernels: NumPy's numbers, in float64."""
     mf.manual_seed(0)
-    model = FCN8s(n_class=3, backbone="tiny")
-    model.eval()  # no dropout: both branches see the same network
+    model = FCN8s(n_class=3, backbone=backbone, dtype=np.float64)
+    model.train()  # batch statistics through channel_sums; dropout off so that both branches see one network
+    for name, m in model.named_modules():
+        if hasattr(m, "p"):
+            m.p = 0.0
     for name, p in model.named_parameters():
         if name.startswith("score"):
-            p.data = rng.standard_normal(p.shape).astype(p.dtype) * 0.1
-    image = rng.standard_normal((1, 3, 40, 36)).astype(np.float32)
-    labels = rng.integers(0, 3, (1, 40, 36))
+            p.data = rng.standard_normal(p.shape) * 0.1
+    image = rng.standard_normal((2, 3, 40, 36))
+    labels = rng.integers(0, 3, (2, 40, 36))
+    labels[1, :5] = 255
 
     def loss_and_grads():
         model.zero_grad()
@@ -443,12 +448,13 @@ def test_tiny_fcn8s_gpu_branch(on_host, rng):
 
     loss_gpu, grads_gpu = loss_and_grads()
     loss_cpu, grads_cpu = _numpy_branch(loss_and_grads)
-    assert loss_gpu == pytest.approx(loss_cpu, rel=1e-5)
+    assert loss_gpu == pytest.approx(loss_cpu, rel=1e-12)
     assert grads_gpu.keys() == grads_cpu.keys() and len(grads_gpu) > 10
+    largest = max(np.abs(g).max() for g in grads_cpu.values())
     for name in grads_cpu:
-        scale = np.abs(grads_cpu[name]).max() + 1e-12
-        np.testing.assert_allclose(grads_gpu[name] / scale, grads_cpu[name] / scale, atol=2e-4, err_msg=name)
-    assert {"im2col_f32", "col2im_f32", "max_pool_forward_f32", "softmax_loss_backward_f32"} <= set(on_host)
+        np.testing.assert_allclose(grads_gpu[name], grads_cpu[name], rtol=1e-9, atol=1e-12 * largest, err_msg=name)
+    kernels_run = {"im2col_f64", "col2im_f64", "max_pool_forward_f64", "softmax_loss_backward_f64"}
+    assert kernels_run | ({"channel_sums_f64"} if backbone == "tiny-bn" else set()) <= set(on_host)
 
 
 # ---------------------------------------------------------------------------
