@@ -17,8 +17,10 @@ device, an lr_mult and a decay_mult (an FCN has two such kinds: weights at
 parameter's ``.data`` becomes a view of its piece (as Chainer and Apex do).
 Their gradients are gathered into one flat array (one copy), and the update
 is a handful of array operations on the whole buffer instead of a handful per
-parameter: on a GPU, ~10 launches a step instead of ~10 per parameter. The
-numbers are those of the update written per parameter, element for element.
+parameter; on a GPU, one kernel (cuda/optim.cu), so a step of an FCN's
+optimiser is four launches (two gathers of gradients, two updates) instead of
+~10 per parameter. The numbers are those of the update written per
+parameter, element for element.
 A parameter whose ``.data`` is replaced afterwards (``load_state_dict``,
 ``Module.to``) is noticed at the next step and copied into the buffer again.
 
@@ -33,6 +35,7 @@ from typing import Any, Callable, Iterable
 import numpy as np
 
 from .backend import get_array_module, to_device
+from .cuda import kernels
 from .nn.parameter import Parameter
 
 
@@ -187,6 +190,9 @@ class SGD(_Optimiser):
             decay, momentum, rate = f(self.weight_decay * group.decay_mult), f(self.momentum), f(self.lr * group.lr_mult)
 
             def rule(w: Any, g: Any, v: Any) -> None:
+                if kernels.on_gpu(w):  # the same arithmetic in one kernel (cuda/optim.cu)
+                    kernels.sgd_update(w, g, v, rate, momentum, decay)
+                    return
                 if decay:
                     g = g + decay * w
                 v *= momentum
@@ -247,6 +253,9 @@ class Adam(_Optimiser):
             decay, rate = f(self.weight_decay * group.decay_mult), f(self.lr * group.lr_mult / correction1)
 
             def rule(w: Any, g: Any, m: Any, v: Any) -> None:
+                if kernels.on_gpu(w):  # the same arithmetic in one kernel (cuda/optim.cu)
+                    kernels.adam_update(w, g, m, v, rate, (f(b1), f(b2)), f(correction2), f(self.eps), decay)
+                    return
                 if decay:
                     g = g + decay * w
                 m *= f(b1)

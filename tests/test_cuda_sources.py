@@ -37,7 +37,7 @@ DTYPES = [np.float32, np.float64]
 
 
 def test_every_file_and_kernel_is_known():
-    assert {"im2col.cu", "pool.cu", "reduce.cu", "softmax_loss.cu"} <= set(FILES)
+    assert {"im2col.cu", "optim.cu", "pool.cu", "reduce.cu", "softmax_loss.cu"} <= set(FILES)
     assert {filename for filename, _ in launch.SIGNATURES.values()} == set(FILES)
 
 
@@ -397,6 +397,38 @@ def test_softmax_cross_entropy_gpu_branch(on_host, reduction, dtype, rng):
     labels[0, 1] = 255
     _compare_branches(lambda s: F.softmax_cross_entropy(s, labels, 255, reduction) * 3.0, [scores], dtype)
     assert "softmax_loss_backward_" + ("f32" if dtype == np.float32 else "f64") in on_host
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("optimiser", ["sgd", "adam"])
+def test_optimiser_gpu_branch(on_host, optimiser, dtype):
+    """Three steps of SGD or Adam through cuda/optim.cu: the weights and state of the NumPy update."""
+    from minifcn.nn import Parameter
+    from minifcn.optim import SGD, Adam
+
+    def three_steps():
+        rng = np.random.default_rng(3)
+        shapes, mults = [(4, 3, 3, 3), (4,), (5, 4, 1, 1), (5,)], [(1, 1), (2, 0), (1, 1), (2, 0)]
+        params = [Parameter(rng.standard_normal(s).astype(dtype), lr_mult=lm, decay_mult=dm)
+                  for s, (lm, dm) in zip(shapes, mults)]  # fmt: skip
+        if optimiser == "sgd":
+            opt = SGD(params, lr=0.1, momentum=0.9, weight_decay=0.01)
+        else:
+            opt = Adam(params, lr=0.01, weight_decay=0.01)
+        for _ in range(3):
+            for p in params:
+                p.grad = rng.standard_normal(p.shape).astype(dtype)
+            opt.step()
+        return [p.data.copy() for p in params], opt.state_dict()
+
+    (weights_gpu, state_gpu), (weights_cpu, state_cpu) = three_steps(), _numpy_branch(three_steps)
+    tol = {"rtol": 1e-5, "atol": 1e-6} if dtype == np.float32 else {"rtol": 1e-13, "atol": 1e-15}
+    for a, b in zip(weights_gpu, weights_cpu):
+        np.testing.assert_allclose(a, b, **tol)
+    for key in state_cpu:
+        np.testing.assert_allclose(state_gpu[key], state_cpu[key], err_msg=key, **tol)
+    suffix = "f32" if dtype == np.float32 else "f64"
+    assert on_host.count(f"{optimiser}_update_{suffix}") == 3 * 2  # one launch per step for each of the two kinds
 
 
 @pytest.mark.parametrize("training", [True, False])

@@ -9,6 +9,7 @@ the ``.cu`` files (read those for what each thread computes):
     max_pool_forward/backward, avg_pool_forward/backward
     channel_sums           per-channel sums in double precision (batch norm, bias gradients)
     softmax_loss_forward/backward   per-pixel cross-entropy with an ignore label
+    sgd_update, adam_update         the optimisers' step over one flat buffer of parameters
 
 Matrix products are not here: ``xp.matmul`` sends them to cuBLAS.
 """
@@ -181,3 +182,27 @@ def softmax_loss_backward(scores: Any, labels: Any, ignore_index: int, scale: An
 def _int64(labels: Any) -> Any:
     xp = get_array_module(labels)
     return xp.ascontiguousarray(labels, dtype=np.int64)
+
+
+# ---------------------------------------------------------------------------
+# Optimiser updates (in place, over flat buffers)
+
+
+def sgd_update(w: Any, g: Any, v: Any, rate: float, momentum: float, decay: float) -> None:
+    """SGD's step on flat arrays, in place: v <- momentum * v + rate * (g + decay * w); w <- w - v."""
+    xp = get_array_module(w)
+    for name, a in (("g", g), ("v", v)):
+        _check_shape("sgd_update", name, a, w.shape)
+    _run("sgd_update", w.dtype, w.size, w, xp.ascontiguousarray(g), v, w.size, rate, momentum, decay)
+
+
+def adam_update(w: Any, g: Any, m: Any, v: Any, rate: float, betas: tuple, correction2: float, eps: float,
+                decay: float) -> None:  # fmt: skip
+    """Adam's step on flat arrays, in place (see optim.Adam); ``rate`` already divided by 1 - beta1^t."""
+    xp = get_array_module(w)
+    for name, a in (("g", g), ("m", m), ("v", v)):
+        _check_shape("adam_update", name, a, w.shape)
+    (b1, b2), f = betas, w.dtype.type
+    _run("adam_update", w.dtype, w.size, w, xp.ascontiguousarray(g), m, v, w.size, rate, b1, f(1 - b1), b2, f(1 - b2),
+         correction2, eps, decay)  # fmt: skip
+

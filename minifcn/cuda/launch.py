@@ -51,6 +51,9 @@ SIGNATURES: dict[str, tuple[str, tuple[str, ...]]] = {
     "avg_pool_backward": ("pool.cu", ("const T* gy", "T* gx") + _POOL),
     "channel_sums": ("reduce.cu", ("const T* a", "const T* b", "double* partial", "int N", "int C", "long long P",
                                    "int S")),  # fmt: skip
+    "sgd_update": ("optim.cu", ("T* w", "const T* g", "T* v", "long long n", "T rate", "T momentum", "T decay")),
+    "adam_update": ("optim.cu", ("T* w", "const T* g", "T* m", "T* v", "long long n", "T rate", "T b1", "T one_minus_b1",
+                                 "T b2", "T one_minus_b2", "T correction2", "T eps", "T decay")),  # fmt: skip
     "softmax_loss_forward": ("softmax_loss.cu", ("const T* scores", "const long long* labels", "T* loss", "T* counted",
                                                  "int N", "int C", "long long P", "long long ignore")),  # fmt: skip
     "softmax_loss_backward": ("softmax_loss.cu", ("const T* scores", "const long long* labels", "T* grad",
