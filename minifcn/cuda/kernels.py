@@ -8,6 +8,7 @@ the ``.cu`` files (read those for what each thread computes):
     im2col / col2im        the columns of a convolution, a band of output rows at a time
     max_pool_forward/backward, avg_pool_forward/backward
     channel_sums           per-channel sums in double precision (batch norm, bias gradients)
+    batch_norm_statistics/forward/backward   batch norm's per-channel and per-element passes
     softmax_loss_forward/backward   per-pixel cross-entropy with an ignore label
     sgd_update, adam_update         the optimisers' step over one flat buffer of parameters
 
@@ -145,6 +146,47 @@ def channel_sums(a: Any, b: Any) -> Any:
     _run("channel_sums", a.dtype, a.size, xp.ascontiguousarray(a), xp.ascontiguousarray(b), partial,
          N, C, P, S, blocks=C * S)  # fmt: skip
     return partial.sum(axis=2)
+
+
+# ---------------------------------------------------------------------------
+# Batch normalisation
+
+
+def batch_norm_statistics(sums: Any, running_mean: Any, running_var: Any, m: int, momentum: float, eps: float) -> tuple:
+    """(mean, inv_std), (C,) each, from the float64 sums (2, C) of x and x*x; the running arrays move in place."""
+    xp = get_array_module(running_mean)
+    C = running_mean.shape[0]
+    _check_shape("batch_norm_statistics", "sums", sums, (2, C))
+    _check_shape("batch_norm_statistics", "running_var", running_var, (C,))
+    mean, inv_std = xp.empty(C, running_mean.dtype), xp.empty(C, running_mean.dtype)
+    _run("batch_norm_statistics", running_mean.dtype, C, xp.ascontiguousarray(sums), mean, inv_std, running_mean,
+         running_var, C, m, momentum, eps)  # fmt: skip
+    return mean, inv_std
+
+
+def batch_norm_forward(x: Any, mean: Any, inv_std: Any, gamma: Any, beta: Any) -> tuple:
+    """(xhat, y), both (N, C, H, W): xhat = (x - mean) * inv_std, y = gamma * xhat + beta, in one pass."""
+    xp = get_array_module(x)
+    N, C = x.shape[:2]
+    for name, a in (("mean", mean), ("inv_std", inv_std), ("gamma", gamma), ("beta", beta)):
+        _check_shape("batch_norm_forward", name, a, (C,))
+    xhat, y = xp.empty(x.shape, x.dtype), xp.empty(x.shape, x.dtype)
+    _run("batch_norm_forward", x.dtype, x.size, xp.ascontiguousarray(x), xp.ascontiguousarray(mean),
+         xp.ascontiguousarray(inv_std), xp.ascontiguousarray(gamma), xp.ascontiguousarray(beta), xhat, y,
+         N, C, x.size // max(N * C, 1))  # fmt: skip
+    return xhat, y
+
+
+def batch_norm_backward(gy: Any, xhat: Any, sums: Any, gamma: Any, inv_std: Any, m: int) -> Any:
+    """dL/dx from dL/dy, xhat and the float64 sums (2, C) of gy and gy * xhat; m = 0 for fixed statistics."""
+    xp = get_array_module(gy)
+    N, C = gy.shape[:2]
+    _check_shape("batch_norm_backward", "xhat", xhat, gy.shape)
+    _check_shape("batch_norm_backward", "sums", sums, (2, C))
+    gx = xp.empty(gy.shape, gy.dtype)
+    _run("batch_norm_backward", gy.dtype, gy.size, xp.ascontiguousarray(gy), xhat, xp.ascontiguousarray(sums),
+         xp.ascontiguousarray(gamma), xp.ascontiguousarray(inv_std), gx, N, C, gy.size // max(N * C, 1), m)  # fmt: skip
+    return gx
 
 
 # ---------------------------------------------------------------------------

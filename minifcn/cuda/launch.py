@@ -49,6 +49,13 @@ SIGNATURES: dict[str, tuple[str, tuple[str, ...]]] = {
     "max_pool_backward": ("pool.cu", ("const T* gy", "const int* argmax", "T* gx") + _POOL + ("int dh", "int dw")),
     "avg_pool_forward": ("pool.cu", ("const T* x", "T* y") + _POOL),
     "avg_pool_backward": ("pool.cu", ("const T* gy", "T* gx") + _POOL),
+    "batch_norm_statistics": ("batch_norm.cu", ("const double* sums", "T* mean", "T* inv_std", "T* running_mean",
+                                                "T* running_var", "int C", "long long m", "T momentum", "T eps")),
+    "batch_norm_forward": ("batch_norm.cu", ("const T* x", "const T* mean", "const T* inv_std", "const T* gamma",
+                                             "const T* beta", "T* xhat", "T* y", "int N", "int C", "long long P")),
+    "batch_norm_backward": ("batch_norm.cu", ("const T* gy", "const T* xhat", "const double* sums", "const T* gamma",
+                                              "const T* inv_std", "T* gx", "int N", "int C", "long long P",
+                                              "long long m")),
     "channel_sums": ("reduce.cu", ("const T* a", "const T* b", "double* partial", "int N", "int C", "long long P",
                                    "int S")),  # fmt: skip
     "sgd_update": ("optim.cu", ("T* w", "const T* g", "T* v", "long long n", "T rate", "T momentum", "T decay")),
