@@ -13,7 +13,8 @@
 // std by a factor of ~10^5. (The CPU, summing in float32 blocks, subtracts the mean first.)
 //
 // batch_norm_forward:  xhat = (x - mean) * inv_std;   y = gamma * xhat + beta
-// batch_norm_backward, from sums = (sum of gy, sum of gy * xhat) in double:
+// batch_norm_backward, from sums = (sum of gy, sum of gy * xhat) in double (which are also
+// dbeta and dgamma, written out in T by the first C threads):
 //     gx = gamma * inv_std * (gy - sum_gy / m - xhat * sum_gy_xhat / m)    (training, m > 0)
 //     gx = gamma * inv_std * gy                                            (fixed statistics: m = 0)
 
@@ -47,10 +48,14 @@ __device__ void batch_norm_forward(const T* x, const T* mean, const T* inv_std, 
 
 template <typename T>
 __device__ void batch_norm_backward(const T* gy, const T* xhat, const double* sums, const T* gamma, const T* inv_std,
-                                    T* gx, int N, int C, long long P, long long m) {
+                                    T* gx, T* dgamma, T* dbeta, int N, int C, long long P, long long m) {
     const long long total = (long long)N * C * P;
     for (long long i = first_index(); i < total; i += index_stride()) {
         const int c = (int)((i / P) % C);
+        if (i < C) {  // the first C threads also hand over the parameters' gradients, in T
+            dbeta[i] = T(sums[i]);
+            dgamma[i] = T(sums[C + i]);
+        }
         const T scale = gamma[c] * inv_std[c];
         if (m == 0) {
             gx[i] = scale * gy[i];
@@ -82,12 +87,13 @@ extern "C" __global__ void batch_norm_forward_f64(const double* x, const double*
     batch_norm_forward<double>(x, mean, inv_std, gamma, beta, xhat, y, N, C, P);
 }
 extern "C" __global__ void batch_norm_backward_f32(const float* gy, const float* xhat, const double* sums,
-                                                   const float* gamma, const float* inv_std, float* gx, int N, int C,
-                                                   long long P, long long m) {
-    batch_norm_backward<float>(gy, xhat, sums, gamma, inv_std, gx, N, C, P, m);
+                                                   const float* gamma, const float* inv_std, float* gx, float* dgamma,
+                                                   float* dbeta, int N, int C, long long P, long long m) {
+    batch_norm_backward<float>(gy, xhat, sums, gamma, inv_std, gx, dgamma, dbeta, N, C, P, m);
 }
 extern "C" __global__ void batch_norm_backward_f64(const double* gy, const double* xhat, const double* sums,
-                                                   const double* gamma, const double* inv_std, double* gx, int N,
-                                                   int C, long long P, long long m) {
-    batch_norm_backward<double>(gy, xhat, sums, gamma, inv_std, gx, N, C, P, m);
+                                                   const double* gamma, const double* inv_std, double* gx,
+                                                   double* dgamma, double* dbeta, int N, int C, long long P,
+                                                   long long m) {
+    batch_norm_backward<double>(gy, xhat, sums, gamma, inv_std, gx, dgamma, dbeta, N, C, P, m);
 }

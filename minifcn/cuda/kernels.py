@@ -177,16 +177,18 @@ def batch_norm_forward(x: Any, mean: Any, inv_std: Any, gamma: Any, beta: Any) -
     return xhat, y
 
 
-def batch_norm_backward(gy: Any, xhat: Any, sums: Any, gamma: Any, inv_std: Any, m: int) -> Any:
-    """dL/dx from dL/dy, xhat and the float64 sums (2, C) of gy and gy * xhat; m = 0 for fixed statistics."""
+def batch_norm_backward(gy: Any, xhat: Any, sums: Any, gamma: Any, inv_std: Any, m: int) -> tuple:
+    """(dx, dgamma, dbeta) from dL/dy, xhat and the float64 sums (2, C) of gy and gy * xhat, in one launch;
+    m = 0 for fixed statistics."""
     xp = get_array_module(gy)
     N, C = gy.shape[:2]
     _check_shape("batch_norm_backward", "xhat", xhat, gy.shape)
     _check_shape("batch_norm_backward", "sums", sums, (2, C))
-    gx = xp.empty(gy.shape, gy.dtype)
+    gx, dgamma, dbeta = xp.empty(gy.shape, gy.dtype), xp.empty(C, gy.dtype), xp.empty(C, gy.dtype)
     _run("batch_norm_backward", gy.dtype, gy.size, xp.ascontiguousarray(gy), xhat, xp.ascontiguousarray(sums),
-         xp.ascontiguousarray(gamma), xp.ascontiguousarray(inv_std), gx, N, C, gy.size // max(N * C, 1), m)  # fmt: skip
-    return gx
+         xp.ascontiguousarray(gamma), xp.ascontiguousarray(inv_std), gx, dgamma, dbeta,
+         N, C, gy.size // max(N * C, 1), m)  # fmt: skip
+    return gx, dgamma, dbeta
 
 
 # ---------------------------------------------------------------------------

@@ -54,8 +54,8 @@ SIGNATURES: dict[str, tuple[str, tuple[str, ...]]] = {
     "batch_norm_forward": ("batch_norm.cu", ("const T* x", "const T* mean", "const T* inv_std", "const T* gamma",
                                              "const T* beta", "T* xhat", "T* y", "int N", "int C", "long long P")),
     "batch_norm_backward": ("batch_norm.cu", ("const T* gy", "const T* xhat", "const double* sums", "const T* gamma",
-                                              "const T* inv_std", "T* gx", "int N", "int C", "long long P",
-                                              "long long m")),
+                                              "const T* inv_std", "T* gx", "T* dgamma", "T* dbeta", "int N",
+                                              "int C", "long long P", "long long m")),
     "channel_sums": ("reduce.cu", ("const T* a", "const T* b", "double* partial", "int N", "int C", "long long P",
                                    "int S")),  # fmt: skip
     "sgd_update": ("optim.cu", ("T* w", "const T* g", "T* v", "long long n", "T rate", "T momentum", "T decay")),

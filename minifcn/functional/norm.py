@@ -25,7 +25,7 @@ accumulated in float64 (``reduce.channel_sums``), whatever the data's dtype:
 dbeta and dgamma are small differences of large sums, and float32 running
 sums over a large map lose most of their digits.
 
-On a GPU the same formulas run as four kernels forward and three backward
+On a GPU the same formulas run as four launches forward and three backward
 (cuda/reduce.cu for the sums, cuda/batch_norm.cu for the rest) instead of a
 dozen CuPy operations: a small net's step is made of launches, and each one
 costs the host ~10 microseconds.
@@ -104,8 +104,7 @@ class BatchNorm2d(Function):
         xhat, m = self.xhat, gy.size // gy.shape[1]
         if kernels.on_gpu(gy):  # the sums, then one pass for dx
             sums = kernels.channel_sums(gy, xhat)
-            gx = kernels.batch_norm_backward(gy, xhat, sums, self.gamma, self.inv_std, m if self.training else 0)
-            return gx, sums[1].astype(gy.dtype), sums[0].astype(gy.dtype)
+            return kernels.batch_norm_backward(gy, xhat, sums, self.gamma, self.inv_std, m if self.training else 0)
         dbeta, dgamma = (s.astype(gy.dtype) for s in channel_sums(gy, xhat))
         scale = self.gamma * self.inv_std  # (C,)
         if not self.training:  # fixed statistics: a per-channel affine map
