@@ -26,7 +26,7 @@ def test_channel_sums_are_float64_sums(shape, rng):
     sum_a, sum_ab = reduce.channel_sums(a, b)
     a64, b64 = a.astype(np.float64), b.astype(np.float64)
     assert sum_a.dtype == sum_ab.dtype == np.float64
-    # Each block of 4096 values is a float32 sum or dot product: a few float32 roundings of the block, however many
+    # Each block of 256 values is a float32 sum or dot product: a few float32 roundings of the block, however many
     # blocks there are (a running float32 sum of 630,000 values of mean 10 is off by ~8e-6 of the total).
     np.testing.assert_allclose(sum_a, a64.sum(axis=(0, 2, 3)), rtol=1e-6)
     np.testing.assert_allclose(sum_ab, (a64 * b64).sum(axis=(0, 2, 3)), rtol=0, atol=1e-6 * np.abs(a64 * b64).sum())
@@ -65,7 +65,7 @@ def test_tiny_bn_fcn8s_float32_gradients_within_1e3_of_float64(rng):
 
     2x3x48x54 with pad 100 makes conv1's maps 246x252 (~124,000 values per
     channel for batch norm's sums). Before the float64 sums this was 6e-2
-    (bn1_1.weight); it is ~6e-5 now.
+    (bn1_1.weight); it is ~5e-5 now.
     """
     net32, net64 = _twin_nets(rng)
     image = rng.standard_normal((2, 3, 48, 54))
