@@ -274,21 +274,24 @@ def test_max_pool_kernel_propagates_nan(on_host):
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("reduction", ["mean", "sum"])
-def test_softmax_loss_kernels_match_numpy(on_host, dtype, reduction, rng):
+@pytest.mark.parametrize("weighted", [False, True])
+def test_softmax_loss_kernels_match_numpy(on_host, dtype, reduction, weighted, rng):
     N, C, H, W = 2, 5, 4, 3
     scores = (rng.standard_normal((N, C, H, W)) * 4).astype(dtype)
     scores[0, :, 0, 0] += 800  # large scores: exp overflows unless the max is subtracted first
     labels = rng.integers(0, C, (N, H, W)).astype(np.uint8)  # any integer type; the launcher makes int64
     labels[1, 2] = 255  # an ignored row
-    reference = SoftmaxCrossEntropy(labels, 255, reduction)
+    weight = rng.uniform(0.2, 3.0, C).astype(dtype) if weighted else np.ones(C, dtype)
+    reference = SoftmaxCrossEntropy(labels, 255, reduction, weight if weighted else None)
     expected = float(_numpy_branch(lambda: reference.forward(scores)))
-    loss, counted = kernels.softmax_loss_forward(scores, labels, 255)
-    assert counted.sum() == N * H * W - W and (loss[1, 2] == 0).all()
-    total = loss.sum(dtype=np.float64) / (counted.sum() if reduction == "mean" else 1)
+    loss, counted = kernels.softmax_loss_forward(scores, labels, weight, 255)
+    np.testing.assert_allclose(counted.sum(), weight[labels[labels != 255]].sum(), rtol=1e-6)
+    assert (loss[1, 2] == 0).all() and (counted[1, 2] == 0).all()
+    total = loss.sum(dtype=np.float64) / (counted.sum(dtype=np.float64) if reduction == "mean" else 1)
     assert total == pytest.approx(expected, rel=1e-5 if dtype == np.float32 else 1e-12)
 
     scale = np.array([1.0 / counted.sum() if reduction == "mean" else 1.0], dtype)  # read by the kernel from memory
-    grad = kernels.softmax_loss_backward(scores, labels, 255, scale)
+    grad = kernels.softmax_loss_backward(scores, labels, weight, 255, scale)
     tol = 1e-4 if dtype == np.float32 else 1e-12  # float32 differences of scores near 800 round at 6e-5
     expected_grad = _numpy_branch(lambda: reference.backward(np.array(1.0, dtype)))
     np.testing.assert_allclose(grad, expected_grad, rtol=tol, atol=tol)
@@ -555,4 +558,4 @@ def test_kernel_wrappers_check_shapes(on_host):
     with pytest.raises(ValueError, match=r"col2im: cols has shape \(9, 5\), expected \(9, 4\)"):
         kernels.col2im(np.zeros((9, 5)), np.zeros((1, 1, 2, 2)), (3, 3), (1, 1), (1, 1), (1, 1), (0, 2), 2)
     with pytest.raises(ValueError, match=r"softmax_loss_forward: labels has shape \(1, 3\), expected \(1, 2\)"):
-        kernels.softmax_loss_forward(np.zeros((1, 4, 2)), np.zeros((1, 3), np.int64), 255)
+        kernels.softmax_loss_forward(np.zeros((1, 4, 2)), np.zeros((1, 3), np.int64), np.ones(4), 255)

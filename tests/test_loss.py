@@ -106,3 +106,70 @@ def test_labels_must_be_integers(labels):
 def test_bad_reduction():
     with pytest.raises(ValueError, match="'mean' or 'sum'"):
         F.softmax_cross_entropy(mf.Tensor(np.zeros((1, 3, 2, 2))), np.zeros((1, 2, 2), np.int64), reduction="none")
+
+
+# ---------------------------------------------------------------------------
+# Class weights (PyTorch's convention: 'mean' divides by the summed weights of the counted pixels)
+
+
+def _weighted_loop(scores, labels, weight, reduction):
+    """The weighted loss and its gradient, one pixel at a time, in float64."""
+    N, C, H, W = scores.shape
+    total, weights, grad = 0.0, 0.0, np.zeros_like(scores)
+    for n in range(N):
+        for i in range(H):
+            for j in range(W):
+                y = labels[n, i, j]
+                if y == 255:
+                    continue
+                s = scores[n, :, i, j]
+                p = np.exp(s - s.max()) / np.exp(s - s.max()).sum()
+                total += weight[y] * -np.log(p[y])
+                weights += weight[y]
+                grad[n, :, i, j] = weight[y] * (p - np.eye(C)[y])
+    scale = 1.0 / weights if reduction == "mean" else 1.0
+    return total * scale, grad * scale
+
+
+@pytest.mark.parametrize("reduction", ["mean", "sum"])
+def test_weighted_loss_and_gradient_match_a_loop(rng, reduction):
+    scores = rng.standard_normal((2, 4, 5, 3)) * 2
+    labels = _labels(rng, 2, 5, 3, 4)
+    weight = np.array([0.5, 2.0, 1.0, 3.5])
+    t = mf.Tensor(scores, requires_grad=True)
+    loss = F.softmax_cross_entropy(t, labels, reduction=reduction, weight=weight)
+    loss.backward()
+    expected, expected_grad = _weighted_loop(scores, labels, weight, reduction)
+    assert loss.item() == pytest.approx(expected, rel=1e-12)
+    np.testing.assert_allclose(t.grad, expected_grad, rtol=1e-11, atol=1e-14)
+
+
+@pytest.mark.parametrize("reduction", ["mean", "sum"])
+def test_weighted_loss_gradcheck(rng, reduction):
+    labels = _labels(rng, 2, 3, 4, 5)
+    labels[0, 0, 0] = 1
+    weight = rng.uniform(0.1, 4.0, 5)
+    scores = mf.Tensor(rng.standard_normal((2, 5, 3, 4)), requires_grad=True)
+    gradcheck(lambda s: F.softmax_cross_entropy(s, labels, reduction=reduction, weight=weight), [scores])
+
+
+def test_equal_weights_change_nothing_and_zero_weight_drops_a_class(rng):
+    scores = rng.standard_normal((1, 3, 6, 6))
+    labels = _labels(rng, 1, 6, 6, 3)
+    plain = F.softmax_cross_entropy(mf.Tensor(scores), labels).item()
+    assert F.softmax_cross_entropy(mf.Tensor(scores), labels, weight=[4.0, 4.0, 4.0]).item() == pytest.approx(plain)
+    dropped = labels.copy()
+    dropped[dropped == 2] = 255
+    expected = F.softmax_cross_entropy(mf.Tensor(scores), dropped).item()
+    assert F.softmax_cross_entropy(mf.Tensor(scores), labels, weight=[1.0, 1.0, 0.0]).item() == pytest.approx(expected)
+    assert F.softmax_cross_entropy(mf.Tensor(scores), np.full((1, 6, 6), 2), weight=[1, 1, 0]).item() == 0.0
+
+
+@pytest.mark.parametrize("weight, match", [
+    ([1.0, 2.0], r"one value per class, shape \(3,\), got \(2,\)"),
+    ([1.0, -1.0, 1.0], r"finite and >= 0, got \[1.0, -1.0, 1.0\]"),
+    ([1.0, np.nan, 1.0], r"finite and >= 0"),
+])  # fmt: skip
+def test_bad_class_weights_are_named(rng, weight, match):
+    with pytest.raises(ValueError, match=match):
+        F.softmax_cross_entropy(mf.Tensor(rng.standard_normal((1, 3, 2, 2))), np.zeros((1, 2, 2), np.int64), weight=weight)

@@ -195,31 +195,36 @@ def batch_norm_backward(gy: Any, xhat: Any, sums: Any, gamma: Any, inv_std: Any,
 # Softmax cross-entropy
 
 
-def softmax_loss_forward(scores: Any, labels: Any, ignore_index: int) -> tuple:
-    """Per-pixel losses and a 1/0 "counted" map, both (N, *spatial), from scores (N, C, *spatial)."""
+def softmax_loss_forward(scores: Any, labels: Any, weight: Any, ignore_index: int) -> tuple:
+    """Per-pixel losses (times their class's weight) and each counted pixel's weight, both (N, *spatial).
+
+    Shapes: scores (N, C, *spatial), labels (N, *spatial), weight (C,).
+    """
     xp = get_array_module(scores)
     N, C = scores.shape[:2]
     _check_shape("softmax_loss_forward", "labels", labels, (N,) + scores.shape[2:])
+    _check_shape("softmax_loss_forward", "weight", weight, (C,))
     loss = xp.empty(labels.shape, dtype=scores.dtype)
     counted = xp.empty(labels.shape, dtype=scores.dtype)
     _run("softmax_loss_forward", scores.dtype, loss.size, xp.ascontiguousarray(scores), _int64(labels),
-         loss, counted, N, C, loss.size // max(N, 1), ignore_index)  # fmt: skip
+         xp.ascontiguousarray(weight), loss, counted, N, C, loss.size // max(N, 1), ignore_index)  # fmt: skip
     return loss, counted
 
 
-def softmax_loss_backward(scores: Any, labels: Any, ignore_index: int, scale: Any) -> Any:
-    """dL/dscores = (softmax - onehot) * scale[0] on counted pixels, 0 on ignored ones.
+def softmax_loss_backward(scores: Any, labels: Any, weight: Any, ignore_index: int, scale: Any) -> Any:
+    """dL/dscores = (softmax - onehot) * weight[label] * scale[0] on counted pixels, 0 on ignored ones.
 
-    ``scale`` is a one-element array on the device (dL/dloss / count), so the
-    host does not wait for the GPU to learn it.
+    ``scale`` is a one-element array on the device (dL/dloss / counted weight),
+    so the host does not wait for the GPU to learn it.
     """
     xp = get_array_module(scores)
     N, C = scores.shape[:2]
     _check_shape("softmax_loss_backward", "labels", labels, (N,) + scores.shape[2:])
+    _check_shape("softmax_loss_backward", "weight", weight, (C,))
     _check_shape("softmax_loss_backward", "scale", scale, (1,))
     grad = xp.empty(scores.shape, dtype=scores.dtype)
     _run("softmax_loss_backward", scores.dtype, labels.size, xp.ascontiguousarray(scores), _int64(labels),
-         grad, N, C, labels.size // max(N, 1), ignore_index, scale)  # fmt: skip
+         xp.ascontiguousarray(weight), grad, N, C, labels.size // max(N, 1), ignore_index, scale)  # fmt: skip
     return grad
 
 

@@ -61,10 +61,12 @@ SIGNATURES: dict[str, tuple[str, tuple[str, ...]]] = {
     "sgd_update": ("optim.cu", ("T* w", "const T* g", "T* v", "long long n", "T rate", "T momentum", "T decay")),
     "adam_update": ("optim.cu", ("T* w", "const T* g", "T* m", "T* v", "long long n", "T rate", "T b1", "T one_minus_b1",
                                  "T b2", "T one_minus_b2", "T correction2", "T eps", "T decay")),  # fmt: skip
-    "softmax_loss_forward": ("softmax_loss.cu", ("const T* scores", "const long long* labels", "T* loss", "T* counted",
-                                                 "int N", "int C", "long long P", "long long ignore")),  # fmt: skip
-    "softmax_loss_backward": ("softmax_loss.cu", ("const T* scores", "const long long* labels", "T* grad",
-                                                  "int N", "int C", "long long P", "long long ignore", "const T* scale")),  # fmt: skip
+    "softmax_loss_forward": ("softmax_loss.cu", ("const T* scores", "const long long* labels", "const T* weight",
+                                                 "T* loss", "T* counted", "int N", "int C", "long long P",
+                                                 "long long ignore")),  # fmt: skip
+    "softmax_loss_backward": ("softmax_loss.cu", ("const T* scores", "const long long* labels", "const T* weight",
+                                                  "T* grad", "int N", "int C", "long long P", "long long ignore",
+                                                  "const T* scale")),  # fmt: skip
 }
 
 _ARRAY_DTYPES = {"int": np.dtype(np.int32), "long long": np.dtype(np.int64), "double": np.dtype(np.float64)}

@@ -1,13 +1,15 @@
 // Per-pixel softmax cross-entropy with an ignore label, fused with its log-softmax
 // (see minifcn/functional/loss.py for the NumPy form).
 //
-// scores: (N, C, P) with P = H*W pixels; labels: (N, P), int64, in [0, C) or `ignore`.
+// scores: (N, C, P) with P = H*W pixels; labels: (N, P), int64, in [0, C) or `ignore`;
+// weight: (C,), each class's weight in the loss (all ones when the loss has none).
 // One thread per pixel (n, p) walks its C scores:
 //     m   = max_c s_c                       (subtracted so exp never overflows)
 //     lse = m + log(sum_c exp(s_c - m))     log of the softmax's denominator
-//     loss = lse - s_label                  = -log softmax(s)_label
-// Forward writes each pixel's loss (0 where ignored) and 1 or 0 for "counted"; the caller
-// sums them. Backward writes dL/ds_c = (softmax_c - [c == label]) * scale[0], 0 where
+//     loss = w[label] * (lse - s_label)     = -w[label] * log softmax(s)_label
+// Forward writes each pixel's loss (0 where ignored) and its weight w[label] as "counted" (0
+// where ignored); the caller sums both. Backward writes
+// dL/ds_c = (softmax_c - [c == label]) * w[label] * scale[0], 0 where
 // ignored, recomputing the softmax from the scores instead of storing it. scale is read
 // from GPU memory (dL/dloss times 1/count, computed there), so the host never waits for it.
 //
@@ -34,7 +36,7 @@ __device__ T log_sum_exp(const T* s, long long stride, int C) {
 }
 
 template <typename T>
-__device__ void softmax_loss_forward(const T* scores, const long long* labels, T* loss, T* counted,
+__device__ void softmax_loss_forward(const T* scores, const long long* labels, const T* weight, T* loss, T* counted,
                                      int N, int C, long long P, long long ignore) {
     const long long total = (long long)N * P;
     for (long long i = first_index(); i < total; i += index_stride()) {
@@ -46,14 +48,15 @@ __device__ void softmax_loss_forward(const T* scores, const long long* labels, T
             counted[i] = T(0);
             continue;
         }
-        loss[i] = log_sum_exp(s, P, C) - s[label * P];
-        counted[i] = T(1);
+        const T w = weight[label];
+        loss[i] = w * (log_sum_exp(s, P, C) - s[label * P]);
+        counted[i] = w;
     }
 }
 
 template <typename T>
-__device__ void softmax_loss_backward(const T* scores, const long long* labels, T* grad, int N, int C, long long P,
-                                      long long ignore, const T* scale) {
+__device__ void softmax_loss_backward(const T* scores, const long long* labels, const T* weight, T* grad, int N,
+                                      int C, long long P, long long ignore, const T* scale) {
     const long long total = (long long)N * P;
     for (long long i = first_index(); i < total; i += index_stride()) {
         const long long n = i / P, p = i % P;
@@ -64,24 +67,28 @@ __device__ void softmax_loss_backward(const T* scores, const long long* labels, 
             for (int c = 0; c < C; ++c) g[c * P] = T(0);
             continue;
         }
-        const T lse = log_sum_exp(s, P, C), k = scale[0];
+        const T lse = log_sum_exp(s, P, C), k = weight[label] * scale[0];
         for (int c = 0; c < C; ++c) g[c * P] = (exp(s[c * P] - lse) - (c == label ? T(1) : T(0))) * k;
     }
 }
 
-extern "C" __global__ void softmax_loss_forward_f32(const float* scores, const long long* labels, float* loss,
-                                                    float* counted, int N, int C, long long P, long long ignore) {
-    softmax_loss_forward<float>(scores, labels, loss, counted, N, C, P, ignore);
+extern "C" __global__ void softmax_loss_forward_f32(const float* scores, const long long* labels, const float* weight,
+                                                    float* loss, float* counted, int N, int C, long long P,
+                                                    long long ignore) {
+    softmax_loss_forward<float>(scores, labels, weight, loss, counted, N, C, P, ignore);
 }
-extern "C" __global__ void softmax_loss_forward_f64(const double* scores, const long long* labels, double* loss,
-                                                    double* counted, int N, int C, long long P, long long ignore) {
-    softmax_loss_forward<double>(scores, labels, loss, counted, N, C, P, ignore);
+extern "C" __global__ void softmax_loss_forward_f64(const double* scores, const long long* labels,
+                                                    const double* weight, double* loss, double* counted, int N, int C,
+                                                    long long P, long long ignore) {
+    softmax_loss_forward<double>(scores, labels, weight, loss, counted, N, C, P, ignore);
 }
-extern "C" __global__ void softmax_loss_backward_f32(const float* scores, const long long* labels, float* grad,
-                                                     int N, int C, long long P, long long ignore, const float* scale) {
-    softmax_loss_backward<float>(scores, labels, grad, N, C, P, ignore, scale);
+extern "C" __global__ void softmax_loss_backward_f32(const float* scores, const long long* labels,
+                                                     const float* weight, float* grad, int N, int C, long long P,
+                                                     long long ignore, const float* scale) {
+    softmax_loss_backward<float>(scores, labels, weight, grad, N, C, P, ignore, scale);
 }
-extern "C" __global__ void softmax_loss_backward_f64(const double* scores, const long long* labels, double* grad,
-                                                     int N, int C, long long P, long long ignore, const double* scale) {
-    softmax_loss_backward<double>(scores, labels, grad, N, C, P, ignore, scale);
+extern "C" __global__ void softmax_loss_backward_f64(const double* scores, const long long* labels,
+                                                     const double* weight, double* grad, int N, int C, long long P,
+                                                     long long ignore, const double* scale) {
+    softmax_loss_backward<double>(scores, labels, weight, grad, N, C, P, ignore, scale);
 }

@@ -83,6 +83,28 @@ def _check_labels(scores: Any, labels: Any, ignore_index: int) -> None:
         )
 
 
+def _check_weight(scores: Any, weight: Any) -> Any:
+    """The class weights as a contiguous (C,) array of the scores' dtype on their device, or a clear error.
+
+    Host weights (a list, a NumPy array) are checked for finite, non-negative
+    values before they are moved, so that the check never waits for a GPU;
+    weights already on the GPU are taken as they are.
+    """
+    xp = get_array_module(scores)
+    C = scores.shape[1]
+    if device_of(weight) == "cuda":
+        if device_of(scores) != "cuda":
+            raise ValueError("softmax_cross_entropy: scores are on cpu, the class weights on cuda")
+        w = weight.astype(scores.dtype)
+    else:
+        w = np.asarray(weight, dtype=scores.dtype)
+        if w.ndim == 1 and not (np.isfinite(w).all() and (w >= 0).all()):
+            raise ValueError(f"softmax_cross_entropy: class weights must be finite and >= 0, got {w.tolist()}")
+    if w.shape != (C,):
+        raise ValueError(f"softmax_cross_entropy: weight must have one value per class, shape ({C},), got {w.shape}")
+    return xp.ascontiguousarray(xp.asarray(w))
+
+
 class SoftmaxCrossEntropy(Function):
     """Per-pixel multinomial logistic loss with an ignore label.
 
@@ -95,53 +117,70 @@ class SoftmaxCrossEntropy(Function):
     stays a 0-d array on the device: on a GPU nothing here waits for the GPU
     except the label check.
 
-    Backward: dscores = (softmax(scores) - onehot(labels)) on counted
-    pixels, 0 on ignored ones; times 1 / (number counted) for 'mean'.
+    With class weights w (C,), pixel i counts w[label_i] times: its loss is
+    multiplied by it, and 'mean' divides by the sum of the counted pixels'
+    weights (PyTorch's convention), so that weights that are all equal
+    change nothing.
+
+    Backward: dscores = w[label] * (softmax(scores) - onehot(labels)) on
+    counted pixels, 0 on ignored ones; times 1 / (sum of the counted weights)
+    for 'mean'.
     """
 
-    def __init__(self, labels: Any, ignore_index: int = 255, reduction: str = "mean"):
+    def __init__(self, labels: Any, ignore_index: int = 255, reduction: str = "mean", weight: Any = None):
         if reduction not in ("mean", "sum"):
             raise ValueError(f"softmax_cross_entropy: reduction must be 'mean' or 'sum', got {reduction!r}")
         self.labels = labels.data if isinstance(labels, Tensor) else labels
         self.ignore_index = ignore_index
         self.reduction = reduction
+        self.weight = weight
 
     def forward(self, scores: Any) -> Any:
         xp = get_array_module(scores)
         _check_labels(scores, self.labels, self.ignore_index)
-        if kernels.on_gpu(scores):  # one fused kernel: log-softmax, pick, ignore
+        if self.weight is not None:
+            self.weight = _check_weight(scores, self.weight)
+        if kernels.on_gpu(scores):  # one fused kernel: log-softmax, pick, ignore, weigh
             # Converted once here (labels to int64, scores to one block), not again in backward.
             self.labels = xp.ascontiguousarray(self.labels, dtype=np.int64)
             self.scores = xp.ascontiguousarray(scores)
-            losses, counted = kernels.softmax_loss_forward(self.scores, self.labels, self.ignore_index)
+            if self.weight is None:
+                self.weight = xp.ones(scores.shape[1], dtype=scores.dtype)
+            losses, counted = kernels.softmax_loss_forward(self.scores, self.labels, self.weight, self.ignore_index)
         else:
             valid = self.labels != self.ignore_index  # (N, H, W)
             target = xp.where(valid, self.labels, 0)[:, None]  # (N, 1, H, W), ignored pixels point at class 0
             logp = _log_softmax(scores, axis=1)
             picked = xp.take_along_axis(logp, target, axis=1)[:, 0]  # log p(true class) per pixel
-            losses, counted = -xp.where(valid, picked, 0), valid
-            self.softmax, self.target, self.valid = xp.exp(logp), target, valid
+            counted = valid if self.weight is None else xp.where(valid, self.weight[target[:, 0]], 0)  # each weight
+            losses = -xp.where(valid, picked, 0) * counted
+            self.softmax, self.target, self.counted = xp.exp(logp), target, counted
         count = total(counted)
-        # 'mean' of no pixels is 0 (not NaN): an all-void crop teaches nothing.
-        self.scale = 1 / xp.maximum(count, 1) if self.reduction == "mean" else xp.ones((), np.float64)
+        # 'mean' of no pixels (or of weight 0) is 0, not NaN: an all-void crop teaches nothing.
+        self.scale = 1 / xp.where(count > 0, count, 1) if self.reduction == "mean" else xp.ones((), np.float64)
         return (total(losses) * self.scale).astype(scores.dtype)
 
     def backward(self, gy: Any) -> Any:
         xp = get_array_module(gy)
         scale = (self.scale * gy).astype(gy.dtype)  # a 0-d array: dL/dloss times 1 / count
         if kernels.on_gpu(gy):  # the kernel recomputes the softmax from the scores
-            return kernels.softmax_loss_backward(self.scores, self.labels, self.ignore_index, scale.reshape(1))
+            return kernels.softmax_loss_backward(self.scores, self.labels, self.weight, self.ignore_index,
+                                                 scale.reshape(1))  # fmt: skip
         C = self.softmax.shape[1]
         classes = xp.arange(C).reshape((1, C) + (1,) * (self.softmax.ndim - 2))
         onehot = classes == self.target  # (N, C, H, W)
-        return (self.softmax - onehot) * (self.valid[:, None] * scale)
+        return (self.softmax - onehot) * (self.counted[:, None] * scale)
 
 
-def softmax_cross_entropy(scores: Tensor, labels: Any, ignore_index: int = 255, reduction: str = "mean") -> Tensor:
+def softmax_cross_entropy(scores: Tensor, labels: Any, ignore_index: int = 255, reduction: str = "mean",
+                          weight: Any = None) -> Tensor:  # fmt: skip
     """Cross-entropy of a per-pixel softmax against integer labels.
 
     ``scores`` (N, C, H, W); ``labels`` (N, H, W), integers in [0, C) or
     ``ignore_index``. ``reduction='mean'`` averages over the pixels that are
     not ignored (0 when all are); ``'sum'`` sums them, the paper's loss.
+    ``weight`` (C,), optional: each pixel's loss is multiplied by its class's
+    weight, and 'mean' divides by the summed weights of the counted pixels,
+    as ``torch.nn.functional.cross_entropy(weight=...)`` does.
     """
-    return SoftmaxCrossEntropy(labels, ignore_index, reduction)(scores)
+    return SoftmaxCrossEntropy(labels, ignore_index, reduction, weight)(scores)
