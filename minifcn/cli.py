@@ -17,10 +17,10 @@ import sys
 from typing import Any, Callable, Sequence
 
 from .backend import cuda_available, set_tf32
-from .data import (DataError, FolderSegmentation, RGBDFolder, RGBDShapes, SBDSegmentation, SIFTFlow, Shapes, TwoLabelShapes,
+from .data import (CamVid, DataError, FolderSegmentation, RGBDFolder, RGBDShapes, SBDSegmentation, SIFTFlow, Shapes, TwoLabelShapes,
                    VOCSegmentation)
 
-DATASETS = ("shapes", "voc", "sbd", "folder", "rgbd-shapes", "rgbd-folder", "two-label-shapes", "siftflow")
+DATASETS = ("shapes", "voc", "sbd", "camvid", "folder", "rgbd-shapes", "rgbd-folder", "two-label-shapes", "siftflow")
 RGBD_DATASETS = ("rgbd-shapes", "rgbd-folder")  # images with a depth channel (Sec. 5, NYUDv2)
 MULTITASK_DATASETS = ("two-label-shapes", "siftflow")  # two labels per pixel (Sec. 5, SIFT Flow)
 
@@ -92,9 +92,10 @@ def _device(name: str) -> tuple[str, str]:
 def add_data_arguments(p: argparse.ArgumentParser, dataset_default: Any = "shapes") -> None:
     g = p.add_argument_group("data")
     g.add_argument("--dataset", choices=DATASETS, default=dataset_default,
-                   help="shapes (built in, the default), voc, sbd, folder; RGB-D: rgbd-shapes (built in), rgbd-folder; "
+                   help="shapes (built in, the default), voc, sbd, camvid, folder; RGB-D: rgbd-shapes (built in), rgbd-folder; "
                    "two labels per pixel: two-label-shapes (built in), siftflow")
     g.add_argument("--data-root", help="voc: the devkit (holding VOC2012/); sbd: the folder holding dataset/; "
+                   "camvid: the folder holding train.txt, val.txt (and test.txt) as the SegNet tutorial has it; "
                    "folder: a folder holding <split>/images and <split>/labels; rgbd-folder: also <split>/depth "
                    "(16-bit PNGs in millimetres)")
     g.add_argument("--voc-root", help="sbd's seg11valid split: the VOC2011 devkit")
@@ -116,6 +117,8 @@ def build_dataset(kind: str, split: str, root: str | None = None, n_class: int |
         data = VOCSegmentation(root, split)
     elif kind == "sbd":
         data = SBDSegmentation(root, split, voc_root=voc_root)
+    elif kind == "camvid":
+        data = CamVid(root, split)
     elif kind == "folder":
         if n_class is None:
             raise UserError("--dataset folder needs --n-class (how many classes its labels use)")

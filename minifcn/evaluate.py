@@ -154,7 +154,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         def save_prediction(i: int, image: np.ndarray, label: np.ndarray, prediction: np.ndarray) -> None:
             name = dataset.name(i) if hasattr(dataset, "name") else f"{i:05d}"
-            colorize(prediction).save(os.path.join(folder, name + ("" if head is None else f"_{head}") + ".png"))
+            colorize(prediction, getattr(dataset, "palette", "voc")).save(os.path.join(folder, name + ("" if head is None else f"_{head}") + ".png"))
 
         hist = evaluate(model, dataset, preprocessing, device, args.batch_size, args.limit,
                         save_prediction if folder else None, head)  # fmt: skip

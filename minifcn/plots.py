@@ -51,9 +51,10 @@ def curves(iterations: Sequence[float], losses: Sequence[float], eval_iterations
     return image
 
 
-def sample_strip(image: np.ndarray, truth: np.ndarray, prediction: np.ndarray) -> Image.Image:
-    """image | truth | prediction, side by side (labels in the VOC colours; an RGB-D image shows its colour)."""
-    panels = [np.asarray(image, np.uint8)[:, :, :3]] + [np.asarray(colorize(m).convert("RGB")) for m in (truth, prediction)]
+def sample_strip(image: np.ndarray, truth: np.ndarray, prediction: np.ndarray, palette: str = "voc") -> Image.Image:
+    """image | truth | prediction, side by side (labels in the dataset's colours; an RGB-D image shows its colour)."""
+    labels = (truth, prediction)
+    panels = [np.asarray(image, np.uint8)[:, :, :3]] + [np.asarray(colorize(m, palette).convert("RGB")) for m in labels]
     H, W = truth.shape
     strip = np.full((H, 3 * W + 8, 3), 255, np.uint8)
     for k, panel in enumerate(panels):

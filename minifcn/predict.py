@@ -65,13 +65,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     os.makedirs(args.out, exist_ok=True)
     # One output per head of a multi-task net (<stem>_<head>.png), else <stem>.png.
     heads = checkpoint.meta.get("head_classes") or {None: checkpoint.meta.get("classes")}
+    palette = "camvid" if checkpoint.meta.get("dataset") == "camvid" else "voc"  # the colours it was trained in
     for path, stem, image in zip(args.images, stems, images):
         for head, classes in heads.items():
             classes = classes or [str(c) for c in range(model.n_class)]
             name = stem if head is None else f"{stem}_{head}"
             label = predict(model, image, preprocessing, device, head)
-            colorize(label).save(os.path.join(args.out, name + ".png"))
-            overlay(image, label, args.alpha).save(os.path.join(args.out, name + "_overlay.png"))
+            colorize(label, palette).save(os.path.join(args.out, name + ".png"))
+            overlay(image, label, args.alpha, palette).save(os.path.join(args.out, name + "_overlay.png"))
             present = ", ".join(classes[c] for c in np.unique(label) if c < len(classes))
             print(f"{path}: {image.shape[1]}x{image.shape[0]} -> {os.path.join(args.out, name + '.png')} ({present})")
     return 0

@@ -42,7 +42,7 @@ from . import functional as F
 from .autograd import Tensor
 from .backend import to_device
 from .checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint
-from .data import Augment, BatchLoader
+from .data import Augment, BatchLoader, median_frequency_weights, read_class_weights
 from .evaluate import evaluate, scores_json
 from .metrics import segmentation_scores
 from .models import BACKBONES, FCN, MODELS, MultiHeadFCN, StreamFCN, add_input_channels, build_fcn
@@ -87,6 +87,7 @@ class Config:
     image_size: int | None = None
     device: str = "auto"
     tf32: bool = False
+    class_weights: str = "none"
     iters: int = 600
     batch_size: int = 4
     crop_size: int | None = None
@@ -152,6 +153,8 @@ def parse_config(argv: Sequence[str] | None) -> Config:
     a("--warmup", type=int, help="iterations of linear lr warm-up (quick 50)")
     a("--momentum", type=float, help="SGD momentum (quick 0.9, paper 0.99)")
     a("--weight-decay", type=float, help="L2 weight decay (quick 0, paper 5e-4); biases and batch norm have none")
+    a("--class-weights", help="none (default), median-freq (median frequency balancing from the training labels), "
+      "or a file of one weight per class (.npy, or numbers in text)")
     a("--loss-reduction", choices=("mean", "sum"), help="mean over pixels (quick) or their sum (paper)")
     a("--score-init", choices=("zero", "normal"), help="score layers start at zero (paper, for pretrained "
       "trunks) or small random (quick: a random trunk learns nothing through zero scores)")
@@ -270,6 +273,7 @@ class Run:
         if self.heads:  # the first head leads: its classes in the log, metrics.json's top level and best.npz
             self.classes = next(iter(self.heads.values()))[0]
             self.n_class = len(self.classes)
+        self.class_weights = self.choose_class_weights(c.class_weights)  # host float64 (n_class,), or None
         self.start, self.best = 0, -1.0
         # A net trained from scratch sees RGB scaled as torchvision does; ImageNet weights bring their own.
         self.preprocessing = TORCHVISION if c.backbone.startswith("tiny") and not c.init else CAFFE
@@ -311,6 +315,23 @@ class Run:
         scale = (0.5, 2.0) if c.augment == "flip-scale" else (1.0, 1.0)
         augment = Augment(flip=c.augment != "none", scale=scale, crop_size=crop)
         self.loader = BatchLoader(self.train_set, c.batch_size, self.preprocessing, augment, seed=c.seed)
+        # On the device once, so that no step uploads or checks them again.
+        dtype = next(iter(self.model.parameters())).dtype
+        self.loss_weight = None if self.class_weights is None else to_device(self.class_weights.astype(dtype), self.device)
+
+    def choose_class_weights(self, choice: str) -> np.ndarray | None:
+        """--class-weights: none, median-freq (from the training labels) or a file of one weight per class."""
+        if choice == "none":
+            return None
+        if self.heads:
+            raise cli.UserError(f"--class-weights {choice}: not available with several heads ({', '.join(self.heads)})")
+        if choice == "median-freq":
+            weights = median_frequency_weights(self.train_set)
+        else:
+            weights = read_class_weights(choice, self.n_class)
+        shown = ", ".join(f"{name} {w:.3g}" for name, w in zip(self.classes, weights))
+        self.say(f"minifcn: class weights ({choice}): {shown}")
+        return weights
 
     def choose_heads(self, wanted: str | None) -> dict[str, tuple[list[str], int]] | None:
         """--heads: the tasks to learn, each with its class names and its index in the label's last axis."""
@@ -395,7 +416,8 @@ class Run:
                 "learnable_upsampling": c.learnable_upsampling, "fusion": c.fusion, "iteration": iteration,
                 "heads": None if not self.heads else {h: len(names) for h, (names, _) in self.heads.items()},
                 "head_classes": None if not self.heads else {h: names for h, (names, _) in self.heads.items()},
-                "best_mean_iu": self.best, "rng": rng.get_state(), "config": dataclasses.asdict(c)}  # fmt: skip
+                "best_mean_iu": self.best, "rng": rng.get_state(), "config": dataclasses.asdict(c),
+                "class_weights": None if self.class_weights is None else self.class_weights.tolist()}  # fmt: skip
 
     def checkpoint(self, name: str, iteration: int) -> None:
         for pname, p in self.model.named_parameters():
@@ -442,7 +464,8 @@ class Run:
 
         def save_sample(i: int, image: np.ndarray, label: np.ndarray, prediction: np.ndarray) -> None:
             if i < self.c.samples:
-                sample_strip(image, label, prediction).save(os.path.join(folder, f"iter{iteration:06d}_{i}.png"))
+                strip = sample_strip(image, label, prediction, getattr(self.val_set, "palette", "voc"))
+                strip.save(os.path.join(folder, f"iter{iteration:06d}_{i}.png"))
 
         args = (self.model, self.val_set, self.preprocessing, self.device, max(self.c.batch_size, 8), self.c.eval_limit)
         if not self.heads:
@@ -491,7 +514,7 @@ class Run:
                 for extra in losses[1:]:
                     loss = loss + extra
             else:
-                loss = F.softmax_cross_entropy(scores, labels, reduction=self.c.loss_reduction)
+                loss = F.softmax_cross_entropy(scores, labels, reduction=self.c.loss_reduction, weight=self.loss_weight)
             self.optimizer.zero_grad()
             loss.backward()
             # Read back after the backward pass is queued, so that on a GPU the host never waits between the two;

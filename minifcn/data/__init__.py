@@ -1,4 +1,4 @@
-"""Datasets and batches: the built-in synthetic Shapes (the default), PASCAL VOC, SBD, plain folders.
+"""Datasets and batches: the built-in synthetic Shapes (the default), PASCAL VOC, SBD, CamVid, plain folders.
 
 Every dataset's item i is (uint8 RGB image (H, W, 3), int64 label (H, W)),
 or (H, W, 4) with a depth channel for the RGB-D ones (``rgbd.py``), or with labels
@@ -8,6 +8,8 @@ with 255 marking pixels to ignore; ``classes`` names the classes and
 training batches.
 """
 
+from .balance import median_frequency_weights, read_class_weights
+from .camvid import CAMVID_CLASSES, CamVid
 from .files import IGNORE, DataError
 from .folder import FolderSegmentation
 from .loader import BatchLoader
@@ -20,4 +22,5 @@ from .voc import VOC_CLASSES, SBDSegmentation, VOCSegmentation
 
 __all__ = ["Shapes", "SHAPES_CLASSES", "VOCSegmentation", "SBDSegmentation", "VOC_CLASSES", "FolderSegmentation",
            "DataError", "IGNORE", "Augment", "BatchLoader", "RGBDShapes", "RGBDFolder",
-           "TwoLabelShapes", "SIFTFlow"]  # fmt: skip
+           "TwoLabelShapes", "SIFTFlow", "CamVid", "CAMVID_CLASSES",
+           "median_frequency_weights", "read_class_weights"]  # fmt: skip

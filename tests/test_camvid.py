@@ -1,0 +1,169 @@
+"""CamVid as the SegNet tutorial distributes it: the loader, class weights, colours, and the command lines.
+
+Fixtures are written here in the same layout (absolute-path lines, 'L' labels with 11 = void, a test
+split); the real files in ../shared/data/CamVid are read when present (a user's clone lacks them).
+"""
+
+import json
+import os
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from minifcn import cli, evaluate, predict, train
+from minifcn.checkpoint import load_checkpoint
+from minifcn.data import CAMVID_CLASSES, CamVid, DataError, median_frequency_weights, read_class_weights
+from minifcn.viz import CAMVID_COLOURS, colorize, overlay
+
+REAL = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data", "CamVid")
+
+
+def write_camvid(root, splits=("train", "val", "test"), n=3, size=(24, 32), seed=0):
+    """CamVid in miniature: <split>.txt with the authors' absolute paths, RGB PNGs, 'L' labels 0..11."""
+    rng = np.random.default_rng(seed)
+    labels = {}
+    for split in splits:
+        os.makedirs(os.path.join(root, split), exist_ok=True)
+        os.makedirs(os.path.join(root, split + "annot"), exist_ok=True)
+        lines = []
+        for k in range(n):
+            name = f"0001TP_{k:06d}.png"
+            image = rng.integers(0, 256, size + (3,), dtype=np.uint8)
+            label = rng.integers(0, 12, size).astype(np.uint8)  # 11 = void
+            Image.fromarray(image).save(os.path.join(root, split, name))
+            Image.fromarray(label, mode="L").save(os.path.join(root, split + "annot", name))
+            labels[(split, k)] = label
+            lines.append(f"/SegNet/CamVid/{split}/{name} /SegNet/CamVid/{split}annot/{name}")
+        with open(os.path.join(root, f"{split}.txt"), "w") as f:
+            f.write("\n".join(lines) + "\n")
+    return labels
+
+
+def test_reads_every_split_listed_with_void_as_255(tmp_path):
+    labels = write_camvid(tmp_path)
+    for split in ("train", "val", "test"):  # test too, since this root has test.txt
+        data = CamVid(str(tmp_path), split)
+        assert len(data) == 3 and data.n_class == 11 and data.classes == CAMVID_CLASSES
+        image, label = data[1]
+        assert image.shape == (24, 32, 3) and image.dtype == np.uint8
+        expected = labels[(split, 1)].astype(np.int64)
+        expected[expected == 11] = 255
+        np.testing.assert_array_equal(label, expected)
+        assert data.name(1) == "0001TP_000001"
+
+
+def test_errors_name_the_file(tmp_path):
+    write_camvid(tmp_path, splits=("train",))
+    with pytest.raises(DataError, match=r"no split 'val' in .*splits there: train"):
+        CamVid(str(tmp_path), "val")
+    with pytest.raises(DataError, match=r"folder .*nowhere.* does not exist"):
+        CamVid(str(tmp_path / "nowhere"))
+    with open(tmp_path / "train.txt", "a") as f:
+        f.write("/SegNet/CamVid/train/only_one_path.png\n")
+    with pytest.raises(DataError, match=r"train.txt' line 4 holds 1 paths, expected two"):
+        CamVid(str(tmp_path), "train")
+    write_camvid(tmp_path, splits=("train",))
+    os.remove(tmp_path / "trainannot" / "0001TP_000002.png")
+    with pytest.raises(DataError, match=r"label of image .*0001TP_000002.png' is missing"):
+        CamVid(str(tmp_path), "train")
+    write_camvid(tmp_path, splits=("train",))
+    Image.fromarray(np.full((24, 32), 12, np.uint8), mode="L").save(tmp_path / "trainannot" / "0001TP_000000.png")
+    with pytest.raises(DataError, match=r"trainannot/0001TP_000000.png' holds values 12 outside \[0, 11\)"):
+        CamVid(str(tmp_path), "train")[0]
+
+
+@pytest.mark.skipif(not os.path.isdir(REAL), reason="../shared/data/CamVid is not here")
+def test_the_real_files():
+    train_set, val_set = CamVid(REAL, "train"), CamVid(REAL, "val")
+    assert (len(train_set), len(val_set)) == (367, 101)
+    image, label = val_set[0]
+    assert image.shape == (360, 480, 3) and label.shape == (360, 480)
+    assert set(np.unique(label)) <= set(range(11)) | {255}
+
+
+def test_median_frequency_weights_against_a_direct_count(tmp_path):
+    write_camvid(tmp_path, splits=("train",), n=4, size=(10, 12), seed=3)
+    data = CamVid(str(tmp_path), "train")
+    pixels, image_pixels = np.zeros(11), np.zeros(11)
+    for i in range(len(data)):
+        label = data[i][1]
+        labelled = label != 255
+        for c in range(11):
+            if (label == c).any():
+                pixels[c] += (label == c).sum()
+                image_pixels[c] += labelled.sum()
+    freq = pixels / image_pixels
+    np.testing.assert_allclose(median_frequency_weights(data), np.median(freq) / freq, rtol=1e-12)
+
+
+def test_a_class_that_never_appears_weighs_zero(tmp_path):
+    write_camvid(tmp_path, splits=("train",), n=2, size=(6, 6))
+    for name in os.listdir(tmp_path / "trainannot"):
+        Image.fromarray(np.array([[0, 1, 11]] * 6 * 2, np.uint8).reshape(6, 6), mode="L").save(tmp_path / "trainannot" / name)
+    weights = median_frequency_weights(CamVid(str(tmp_path), "train"))
+    assert weights[0] == weights[1] == pytest.approx(1.0) and (weights[2:] == 0).all()
+
+
+def test_class_weights_from_a_file(tmp_path):
+    (tmp_path / "w.txt").write_text("1, 2 3\n4")
+    np.testing.assert_array_equal(read_class_weights(str(tmp_path / "w.txt"), 4), [1, 2, 3, 4])
+    np.save(tmp_path / "w.npy", np.arange(3.0))
+    np.testing.assert_array_equal(read_class_weights(str(tmp_path / "w.npy"), 3), [0, 1, 2])
+    with pytest.raises(DataError, match=r"w.txt' hold 4 values; the dataset has 11 classes"):
+        read_class_weights(str(tmp_path / "w.txt"), 11)
+    (tmp_path / "bad.txt").write_text("1 -2")
+    with pytest.raises(DataError, match=r"finite and >= 0"):
+        read_class_weights(str(tmp_path / "bad.txt"), 2)
+
+
+def test_camvid_colours():
+    label = np.array([[0, 3, 10, 255]])
+    rgb = np.asarray(colorize(label, "camvid").convert("RGB"))
+    assert [tuple(p) for p in rgb[0]] == [CAMVID_COLOURS[0], CAMVID_COLOURS[3], CAMVID_COLOURS[10], (0, 0, 0)]
+    assert CAMVID_COLOURS[3] == (128, 64, 128)  # road, as everyone draws it
+    image = np.full((1, 4, 3), 200, np.uint8)
+    painted = np.asarray(overlay(image, label, 1.0, "camvid"))
+    assert tuple(painted[0, 0]) == CAMVID_COLOURS[0]  # sky is a class here (VOC's 0 is background, left alone)
+    assert tuple(painted[0, 3]) == (200, 200, 200)  # void is left alone
+    with pytest.raises(ValueError, match=r"unknown palette 'kitti'"):
+        colorize(label, "kitti")
+
+
+SMALL = ["--dataset", "camvid", "--batch-size", "2", "--iters", "2", "--eval-every", "2", "--checkpoint-every", "2",
+         "--samples", "1", "--crop-size", "24"]  # fmt: skip
+
+
+def test_train_evaluate_predict_on_camvid_with_median_frequency_weights(tmp_path, capsys):
+    root = tmp_path / "CamVid"
+    write_camvid(root, size=(24, 32))
+    out = tmp_path / "run"
+    args = SMALL + ["--data-root", str(root), "--class-weights", "median-freq", "--out", str(out)]
+    assert cli.run(train.main, args) == 0
+    printed = capsys.readouterr().out
+    assert "class weights (median-freq): sky" in printed
+    meta = load_checkpoint(str(out / "last.npz")).meta
+    expected = median_frequency_weights(CamVid(str(root), "train"))
+    np.testing.assert_allclose(meta["class_weights"], expected)
+    assert meta["dataset"] == "camvid" and meta["classes"] == list(CAMVID_CLASSES)
+    strip = np.asarray(Image.open(next((out / "samples").iterdir())).convert("RGB"))
+    truth_panel = strip[:, 36:68].reshape(-1, 3)  # image | truth | prediction, 4 px apart: the truth in CamVid colours
+    assert {tuple(p) for p in truth_panel} <= set(CAMVID_COLOURS) | {(0, 0, 0)}
+
+    assert cli.run(evaluate.main, ["--checkpoint", str(out / "last.npz"), "--data-root", str(root),
+                                   "--out", str(tmp_path / "eval")]) == 0  # fmt: skip
+    scores = json.load(open(tmp_path / "eval" / "metrics.json"))
+    assert 0.0 <= scores["mean_iu"] <= 1.0
+    image = tmp_path / "street.png"
+    Image.fromarray(CamVid(str(root), "val")[0][0]).save(image)
+    assert cli.run(predict.main, ["--checkpoint", str(out / "last.npz"), "--out", str(tmp_path / "pred"), str(image)]) == 0
+    prediction = np.asarray(Image.open(tmp_path / "pred" / "street.png").convert("RGB")).reshape(-1, 3)
+    assert {tuple(p) for p in prediction} <= set(CAMVID_COLOURS)
+
+
+def test_class_weight_mistakes_give_one_line(tmp_path, capsys):
+    root = tmp_path / "CamVid"
+    write_camvid(root)
+    args = SMALL + ["--data-root", str(root), "--class-weights", str(tmp_path / "missing.txt"), "--out", str(tmp_path)]
+    assert cli.run(train.main, args) == 1
+    assert capsys.readouterr().err.strip() == f"minifcn: error: class weights '{tmp_path / 'missing.txt'}' do not exist"
