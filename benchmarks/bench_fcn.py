@@ -72,6 +72,14 @@ def build_torch(torch, ours: FCN8s):
             return tnn.ReLU(inplace=True)
         elif isinstance(layer, nn.Dropout):
             return tnn.Dropout(layer.p)
+        elif isinstance(layer, nn.BatchNorm2d):  # tiny-bn (bench_camvid.py): the same statistics and parameters
+            t = tnn.BatchNorm2d(layer.num_features, eps=layer.eps, momentum=layer.momentum)
+            with torch.no_grad():
+                for name in ("weight", "bias"):
+                    getattr(t, name).copy_(torch.from_numpy(getattr(layer, name).data))
+                for name in ("running_mean", "running_var"):
+                    getattr(t, name).copy_(torch.from_numpy(getattr(layer, name)))
+            return t
         else:
             raise TypeError(type(layer).__name__)
         with torch.no_grad():
