@@ -67,9 +67,9 @@ PRESETS: dict[str, dict[str, Any]] = {
                    crop_size=None, augment="flip", optimizer="adam", lr=0.01, lr_policy="poly", warmup=50,
                    momentum=0.9, weight_decay=0.0, loss_reduction="mean", eval_every=500, checkpoint_every=500,
                    score_init="normal", class_weights="median-freq"),
-    "camvid-cpu": dict(model="fcn8s", backbone="tiny-bn", dataset="camvid", image_size=None, iters=600, batch_size=4,
+    "camvid-cpu": dict(model="fcn8s", backbone="tiny-bn", dataset="camvid", image_size=None, iters=1500, batch_size=4,
                        crop_size=224, augment="flip", optimizer="adam", lr=0.01, lr_policy="poly", warmup=50,
-                       momentum=0.9, weight_decay=0.0, loss_reduction="mean", eval_every=200, checkpoint_every=200,
+                       momentum=0.9, weight_decay=0.0, loss_reduction="mean", eval_every=500, checkpoint_every=500,
                        score_init="normal", class_weights="median-freq"),
     # The reference's solver (voc-fcn*/solve.py): SGD, momentum 0.99, summed loss, batch 1, fixed lr by stage.
     "paper": dict(model="fcn32s", backbone="vgg16", dataset="sbd", image_size=None, iters=100000, batch_size=1, crop_size=None,

@@ -167,3 +167,23 @@ def test_class_weight_mistakes_give_one_line(tmp_path, capsys):
     args = SMALL + ["--data-root", str(root), "--class-weights", str(tmp_path / "missing.txt"), "--out", str(tmp_path)]
     assert cli.run(train.main, args) == 1
     assert capsys.readouterr().err.strip() == f"minifcn: error: class weights '{tmp_path / 'missing.txt'}' do not exist"
+
+
+@pytest.mark.parametrize("preset", ["camvid", "camvid-cpu"])
+def test_the_camvid_presets_end_to_end(preset, tmp_path, capsys):
+    """Each preset, as it stands, for two iterations on fixtures: its recipe reaches the run and the checkpoint."""
+    root = tmp_path / "CamVid"
+    write_camvid(root, size=(24, 32))
+    out = tmp_path / preset
+    args = ["--preset", preset, "--data-root", str(root), "--iters", "2", "--eval-every", "2", "--batch-size", "2",
+            "--samples", "0", "--out", str(out)] + (["--crop-size", "16"] if preset == "camvid-cpu" else [])  # fmt: skip
+    assert cli.run(train.main, args) == 0
+    config = json.load(open(out / "config.json"))
+    expected = train.PRESETS[preset]
+    for key in ("model", "backbone", "optimizer", "lr", "lr_policy", "augment", "class_weights", "score_init"):
+        assert config[key] == expected[key], key
+    assert config["dataset"] == "camvid" and config["class_weights"] == "median-freq"
+    assert config["crop_size"] == (16 if preset == "camvid-cpu" else None)  # camvid trains on whole 480x360 images
+    rows = open(out / "log.csv").read().splitlines()[1:]
+    assert len(rows) == 2 and rows[-1].split(",")[-2] != ""  # evaluated at the end: mean IU logged
+    assert "class weights (median-freq)" in capsys.readouterr().out
