@@ -109,12 +109,18 @@ def test_pooling(case, dtype, rng):
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("reduction", ["mean", "sum"])
-def test_softmax_cross_entropy(reduction, dtype, rng):
+@pytest.mark.parametrize("weighted", [False, True])
+def test_softmax_cross_entropy(reduction, dtype, weighted, rng):
     scores = (rng.standard_normal((2, 5, 6, 7)) * 3).astype(dtype)
     scores[0, :, 0, 0] += 500  # scores that overflow exp unless the max is subtracted
     labels = rng.integers(0, 5, (2, 6, 7)).astype(np.uint8)
     labels[1, 2:4] = 255  # ignored pixels
-    _compare(lambda d, s: F.softmax_cross_entropy(s, to_device(labels, d), 255, reduction) * 1.0, [scores], dtype)
+    weight = rng.uniform(0.2, 4.0, 5) if weighted else None  # host weights, moved by the op
+
+    def op(d, s):
+        return F.softmax_cross_entropy(s, to_device(labels, d), 255, reduction, weight) * 1.0
+
+    _compare(op, [scores], dtype)
 
 
 def test_softmax_cross_entropy_all_ignored():

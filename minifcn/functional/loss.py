@@ -95,7 +95,7 @@ def _check_weight(scores: Any, weight: Any) -> Any:
     if device_of(weight) == "cuda":
         if device_of(scores) != "cuda":
             raise ValueError("softmax_cross_entropy: scores are on cpu, the class weights on cuda")
-        w = weight.astype(scores.dtype)
+        w = weight.astype(scores.dtype, copy=False)
     else:
         w = np.asarray(weight, dtype=scores.dtype)
         if w.ndim == 1 and not (np.isfinite(w).all() and (w >= 0).all()):
