@@ -176,14 +176,15 @@ def test_the_camvid_presets_end_to_end(preset, tmp_path, capsys):
     write_camvid(root, size=(24, 32))
     out = tmp_path / preset
     args = ["--preset", preset, "--data-root", str(root), "--iters", "2", "--eval-every", "2", "--batch-size", "2",
-            "--samples", "0", "--out", str(out)] + (["--crop-size", "16"] if preset == "camvid-cpu" else [])  # fmt: skip
+            "--samples", "0", "--out", str(out)]  # fmt: skip
     assert cli.run(train.main, args) == 0
     config = json.load(open(out / "config.json"))
     expected = train.PRESETS[preset]
     for key in ("model", "backbone", "optimizer", "lr", "lr_policy", "augment", "class_weights", "score_init"):
         assert config[key] == expected[key], key
     assert config["dataset"] == "camvid" and config["class_weights"] == "median-freq"
-    assert config["crop_size"] == (16 if preset == "camvid-cpu" else None)  # camvid trains on whole 480x360 images
+    assert config["crop_size"] is None and config["iters"] == 2  # whole 480x360 images; --iters overrides the preset
+    assert expected["iters"] == (800 if preset == "camvid-cpu" else 4000)
     rows = open(out / "log.csv").read().splitlines()[1:]
     assert len(rows) == 2 and rows[-1].split(",")[-2] != ""  # evaluated at the end: mean IU logged
     assert "class weights (median-freq)" in capsys.readouterr().out
