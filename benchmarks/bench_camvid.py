@@ -42,15 +42,15 @@ from minifcn.metrics import confusion_matrix, segmentation_scores  # noqa: E402
 from minifcn.models import FCN8s  # noqa: E402
 from minifcn.optim import Adam  # noqa: E402
 from minifcn.preprocessing import TORCHVISION  # noqa: E402
-from minifcn.train import randomise_scores  # noqa: E402
+from minifcn.train import Config, learning_rate, randomise_scores  # noqa: E402
 from bench_fcn import build_torch  # noqa: E402
 
 DEFAULT_ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "shared", "data", "CamVid")
 
 
-def learning_rate(base: float, t: int, iters: int, warmup: int = 50) -> float:
-    """The presets' schedule: linear warm-up, then poly decay (1 - t/iters)^0.9."""
-    return base * min(1.0, (t + 1) / warmup) * (1 - t / iters) ** 0.9
+def schedule(args) -> Config:
+    """The presets' schedule (train.learning_rate): 50 iterations of linear warm-up, then poly decay."""
+    return Config(lr=args.lr, lr_policy="poly", warmup=50, iters=args.iters)
 
 
 def train_minifcn(model, loader, weights, args) -> float:
@@ -60,7 +60,7 @@ def train_minifcn(model, loader, weights, args) -> float:
     start = time.perf_counter()
     for t in range(args.iters):
         x, y = loader.batch(t)
-        optimiser.lr = learning_rate(args.lr, t, args.iters)
+        optimiser.lr = learning_rate(schedule(args), t)
         loss = F.softmax_cross_entropy(model(mf.Tensor(to_device(x, args.device))), to_device(y, args.device),
                                        weight=weight)  # fmt: skip
         optimiser.zero_grad()
@@ -85,7 +85,7 @@ def train_torch(torch, net, ours, loader, weights, args) -> float:
     for t in range(args.iters):
         x, y = loader.batch(t)
         for group in optimiser.param_groups:
-            group["lr"] = learning_rate(args.lr, t, args.iters) * group["mult"]
+            group["lr"] = learning_rate(schedule(args), t) * group["mult"]
         scores = net(torch.from_numpy(x).to(device))
         loss = torch.nn.functional.cross_entropy(scores, torch.from_numpy(y).to(device), weight=weight, ignore_index=255)
         optimiser.zero_grad(set_to_none=True)

@@ -65,7 +65,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     os.makedirs(args.out, exist_ok=True)
     # One output per head of a multi-task net (<stem>_<head>.png), else <stem>.png.
     heads = checkpoint.meta.get("head_classes") or {None: checkpoint.meta.get("classes")}
-    palette = "camvid" if checkpoint.meta.get("dataset") == "camvid" else "voc"  # the colours it was trained in
+    palette = checkpoint.meta.get("palette", "voc")  # the colours of the dataset it was trained on
     for path, stem, image in zip(args.images, stems, images):
         for head, classes in heads.items():
             classes = classes or [str(c) for c in range(model.n_class)]

@@ -426,6 +426,7 @@ class Run:
         c = self.c
         return {"model": c.model, "backbone": c.backbone, "n_class": self.n_class, "classes": self.classes,
                 "dataset": c.dataset, "image_size": c.image_size, "preprocessing": self.preprocessing.name,
+                "palette": getattr(self.train_set, "palette", "voc"),
                 "learnable_upsampling": c.learnable_upsampling, "fusion": c.fusion, "iteration": iteration,
                 "heads": None if not self.heads else {h: len(names) for h, (names, _) in self.heads.items()},
                 "head_classes": None if not self.heads else {h: names for h, (names, _) in self.heads.items()},

@@ -145,7 +145,7 @@ def test_train_evaluate_predict_on_camvid_with_median_frequency_weights(tmp_path
     meta = load_checkpoint(str(out / "last.npz")).meta
     expected = median_frequency_weights(CamVid(str(root), "train"))
     np.testing.assert_allclose(meta["class_weights"], expected)
-    assert meta["dataset"] == "camvid" and meta["classes"] == list(CAMVID_CLASSES)
+    assert meta["dataset"] == "camvid" and meta["classes"] == list(CAMVID_CLASSES) and meta["palette"] == "camvid"
     strip = np.asarray(Image.open(next((out / "samples").iterdir())).convert("RGB"))
     truth_panel = strip[:, 36:68].reshape(-1, 3)  # image | truth | prediction, 4 px apart: the truth in CamVid colours
     assert {tuple(p) for p in truth_panel} <= set(CAMVID_COLOURS) | {(0, 0, 0)}
@@ -188,3 +188,18 @@ def test_the_camvid_presets_end_to_end(preset, tmp_path, capsys):
     rows = open(out / "log.csv").read().splitlines()[1:]
     assert len(rows) == 2 and rows[-1].split(",")[-2] != ""  # evaluated at the end: mean IU logged
     assert "class weights (median-freq)" in capsys.readouterr().out
+
+
+def test_a_split_without_labelled_pixels_has_no_frequencies(tmp_path):
+    write_camvid(tmp_path, splits=("train",), n=2, size=(4, 4))
+    for name in os.listdir(tmp_path / "trainannot"):
+        Image.fromarray(np.full((4, 4), 11, np.uint8), mode="L").save(tmp_path / "trainannot" / name)
+    with pytest.raises(DataError, match=r"no labelled pixels, so no class frequencies"):
+        median_frequency_weights(CamVid(str(tmp_path), "train"))
+
+
+def test_class_weights_refuse_several_heads(tmp_path, capsys):
+    args = ["--dataset", "two-label-shapes", "--image-size", "32", "--iters", "1", "--class-weights", "median-freq",
+            "--out", str(tmp_path)]  # fmt: skip
+    assert cli.run(train.main, args) == 1
+    assert "--class-weights median-freq: not available with several heads (shape, colour)" in capsys.readouterr().err

@@ -28,7 +28,6 @@ from typing import Any, Callable
 
 import numpy as np
 
-
 CUDA_DIR = os.path.dirname(os.path.abspath(__file__))
 
 THREADS_PER_BLOCK = 256

@@ -38,8 +38,8 @@ from typing import Any
 from ..autograd import Function, Tensor
 from ..backend import get_array_module
 from ..cuda import kernels
-from .reduce import channel_sum
 from .geometry import conv_output_size, conv_transpose_output_size, kernel_span, pad2d, pair
+from .reduce import channel_sum
 
 #: Largest im2col buffer built at once; larger ones are processed in bands of output rows.
 IM2COL_BUDGET_BYTES = 256 * 2**20

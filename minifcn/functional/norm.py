@@ -41,7 +41,6 @@ from ..cuda import kernels
 from .reduce import channel_dot, channel_sum, channel_sums
 
 
-
 def _per_channel(v: Any) -> Any:
     """(C,) -> (1, C, 1, 1), to combine with (N, C, H, W)."""
     return v.reshape(1, -1, 1, 1)
