@@ -37,20 +37,20 @@ import minifcn as mf  # noqa: E402
 import minifcn.functional as F  # noqa: E402
 from minifcn.backend import to_device  # noqa: E402
 from minifcn.data import Augment, BatchLoader, CamVid, median_frequency_weights  # noqa: E402
-from minifcn.evaluate import evaluate  # noqa: E402
+from minifcn.inference import evaluate  # noqa: E402
 from minifcn.metrics import confusion_matrix, segmentation_scores  # noqa: E402
 from minifcn.models import FCN8s  # noqa: E402
-from minifcn.optim import Adam  # noqa: E402
+from minifcn.optim import Adam, learning_rate  # noqa: E402
 from minifcn.preprocessing import TORCHVISION  # noqa: E402
-from minifcn.train import Config, learning_rate, randomise_scores  # noqa: E402
+from minifcn.surgery import randomise_scores  # noqa: E402
 from bench_fcn import build_torch  # noqa: E402
 
 DEFAULT_ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "shared", "data", "CamVid")
 
 
-def schedule(args) -> Config:
-    """The presets' schedule (train.learning_rate): 50 iterations of linear warm-up, then poly decay."""
-    return Config(lr=args.lr, lr_policy="poly", warmup=50, iters=args.iters)
+def schedule(args, t: int) -> float:
+    """The presets' schedule (optim.learning_rate): 50 iterations of linear warm-up, then poly decay."""
+    return learning_rate(args.lr, t, args.iters, "poly", warmup=50)
 
 
 def train_minifcn(model, loader, weights, args) -> float:
@@ -60,7 +60,7 @@ def train_minifcn(model, loader, weights, args) -> float:
     start = time.perf_counter()
     for t in range(args.iters):
         x, y = loader.batch(t)
-        optimiser.lr = learning_rate(schedule(args), t)
+        optimiser.lr = schedule(args, t)
         loss = F.softmax_cross_entropy(model(mf.Tensor(to_device(x, args.device))), to_device(y, args.device),
                                        weight=weight)  # fmt: skip
         optimiser.zero_grad()
@@ -85,7 +85,7 @@ def train_torch(torch, net, ours, loader, weights, args) -> float:
     for t in range(args.iters):
         x, y = loader.batch(t)
         for group in optimiser.param_groups:
-            group["lr"] = learning_rate(schedule(args), t) * group["mult"]
+            group["lr"] = schedule(args, t) * group["mult"]
         scores = net(torch.from_numpy(x).to(device))
         loss = torch.nn.functional.cross_entropy(scores, torch.from_numpy(y).to(device), weight=weight, ignore_index=255)
         optimiser.zero_grad(set_to_none=True)

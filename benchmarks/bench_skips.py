@@ -27,10 +27,10 @@ def main() -> None:
     rows = []
     for model in args.models.split(","):
         out = os.path.join(args.out, model)
-        config = train.parse_config(["--model", model, "--iters", str(args.iters), "--eval-every", str(args.iters),
-                                     "--checkpoint-every", str(args.iters), "--out", out])  # fmt: skip
+        argv = ["--model", model, "--iters", str(args.iters), "--eval-every", str(args.iters),
+                "--checkpoint-every", str(args.iters), "--out", out]  # fmt: skip
         t0 = time.perf_counter()
-        train.Run(config).run()
+        train.main(argv)
         with open(os.path.join(out, "metrics.json")) as f:
             m = json.load(f)
         rows.append((model, m["pixel_acc"], m["mean_iu"], m["iu"]["ring"], m["iu"]["bar"], time.perf_counter() - t0))

@@ -10,7 +10,7 @@ Three tables, each on the GPU (needs CuPy and a CUDA device):
    warm-up steps. Synchronising serialises the host and the GPU, so the sum
    is more than a real step takes; the shares say where the time goes.
 2. **The quick preset's step**: ``python -m minifcn.train``'s own
-   ``Run.step`` (tiny-bn FCN-8s, 4x3x128x128 Shapes, Adam), the median over
+   ``Loop.step`` (tiny-bn FCN-8s, 4x3x128x128 Shapes, Adam), the median over
    ``--quick-steps`` steps, with and without TF32, and the number of minifcn
    kernel launches per step. Target (issue 14): at most 10 ms on an H100/H200.
 3. **The host's share of that step**: the top functions by own time under
@@ -37,7 +37,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import minifcn as mf  # noqa: E402
 import minifcn.functional as F  # noqa: E402
-from minifcn import autograd, train  # noqa: E402
+from minifcn import autograd, loop, train  # noqa: E402
 from minifcn.backend import cuda_available, set_tf32  # noqa: E402
 from minifcn.cuda import launch  # noqa: E402
 from minifcn.optim import SGD  # noqa: E402
@@ -121,9 +121,9 @@ def per_op_table(cp, size: int) -> None:
     print()
 
 
-def quick_step_table(cp, steps: int) -> "train.Run":
+def quick_step_table(cp, steps: int) -> "loop.Loop":
     out = tempfile.mkdtemp(prefix="minifcn-profile-")
-    run = train.Run(train.parse_config(["--device", "cuda", "--out", out, "--iters", str(steps + 10)]))
+    run, _ = train.prepare(train.parse_config(["--device", "cuda", "--out", out, "--iters", str(steps + 10)]))
     launches = collections.Counter()
     original_launch = launch.launch
 
@@ -131,7 +131,7 @@ def quick_step_table(cp, steps: int) -> "train.Run":
         launches[kernel] += 1
         return original_launch(kernel, *args, **kwargs)
 
-    print("## 2. The quick preset's step (Run.step: tiny-bn FCN-8s, 4x3x128x128, Adam; the loss read back each step)\n")
+    print("## 2. The quick preset's step (Loop.step: tiny-bn FCN-8s, 4x3x128x128, Adam; the loss read back each step)\n")
     print("| TF32 | median ms per step | steps per second |")
     print("|---|---|---|")
     for tf32 in (False, True):

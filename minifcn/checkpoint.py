@@ -21,7 +21,9 @@ from typing import Any
 import numpy as np
 
 from . import nn
+from .heads import Heads
 from .models import FCN, MODELS, MultiHeadFCN, build_fcn
+from .preprocessing import BY_NAME, Preprocessing
 from .serialization import load, save
 
 
@@ -67,9 +69,9 @@ def model_from_checkpoint(checkpoint: Checkpoint) -> FCN:
     if missing or meta["model"] not in MODELS:
         raise ValueError(f"{checkpoint.path!r}: its metadata does not describe an FCN (missing {missing}, "
                          f"model {meta.get('model')!r}); was it written by python -m minifcn.train?")  # fmt: skip
-    if meta.get("heads"):  # a multi-task net (Sec. 5, SIFT Flow)
-        model = MultiHeadFCN(meta["model"], {h: int(n) for h, n in meta["heads"].items()}, meta["backbone"],
-                             bool(meta.get("learnable_upsampling")))  # fmt: skip
+    heads = heads_of(checkpoint)
+    if heads.several:  # a multi-task net (Sec. 5, SIFT Flow)
+        model = MultiHeadFCN(meta["model"], heads.sizes(), meta["backbone"], bool(meta.get("learnable_upsampling")))
     else:
         model = build_fcn(meta["model"], int(meta["n_class"]), meta["backbone"],
                           bool(meta.get("learnable_upsampling")), meta.get("fusion"))  # fmt: skip
@@ -78,3 +80,16 @@ def model_from_checkpoint(checkpoint: Checkpoint) -> FCN:
     except ValueError as e:
         raise ValueError(f"{checkpoint.path!r}: {e}") from None
     return model
+
+
+def preprocessing_of(checkpoint: Checkpoint) -> Preprocessing:
+    """The preprocessing the checkpoint's net was trained with (checkpoints before it was recorded: Caffe's)."""
+    name = checkpoint.meta.get("preprocessing", "caffe")
+    if name not in BY_NAME:
+        raise ValueError(f"{checkpoint.path!r}: unknown preprocessing {name!r}; known: {', '.join(BY_NAME)}")
+    return BY_NAME[name]
+
+
+def heads_of(checkpoint: Checkpoint) -> Heads:
+    """The heads (tasks and their class names) of the checkpoint's net."""
+    return Heads.from_meta(checkpoint.meta)

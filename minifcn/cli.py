@@ -135,3 +135,8 @@ def build_dataset(kind: str, split: str, root: str | None = None, n_class: int |
     if n_class is not None and n_class != data.n_class:
         raise UserError(f"--n-class {n_class} does not match the {kind} dataset, which has {data.n_class} classes")
     return data
+
+
+def say(line: str) -> None:
+    """One line of progress on stdout, shown at once."""
+    print(line, flush=True)

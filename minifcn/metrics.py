@@ -14,7 +14,7 @@ Classes that appear neither in the truth nor in the predictions have no IU
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -57,3 +57,28 @@ def segmentation_scores(hist: np.ndarray) -> dict[str, Any]:
         "fw_iu": float((freq[present] * iu[present]).sum()) if present.any() else float("nan"),
         "iu": iu,
     }
+
+
+def format_scores(scores: dict[str, Any], classes: Sequence[str]) -> str:
+    """The four metrics on one line, then a table of per-class IU."""
+    lines = [
+        f"pixel acc {scores['pixel_acc']:.4f}   mean acc {scores['mean_acc']:.4f}   "
+        f"mean IU {scores['mean_iu']:.4f}   fw IU {scores['fw_iu']:.4f}",
+        "",
+        f"{'class':<16} IU",
+    ]
+    for name, iu in zip(classes, scores["iu"]):
+        lines.append(f"{name:<16} {'   -' if np.isnan(iu) else f'{iu:.4f}'}")
+    return "\n".join(lines)
+
+
+def scores_json(scores: dict[str, Any], classes: Sequence[str], **extra: Any) -> dict[str, Any]:
+    """The metrics as plain JSON values (NaN, for a class absent from truth and prediction, becomes null)."""
+
+    def num(v: float) -> float | None:
+        return None if np.isnan(v) else float(v)
+
+    out = {k: num(scores[k]) for k in ("pixel_acc", "mean_acc", "mean_iu", "fw_iu")}
+    out["iu"] = {name: num(v) for name, v in zip(classes, scores["iu"])}
+    out.update(extra)
+    return out

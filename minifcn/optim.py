@@ -279,3 +279,15 @@ class Adam(_Optimiser):
         self.lr, self.eps, self.weight_decay = float(state["lr"]), float(state["eps"]), float(state["weight_decay"])
         self.betas = (float(state["betas"][0]), float(state["betas"][1]))
         self.t = int(state["t"])
+
+
+def learning_rate(lr: float, t: int, iters: int, policy: str = "fixed", warmup: int = 0) -> float:
+    """The rate of iteration t (from 0) of ``iters``: linear warm-up over ``warmup`` iterations, then
+    ``policy`` 'fixed' (the paper's) or 'poly', ``lr * (1 - t / iters) ** 0.9``."""
+    if policy == "poly":
+        lr *= (1.0 - t / iters) ** 0.9
+    elif policy != "fixed":
+        raise ValueError(f"unknown learning-rate policy {policy!r}; choose 'fixed' or 'poly'")
+    if t < warmup:
+        lr *= (t + 1) / warmup
+    return lr

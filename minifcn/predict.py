@@ -3,10 +3,11 @@
     python -m minifcn.predict --checkpoint runs/quick/best.npz --out predictions/ photo.jpg other.png
 
 For each image ``<stem>.<ext>`` it writes ``<stem>.png``, the class map as
-a palette PNG (pixel value = class index, shown in the VOC colours), and
-``<stem>_overlay.png``, the colours blended over the image. The network is
-fully convolutional (Sec. 3), so no resizing is needed: the scores come
-out at the image's own size.
+a palette PNG (pixel value = class index, shown in the colours of the
+dataset the net was trained on), and ``<stem>_overlay.png``, the colours
+blended over the image; a multi-task net writes ``<stem>_<head>.png`` for
+each head. The network is fully convolutional (Sec. 3), so no resizing is
+needed: the scores come out at the image's own size.
 """
 
 from __future__ import annotations
@@ -17,22 +18,10 @@ from typing import Sequence
 import numpy as np
 
 from . import cli
-from .checkpoint import load_checkpoint, model_from_checkpoint
+from .checkpoint import heads_of, load_checkpoint, model_from_checkpoint, preprocessing_of
 from .data.files import read_image
-from .evaluate import predict_batch
-from .nn import Module
-from .preprocessing import BY_NAME, Preprocessing
-
-
-def predict(model: Module, image: np.ndarray, preprocessing: Preprocessing, device: str = "cpu",
-            head: str | None = None) -> np.ndarray:  # fmt: skip
-    """The class map (H, W) int64 of one uint8 image (H, W, 3), in eval mode (a multi-head net: ``head``'s)."""
-    was_training = model.training
-    model.eval()
-    try:
-        return predict_batch(model, preprocessing(image)[None], device, head)[0]
-    finally:
-        model.train(was_training)
+from .inference import predict
+from .viz import colorize, overlay
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -47,8 +36,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not 0.0 <= args.alpha <= 1.0:
         raise cli.UserError(f"--alpha must lie in [0, 1], got {args.alpha}")
 
-    from .viz import colorize, overlay
-
+    # 1. The net, and every image read before any output is written.
     checkpoint = load_checkpoint(args.checkpoint)
     if checkpoint.meta.get("fusion"):
         raise cli.UserError(f"{args.checkpoint!r} is an RGB-D net ({checkpoint.meta['fusion']} fusion); predict reads "
@@ -56,24 +44,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     model = model_from_checkpoint(checkpoint)
     device, _ = cli.pick_device(args.device, args.tf32)
     model.to(device)
-    preprocessing = BY_NAME[checkpoint.meta.get("preprocessing", "caffe")]
     stems = [os.path.splitext(os.path.basename(path))[0] for path in args.images]
     repeated = sorted({s for s in stems if stems.count(s) > 1})
     if repeated:
         raise cli.UserError(f"several images share the stem {repeated[0]!r}; their outputs would overwrite each other")
-    images = [read_image(path) for path in args.images]  # every file is read before any output is written
+    images = [read_image(path) for path in args.images]
     os.makedirs(args.out, exist_ok=True)
-    # One output per head of a multi-task net (<stem>_<head>.png), else <stem>.png.
-    heads = checkpoint.meta.get("head_classes") or {None: checkpoint.meta.get("classes")}
-    palette = checkpoint.meta.get("palette", "voc")  # the colours of the dataset it was trained on
+
+    # 2. Each image's class map (one per head), in the colours of the dataset it was trained on.
+    palette = checkpoint.meta.get("palette", "voc")
     for path, stem, image in zip(args.images, stems, images):
-        for head, classes in heads.items():
-            classes = classes or [str(c) for c in range(model.n_class)]
-            name = stem if head is None else f"{stem}_{head}"
-            label = predict(model, image, preprocessing, device, head)
+        for head in heads_of(checkpoint):
+            name = stem if head.name is None else f"{stem}_{head.name}"
+            label = predict(model, image, preprocessing_of(checkpoint), device, head.name)
             colorize(label, palette).save(os.path.join(args.out, name + ".png"))
             overlay(image, label, args.alpha, palette).save(os.path.join(args.out, name + "_overlay.png"))
-            present = ", ".join(classes[c] for c in np.unique(label) if c < len(classes))
+            present = ", ".join(head.classes[c] for c in np.unique(label) if c < head.n_class)
             print(f"{path}: {image.shape[1]}x{image.shape[0]} -> {os.path.join(args.out, name + '.png')} ({present})")
     return 0
 

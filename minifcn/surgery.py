@@ -19,6 +19,8 @@ import copy
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
+import numpy as np
+
 from . import nn
 from .backend import device_of, to_device
 from .models import FCN, Classifier
@@ -180,3 +182,20 @@ def set_n_class(model: nn.Module, n_class: int) -> nn.Module:
 
 
 __all__ = ["convolutionalize", "transplant", "Transplanted", "stage", "set_n_class", "add_input_channels"]
+
+
+def randomise_scores(model: nn.Module, seed: int) -> None:
+    """Score layers drawn from N(0, 1/fan_in) instead of zero (``--score-init normal``).
+
+    The paper starts its score layers at zero because its trunk is already
+    trained (ImageNet): the first gradients teach the scores to read good
+    features. On a random trunk that is a trap: the gradient reaching the
+    trunk is proportional to the score weights, so both start out near zero
+    and learning crawls. Random scores let the whole net learn from step one.
+    """
+    generator = np.random.default_rng([seed, 1])
+    for dotted, layer in model.named_modules():  # 'score_fr', or 'rgb.score_fr' in a late-fusion net
+        if dotted.rsplit(".", 1)[-1].startswith("score"):
+            w = layer.weight
+            fan_in = int(np.prod(w.shape[1:]))
+            w.data = (generator.standard_normal(w.shape) / np.sqrt(fan_in)).astype(w.dtype)

@@ -93,7 +93,7 @@ def test_late_fusion_errors():
 from scipy.ndimage import binary_dilation  # noqa: E402
 from scipy.ndimage import label as components  # noqa: E402
 
-from minifcn import cli, evaluate, predict, train  # noqa: E402
+from minifcn import cli, evaluate, inference, predict, train  # noqa: E402
 from minifcn.checkpoint import load_checkpoint, model_from_checkpoint  # noqa: E402
 from minifcn.data import Augment, DataError, RGBDFolder, RGBDShapes  # noqa: E402
 from minifcn.data.rgbd import depth_to_channel  # noqa: E402
@@ -211,7 +211,7 @@ def test_train_on_rgbd_shapes(fusion, extra, tmp_path, capsys):
     else:
         assert "depth.conv1_1.weight" in last.model and "rgb.score_fr.weight" in last.model
     image, label = RGBDShapes("val", 32)[0]
-    assert predict.predict(model, image, TORCHVISION_RGBD).shape == label.shape
+    assert inference.predict(model, image, TORCHVISION_RGBD).shape == label.shape
     code = cli.run(evaluate.main, ["--checkpoint", str(out / "last.npz"), "--dataset", "rgbd-shapes", "--image-size",
                                    "32", "--limit", "4", "--out", str(tmp_path / "eval")])  # fmt: skip
     assert code == 0
@@ -418,7 +418,7 @@ def test_fusion_and_heads_model_errors():
 def test_evaluate_refuses_an_unknown_head(rng):
     net = MultiHeadFCN("fcn32s", {"a": 2, "b": 3}, "tiny")
     with pytest.raises(ValueError, match="the net has heads a, b, not 'c'"):
-        evaluate.evaluate(net, TwoLabelShapes("val", 32, length=1), TORCHVISION_RGBD, head="c")
+        inference.evaluate(net, TwoLabelShapes("val", 32, length=1), TORCHVISION_RGBD, head="c")
 
 
 def test_data_errors_of_rgbd_and_siftflow(tmp_path):

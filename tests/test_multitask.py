@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from minifcn import cli, evaluate, predict, train
+from minifcn import cli, evaluate, inference, predict, train
 from minifcn.checkpoint import load_checkpoint, model_from_checkpoint
 from minifcn.data import Shapes, TwoLabelShapes
 from minifcn.metrics import confusion_matrix, segmentation_scores
@@ -36,7 +36,7 @@ def test_train_two_heads_writes_both_metrics(two_heads):
     # Recomputed here from the saved weights, head by head:
     val = TwoLabelShapes("val", 32)
     for k, head in enumerate(("shape", "colour")):
-        hist = sum(confusion_matrix(val[i][1][..., k], predict.predict(model, val[i][0], TORCHVISION, head=head), 6 if k == 0 else 3)
+        hist = sum(confusion_matrix(val[i][1][..., k], inference.predict(model, val[i][0], TORCHVISION, head=head), 6 if k == 0 else 3)
                    for i in range(4))  # fmt: skip
         assert metrics["heads"][head]["mean_iu"] == pytest.approx(segmentation_scores(hist)["mean_iu"], rel=1e-6)
     rows = open(two_heads / "log.csv").read().splitlines()
@@ -66,7 +66,7 @@ def test_one_head_chosen(tmp_path):
     assert set(json.load(open(tmp_path / "metrics.json"))["iu"]) == {"background", "warm", "cool"}
     model = model_from_checkpoint(last)
     image, labels = TwoLabelShapes("val", 32)[0]
-    assert predict.predict(model, image, TORCHVISION).max() <= 2
+    assert inference.predict(model, image, TORCHVISION).max() <= 2
 
 
 @pytest.mark.parametrize("args, message", [

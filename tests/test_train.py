@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from minifcn import cli, evaluate, predict, train
+from minifcn import cli, evaluate, inference, loop, predict, train
 from minifcn.checkpoint import load_checkpoint, model_from_checkpoint
 from minifcn.data import Shapes
 from minifcn.metrics import confusion_matrix, segmentation_scores
@@ -66,7 +66,7 @@ def test_train_writes_every_artefact(trained):
     # The metrics are those of last.npz's weights on the first 4 val images, recomputed here.
     model = model_from_checkpoint(last)
     val = Shapes("val", 32)
-    hist = sum(confusion_matrix(val[i][1], predict.predict(model, val[i][0], TORCHVISION), 6) for i in range(4))
+    hist = sum(confusion_matrix(val[i][1], inference.predict(model, val[i][0], TORCHVISION), 6) for i in range(4))
     assert metrics["pixel_acc"] == pytest.approx(segmentation_scores(hist)["pixel_acc"])
 
 
@@ -92,7 +92,7 @@ def test_predict_any_size(trained, tmp_path, capsys):
     assert code == 0, err
     label = Image.open(tmp_path / "p" / "odd.png")
     assert label.mode == "P" and label.size == (23, 37)
-    expected = predict.predict(model_from_checkpoint(load_checkpoint(ckpt)), image, TORCHVISION)
+    expected = inference.predict(model_from_checkpoint(load_checkpoint(ckpt)), image, TORCHVISION)
     assert np.array_equal(np.asarray(label), expected)
     assert Image.open(tmp_path / "p" / "odd_overlay.png").size == (23, 37)
 
@@ -102,7 +102,7 @@ def test_resume_after_ctrl_c_ends_with_the_same_weights(tmp_path, monkeypatch):
     args = SMALL + ["--iters", "5", "--eval-every", "5", "--checkpoint-every", "5", "--lr", "0.02"]
     assert cli.run(train.main, args + ["--out", str(tmp_path / "whole")]) == 0
 
-    real_step = train.Run.step
+    real_step = loop.Loop.step
 
     def step_then_ctrl_c(self, t):
         loss = real_step(self, t)
@@ -110,9 +110,9 @@ def test_resume_after_ctrl_c_ends_with_the_same_weights(tmp_path, monkeypatch):
             os.kill(os.getpid(), signal.SIGINT)
         return loss
 
-    monkeypatch.setattr(train.Run, "step", step_then_ctrl_c)
+    monkeypatch.setattr(loop.Loop, "step", step_then_ctrl_c)
     assert cli.run(train.main, args + ["--out", str(tmp_path / "cut")]) == 130
-    monkeypatch.setattr(train.Run, "step", real_step)
+    monkeypatch.setattr(loop.Loop, "step", real_step)
     cut = load_checkpoint(str(tmp_path / "cut" / "last.npz"))
     assert cut.meta["iteration"] == 2
     resume = ["--resume", str(tmp_path / "cut" / "last.npz")]
@@ -135,7 +135,7 @@ def test_staged_init_starts_from_the_coarser_net(trained, tmp_path):
     coarse = str(tmp_path / "32s")
     assert cli.run(train.main, SMALL + ["--model", "fcn32s", "--iters", "1", "--out", coarse]) == 0
     config = train.parse_config(SMALL + ["--model", "fcn16s", "--init", os.path.join(coarse, "last.npz")])
-    run = train.Run(config)
+    run, _ = train.prepare(config)
     earlier = model_from_checkpoint(load_checkpoint(os.path.join(coarse, "last.npz")))
     own, theirs = run.model.state_dict(), earlier.state_dict()
     shared = [name for name in theirs if name in own]
@@ -146,7 +146,7 @@ def test_staged_init_starts_from_the_coarser_net(trained, tmp_path):
         assert np.array_equal(own[name], theirs[name]), name
     assert theirs["bn3_2.running_var"].std() > 0  # statistics that were learnt, not the initial ones
     assert not run.model.score_pool4.weight.data.any()  # new skip adds nothing at first (Sec. 4.2)
-    assert run.preprocessing is TORCHVISION
+    assert run.batch.__self__.preprocessing is TORCHVISION  # the loop's batches
 
 
 def test_nan_loss_stops_with_the_iteration_and_the_fix(tmp_path, capsys):
