@@ -9,6 +9,7 @@ Darrell) rebuilt from scratch with NumPy on the CPU and CuPy on NVIDIA GPUs.
     loss.backward()          # x.grad, w.grad, b.grad
 """
 
+from . import functional  # noqa: F401  (importing it attaches Tensor's operators: functional/basic.py)
 from .autograd import Function, Tensor, is_grad_enabled, no_grad
 from .receptive import summary
 from .rng import manual_seed

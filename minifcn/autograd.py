@@ -152,26 +152,9 @@ class Tensor:
     def zero_grad(self) -> None:
         self.grad = None
 
-    # -- operators (defined in functional.basic; imported lazily to keep the data flow one-way)
-    def __add__(self, other: Any) -> "Tensor":
-        from .functional.basic import add
-
-        return add(self, other)
-
-    __radd__ = __add__
-
-    def __mul__(self, other: Any) -> "Tensor":
-        from .functional.basic import mul
-
-        return mul(self, other)
-
-    __rmul__ = __mul__
-
-    def __neg__(self) -> "Tensor":
-        from .functional.basic import mul
-
-        return mul(self, -1.0)
-
+    # -- operators: a + b, a * b and -a, a.sum() are ops with backward passes (functional.basic), which
+    # attaches them to Tensor once, when the package is imported, as DeZero does; so this module needs
+    # nothing from the ops built on it. The rest are written with those three.
     def __sub__(self, other: Any) -> "Tensor":
         return self + (-other)
 
@@ -182,11 +165,6 @@ class Tensor:
         if not isinstance(other, (int, float)):
             raise TypeError("Tensor / x is defined for a Python number x only")
         return self * (1.0 / other)
-
-    def sum(self) -> "Tensor":
-        from .functional.basic import sum as sum_
-
-        return sum_(self)
 
     # -- backward -------------------------------------------------------------
     def backward(self, grad: Any = None, retain_graph: bool = False) -> None:

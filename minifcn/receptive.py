@@ -48,15 +48,12 @@ from .functional.geometry import (
     conv_output_size,
     conv_transpose_output_size,
     kernel_span,
-    pair,
     pool_output_size,
 )
-from .nn import (AvgPool2d, BatchNorm2d, Conv2d, ConvTranspose2d, Dropout, Flatten, Inception, Linear,
-                 LocalResponseNorm, MaxPool2d, Module, ReLU, Scale)
+from .nn import (POINTWISE, AvgPool2d, Conv2d, ConvTranspose2d, Flatten, Inception, Linear,
+                 MaxPool2d, Module)
 from .nn.inception import FIELD_GEOMETRY as INCEPTION_FIELD_GEOMETRY
 
-# Layers that change no geometry: each output unit sees exactly its own input unit.
-_POINTWISE = (ReLU, Dropout, Scale, BatchNorm2d, LocalResponseNorm)
 
 
 @dataclass(frozen=True)
@@ -82,7 +79,7 @@ INPUT = Field(Fraction(1), Fraction(1), Fraction(0))  # the image itself: each p
 
 def _geometry(layer: Module, axis: int) -> tuple[str, int, int, int, int] | None:
     """(kind, kernel, stride, padding, dilation) of ``layer`` along ``axis``; None for a pointwise layer."""
-    if isinstance(layer, _POINTWISE):
+    if isinstance(layer, POINTWISE):
         return None
     if isinstance(layer, (Conv2d, ConvTranspose2d)):
         dilation = getattr(layer, "dilation", (1, 1))
@@ -91,10 +88,7 @@ def _geometry(layer: Module, axis: int) -> tuple[str, int, int, int, int] | None
     if isinstance(layer, Inception):
         return INCEPTION_FIELD_GEOMETRY
     if isinstance(layer, (MaxPool2d, AvgPool2d)):
-        kernel = pair(layer.kernel_size, "kernel_size")
-        stride = kernel if layer.stride is None else pair(layer.stride, "stride")
-        dilation = pair(getattr(layer, "dilation", 1), "dilation")
-        return "pool", kernel[axis], stride[axis], pair(layer.padding, "padding")[axis], dilation[axis]
+        return "pool", layer.kernel_size[axis], layer.stride[axis], layer.padding[axis], layer.dilation[axis]
     raise TypeError(
         f"receptive: cannot trace layer {layer.label()}: only convolutions, transposed convolutions, "
         "pooling, inception modules and pointwise layers (ReLU, Dropout, Scale, BatchNorm2d, LocalResponseNorm) "

@@ -31,9 +31,7 @@ from typing import Any, Callable
 from . import nn
 from .autograd import Tensor, no_grad
 from .backend import get_array_module
-from .functional.geometry import conv_output_size, pair, pool_output_size
-
-_POINTWISE = (nn.ReLU, nn.Dropout, nn.BatchNorm2d, nn.Scale)
+from .functional.geometry import conv_output_size, pool_output_size
 
 
 def shift_and_stitch(net: Callable[[Tensor], Tensor], x: Any, factor: int | None = None) -> Any:
@@ -98,8 +96,7 @@ def output_stride(net: nn.Sequential) -> int:
     factor = 1
     for layer in net.children():
         if isinstance(layer, (nn.Conv2d, nn.MaxPool2d)):
-            stride = layer.kernel_size if getattr(layer, "stride", None) is None else layer.stride
-            sh, sw = pair(stride, "stride")
+            sh, sw = layer.stride
             if sh != sw:
                 raise ValueError(f"output_stride: layer {layer.label()} has unequal strides {(sh, sw)}")
             factor *= sh
@@ -120,7 +117,7 @@ def dilated_equivalent(net: nn.Sequential) -> nn.Sequential:
     layers: dict[str, nn.Module] = {}
     d = 1
     for name, layer in net.named_children():
-        if isinstance(layer, _POINTWISE):
+        if isinstance(layer, nn.POINTWISE):
             layers[name] = layer
             continue
         if not isinstance(layer, (nn.Conv2d, nn.MaxPool2d)):
@@ -128,16 +125,16 @@ def dilated_equivalent(net: nn.Sequential) -> nn.Sequential:
                 f"dilated_equivalent: layer {layer.label()} is a {type(layer).__name__}; only Conv2d, MaxPool2d "
                 "and pointwise layers can be converted"
             )
-        if pair(layer.padding, "padding") != (0, 0) or getattr(layer, "ceil_mode", False):
+        if layer.padding != (0, 0) or getattr(layer, "ceil_mode", False):
             raise ValueError(
                 f"dilated_equivalent: layer {layer.label()} has padding {layer.padding}"
                 f"{' and ceil_mode' if getattr(layer, 'ceil_mode', False) else ''}; shift-and-stitch equals the "
                 "dilated net only for unpadded layers in floor mode"
             )
-        stride = pair(layer.kernel_size if layer.stride is None else layer.stride, "stride")
+        stride = layer.stride
         if stride[0] != stride[1]:
             raise ValueError(f"dilated_equivalent: layer {layer.label()} has unequal strides {stride}")
-        dilation = tuple(d * k for k in pair(layer.dilation, "dilation"))
+        dilation = tuple(d * k for k in layer.dilation)
         if isinstance(layer, nn.Conv2d):
             new = nn.Conv2d(layer.in_channels, layer.out_channels, layer.kernel_size, 1, 0, dilation,
                             bias=layer.bias is not None, dtype=layer.weight.dtype)  # fmt: skip
@@ -161,9 +158,7 @@ def multiply_adds(net: nn.Sequential, input_shape: tuple[int, int, int, int]) ->
             H, W = conv_output_size(H, KH, sh, ph, dh), conv_output_size(W, KW, sw, pw, dw)
             total += N * layer.out_channels * H * W * layer.in_channels * KH * KW
         elif isinstance(layer, nn.MaxPool2d):
-            k = pair(layer.kernel_size, "kernel_size")
-            s = k if layer.stride is None else pair(layer.stride, "stride")
-            p, d = pair(layer.padding, "padding"), pair(layer.dilation, "dilation")
+            k, s, p, d = layer.kernel_size, layer.stride, layer.padding, layer.dilation
             H = pool_output_size(H, k[0], s[0], p[0], d[0], layer.ceil_mode)
             W = pool_output_size(W, k[1], s[1], p[1], d[1], layer.ceil_mode)
     return int(total)

@@ -13,3 +13,10 @@ def randomise(model, rng, scale=0.5):
         fan_in = p.data[0].size if p.ndim > 1 else 1
         p.data = rng.standard_normal(p.shape) * (scale / np.sqrt(fan_in))
         p.requires_grad = True
+
+
+def run_trunk(model, x, end):
+    """The output of ``model``'s trunk layer ``end`` (an FCN's ``trunk_names``, from the input on)."""
+    for name in model.trunk_names[: model.trunk_names.index(end) + 1]:
+        x = getattr(model, name)(x)
+    return x

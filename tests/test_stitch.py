@@ -68,7 +68,7 @@ def test_dilated_net_keeps_the_field_and_has_jump_one():
     dilated = stitch.dilated_equivalent(net)
     before, after = receptive.trace(net)["conv3"].field, receptive.trace(dilated)["conv3"].field
     assert after.size == before.size == 18 and before.jump == 4 and after.jump == 1
-    assert dilated.pool2.dilation == (2, 2) and dilated.conv3.dilation == (4, 4) and dilated.pool1.stride == 1
+    assert dilated.pool2.dilation == (2, 2) and dilated.conv3.dilation == (4, 4) and dilated.pool1.stride == (1, 1)
     assert dilated.conv1.weight.data is not net.conv1.weight.data
     np.testing.assert_array_equal(dilated.conv3.weight.data, net.conv3.weight.data)
 

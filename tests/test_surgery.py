@@ -3,6 +3,8 @@
 import numpy as np
 import pytest
 
+from helpers import run_trunk
+
 import minifcn as mf
 import minifcn.nn as nn
 from minifcn import surgery
@@ -127,7 +129,7 @@ def test_staged_initialisation_copies_the_coarser_net_and_its_new_skips_add_noth
     x = mf.Tensor(rng.standard_normal((1, 3, 50, 70)))
 
     def score_fr(model):
-        return model.score_fr(model._run(x, None, "drop7")).data
+        return model.score_fr(run_trunk(model, x, "drop7")).data
 
     np.testing.assert_array_equal(score_fr(fcn16), score_fr(fcn32))
     # FCN-16s is then exactly the 1/32 scores upsampled 2x and 16x, with nothing from pool4.
@@ -141,7 +143,7 @@ def test_staged_initialisation_copies_the_coarser_net_and_its_new_skips_add_noth
     # is therefore the 1/32 map upsampled twice, which we recompute here with the layers of FCN-16s.
     up2 = fcn16.upscore2(mf.Tensor(score_fr(fcn16)))
     up4 = fcn8.upscore_pool4(up2).data
-    pool3 = fcn8._run(x, None, "pool3")
+    pool3 = run_trunk(fcn8, x, "pool3")
     fused = up4 + fcn8.score_pool3(pool3).data[:, :, 9 : 9 + up4.shape[2], 9 : 9 + up4.shape[3]]
     np.testing.assert_array_equal(fused, up4)
 

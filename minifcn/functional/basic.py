@@ -257,3 +257,14 @@ class Narrow(Function):
 def narrow(x: Tensor, axis: int, start: int, length: int) -> Tensor:
     """``length`` entries of ``x`` along ``axis`` from ``start`` (e.g. the depth channel of an RGB-D input)."""
     return Narrow(axis, start, length)(x)
+
+
+def _negate(x: Tensor) -> Tensor:
+    return mul(x, -1.0)
+
+
+# Tensor's arithmetic is these ops, attached once here (see autograd.Tensor).
+Tensor.__add__ = Tensor.__radd__ = add
+Tensor.__mul__ = Tensor.__rmul__ = mul
+Tensor.__neg__ = _negate
+Tensor.sum = sum

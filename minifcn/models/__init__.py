@@ -6,14 +6,12 @@
 
 from .backbones import BACKBONES, ONLY_FCN32S
 from .classifiers import AlexNet, Classifier, VGG16
-from .fcn import FCN, FCN8s, FCN8sAtOnce, FCN16s, FCN32s
+from .fcn import FCN, MODELS, FCN8s, FCN8sAtOnce, FCN16s, FCN32s
 from .fusion import LateFusionFCN32s, StreamFCN, add_input_channels
 from .multihead import MultiHeadFCN
 
 __all__ = ["VGG16", "AlexNet", "Classifier", "FCN", "FCN32s", "FCN16s", "FCN8s", "FCN8sAtOnce", "BACKBONES", "LateFusionFCN32s", "StreamFCN", "MultiHeadFCN",
             "add_input_channels"]
-
-MODELS = {"fcn32s": FCN32s, "fcn16s": FCN16s, "fcn8s": FCN8s, "fcn8s-atonce": FCN8sAtOnce}
 
 
 def build_fcn(model: str, n_class: int, backbone: str = "vgg16", learnable_upsampling: bool = False,

@@ -98,13 +98,6 @@ class FCN(nn.Module):
         """The trunk's layer names from the input up to and including ``name`` (e.g. 'pool4')."""
         return self.trunk_names[: self.trunk_names.index(name) + 1]
 
-    def _run(self, x: Tensor, start: str | None, end: str) -> Tensor:
-        """Run the trunk from just after ``start`` (None: from the input) to ``end``, inclusive."""
-        first = 0 if start is None else self.trunk_names.index(start) + 1
-        for name in self.trunk_names[first : self.trunk_names.index(end) + 1]:
-            x = getattr(self, name)(x)
-        return x
-
     def features(self, x: Tensor) -> dict[str, Tensor]:
         """Run the trunk once; return the outputs the scores read (``TAPS``), e.g. {'pool3', 'pool4', 'top'}."""
         return trunk_taps(self, self.trunk_names, self.TAPS, x)
@@ -248,3 +241,7 @@ class FCN8sAtOnce(FCN8s):
         self.scale_pool4 = nn.Scale(0.01)
         self.scale_pool3 = nn.Scale(0.0001)
         self.crop_offsets = crop_offsets(self)  # the same: scaling moves no unit
+
+
+# The FCNs by their command-line names (``build_fcn``, ``MultiHeadFCN``, the checkpoints' "model").
+MODELS = {"fcn32s": FCN32s, "fcn16s": FCN16s, "fcn8s": FCN8s, "fcn8s-atonce": FCN8sAtOnce}

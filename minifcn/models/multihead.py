@@ -22,7 +22,7 @@ import numpy as np
 
 from .. import nn
 from ..autograd import Tensor
-from .fcn import FCN, trunk_taps
+from .fcn import FCN, MODELS, trunk_taps
 
 
 class MultiHeadFCN(nn.Module):
@@ -30,8 +30,6 @@ class MultiHeadFCN(nn.Module):
 
     def __init__(self, model: str = "fcn16s", heads: dict[str, int] | None = None, backbone: str = "vgg16",
                  learnable_upsampling: bool = False, dtype: Any = np.float32):  # fmt: skip
-        from . import MODELS
-
         super().__init__()
         heads = {"semantic": 33, "geometric": 3} if heads is None else dict(heads)
         if model not in MODELS:

@@ -2,12 +2,25 @@
 
 from .init import bilinear_kernel, bilinear_upsampling_weight, he_normal, uniform_fan_in
 from .inception import Inception
-from .layers import (AvgPool2d, BatchNorm2d, Conv2d, ConvTranspose2d, Dropout, Flatten, Linear, LocalResponseNorm,
-                     MaxPool2d, ReLU, Scale, Sequential)
+from .layers import (
+    POINTWISE,
+    AvgPool2d,
+    BatchNorm2d,
+    Conv2d,
+    ConvTranspose2d,
+    Dropout,
+    Flatten,
+    Linear,
+    LocalResponseNorm,
+    MaxPool2d,
+    ReLU,
+    Scale,
+    Sequential,
+)
 from .module import Module
 from .parameter import Parameter
 
 __all__ = [
     "Module", "Parameter", "Sequential", "Conv2d", "ConvTranspose2d", "MaxPool2d", "AvgPool2d", "ReLU", "Dropout",
-    "Linear", "Flatten", "Scale", "BatchNorm2d", "LocalResponseNorm", "Inception", "bilinear_kernel", "bilinear_upsampling_weight", "uniform_fan_in", "he_normal",
+    "Linear", "Flatten", "Scale", "BatchNorm2d", "LocalResponseNorm", "Inception", "bilinear_kernel", "bilinear_upsampling_weight", "uniform_fan_in", "he_normal", "POINTWISE",
 ]  # fmt: skip

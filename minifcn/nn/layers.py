@@ -65,29 +65,38 @@ class ConvTranspose2d(Module):
                 f"padding={self.padding}, bias={self.bias is not None}")  # fmt: skip
 
 
+def _pool_geometry(kernel_size: Any, stride: Any, padding: Any) -> tuple[tuple[int, int], ...]:
+    """(kernel, stride, padding) as pairs, the stride defaulting to the kernel (as Caffe and PyTorch)."""
+    kernel = pair(kernel_size, "kernel_size")
+    return kernel, kernel if stride is None else pair(stride, "stride"), pair(padding, "padding")
+
+
 class MaxPool2d(Module):
     """Max pooling layer; ``dilation`` spaces the window's taps (used by minifcn.stitch's dilated nets)."""
 
     def __init__(self, kernel_size: Any, stride: Any = None, padding: Any = 0, ceil_mode: bool = False,
                  dilation: Any = 1):  # fmt: skip
         super().__init__()
-        self.kernel_size, self.stride, self.padding, self.ceil_mode = kernel_size, stride, padding, ceil_mode
-        self.dilation = dilation
+        self.kernel_size, self.stride, self.padding = _pool_geometry(kernel_size, stride, padding)
+        self.dilation, self.ceil_mode = pair(dilation, "dilation"), ceil_mode
 
     def forward(self, x: Tensor) -> Tensor:
         return _with_layer_name(self, F.max_pool2d, x, self.kernel_size, self.stride, self.padding, self.dilation,
                                 self.ceil_mode)  # fmt: skip
 
     def extra_repr(self) -> str:
-        dilation = "" if pair(self.dilation, "dilation") == (1, 1) else f", dilation={self.dilation}"
+        dilation = "" if self.dilation == (1, 1) else f", dilation={self.dilation}"
         return (f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}, "
                 f"ceil_mode={self.ceil_mode}{dilation}")  # fmt: skip
 
 
 class AvgPool2d(Module):
+    """Average pooling layer (padding counted in the divisor, as Caffe)."""
+
     def __init__(self, kernel_size: Any, stride: Any = None, padding: Any = 0, ceil_mode: bool = False):
         super().__init__()
-        self.kernel_size, self.stride, self.padding, self.ceil_mode = kernel_size, stride, padding, ceil_mode
+        self.kernel_size, self.stride, self.padding = _pool_geometry(kernel_size, stride, padding)
+        self.dilation, self.ceil_mode = (1, 1), ceil_mode
 
     def forward(self, x: Tensor) -> Tensor:
         return _with_layer_name(self, F.avg_pool2d, x, self.kernel_size, self.stride, self.padding, self.ceil_mode)
@@ -215,3 +224,8 @@ class Sequential(Module):
         for m in self.children():
             x = m(x)
         return x
+
+
+# Layers that change no geometry: each output unit sees exactly its own input unit (at every pixel; LRN mixes
+# channels only). Receptive fields pass through them, and shift-and-stitch keeps them as they are.
+POINTWISE = (ReLU, Dropout, Scale, BatchNorm2d, LocalResponseNorm)
