@@ -268,14 +268,18 @@ def _from_torchvision(state: dict, path: PathLike, arch: str) -> ImportedState:
     return ImportedState(arrays, f"torchvision {arch} ({os.fspath(path)})", TORCHVISION)
 
 
-def read_torchvision_vgg16(path: PathLike) -> ImportedState:
-    """A state dict for ``models.VGG16`` from torchvision's ``vgg16-397923af.pth``; expects TORCHVISION preprocessing."""
-    return _from_torchvision(read_torch_state(path), path, "vgg16")
+def read_torchvision_vgg16(path: PathLike, state: dict | None = None) -> ImportedState:
+    """A state dict for ``models.VGG16`` from torchvision's ``vgg16-397923af.pth``; expects TORCHVISION preprocessing.
+
+    ``state``: the file's arrays when already read (``read_torch_state``).
+    """
+    return _from_torchvision(read_torch_state(path) if state is None else state, path, "vgg16")
 
 
-def read_torchvision_alexnet(path: PathLike) -> ImportedState:
-    """A state dict for ``models.AlexNet`` from torchvision's ``alexnet-owt-7be5be79.pth``."""
-    return _from_torchvision(read_torch_state(path), path, "alexnet")
+def read_torchvision_alexnet(path: PathLike, state: dict | None = None) -> ImportedState:
+    """A state dict for ``models.AlexNet`` (FCN-AlexNet's trunk, Table 1) from torchvision's
+    ``alexnet-owt-7be5be79.pth``; ``state`` as for ``read_torchvision_vgg16``."""
+    return _from_torchvision(read_torch_state(path) if state is None else state, path, "alexnet")
 
 
 # ---------------------------------------------------------------------------
@@ -415,5 +419,5 @@ def read(path: PathLike) -> ImportedState:
     if path.endswith(".caffemodel"):
         return read_caffemodel(path)
     state = read_torch_state(path)
-    arch = "alexnet" if "features.3.weight" in state and "features.2.weight" not in state else "vgg16"
-    return _from_torchvision(state, path, arch)
+    alexnet = "features.3.weight" in state and "features.2.weight" not in state  # its second conv is features.3
+    return (read_torchvision_alexnet if alexnet else read_torchvision_vgg16)(path, state)

@@ -247,3 +247,31 @@ def test_init_that_matches_no_array_is_an_error(tmp_path, capsys):
     code, out, err = run_cli(train.main, SMALL + ["--iters", "1", "--init", str(path), "--out", str(tmp_path / "run")], capsys)
     assert code == 1
     assert err.strip().splitlines()[-1].startswith(f"minifcn: error: --init {str(path)!r}: no array matched a parameter of fcn8s")
+
+
+def test_init_from_torchvision_alexnet_starts_fcn_alexnet(tmp_path):
+    """--init alexnet.pth (torchvision's layout) fills FCN-AlexNet's trunk (Table 1), with torchvision's preprocessing."""
+    import zipfile
+
+    from test_weights import write_torch_zip
+
+    from minifcn.models import AlexNet
+    from minifcn.weights import _TORCHVISION_NAMES
+
+    source = AlexNet()
+    for layer in ("fc6", "fc7", "fc8"):  # mostly zeros, so that the file compresses: 61M parameters
+        w = getattr(source, layer).weight
+        w.data[:, 8:] = 0
+    state = {f"{tv}.{kind}": getattr(source, ours).state_dict()[kind]
+             for tv, ours in _TORCHVISION_NAMES["alexnet"].items() for kind in ("weight", "bias")}  # fmt: skip
+    path = str(tmp_path / "alexnet.pth")
+    write_torch_zip(path, state, compression=zipfile.ZIP_DEFLATED)
+    config = train.parse_config(SMALL + ["--model", "fcn32s", "--backbone", "alexnet", "--init", path, "--iters", "1",
+                                         "--out", str(tmp_path / "run")])  # fmt: skip
+    run, _ = train.prepare(config)
+    for layer in ("conv1", "conv2", "conv5"):
+        np.testing.assert_array_equal(getattr(run.model, layer).weight.data, getattr(source, layer).weight.data)
+    fc6 = run.model.fc6.weight.data
+    assert fc6.shape == (4096, 256, 6, 6)  # the fully connected layer as a 6x6 convolution over pool5 (Sec. 3.1)
+    np.testing.assert_array_equal(fc6.reshape(4096, -1), source.fc6.weight.data)
+    assert run.batch.__self__.preprocessing is TORCHVISION

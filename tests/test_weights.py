@@ -64,10 +64,10 @@ def _layout(state):
     return entries, storages
 
 
-def write_torch_zip(path, state, byteorder="little", entries=None, storages=None):
+def write_torch_zip(path, state, byteorder="little", entries=None, storages=None, compression=zipfile.ZIP_STORED):
     if entries is None:
         entries, storages = _layout(state)
-    with zipfile.ZipFile(path, "w") as z:
+    with zipfile.ZipFile(path, "w", compression) as z:
         z.writestr("archive/data.pkl", _state_pickle(entries))
         z.writestr("archive/byteorder", byteorder)
         z.writestr("archive/version", "3\n")
