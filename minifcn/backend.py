@@ -28,7 +28,7 @@ def _is_cupy_array(array: Any) -> bool:
 
 def _import_cupy() -> types.ModuleType | None:
     try:
-        import cupy
+        import cupy  # optional: minifcn runs on NumPy alone
     except Exception:  # ImportError, or a broken CUDA install raising on import
         return None
     return cupy
@@ -42,7 +42,7 @@ def get_array_module(*arrays: Any) -> types.ModuleType:
     """
     for a in arrays:
         if _is_cupy_array(a):
-            import cupy
+            import cupy  # optional (GPU machines only): reached once a CuPy array exists
 
             return cupy
     return np
@@ -136,7 +136,7 @@ def set_tf32(enabled: bool) -> None:
 
 def _cupy_linalg() -> types.ModuleType:
     """CuPy's module that keeps cuBLAS's compute type for each dtype (set_compute_type, COMPUTE_TYPE_*)."""
-    from cupy._core import _routines_linalg
+    from cupy._core import _routines_linalg  # optional (GPU machines only), like every cupy import
 
     return _routines_linalg
 

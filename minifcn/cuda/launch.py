@@ -123,7 +123,7 @@ def _function(name: str, filename: str) -> Callable:
     Looked up once per device and kept: CuPy's ``get_function`` makes a new
     function object (a driver call) every time it is asked.
     """
-    import cupy
+    import cupy  # optional (GPU machines only): these run only when a kernel is launched
 
     device = cupy.cuda.runtime.getDevice()
     function = _functions.get((device, name))
@@ -146,7 +146,7 @@ def _device_id(array: Any) -> int:
 
 
 def _current_device() -> int:
-    import cupy
+    import cupy  # optional (GPU machines only): these run only when a kernel is launched
 
     return cupy.cuda.runtime.getDevice()
 

@@ -21,6 +21,9 @@ import os
 from typing import Sequence
 
 import numpy as np
+import scipy.io
+from PIL import Image, UnidentifiedImageError
+from scipy.io.matlab import MatReadError
 
 IGNORE = 255  # the label value that the loss, the metrics and the transforms leave out
 
@@ -48,8 +51,6 @@ def read_list(path: str, what: str) -> list[str]:
 
 def read_image(path: str) -> np.ndarray:
     """An image file as a uint8 RGB array (H, W, 3)."""
-    from PIL import Image, UnidentifiedImageError
-
     try:
         with Image.open(path) as im:
             return np.asarray(im.convert("RGB"), dtype=np.uint8)
@@ -66,27 +67,27 @@ def read_label_image(path: str) -> np.ndarray:
     colours. An RGB label would be ambiguous (which colour is which class?)
     and is an error: convert it to a palette or grey image first.
     """
-    from PIL import Image, UnidentifiedImageError
+    return read_single_channel(path, "label", ("P", "L", "I", "I;16", "I;16B", "I;16L", "1"),
+                               "labels must be palette (P) or grey (L) images whose pixel values are class indices")  # fmt: skip
 
+
+def read_single_channel(path: str, what: str, modes: tuple[str, ...], rule: str) -> np.ndarray:
+    """A one-channel image file (a label, a depth map) as int64 (H, W); ``what`` and ``rule`` word its errors."""
     try:
         with Image.open(path) as im:
-            if im.mode not in ("P", "L", "I", "I;16", "I;16B", "I;16L", "1"):
-                raise DataError(f"label {path!r} is a {im.mode} image; labels must be palette (P) or "
-                                f"grey (L) images whose pixel values are class indices")  # fmt: skip
+            if im.mode not in modes:
+                raise DataError(f"{what} {path!r} is a {im.mode} image; {rule}")
             return np.asarray(im, dtype=np.int64)
     except FileNotFoundError:
-        raise DataError(f"label {path!r} does not exist") from None
+        raise DataError(f"{what} {path!r} does not exist") from None
     except (UnidentifiedImageError, OSError, ValueError) as e:
         if isinstance(e, DataError):
             raise
-        raise DataError(f"label {path!r} cannot be read ({e})") from None
+        raise DataError(f"{what} {path!r} cannot be read ({e})") from None
 
 
 def read_label_mat(path: str, struct: str, field: str) -> np.ndarray:
     """The label map ``struct.field`` of a MATLAB file (SBD's ``GTcls.Segmentation``) as int64 (H, W)."""
-    import scipy.io
-    from scipy.io.matlab import MatReadError
-
     try:
         mat = scipy.io.loadmat(path, squeeze_me=True, struct_as_record=False)
     except FileNotFoundError:

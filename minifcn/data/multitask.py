@@ -17,6 +17,7 @@ from __future__ import annotations
 import os
 
 import numpy as np
+from scipy.io import loadmat
 
 from .files import DataError, read_image, read_list, require_dir
 from .shapes import CLASSES, Shapes, paint_contrasting, render
@@ -110,8 +111,6 @@ class SIFTFlow:
 
 
 def _read_s_matrix(path: str) -> np.ndarray:
-    from scipy.io import loadmat
-
     try:
         data = loadmat(path)
     except Exception as e:  # scipy raises several kinds for a damaged file

@@ -17,7 +17,7 @@ import os
 
 import numpy as np
 
-from .files import DataError, SegmentationFiles, check_pair, read_image, require_dir
+from .files import DataError, SegmentationFiles, check_pair, read_image, read_single_channel, require_dir
 from .folder import IMAGE_EXTENSIONS, LABEL_EXTENSIONS, _by_stem
 from .shapes import Shapes, paint_contrasting, render
 
@@ -104,16 +104,5 @@ class RGBDFolder(SegmentationFiles):
 
 def read_depth(path: str) -> np.ndarray:
     """A 16-bit (or 8-bit) grey PNG of depths in millimetres, as an int64 array (H, W)."""
-    from PIL import Image, UnidentifiedImageError
-
-    try:
-        with Image.open(path) as im:
-            if im.mode not in ("I;16", "I;16B", "I;16L", "I", "L"):
-                raise DataError(f"depth {path!r} is a {im.mode} image; depth must be a grey PNG of millimetres")
-            return np.asarray(im, dtype=np.int64)
-    except FileNotFoundError:
-        raise DataError(f"depth {path!r} does not exist") from None
-    except (UnidentifiedImageError, OSError, ValueError) as e:
-        if isinstance(e, DataError):
-            raise
-        raise DataError(f"depth {path!r} cannot be read ({e})") from None
+    return read_single_channel(path, "depth", ("I;16", "I;16B", "I;16L", "I", "L"),
+                               "depth must be a grey PNG of millimetres")  # fmt: skip

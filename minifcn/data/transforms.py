@@ -19,6 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from PIL import Image
 
 from .files import IGNORE
 
@@ -32,8 +33,6 @@ def hflip(image: np.ndarray, label: np.ndarray) -> tuple[np.ndarray, np.ndarray]
 
 def rescale(image: np.ndarray, label: np.ndarray, factor: float) -> tuple[np.ndarray, np.ndarray]:
     """Resize both by ``factor``: the image bilinearly, the label by nearest neighbour."""
-    from PIL import Image
-
     H, W = label.shape[:2]
     OH, OW = max(1, round(H * factor)), max(1, round(W * factor))
     if (OH, OW) == (H, W):
