@@ -33,6 +33,8 @@ import numpy as np
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
+from bench_fcn import build_torch  # noqa: E402
+
 import minifcn as mf  # noqa: E402
 import minifcn.functional as F  # noqa: E402
 from minifcn.backend import to_device  # noqa: E402
@@ -43,7 +45,6 @@ from minifcn.models import FCN8s  # noqa: E402
 from minifcn.optim import Adam, learning_rate  # noqa: E402
 from minifcn.preprocessing import TORCHVISION  # noqa: E402
 from minifcn.surgery import randomise_scores  # noqa: E402
-from bench_fcn import build_torch  # noqa: E402
 
 DEFAULT_ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "shared", "data", "CamVid")
 
@@ -61,8 +62,9 @@ def train_minifcn(model, loader, weights, args) -> float:
     for t in range(args.iters):
         x, y = loader.batch(t)
         optimiser.lr = schedule(args, t)
-        loss = F.softmax_cross_entropy(model(mf.Tensor(to_device(x, args.device))), to_device(y, args.device),
-                                       weight=weight)  # fmt: skip
+        loss = F.softmax_cross_entropy(
+            model(mf.Tensor(to_device(x, args.device))), to_device(y, args.device), weight=weight
+        )
         optimiser.zero_grad()
         loss.backward()
         optimiser.step()
@@ -87,7 +89,9 @@ def train_torch(torch, net, ours, loader, weights, args) -> float:
         for group in optimiser.param_groups:
             group["lr"] = schedule(args, t) * group["mult"]
         scores = net(torch.from_numpy(x).to(device))
-        loss = torch.nn.functional.cross_entropy(scores, torch.from_numpy(y).to(device), weight=weight, ignore_index=255)
+        loss = torch.nn.functional.cross_entropy(
+            scores, torch.from_numpy(y).to(device), weight=weight, ignore_index=255
+        )
         optimiser.zero_grad(set_to_none=True)
         loss.backward()
         optimiser.step()
@@ -138,9 +142,12 @@ def main() -> None:
         except ImportError:
             print("torch is not importable: minifcn alone")
     theirs = build_torch(torch, ours) if torch is not None else None  # copied before minifcn trains
-    print(f"CamVid: {len(train_set)} training, {len(val_set)} validation images; FCN-8s {args.backbone}; "
-          f"{args.iters} iterations of {args.batch_size} crops of {args.crop_size}; Adam lr {args.lr}; "
-          f"median-frequency weights; device {args.device}", flush=True)
+    print(
+        f"CamVid: {len(train_set)} training, {len(val_set)} validation images; FCN-8s {args.backbone}; "
+        f"{args.iters} iterations of {args.batch_size} crops of {args.crop_size}; Adam lr {args.lr}; "
+        f"median-frequency weights; device {args.device}",
+        flush=True,
+    )
 
     results = {}
     seconds = train_minifcn(ours, loader(), weights, args)

@@ -19,15 +19,14 @@ tracemalloc (NumPy reports its allocations there).
 from __future__ import annotations
 
 import argparse
+import ctypes
+import glob
 import os
 import platform
 import statistics
 import time
 import tracemalloc
 import warnings
-
-import ctypes
-import glob
 
 import numpy as np
 
@@ -129,9 +128,11 @@ def main() -> None:
     except ImportError:
         torch = None
 
-    print(f"machine: {cpu_name()}, {os.cpu_count()} cores; numpy {np.__version__} with OpenBLAS "
-          f"kernels '{openblas_core()}'; torch {torch.__version__ if torch else 'not installed'} "
-          f"({args.threads} threads)")  # fmt: skip
+    print(
+        f"machine: {cpu_name()}, {os.cpu_count()} cores; numpy {np.__version__} with OpenBLAS "
+        f"kernels '{openblas_core()}'; torch {torch.__version__ if torch else 'not installed'} "
+        f"({args.threads} threads)"
+    )
     print(f"batch {args.batch}, median of {args.repeats} runs, times in ms\n")
     cols = ["layer", "shape", "fwd", "fwd+bwd", "torch fwd", "torch f+b", "ratio", "im2col f+b", "ratio"]
     widths = [8, 18, 7, 9, 10, 10, 7, 11, 7]
@@ -158,13 +159,17 @@ def main() -> None:
                 plain_fb = median_time(tfb, args.repeats)
             totals[1] += theirs_fb
             totals[2] += plain_fb
-            cells += (f"{theirs_f * 1e3:>10.1f}{theirs_fb * 1e3:>10.1f}{ours_fb / theirs_fb:>6.2f}x"
-                      f"{plain_fb * 1e3:>11.1f}{ours_fb / plain_fb:>6.2f}x")  # fmt: skip
+            cells += (
+                f"{theirs_f * 1e3:>10.1f}{theirs_fb * 1e3:>10.1f}{ours_fb / theirs_fb:>6.2f}x"
+                f"{plain_fb * 1e3:>11.1f}{ours_fb / plain_fb:>6.2f}x"
+            )
         print(cells)
     if torch is not None:
         print("-" * len(header))
-        print(f"{'total':<26}{'':>7}{totals[0] * 1e3:>9.1f}{'':>10}{totals[1] * 1e3:>10.1f}"
-              f"{totals[0] / totals[1]:>6.2f}x{totals[2] * 1e3:>11.1f}{totals[0] / totals[2]:>6.2f}x")  # fmt: skip
+        print(
+            f"{'total':<26}{'':>7}{totals[0] * 1e3:>9.1f}{'':>10}{totals[1] * 1e3:>10.1f}"
+            f"{totals[0] / totals[1]:>6.2f}x{totals[2] * 1e3:>11.1f}{totals[0] / totals[2]:>6.2f}x"
+        )
 
     if not args.no_memory:
         C, H = 64, 698
@@ -181,10 +186,14 @@ def main() -> None:
         _, peak = tracemalloc.get_traced_memory()
         tracemalloc.stop()
         budget = conv_module.IM2COL_BUDGET_BYTES
-        print(f"\nFCN conv1_2 on a 500x500 image: 64->64 @ {H}x{H}: full im2col buffer {full_cols / 2**30:.2f} GiB, "
-              f"budget {budget / 2**20:.0f} MiB -> bands of output rows")  # fmt: skip
-        print(f"  forward + backward {seconds * 1e3:.0f} ms (one run, traced), peak traced memory "
-              f"{peak / 2**20:.0f} MiB beyond the inputs ({x.nbytes / 2**20:.0f} MiB each for x and dY)")  # fmt: skip
+        print(
+            f"\nFCN conv1_2 on a 500x500 image: 64->64 @ {H}x{H}: full im2col buffer {full_cols / 2**30:.2f} GiB, "
+            f"budget {budget / 2**20:.0f} MiB -> bands of output rows"
+        )
+        print(
+            f"  forward + backward {seconds * 1e3:.0f} ms (one run, traced), peak traced memory "
+            f"{peak / 2**20:.0f} MiB beyond the inputs ({x.nbytes / 2**20:.0f} MiB each for x and dY)"
+        )
 
 
 if __name__ == "__main__":

@@ -200,8 +200,13 @@ def worker(kind: str, case: str, size: int, threads: int) -> None:
 
 def measure_memory(kind: str, case: str, size: int, threads: int) -> int:
     env = dict(os.environ, MALLOC_MMAP_THRESHOLD_="131072")
-    out = subprocess.run([sys.executable, __file__, "--worker", kind, case, "--size", str(size),
-                          "--threads", str(threads)], env=env, capture_output=True, text=True, check=True)  # fmt: skip
+    out = subprocess.run(
+        [sys.executable, __file__, "--worker", kind, case, "--size", str(size), "--threads", str(threads)],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     return json.loads(out.stdout.strip().splitlines()[-1])["extra"]
 
 
@@ -225,10 +230,14 @@ def main() -> None:
         torch = None
 
     S = args.size
-    print(f"machine: {cpu_name()}, {os.cpu_count()} cores; numpy {np.__version__} with OpenBLAS kernels "
-          f"'{openblas_core()}'; torch {torch.__version__ if torch else 'not installed'} ({args.threads} threads)")
-    print(f"FCN-8s, VGG16 backbone, {N_CLASS} classes, input 1x3x{S}x{S} float32; "
-          f"median of {args.repeats} runs after one warm-up\n")  # fmt: skip
+    print(
+        f"machine: {cpu_name()}, {os.cpu_count()} cores; numpy {np.__version__} with OpenBLAS kernels "
+        f"'{openblas_core()}'; torch {torch.__version__ if torch else 'not installed'} ({args.threads} threads)"
+    )
+    print(
+        f"FCN-8s, VGG16 backbone, {N_CLASS} classes, input 1x3x{S}x{S} float32; "
+        f"median of {args.repeats} runs after one warm-up\n"
+    )
     ours = build_minifcn()
     rng = np.random.default_rng(1)
     x = rng.standard_normal((1, 3, S, S), dtype=np.float32)
@@ -264,14 +273,18 @@ def main() -> None:
         print(f"{label:<16}{med[k]['forward']:>12.2f}{med[k]['fwd+bwd']:>13.2f}{cells}")
     if torch is not None:
         r = {c: med["minifcn"][c] / med["torch"][c] for c in ("forward", "fwd+bwd")}
-        mem_r = "".join(f"{memory['minifcn'][c] / memory['torch'][c]:>14.2f}x" if memory else f"{'-':>15}"
-                        for c in ("forward", "fwd+bwd"))  # fmt: skip
+        mem_r = "".join(
+            f"{memory['minifcn'][c] / memory['torch'][c]:>14.2f}x" if memory else f"{'-':>15}"
+            for c in ("forward", "fwd+bwd")
+        )
         print("-" * len(header))
         print(f"{'ratio':<16}{r['forward']:>11.2f}x{r['fwd+bwd']:>12.2f}x{mem_r}")
         diff = np.abs(outputs["minifcn"] - outputs["torch"]).max()
         print(f"\nscores agree: max |minifcn - torch| = {diff:.2e} (scores up to {np.abs(outputs['torch']).max():.2e})")
-    print("mem: peak resident memory during one pass beyond the resident memory before it "
-          f"(weights: {sum(p.nbytes for p in ours.state_dict().values()) / 2**20:.0f} MiB)")
+    print(
+        "mem: peak resident memory during one pass beyond the resident memory before it "
+        f"(weights: {sum(p.nbytes for p in ours.state_dict().values()) / 2**20:.0f} MiB)"
+    )
 
 
 if __name__ == "__main__":

@@ -37,11 +37,12 @@ import numpy as np
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
+from bench_fcn import N_CLASS, build_minifcn, build_torch  # noqa: E402
+
 import minifcn as mf  # noqa: E402
 import minifcn.functional as F  # noqa: E402
 from minifcn.backend import cuda_available, set_tf32  # noqa: E402
 from minifcn.optim import SGD  # noqa: E402
-from bench_fcn import N_CLASS, build_minifcn, build_torch  # noqa: E402
 
 
 def minifcn_passes(cp, model, x, labels):
@@ -157,10 +158,14 @@ def main() -> None:
 
     S = args.size
     props = cp.cuda.runtime.getDeviceProperties(cp.cuda.runtime.getDevice())
-    print(f"device: {props['name'].decode()}; CuPy {cp.__version__}, CUDA runtime {cp.cuda.runtime.runtimeGetVersion()}; "
-          f"torch {torch.__version__ + ' (cuDNN ' + str(torch.backends.cudnn.version()) + ')' if torch else 'not available'}")
-    print(f"FCN-8s, VGG16 backbone, {N_CLASS} classes, input 1x3x{S}x{S} float32; CUDA-event times, "
-          f"median of {args.repeats} runs after {args.warmup} warm-ups\n")
+    print(
+        f"device: {props['name'].decode()}; CuPy {cp.__version__}, CUDA runtime {cp.cuda.runtime.runtimeGetVersion()}; "
+        "torch " + (f"{torch.__version__} (cuDNN {torch.backends.cudnn.version()})" if torch else "not available")
+    )
+    print(
+        f"FCN-8s, VGG16 backbone, {N_CLASS} classes, input 1x3x{S}x{S} float32; CUDA-event times, "
+        f"median of {args.repeats} runs after {args.warmup} warm-ups\n"
+    )
 
     ours = build_minifcn()
     rng = np.random.default_rng(1)
@@ -174,8 +179,11 @@ def main() -> None:
         runs["torch fp32 (TF32 on)"] = (torch_timer(torch, True), forward, step)
     ours.to("cuda")
     forward, step = minifcn_passes(cp, ours, x, labels)
-    runs = {"minifcn (CuPy)": (event_timer(cp), forward, step),
-            "minifcn (CuPy, TF32)": (event_timer(cp, tf32=True), forward, step), **runs}  # fmt: skip
+    runs = {
+        "minifcn (CuPy)": (event_timer(cp), forward, step),
+        "minifcn (CuPy, TF32)": (event_timer(cp, tf32=True), forward, step),
+        **runs,
+    }
 
     # Agreement of the forward outputs (before any update), and what TF32 moves.
     def relative(a, b):
@@ -186,16 +194,20 @@ def main() -> None:
     set_tf32(True)
     ours_tf32 = cp.asnumpy(forward())
     set_tf32(False)
-    print(f"forward outputs: minifcn with TF32 differs from minifcn without by {relative(ours_tf32, ours_out):.1e} "
-          "of the largest score")  # fmt: skip
+    print(
+        f"forward outputs: minifcn with TF32 differs from minifcn without by {relative(ours_tf32, ours_out):.1e} "
+        "of the largest score"
+    )
     if torch is not None:
         torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
         theirs_out = runs["torch fp32 (TF32 off)"][1]().cpu().numpy()
         torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
         theirs_tf32 = runs["torch fp32 (TF32 on)"][1]().cpu().numpy()
         torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
-        print(f"forward outputs: minifcn differs from torch (TF32 off) by {relative(ours_out, theirs_out):.1e}; "
-              f"torch with TF32 from torch without by {relative(theirs_tf32, theirs_out):.1e}")  # fmt: skip
+        print(
+            f"forward outputs: minifcn differs from torch (TF32 off) by {relative(ours_out, theirs_out):.1e}; "
+            f"torch with TF32 from torch without by {relative(theirs_tf32, theirs_out):.1e}"
+        )
     print()
 
     memory = {}
@@ -225,9 +237,11 @@ def main() -> None:
     pairs = (("minifcn (CuPy)", "torch fp32 (TF32 off)"), ("minifcn (CuPy, TF32)", "torch fp32 (TF32 on)"))
     for ours_label, label in pairs:
         if label in runs:
-            name = ("minifcn / torch" + (" (TF32)" if "TF32)" in ours_label else ""))
-            print(f"{name:<24}{med[ours_label]['forward'] / med[label]['forward']:>13.2f}x"
-                  f"{med[ours_label]['step'] / med[label]['step']:>16.2f}x")
+            name = "minifcn / torch" + (" (TF32)" if "TF32)" in ours_label else "")
+            print(
+                f"{name:<24}{med[ours_label]['forward'] / med[label]['forward']:>13.2f}x"
+                f"{med[ours_label]['step'] / med[label]['step']:>16.2f}x"
+            )
     if "torch fp32 (TF32 off)" in memory:
         ratio = memory["minifcn (CuPy)"][1] / memory["torch fp32 (TF32 off)"][1]
         print(f"step peak memory, minifcn / torch: {ratio:.2f}x")

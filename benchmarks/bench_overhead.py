@@ -33,7 +33,7 @@ from minifcn.cuda import launch  # noqa: E402
 
 def _stand_ins() -> None:
     """NumPy arrays stand in for CuPy's: no compiling, every array on 'GPU 0', a launch that does nothing."""
-    launch._function = lambda name, filename: (lambda grid, block, args: None)
+    launch._function = lambda name, filename: lambda grid, block, args: None
     launch._device_id = lambda array: 0
     launch._current_device = lambda: 0
 
@@ -44,7 +44,28 @@ def _calls() -> dict[str, tuple]:
     y, argmax = np.zeros((1, 64, 4, 4), f32), np.zeros((1, 64, 4, 4), np.int32)
     return {
         "im2col (17 arguments)": ("im2col", f32, cols.size, x, cols, 1, 64, 8, 8, 3, 3, 0, 8, 8, 1, 1, 1, 1, 1, 1),
-        "max_pool_forward (17)": ("max_pool_forward", f32, y.size, x, y, argmax, 1, 64, 8, 8, 4, 4, 2, 2, 2, 2, 0, 0, 1, 1),
+        "max_pool_forward (17)": (
+            "max_pool_forward",
+            f32,
+            y.size,
+            x,
+            y,
+            argmax,
+            1,
+            64,
+            8,
+            8,
+            4,
+            4,
+            2,
+            2,
+            2,
+            2,
+            0,
+            0,
+            1,
+            1,
+        ),
         "avg_pool_backward (14)": ("avg_pool_backward", f32, x.size, y, x, 1, 64, 8, 8, 4, 4, 2, 2, 2, 2, 0, 0),
     }
 

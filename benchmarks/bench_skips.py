@@ -27,8 +27,18 @@ def main() -> None:
     rows = []
     for model in args.models.split(","):
         out = os.path.join(args.out, model)
-        argv = ["--model", model, "--iters", str(args.iters), "--eval-every", str(args.iters),
-                "--checkpoint-every", str(args.iters), "--out", out]  # fmt: skip
+        argv = [
+            "--model",
+            model,
+            "--iters",
+            str(args.iters),
+            "--eval-every",
+            str(args.iters),
+            "--checkpoint-every",
+            str(args.iters),
+            "--out",
+            out,
+        ]
         t0 = time.perf_counter()
         train.main(argv)
         with open(os.path.join(out, "metrics.json")) as f:

@@ -25,12 +25,13 @@ import numpy as np
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
+from bench_conv import cpu_name  # noqa: E402
+
 import minifcn as mf  # noqa: E402
 import minifcn.nn as nn  # noqa: E402
 from minifcn import receptive  # noqa: E402
 from minifcn.backend import to_device  # noqa: E402
 from minifcn.models import FCN32s  # noqa: E402
-from bench_conv import cpu_name  # noqa: E402
 
 #: Table 1 of the paper: mean IU (VOC 2011 val), forward time (ms, 500x500, GPU), conv layers,
 #: parameters (millions), receptive field, max stride.
@@ -60,8 +61,10 @@ def main() -> None:
 
         synchronize = cupy.cuda.Device().synchronize  # noqa: E731
     where = cpu_name() if args.device == "cpu" else "CUDA device"
-    print(f"machine: {where}, {os.cpu_count()} cores; FCN-32s, 21 classes, input 1x3x{S}x{S} float32, "
-          f"evaluation mode; median of {args.repeats} runs after one warm-up\n")  # fmt: skip
+    print(
+        f"machine: {where}, {os.cpu_count()} cores; FCN-32s, 21 classes, input 1x3x{S}x{S} float32, "
+        f"evaluation mode; median of {args.repeats} runs after one warm-up\n"
+    )
 
     mf.manual_seed(0)
     x = to_device(np.random.default_rng(1).standard_normal((1, 3, S, S), dtype=np.float32), args.device)
@@ -71,7 +74,12 @@ def main() -> None:
         models[backbone] = model
         trunk = sum(p.size for name, p in model.named_parameters() if not name.startswith(("score_fr", "upscore")))
         field = receptive.trace(model)[model.trunk_names[-1]].field
-        rows[backbone] = {"params": trunk / 1e6, "depth": depth(model), "field": int(field.size), "stride": int(field.jump)}
+        rows[backbone] = {
+            "params": trunk / 1e6,
+            "depth": depth(model),
+            "field": int(field.size),
+            "stride": int(field.jump),
+        }
 
     times: dict[str, list[float]] = {b: [] for b in models}
     with mf.no_grad():
@@ -85,14 +93,19 @@ def main() -> None:
                 synchronize()
                 times[backbone].append(time.perf_counter() - t0)
 
-    header = (f"{'':<16}{'forward (ms)':>13}{'paper (ms)':>11}{'conv layers':>12}{'paper':>6}"
-              f"{'params (M)':>11}{'paper':>6}{'rf size':>8}{'paper':>6}{'stride':>7}{'paper mean IU':>15}")  # fmt: skip
+    header = (
+        f"{'':<16}{'forward (ms)':>13}{'paper (ms)':>11}{'conv layers':>12}{'paper':>6}"
+        f"{'params (M)':>11}{'paper':>6}{'rf size':>8}{'paper':>6}{'stride':>7}{'paper mean IU':>15}"
+    )
     print(header)
     print("-" * len(header))
     for backbone, r in rows.items():
         iu, ms, layers, params, field, stride = PAPER[backbone]
-        print(f"{'FCN-' + backbone:<16}{statistics.median(times[backbone]) * 1e3:>13.0f}{ms:>11}{r['depth']:>12}{layers:>6}"
-              f"{r['params']:>11.1f}{params:>6}{r['field']:>8}{field:>6}{r['stride']:>7}{iu:>15}")  # fmt: skip
+        print(
+            f"{'FCN-' + backbone:<16}{statistics.median(times[backbone]) * 1e3:>13.0f}{ms:>11}"
+            f"{r['depth']:>12}{layers:>6}"
+            f"{r['params']:>11.1f}{params:>6}{r['field']:>8}{field:>6}{r['stride']:>7}{iu:>15}"
+        )
     print("\nrf size: the field of the trunk's last layer. GoogLeNet's 907 in the paper counts the 7x7 average")
     print("pooling that the FCN drops (715 + 6 * 32 = 907).")
 

@@ -20,8 +20,8 @@ Three tables, each on the GPU (needs CuPy and a CUDA device):
 from __future__ import annotations
 
 import argparse
-import cProfile
 import collections
+import cProfile
 import io
 import os
 import pstats
@@ -35,13 +35,14 @@ import numpy as np
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
+from bench_fcn import N_CLASS, build_minifcn  # noqa: E402
+
 import minifcn as mf  # noqa: E402
 import minifcn.functional as F  # noqa: E402
 from minifcn import autograd, loop, train  # noqa: E402
 from minifcn.backend import cuda_available, set_tf32  # noqa: E402
 from minifcn.cuda import launch  # noqa: E402
 from minifcn.optim import SGD  # noqa: E402
-from bench_fcn import N_CLASS, build_minifcn  # noqa: E402
 
 
 def _subclasses(cls):
@@ -113,7 +114,9 @@ def per_op_table(cp, size: int) -> None:
     timer.remove()
     total = sum(timer.totals.values())
     print(f"## 1. Per op: FCN-8s VGG16, 1x3x{size}x{size}, one SGD step, synchronised around every call")
-    print(f"(the step took {wall * 1e3:.1f} ms under the synchronisation; the ops below add up to {total * 1e3:.1f} ms)\n")
+    print(
+        f"(the step took {wall * 1e3:.1f} ms under the synchronisation; the ops below add up to {total * 1e3:.1f} ms)\n"
+    )
     print("| op | calls | ms | share |")
     print("|---|---|---|---|")
     for label, seconds in timer.totals.most_common():
@@ -131,7 +134,9 @@ def quick_step_table(cp, steps: int) -> "loop.Loop":
         launches[kernel] += 1
         return original_launch(kernel, *args, **kwargs)
 
-    print("## 2. The quick preset's step (Loop.step: tiny-bn FCN-8s, 4x3x128x128, Adam; the loss read back each step)\n")
+    print(
+        "## 2. The quick preset's step (Loop.step: tiny-bn FCN-8s, 4x3x128x128, Adam; the loss read back each step)\n"
+    )
     print("| TF32 | median ms per step | steps per second |")
     print("|---|---|---|")
     for tf32 in (False, True):
@@ -149,8 +154,10 @@ def quick_step_table(cp, steps: int) -> "loop.Loop":
     launch.launch = counting
     run.step(0)
     launch.launch = original_launch
-    print(f"\nminifcn kernel launches per step: {sum(launches.values())} ({dict(launches)}); CuPy's own "
-          "elementwise and reduction kernels come on top\n")
+    print(
+        f"\nminifcn kernel launches per step: {sum(launches.values())} ({dict(launches)}); CuPy's own "
+        "elementwise and reduction kernels come on top\n"
+    )
     return run
 
 

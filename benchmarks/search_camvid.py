@@ -110,13 +110,18 @@ def main() -> None:
     weights = median_frequency_weights(train_set)
     names = list(VARIANTS) if not args.only else [n.strip() for n in args.only.split(",")]
     H, W = train_set[0][1].shape
-    print(f"CamVid at {W}x{H}: {len(train_set)} training, {len(val_set)} val images; {args.iters} iterations each, "
-          f"device {args.device}")
+    print(
+        f"CamVid at {W}x{H}: {len(train_set)} training, {len(val_set)} val images; {args.iters} iterations each, "
+        f"device {args.device}"
+    )
     print(f"{'variant':<22}{'mean IU':>8}{'pixel acc':>10}{'rare IU':>8}{'loss':>7}{'seconds':>8}")
     for name in names:
         r = run(dict(BASE, **VARIANTS[name]), train_set, val_set, weights, args)
-        print(f"{name:<22}{r['mean_iu']:>8.3f}{r['pixel_acc']:>10.3f}{r['rare_iu']:>8.3f}{r['loss']:>7.3f}"
-              f"{r['seconds']:>8.0f}", flush=True)
+        print(
+            f"{name:<22}{r['mean_iu']:>8.3f}{r['pixel_acc']:>10.3f}{r['rare_iu']:>8.3f}{r['loss']:>7.3f}"
+            f"{r['seconds']:>8.0f}",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

@@ -144,4 +144,3 @@ def _cupy_linalg() -> types.ModuleType:
 def tf32_enabled() -> bool:
     """Whether :func:`set_tf32` turned TF32 on."""
     return _tf32
-

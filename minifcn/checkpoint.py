@@ -13,6 +13,7 @@ was saved from, and a crash while saving leaves the previous one intact.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from dataclasses import dataclass, field
@@ -20,7 +21,8 @@ from typing import Any
 
 import numpy as np
 
-from . import nn
+from . import nn, rng
+from .config import Config
 from .heads import Heads
 from .models import FCN, MODELS, MultiHeadFCN, build_fcn
 from .preprocessing import BY_NAME, Preprocessing
@@ -51,14 +53,16 @@ def load_checkpoint(path: str) -> Checkpoint:
     path = os.fspath(path)
     arrays = load(path)
     if "meta" not in arrays:
-        raise ValueError(f"{path!r} is not a minifcn checkpoint (it has no 'meta' entry; "
-                         f"it holds {', '.join(sorted(arrays)[:5])}{', ...' if len(arrays) > 5 else ''})")  # fmt: skip
+        raise ValueError(
+            f"{path!r} is not a minifcn checkpoint (it has no 'meta' entry; "
+            f"it holds {', '.join(sorted(arrays)[:5])}{', ...' if len(arrays) > 5 else ''})"
+        )
     try:
         meta = json.loads(str(arrays["meta"]))
     except json.JSONDecodeError as e:
         raise ValueError(f"{path!r}: its metadata is not valid JSON ({e})") from None
-    model = {k[len("model."):]: v for k, v in arrays.items() if k.startswith("model.")}
-    optim = {k[len("optim."):]: v for k, v in arrays.items() if k.startswith("optim.")}
+    model = {k[len("model.") :]: v for k, v in arrays.items() if k.startswith("model.")}
+    optim = {k[len("optim.") :]: v for k, v in arrays.items() if k.startswith("optim.")}
     return Checkpoint(path, model, optim, meta)
 
 
@@ -67,14 +71,21 @@ def model_from_checkpoint(checkpoint: Checkpoint) -> FCN:
     meta = checkpoint.meta
     missing = [k for k in ("model", "backbone", "n_class") if k not in meta]
     if missing or meta["model"] not in MODELS:
-        raise ValueError(f"{checkpoint.path!r}: its metadata does not describe an FCN (missing {missing}, "
-                         f"model {meta.get('model')!r}); was it written by python -m minifcn.train?")  # fmt: skip
+        raise ValueError(
+            f"{checkpoint.path!r}: its metadata does not describe an FCN (missing {missing}, "
+            f"model {meta.get('model')!r}); was it written by python -m minifcn.train?"
+        )
     heads = heads_of(checkpoint)
     if heads.several:  # a multi-task net (Sec. 5, SIFT Flow)
         model = MultiHeadFCN(meta["model"], heads.sizes(), meta["backbone"], bool(meta.get("learnable_upsampling")))
     else:
-        model = build_fcn(meta["model"], int(meta["n_class"]), meta["backbone"],
-                          bool(meta.get("learnable_upsampling")), meta.get("fusion"))  # fmt: skip
+        model = build_fcn(
+            meta["model"],
+            int(meta["n_class"]),
+            meta["backbone"],
+            bool(meta.get("learnable_upsampling")),
+            meta.get("fusion"),
+        )
     try:
         model.load_state_dict(checkpoint.model)
     except ValueError as e:
@@ -93,3 +104,32 @@ def preprocessing_of(checkpoint: Checkpoint) -> Preprocessing:
 def heads_of(checkpoint: Checkpoint) -> Heads:
     """The heads (tasks and their class names) of the checkpoint's net."""
     return Heads.from_meta(checkpoint.meta)
+
+
+def training_meta(
+    c: Config,
+    heads: Heads,
+    preprocessing: Preprocessing,
+    palette: str,
+    class_weights: np.ndarray | None,
+    iteration: int,
+    best: float,
+) -> dict[str, Any]:
+    """What a training checkpoint says of itself: the net (evaluate and predict rebuild it from this), how it
+    was trained (``config``), where it stands (iteration, best val mean IU) and the RNG state to resume with."""
+    return dict(
+        heads.meta(),
+        model=c.model,
+        backbone=c.backbone,
+        dataset=c.dataset,
+        image_size=c.image_size,
+        preprocessing=preprocessing.name,
+        palette=palette,
+        learnable_upsampling=c.learnable_upsampling,
+        fusion=c.fusion,
+        iteration=iteration,
+        best_mean_iu=best,
+        rng=rng.get_state(),
+        config=dataclasses.asdict(c),
+        class_weights=None if class_weights is None else class_weights.tolist(),
+    )

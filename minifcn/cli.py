@@ -17,8 +17,18 @@ import sys
 from typing import Any, Callable, Sequence
 
 from .backend import cuda_available, set_tf32
-from .data import (CamVid, DataError, FolderSegmentation, RGBDFolder, RGBDShapes, SBDSegmentation, SIFTFlow, Shapes, TwoLabelShapes,
-                   VOCSegmentation)
+from .data import (
+    CamVid,
+    DataError,
+    FolderSegmentation,
+    RGBDFolder,
+    RGBDShapes,
+    SBDSegmentation,
+    Shapes,
+    SIFTFlow,
+    TwoLabelShapes,
+    VOCSegmentation,
+)
 
 DATASETS = ("shapes", "voc", "sbd", "camvid", "folder", "rgbd-shapes", "rgbd-folder", "two-label-shapes", "siftflow")
 RGBD_DATASETS = ("rgbd-shapes", "rgbd-folder")  # images with a depth channel (Sec. 5, NYUDv2)
@@ -62,9 +72,13 @@ def run(main: Callable[[Sequence[str] | None], int | None], argv: Sequence[str] 
 def add_device_arguments(p: argparse.ArgumentParser) -> None:
     """--device and --tf32, the same in train, evaluate and predict."""
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="auto: the GPU when CuPy sees one")
-    p.add_argument("--tf32", action="store_true", default=None,
-                   help="let the GPU's float32 matrix products use TF32 tensor cores: faster, ~1e-3 less exact "
-                   "(off by default; no effect on the CPU)")  # fmt: skip
+    p.add_argument(
+        "--tf32",
+        action="store_true",
+        default=None,
+        help="let the GPU's float32 matrix products use TF32 tensor cores: faster, ~1e-3 less exact "
+        "(off by default; no effect on the CPU)",
+    )
 
 
 def pick_device(name: str, tf32: bool = False) -> tuple[str, str]:
@@ -81,8 +95,10 @@ def _device(name: str) -> tuple[str, str]:
         return "cpu", "asked for"
     if name == "cuda":
         if not cuda_available():
-            raise UserError("--device cuda: no CUDA device is usable (CuPy is not installed or sees no GPU); "
-                            "install minifcn with the cuda12 or cuda13 extra, or use --device cpu")  # fmt: skip
+            raise UserError(
+                "--device cuda: no CUDA device is usable (CuPy is not installed or sees no GPU); "
+                "install minifcn with the cuda12 or cuda13 extra, or use --device cpu"
+            )
         return "cuda", "asked for"
     if name == "auto":
         return ("cuda", "a GPU was found") if cuda_available() else ("cpu", "no GPU found")
@@ -91,20 +107,33 @@ def _device(name: str) -> tuple[str, str]:
 
 def add_data_arguments(p: argparse.ArgumentParser, dataset_default: Any = "shapes") -> None:
     g = p.add_argument_group("data")
-    g.add_argument("--dataset", choices=DATASETS, default=dataset_default,
-                   help="shapes (built in, the default), voc, sbd, camvid, folder; RGB-D: rgbd-shapes (built in), rgbd-folder; "
-                   "two labels per pixel: two-label-shapes (built in), siftflow")
-    g.add_argument("--data-root", help="voc: the devkit (holding VOC2012/); sbd: the folder holding dataset/; "
-                   "camvid: the folder holding train.txt, val.txt (and test.txt) as the SegNet tutorial has it; "
-                   "folder: a folder holding <split>/images and <split>/labels; rgbd-folder: also <split>/depth "
-                   "(16-bit PNGs in millimetres)")
+    g.add_argument(
+        "--dataset",
+        choices=DATASETS,
+        default=dataset_default,
+        help="shapes (built in, the default), voc, sbd, camvid, folder; RGB-D: rgbd-shapes (built in), rgbd-folder; "
+        "two labels per pixel: two-label-shapes (built in), siftflow",
+    )
+    g.add_argument(
+        "--data-root",
+        help="voc: the devkit (holding VOC2012/); sbd: the folder holding dataset/; "
+        "camvid: the folder holding train.txt, val.txt (and test.txt) as the SegNet tutorial has it; "
+        "folder: a folder holding <split>/images and <split>/labels; rgbd-folder: also <split>/depth "
+        "(16-bit PNGs in millimetres)",
+    )
     g.add_argument("--voc-root", help="sbd's seg11valid split: the VOC2011 devkit")
     g.add_argument("--n-class", type=int, help="number of classes (folder datasets; checked against the others)")
-    g.add_argument("--image-size", type=int, default=None, help="shapes: the image size (default 64)")  # fmt: skip
+    g.add_argument("--image-size", type=int, default=None, help="shapes: the image size (default 64)")
 
 
-def build_dataset(kind: str, split: str, root: str | None = None, n_class: int | None = None,
-                  voc_root: str | None = None, image_size: int | None = None) -> Any:  # fmt: skip
+def build_dataset(
+    kind: str,
+    split: str,
+    root: str | None = None,
+    n_class: int | None = None,
+    voc_root: str | None = None,
+    image_size: int | None = None,
+) -> Any:
     """A dataset by its command-line name and split; errors name the flag or the file."""
     if kind in ("shapes", "rgbd-shapes", "two-label-shapes"):
         if root is not None:

@@ -1,4 +1,4 @@
-"""The settings of a training run: every flag of ``python -m minifcn.train``, in one dataclass.
+"""The settings of a training run: every flag of ``python -m minifcn.train`` in one dataclass, and the presets.
 
 ``train.py`` fills it from a preset and the command line and checks it; the
 starting point (``minifcn.start``) and the checkpoints read it; it is written
@@ -9,6 +9,7 @@ told from its files alone.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 
 @dataclass
@@ -53,3 +54,68 @@ class Config:
     samples: int = 4
     seed: int = 0
     debug: bool = False
+
+
+# The paper's learning rates for its unnormalised (summed) loss, by stage (Sec. 4.1-4.2).
+PAPER_LR = {"fcn32s": 1e-10, "fcn16s": 1e-12, "fcn8s": 1e-14, "fcn8s-atonce": 1e-10}
+
+# A newcomer's first run: FCN-8s learns Shapes from scratch in minutes on a CPU. From scratch the paper's plain
+# trunk and SGD learn too slowly for that (benchmarks/RESULTS.md), so: batch norm (tiny-bn) and Adam.
+QUICK = dict(
+    model="fcn8s",
+    backbone="tiny-bn",
+    dataset="shapes",
+    image_size=128,
+    iters=1000,
+    batch_size=4,
+    crop_size=None,
+    augment="flip",
+    optimizer="adam",
+    lr=0.01,
+    lr_policy="poly",
+    warmup=50,
+    momentum=0.9,
+    weight_decay=0.0,
+    loss_reduction="mean",
+    eval_every=250,
+    checkpoint_every=250,
+    score_init="normal",
+)
+# Real street scenes (issue 15): the quick recipe on CamVid's 367 training images at their full 480x360, with
+# median-frequency class weights for the rare classes (pole, sign, pedestrian, bicyclist). camvid-cpu: the same
+# for 800 iterations (~30 min on 2 CPU cores); whole images beat 224x224 crops at that budget (RESULTS.md).
+CAMVID = dict(
+    QUICK,
+    dataset="camvid",
+    image_size=None,
+    iters=4000,
+    eval_every=500,
+    checkpoint_every=500,
+    class_weights="median-freq",
+)
+PRESETS: dict[str, dict[str, Any]] = {
+    "quick": QUICK,
+    "camvid": CAMVID,
+    "camvid-cpu": dict(CAMVID, iters=800, eval_every=400, checkpoint_every=400),
+    # The reference's solver (voc-fcn*/solve.py): SGD, momentum 0.99, summed loss, batch 1, fixed lr by stage.
+    "paper": dict(
+        model="fcn32s",
+        backbone="vgg16",
+        dataset="sbd",
+        image_size=None,
+        iters=100000,
+        batch_size=1,
+        crop_size=None,
+        augment="none",
+        optimizer="sgd",
+        lr=None,
+        lr_policy="fixed",
+        warmup=0,
+        momentum=0.99,
+        weight_decay=5e-4,
+        loss_reduction="sum",
+        eval_every=4000,
+        checkpoint_every=4000,
+        score_init="zero",
+    ),
+}

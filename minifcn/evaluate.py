@@ -49,8 +49,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         raise cli.UserError(f"{args.checkpoint!r}: {e} ({kind})") from None
     device, why = cli.pick_device(args.device, args.tf32)
     model.to(device)
-    print(f"minifcn: evaluating {args.checkpoint} ({meta['model']}, {meta['backbone']}) on {kind} "
-          f"{args.split} ({len(dataset)} images), device {device} ({why})", flush=True)  # fmt: skip
+    print(
+        f"minifcn: evaluating {args.checkpoint} ({meta['model']}, {meta['backbone']}) on {kind} "
+        f"{args.split} ({len(dataset)} images), device {device} ({why})",
+        flush=True,
+    )
 
     # 2. Each head scored on its task; the predictions drawn in the dataset's colours.
     folder = os.path.join(args.out, "predictions") if args.out else None
@@ -60,11 +63,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     for head in heads:
 
         def save(i: int, image: np.ndarray, label: np.ndarray, prediction: np.ndarray) -> None:
-            name = (dataset.name(i) if hasattr(dataset, "name") else f"{i:05d}") + (f"_{head.name}" if head.name else "")
+            name = (dataset.name(i) if hasattr(dataset, "name") else f"{i:05d}") + (
+                f"_{head.name}" if head.name else ""
+            )
             colorize(prediction, getattr(dataset, "palette", "voc")).save(os.path.join(folder, name + ".png"))
 
-        hist = evaluate(model, dataset, preprocessing_of(checkpoint), device, args.batch_size, args.limit,
-                        save if folder else None, head.name)  # fmt: skip
+        hist = evaluate(
+            model,
+            dataset,
+            preprocessing_of(checkpoint),
+            device,
+            args.batch_size,
+            args.limit,
+            save if folder else None,
+            head.name,
+        )
         scores = segmentation_scores(hist)
         if heads.several:
             print(f"\nhead {head.name}:")
@@ -74,8 +87,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     # 3. metrics.json: the first head's scores at the top level, every head's under "heads".
     if args.out:
         images = int(min(len(dataset), args.limit or len(dataset)))
-        result = dict(results[heads.first.name], checkpoint=args.checkpoint, dataset=kind, split=args.split,
-                      images=images)  # fmt: skip
+        result = dict(
+            results[heads.first.name], checkpoint=args.checkpoint, dataset=kind, split=args.split, images=images
+        )
         if heads.several:
             result["heads"] = results
         with open(os.path.join(args.out, "metrics.json"), "w", encoding="utf-8") as f:

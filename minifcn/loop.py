@@ -75,9 +75,12 @@ class Logbook:
     def draw(self) -> None:
         loss = [r for r in self.rows if r.get("loss") not in (None, "")]
         evals = [r for r in self.rows if r.get("mean_iu") not in (None, "")]
-        curves([int(r["iteration"]) for r in loss], [float(r["loss"]) for r in loss],
-               [int(r["iteration"]) for r in evals], [float(r["mean_iu"]) for r in evals],
-               ).save(os.path.join(self.folder, "curves.png"))  # fmt: skip
+        curves(
+            [int(r["iteration"]) for r in loss],
+            [float(r["loss"]) for r in loss],
+            [int(r["iteration"]) for r in evals],
+            [float(r["mean_iu"]) for r in evals],
+        ).save(os.path.join(self.folder, "curves.png"))
 
     def close(self) -> None:
         self.file.close()
@@ -159,15 +162,26 @@ class Loop:
         os.makedirs(self.out, exist_ok=True)
         log = Logbook(self.out, self.start)
         self.t0 = time.perf_counter() - log.seconds
-        bar = tqdm(total=self.iters, initial=self.start, desc="train", unit="it", dynamic_ncols=True,
-                   mininterval=1.0, file=sys.stderr)  # fmt: skip
+        bar = tqdm(
+            total=self.iters,
+            initial=self.start,
+            desc="train",
+            unit="it",
+            dynamic_ncols=True,
+            mininterval=1.0,
+            file=sys.stderr,
+        )
         scores: dict[str, Any] = {}
         try:
             with ctrl_c_finishes_the_iteration() as interrupted:
                 for t in range(self.start, self.iters):
                     done, loss = t + 1, self.step(t)
-                    row: dict[str, Any] = {"iteration": done, "loss": loss, "lr": self.optimizer.lr,
-                                           "seconds": round(time.perf_counter() - self.t0, 3)}  # fmt: skip
+                    row: dict[str, Any] = {
+                        "iteration": done,
+                        "loss": loss,
+                        "lr": self.optimizer.lr,
+                        "seconds": round(time.perf_counter() - self.t0, 3),
+                    }
                     if done % self.eval_every == 0 or done == self.iters:
                         scores = self.evaluate(done)
                         row.update({k: float(scores[k]) for k in SCORES})
@@ -182,7 +196,9 @@ class Loop:
                     if interrupted.is_set():
                         bar.close()
                         last = os.path.join(self.out, "last.npz")
-                        self.say(f"minifcn: interrupted; saved {last} at iteration {done}; continue with --resume {last}")
+                        self.say(
+                            f"minifcn: interrupted; saved {last} at iteration {done}; continue with --resume {last}"
+                        )
                         raise KeyboardInterrupt
         finally:
             bar.close()
@@ -196,5 +212,7 @@ class Loop:
             self.best = float(scores["mean_iu"])
             self.checkpoint("best.npz", done)
         per_head = "".join(f"  {h} {s['mean_iu']:.4f}" for h, s in scores.get("heads", {}).items())
-        bar.write(f"iteration {done}: loss {loss:.4f}  pixel acc {scores['pixel_acc']:.4f}  "
-                  f"mean IU {scores['mean_iu']:.4f}  (best {self.best:.4f}){per_head}")  # fmt: skip
+        bar.write(
+            f"iteration {done}: loss {loss:.4f}  pixel acc {scores['pixel_acc']:.4f}  "
+            f"mean IU {scores['mean_iu']:.4f}  (best {self.best:.4f}){per_head}"
+        )

@@ -73,8 +73,10 @@ class _FlatGroup:
         """Copy the parameters' current arrays into a new buffer, and make their ``.data`` views of it."""
         for i, p, shape in zip(self.indices, self.params, self.shapes):
             if p.shape != shape:
-                raise ValueError(f"optimiser: parameter {i} changed shape from {shape} to {p.shape} after the "
-                                 "optimiser was made; make the optimiser again")  # fmt: skip
+                raise ValueError(
+                    f"optimiser: parameter {i} changed shape from {shape} to {p.shape} after the "
+                    "optimiser was made; make the optimiser again"
+                )
         xp = get_array_module(self.params[0].data)
         self.data = xp.empty(self.bounds[-1][1], dtype=self.params[0].data.dtype)
         for k, p in enumerate(self.params):
@@ -154,20 +156,27 @@ class _Optimiser:
         label = type(self).__name__
         missing = [k for k in self.hyper if k not in state]
         if missing:
-            raise ValueError(f"{label}.load_state_dict: the state lacks {missing}; was it written by {label}.state_dict()?")
+            raise ValueError(
+                f"{label}.load_state_dict: the state lacks {missing}; was it written by {label}.state_dict()?"
+            )
         for name in self.state_names:
             for i, p in enumerate(self.params):
                 key = f"{name}.{i}"
                 if key not in state:
-                    raise ValueError(f"{label}.load_state_dict: no {key!r}; the state has {len(self.params)} parameters?")
+                    raise ValueError(
+                        f"{label}.load_state_dict: no {key!r}; the state has {len(self.params)} parameters?"
+                    )
                 if tuple(state[key].shape) != p.shape:
-                    raise ValueError(f"{label}.load_state_dict: {key} has shape {tuple(state[key].shape)}, parameter {p.shape}")
+                    raise ValueError(
+                        f"{label}.load_state_dict: {key} has shape {tuple(state[key].shape)}, parameter {p.shape}"
+                    )
         for group in self.groups:
             group.check_attached()
             device = "cpu" if get_array_module(group.data) is np else "cuda"
             for name in self.state_names:
-                flat = np.concatenate([np.asarray(state[f"{name}.{i}"], dtype=group.data.dtype).ravel()
-                                       for i in group.indices])  # fmt: skip
+                flat = np.concatenate(
+                    [np.asarray(state[f"{name}.{i}"], dtype=group.data.dtype).ravel() for i in group.indices]
+                )
                 group.state[name] = to_device(flat, device)
 
 
@@ -179,7 +188,9 @@ class SGD(_Optimiser):
 
     def __init__(self, params: Iterable[Parameter], lr: float, momentum: float = 0.9, weight_decay: float = 0.0):
         if lr < 0 or not 0 <= momentum < 1 or weight_decay < 0:
-            raise ValueError(f"SGD: need lr >= 0, 0 <= momentum < 1, weight_decay >= 0; got {lr}, {momentum}, {weight_decay}")
+            raise ValueError(
+                f"SGD: need lr >= 0, 0 <= momentum < 1, weight_decay >= 0; got {lr}, {momentum}, {weight_decay}"
+            )
         super().__init__(params)
         self.lr, self.momentum, self.weight_decay = float(lr), float(momentum), float(weight_decay)
 
@@ -187,7 +198,11 @@ class SGD(_Optimiser):
         """One update of every parameter that has a gradient and a non-zero lr_mult."""
         for group in self.groups:
             f = group.data.dtype.type
-            decay, momentum, rate = f(self.weight_decay * group.decay_mult), f(self.momentum), f(self.lr * group.lr_mult)
+            decay, momentum, rate = (
+                f(self.weight_decay * group.decay_mult),
+                f(self.momentum),
+                f(self.lr * group.lr_mult),
+            )
 
             def rule(w: Any, g: Any, v: Any) -> None:
                 if kernels.on_gpu(w):  # the same arithmetic in one kernel (cuda/optim.cu)
@@ -203,8 +218,11 @@ class SGD(_Optimiser):
 
     def state_dict(self) -> dict[str, Any]:
         """The momentum buffers (host arrays, zeros where none was made yet) and hyper-parameters."""
-        state: dict[str, Any] = {"lr": np.asarray(self.lr), "momentum": np.asarray(self.momentum),
-                                 "weight_decay": np.asarray(self.weight_decay)}  # fmt: skip
+        state: dict[str, Any] = {
+            "lr": np.asarray(self.lr),
+            "momentum": np.asarray(self.momentum),
+            "weight_decay": np.asarray(self.weight_decay),
+        }
         return state | self._per_parameter_state()
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -234,13 +252,26 @@ class Adam(_Optimiser):
     state_names = ("m", "v")
     hyper = ("lr", "betas", "eps", "weight_decay", "t")
 
-    def __init__(self, params: Iterable[Parameter], lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999),
-                 eps: float = 1e-8, weight_decay: float = 0.0):  # fmt: skip
+    def __init__(
+        self,
+        params: Iterable[Parameter],
+        lr: float = 1e-3,
+        betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-8,
+        weight_decay: float = 0.0,
+    ):
         if lr < 0 or not (0 <= betas[0] < 1 and 0 <= betas[1] < 1) or eps <= 0 or weight_decay < 0:
-            raise ValueError(f"Adam: need lr >= 0, betas in [0, 1), eps > 0, weight_decay >= 0; "
-                             f"got {lr}, {betas}, {eps}, {weight_decay}")  # fmt: skip
+            raise ValueError(
+                f"Adam: need lr >= 0, betas in [0, 1), eps > 0, weight_decay >= 0; "
+                f"got {lr}, {betas}, {eps}, {weight_decay}"
+            )
         super().__init__(params)
-        self.lr, self.betas, self.eps, self.weight_decay = float(lr), (float(betas[0]), float(betas[1])), eps, weight_decay
+        self.lr, self.betas, self.eps, self.weight_decay = (
+            float(lr),
+            (float(betas[0]), float(betas[1])),
+            eps,
+            weight_decay,
+        )
         self.t = 0
 
     def step(self) -> None:
@@ -269,8 +300,13 @@ class Adam(_Optimiser):
 
     def state_dict(self) -> dict[str, Any]:
         """The moment estimates (host arrays, zeros where none was made yet), the step count, hyper-parameters."""
-        state: dict[str, Any] = {"lr": np.asarray(self.lr), "betas": np.asarray(self.betas), "eps": np.asarray(self.eps),
-                                 "weight_decay": np.asarray(self.weight_decay), "t": np.asarray(self.t)}  # fmt: skip
+        state: dict[str, Any] = {
+            "lr": np.asarray(self.lr),
+            "betas": np.asarray(self.betas),
+            "eps": np.asarray(self.eps),
+            "weight_decay": np.asarray(self.weight_decay),
+            "t": np.asarray(self.t),
+        }
         return state | self._per_parameter_state()
 
     def load_state_dict(self, state: dict[str, Any]) -> None:

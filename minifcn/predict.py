@@ -39,8 +39,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     # 1. The net, and every image read before any output is written.
     checkpoint = load_checkpoint(args.checkpoint)
     if checkpoint.meta.get("fusion"):
-        raise cli.UserError(f"{args.checkpoint!r} is an RGB-D net ({checkpoint.meta['fusion']} fusion); predict reads "
-                            "RGB image files. Score RGB-D data with python -m minifcn.evaluate --dataset rgbd-...")  # fmt: skip
+        raise cli.UserError(
+            f"{args.checkpoint!r} is an RGB-D net ({checkpoint.meta['fusion']} fusion); predict reads "
+            "RGB image files. Score RGB-D data with python -m minifcn.evaluate --dataset rgbd-..."
+        )
     model = model_from_checkpoint(checkpoint)
     device, _ = cli.pick_device(args.device, args.tf32)
     model.to(device)

@@ -40,8 +40,9 @@ class Preprocessing:
         image = np.asarray(image)
         if image.ndim != 3 or image.shape[2] != self.channels:
             kind = "RGB" if self.channels == 3 else "RGB-D"
-            raise ValueError(f"preprocessing {self.name}: expected an (H, W, {self.channels}) {kind} image, "
-                             f"got shape {image.shape}")  # fmt: skip
+            raise ValueError(
+                f"preprocessing {self.name}: expected an (H, W, {self.channels}) {kind} image, got shape {image.shape}"
+            )
         x = image.astype(np.float32)
         if self.channel_order == "BGR":
             x = np.concatenate([x[:, :, 2::-1], x[:, :, 3:]], axis=2)
@@ -62,8 +63,9 @@ TORCHVISION = Preprocessing("torchvision", "RGB", 1.0 / 255.0, (0.485, 0.456, 0.
 
 # Depth: 0..255 minus 128, over 64 (its scale is undone first, so the same numbers whatever ``scale`` is).
 CAFFE_RGBD = Preprocessing("caffe-rgbd", "BGR", 1.0, CAFFE.mean + (128.0,), CAFFE.std + (64.0,))
-TORCHVISION_RGBD = Preprocessing("torchvision-rgbd", "RGB", 1.0 / 255.0, TORCHVISION.mean + (128.0 / 255,),
-                                 TORCHVISION.std + (64.0 / 255,))  # fmt: skip
+TORCHVISION_RGBD = Preprocessing(
+    "torchvision-rgbd", "RGB", 1.0 / 255.0, TORCHVISION.mean + (128.0 / 255,), TORCHVISION.std + (64.0 / 255,)
+)
 
 BY_NAME = {p.name: p for p in (CAFFE, TORCHVISION, CAFFE_RGBD, TORCHVISION_RGBD)}
 

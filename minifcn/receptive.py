@@ -50,10 +50,8 @@ from .functional.geometry import (
     kernel_span,
     pool_output_size,
 )
-from .nn import (POINTWISE, AvgPool2d, Conv2d, ConvTranspose2d, Flatten, Inception, Linear,
-                 MaxPool2d, Module)
+from .nn import POINTWISE, AvgPool2d, Conv2d, ConvTranspose2d, Flatten, Inception, Linear, MaxPool2d, Module
 from .nn.inception import FIELD_GEOMETRY as INCEPTION_FIELD_GEOMETRY
-
 
 
 @dataclass(frozen=True)
@@ -104,11 +102,13 @@ def step(field: Field, layer: Module, axis: int = 0) -> Field:
     kind, k, s, p, d = geometry
     if kind == "deconv":
         jump = field.jump / s
-        return Field(field.size + (math.ceil(k / s) - 1) * field.jump, jump,
-                     field.offset - (Fraction(k - 1, 2) - p) * jump)  # fmt: skip
+        return Field(
+            field.size + (math.ceil(k / s) - 1) * field.jump, jump, field.offset - (Fraction(k - 1, 2) - p) * jump
+        )
     span = kernel_span(k, d)
-    return Field(field.size + (span - 1) * field.jump, field.jump * s,
-                 field.offset + (Fraction(span - 1, 2) - p) * field.jump)  # fmt: skip
+    return Field(
+        field.size + (span - 1) * field.jump, field.jump * s, field.offset + (Fraction(span - 1, 2) - p) * field.jump
+    )
 
 
 def _output_length(layer: Module, length: int, axis: int) -> int:
@@ -144,8 +144,10 @@ class Trace(dict):
         lines = [header + (f"{'out':>7}" if with_length else "")]
         for row in self.values():
             f = row.field
-            line = (f"{row.name:<16}{row.kind:<8}{_fmt(row.kernel):>7}{_fmt(row.stride):>7}"
-                    f"{_fmt(f.size):>8}{_fmt(f.jump):>8}{_fmt(f.offset):>9}")  # fmt: skip
+            line = (
+                f"{row.name:<16}{row.kind:<8}{_fmt(row.kernel):>7}{_fmt(row.stride):>7}"
+                f"{_fmt(f.size):>8}{_fmt(f.jump):>8}{_fmt(f.offset):>9}"
+            )
             lines.append(line + (f"{_fmt(row.length):>7}" if with_length else ""))
         return "\n".join(lines)
 
@@ -217,7 +219,10 @@ def crop_offsets(model: Module) -> dict[str, int]:
     for crop, (cropped, reference) in model.CROPS.items():
         for name in (cropped, reference):
             if name != "input" and name not in paths:
-                raise ValueError(f"receptive: crop {crop} needs the map {name!r}, but {type(model).__name__}.paths() has no chain for it")
+                raise ValueError(
+                    f"receptive: crop {crop} needs the map {name!r}, "
+                    f"but {type(model).__name__}.paths() has no chain for it"
+                )
         per_axis = []
         for axis in (0, 1):
             a = field_of(model, paths[cropped], axis)
@@ -286,7 +291,7 @@ def summary(model: Module, input_shape: tuple[int, int, int, int]) -> Summary:
         out.append((name, type(layer).__name__, shape, _n_params(layer), row.field.size, row.field.jump))
     if not hasattr(model, "paths"):
         # A classifier's head after the grid: flatten, then fully connected layers; each sees the whole image.
-        for name, layer in list(model._modules.items())[len(rows_h):]:
+        for name, layer in list(model._modules.items())[len(rows_h) :]:
             if isinstance(layer, Linear):
                 shape = (N, layer.out_features)
             elif isinstance(layer, Flatten) and len(shape) == 4:

@@ -136,8 +136,16 @@ def dilated_equivalent(net: nn.Sequential) -> nn.Sequential:
             raise ValueError(f"dilated_equivalent: layer {layer.label()} has unequal strides {stride}")
         dilation = tuple(d * k for k in layer.dilation)
         if isinstance(layer, nn.Conv2d):
-            new = nn.Conv2d(layer.in_channels, layer.out_channels, layer.kernel_size, 1, 0, dilation,
-                            bias=layer.bias is not None, dtype=layer.weight.dtype)  # fmt: skip
+            new = nn.Conv2d(
+                layer.in_channels,
+                layer.out_channels,
+                layer.kernel_size,
+                1,
+                0,
+                dilation,
+                bias=layer.bias is not None,
+                dtype=layer.weight.dtype,
+            )
             new.weight.data = layer.weight.data.copy()
             if layer.bias is not None:
                 new.bias.data = layer.bias.data.copy()
@@ -171,5 +179,11 @@ def shift_and_stitch_multiply_adds(net: nn.Sequential, input_shape: tuple[int, i
     return sum(multiply_adds(net, (N, C, H - dy, W - dx)) for dy in range(f) for dx in range(f))
 
 
-__all__ = ["shift_and_stitch", "rarefy", "dilated_equivalent", "output_stride", "multiply_adds",
-           "shift_and_stitch_multiply_adds"]  # fmt: skip
+__all__ = [
+    "shift_and_stitch",
+    "rarefy",
+    "dilated_equivalent",
+    "output_stride",
+    "multiply_adds",
+    "shift_and_stitch_multiply_adds",
+]

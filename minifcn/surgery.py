@@ -24,9 +24,9 @@ import numpy as np
 from . import nn
 from .backend import device_of, to_device
 from .models import FCN, Classifier
-from .models.fusion import add_input_channels  # early fusion (Sec. 5); lives with late fusion
 from .models.backbones import linear
 from .models.fcn import upsampling_layer, zero_score_layer
+from .models.fusion import add_input_channels  # early fusion (Sec. 5); lives with late fusion
 from .receptive import trace
 
 
@@ -88,12 +88,15 @@ class Transplanted:
     not_in_state: list[str] = field(default_factory=list)  # in the model only; they keep their initial values
 
     def __str__(self) -> str:
-        return (f"copied {len(self.copied)} arrays ({len(self.reshaped)} reshaped: {self.reshaped}); "
-                f"not in the model: {self.not_in_model}; kept as initialised: {self.not_in_state}")  # fmt: skip
+        return (
+            f"copied {len(self.copied)} arrays ({len(self.reshaped)} reshaped: {self.reshaped}); "
+            f"not in the model: {self.not_in_model}; kept as initialised: {self.not_in_state}"
+        )
 
 
 def transplant(state: Mapping[str, Any], model: nn.Module) -> Transplanted:
-    """Copy each array of ``state`` into ``model``'s parameter (or buffer) of the same name (the reference's transplant).
+    """Copy each array of ``state`` into ``model``'s parameter (or buffer) of the same name (the reference's
+    transplant).
 
     An array with the parameter's number of elements but another shape is
     reshaped (a fully connected layer's weight into a convolution's). Names
@@ -169,8 +172,11 @@ def set_n_class(model: nn.Module, n_class: int) -> nn.Module:
         for name, layer in list(model._modules.items()):
             dtype = layer.weight.dtype if hasattr(layer, "weight") else None
             if isinstance(layer, nn.ConvTranspose2d):
-                setattr(model, name, upsampling_layer(n_class, layer.stride[0], model.learnable_upsampling, dtype,
-                                               layer.kernel_size[0]))  # fmt: skip
+                setattr(
+                    model,
+                    name,
+                    upsampling_layer(n_class, layer.stride[0], model.learnable_upsampling, dtype, layer.kernel_size[0]),
+                )
             elif name.startswith("score"):
                 setattr(model, name, zero_score_layer(layer.in_channels, n_class, dtype))
     elif isinstance(model, Classifier):

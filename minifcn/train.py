@@ -4,23 +4,13 @@
     python -m minifcn.train --preset paper --model fcn32s --dataset sbd --data-root SBD \\
         --init vgg16.caffemodel --out runs/fcn32s   # the reference's settings
 
-Every flag left out takes the preset's value (``--help`` lists them). A run
-writes into ``--out``:
-
-    config.json        every setting of the run
-    log.csv            iteration, loss, lr, seconds; and the eval metrics when computed
-    curves.png         training loss and val mean IU against iteration
-    samples/           image | truth | prediction strips at each evaluation
-    last.npz           the latest checkpoint (model, optimiser, RNG state, metadata)
-    best.npz           the checkpoint with the best val mean IU so far
-    metrics.json       the final evaluation
-
-``--resume DIR/last.npz`` continues a run where it stopped, with the same
-optimiser state (momentum, or Adam's moments), batch-norm statistics,
-data order and dropout masks, so on the CPU it ends with the same weights
-as a run that was never interrupted. Ctrl-C saves last.npz
-first. A NaN or infinite loss stops the run, keeping the last good
-checkpoint. Checkpoints are written atomically.
+Every flag left out takes the preset's value (``minifcn.config``; ``--help``
+lists them). ``prepare`` reads as the run goes: 1. data, 2. the starting
+point (``minifcn.start``), 3. the optimiser, 4. the loop (``minifcn.loop``,
+which writes log.csv, curves.png, samples/, last.npz and best.npz into
+``--out``); ``main`` adds config.json and metrics.json. ``--resume
+DIR/last.npz`` continues a stopped run (Ctrl-C saves last.npz first) and,
+on the CPU, ends with the weights of a run never interrupted.
 """
 
 from __future__ import annotations
@@ -36,42 +26,18 @@ import numpy as np
 
 from . import cli, rng
 from .backend import to_device
-from .config import Config
+from .checkpoint import Checkpoint, training_meta
+from .config import PAPER_LR, PRESETS, Config
 from .data import Augment, BatchLoader, median_frequency_weights, read_class_weights
 from .heads import Heads
 from .inference import evaluate_heads
 from .loop import Loop
 from .metrics import scores_json
-from .models import BACKBONES, MODELS
-from .models.backbones import ONLY_FCN32S
+from .models import BACKBONES, MODELS, check_fcn
 from .optim import SGD, Adam, learning_rate
-from .plots import sample_strip
-from .preprocessing import Preprocessing
+from .plots import sample_saver
 from .start import starting_point
 
-# The paper's learning rates for its unnormalised (summed) loss, by stage (Sec. 4.1-4.2).
-PAPER_LR = {"fcn32s": 1e-10, "fcn16s": 1e-12, "fcn8s": 1e-14, "fcn8s-atonce": 1e-10}
-
-# A newcomer's first run: FCN-8s learns Shapes from scratch in minutes on a CPU. From scratch the paper's plain
-# trunk and SGD learn too slowly for that (benchmarks/RESULTS.md), so: batch norm (tiny-bn) and Adam.
-QUICK = dict(model="fcn8s", backbone="tiny-bn", dataset="shapes", image_size=128, iters=1000, batch_size=4,
-             crop_size=None, augment="flip", optimizer="adam", lr=0.01, lr_policy="poly", warmup=50, momentum=0.9,
-             weight_decay=0.0, loss_reduction="mean", eval_every=250, checkpoint_every=250, score_init="normal")  # fmt: skip
-# Real street scenes (issue 15): the quick recipe on CamVid's 367 training images at their full 480x360, with
-# median-frequency class weights for the rare classes (pole, sign, pedestrian, bicyclist). camvid-cpu: the same
-# for 800 iterations (~30 min on 2 CPU cores); whole images beat 224x224 crops at that budget (RESULTS.md).
-CAMVID = dict(QUICK, dataset="camvid", image_size=None, iters=4000, eval_every=500, checkpoint_every=500,
-              class_weights="median-freq")  # fmt: skip
-PRESETS: dict[str, dict[str, Any]] = {
-    "quick": QUICK,
-    "camvid": CAMVID,
-    "camvid-cpu": dict(CAMVID, iters=800, eval_every=400, checkpoint_every=400),
-    # The reference's solver (voc-fcn*/solve.py): SGD, momentum 0.99, summed loss, batch 1, fixed lr by stage.
-    "paper": dict(model="fcn32s", backbone="vgg16", dataset="sbd", image_size=None, iters=100000, batch_size=1,
-                  crop_size=None, augment="none", optimizer="sgd", lr=None, lr_policy="fixed", warmup=0,
-                  momentum=0.99, weight_decay=5e-4, loss_reduction="sum", eval_every=4000, checkpoint_every=4000,
-                  score_init="zero"),  # fmt: skip
-}
 AUGMENTS = ("none", "flip", "flip-scale")
 OPTIMIZERS = ("sgd", "adam")
 
@@ -79,9 +45,10 @@ OPTIMIZERS = ("sgd", "adam")
 def parse_config(argv: Sequence[str] | None) -> Config:
     p = cli.ArgumentParser(prog="minifcn.train", description="Train an FCN (on the built-in Shapes by default).")
     a = p.add_argument
+    # The flags as a table, one flag to a line or two (the formatter would give each argument a line of its own).
+    # fmt: off
     a("--preset", choices=PRESETS, default="quick", help="quick (default): FCN-8s tiny-bn on Shapes in minutes; "
-      "camvid: FCN-8s on CamVid street scenes (with --data-root; camvid-cpu: 800 iterations, for a CPU); "
-      "paper: the reference's solver settings")
+      "camvid (camvid-cpu: 800 iterations): CamVid street scenes, with --data-root; paper: the reference's solver")
     a("--model", choices=MODELS, help="the network (quick: fcn8s; paper: fcn32s)")
     a("--backbone", choices=BACKBONES, help="the trunk (quick: tiny-bn, tiny with batch norm; paper: vgg16)")
     cli.add_data_arguments(p, dataset_default=None)
@@ -98,21 +65,20 @@ def parse_config(argv: Sequence[str] | None) -> Config:
     a("--warmup", type=int, help="iterations of linear lr warm-up (quick 50)")
     a("--momentum", type=float, help="SGD momentum (quick 0.9, paper 0.99)")
     a("--weight-decay", type=float, help="L2 weight decay (quick 0, paper 5e-4); biases and batch norm have none")
-    a("--class-weights", help="none (default), median-freq (median frequency balancing from the training labels), "
+    a("--class-weights", help="none (default), median-freq (median frequency balancing of the training labels), "
       "or a file of one weight per class (.npy, or numbers in text)")
     a("--loss-reduction", choices=("mean", "sum"), help="mean over pixels (quick) or their sum (paper)")
-    a("--score-init", choices=("zero", "normal"), help="score layers start at zero (paper, for pretrained "
-      "trunks) or small random (quick: a random trunk learns nothing through zero scores)")
+    a("--score-init", choices=("zero", "normal"), help="score layers start at zero (paper, for trained trunks) "
+      "or small random (quick: a random trunk learns nothing through zero scores)")
     a("--learnable-upsampling", action="store_true", default=None, help="let the upsampling layers learn")
-    a("--fusion", choices=("early", "late", "rgb", "depth"), help="RGB-D datasets: depth as a 4th input channel "
-      "(early, the default), or a second FCN-32s stream whose scores are added (late); rgb or depth trains one "
-      "stream alone, to start late fusion from (--init RGB.npz --init-depth DEPTH.npz) (Sec. 5, NYUDv2)")
-    a("--heads", metavar="NAME,NAME", help="two-label datasets: the tasks to learn, one head each on one trunk "
-      "(default: all, e.g. shape,colour or semantic,geometric; Sec. 5, SIFT Flow)")
+    a("--fusion", choices=("early", "late", "rgb", "depth"), help="RGB-D data (Sec. 5, NYUDv2): depth as a 4th "
+      "input channel (early, the default), or a second FCN-32s stream whose scores are added (late); rgb or depth "
+      "trains one stream alone, to start late fusion from (--init RGB.npz --init-depth DEPTH.npz)")
+    a("--heads", metavar="NAME,NAME", help="two-label datasets (Sec. 5, SIFT Flow): the tasks to learn, one head "
+      "each on one trunk (default: all, e.g. shape,colour or semantic,geometric)")
     a("--init", metavar="PATH", help="ImageNet weights (.caffemodel, torchvision .pth) or a coarser stage's "
-      "checkpoint (32s -> 16s -> 8s)")
-    a("--init-depth", metavar="PATH", help="--fusion late: the depth stream's checkpoint (--fusion depth); "
-      "--init gives the rgb stream's (--fusion rgb)")
+      "checkpoint (32s -> 16s -> 8s); --fusion late: the rgb stream's (a --fusion rgb run)")
+    a("--init-depth", metavar="PATH", help="--fusion late: the depth stream's checkpoint (a --fusion depth run)")
     a("--resume", metavar="PATH", help="continue a run from its last.npz")
     a("--out", help="output folder (default runs/<preset>)")
     a("--eval-every", type=int, help="evaluate every N iterations (and at the end)")
@@ -121,6 +87,7 @@ def parse_config(argv: Sequence[str] | None) -> Config:
     a("--samples", type=int, help="sample strips saved at each evaluation (default 4)")
     a("--seed", type=int, help="seed of the weights, the data order and dropout (default 0)")
     a("--debug", action="store_true", help="show tracebacks")
+    # fmt: on
     args = vars(p.parse_args(argv))
 
     preset = args.pop("preset")
@@ -141,8 +108,12 @@ def parse_config(argv: Sequence[str] | None) -> Config:
 
 def check_config(c: Config) -> None:
     """Flag values that cannot work, named as the user typed them."""
-    positive = {"--iters": c.iters, "--batch-size": c.batch_size, "--eval-every": c.eval_every,
-                "--checkpoint-every": c.checkpoint_every}  # fmt: skip
+    positive = {
+        "--iters": c.iters,
+        "--batch-size": c.batch_size,
+        "--eval-every": c.eval_every,
+        "--checkpoint-every": c.checkpoint_every,
+    }
     for flag, v in positive.items():
         if v < 1:
             raise cli.UserError(f"{flag} must be at least 1, got {v}")
@@ -154,20 +125,20 @@ def check_config(c: Config) -> None:
         raise cli.UserError(f"--weight-decay must be >= 0, got {c.weight_decay}")
     if c.crop_size is not None and c.crop_size < 1:
         raise cli.UserError(f"--crop-size must be at least 1, got {c.crop_size}")
-    if c.backbone in ONLY_FCN32S and c.model != "fcn32s":
-        raise cli.UserError(f"--backbone {c.backbone} exists for --model fcn32s only (as in the paper), not {c.model}")
+    check_fcn(c.model, c.backbone, c.fusion)  # the net exists (build_fcn's own check)
     if c.fusion is not None and c.dataset not in cli.RGBD_DATASETS:
         raise cli.UserError(f"--fusion is for RGB-D datasets ({', '.join(cli.RGBD_DATASETS)}), not {c.dataset}")
-    if c.fusion == "late" and c.model != "fcn32s":
-        raise cli.UserError(f"--fusion late joins two FCN-32s streams (as the paper's NYUDv2 nets), not {c.model}")
     if c.fusion == "late" and bool(c.init) != bool(c.init_depth):
-        raise cli.UserError("--fusion late starts both streams from trained ones (--init RGB.npz --init-depth "
-                            "DEPTH.npz, from runs with --fusion rgb and --fusion depth) or neither")  # fmt: skip
+        raise cli.UserError(
+            "--fusion late starts both streams from trained ones (--init RGB.npz --init-depth "
+            "DEPTH.npz, from runs with --fusion rgb and --fusion depth) or neither"
+        )
     if c.init_depth and c.fusion != "late":
         raise cli.UserError("--init-depth is for --fusion late (the depth stream's checkpoint)")
     if c.heads is not None and c.dataset not in cli.MULTITASK_DATASETS:
-        raise cli.UserError(f"--heads is for datasets with several labels ({', '.join(cli.MULTITASK_DATASETS)}), "
-                            f"not {c.dataset}")  # fmt: skip
+        raise cli.UserError(
+            f"--heads is for datasets with several labels ({', '.join(cli.MULTITASK_DATASETS)}), not {c.dataset}"
+        )
     if c.dataset in cli.MULTITASK_DATASETS and (c.init or c.fusion):
         raise cli.UserError("--init and --fusion are not available with several heads yet")
     if c.warmup < 0 or c.samples < 0 or (c.eval_limit is not None and c.eval_limit < 1):
@@ -180,11 +151,11 @@ def prepare(c: Config, say: Callable[[str], None] = cli.say) -> tuple[Loop, Head
     fusion = f", {c.fusion} fusion of depth" if c.fusion else ""
     say(f"minifcn: training {c.model} ({c.backbone} backbone{fusion}) on {c.dataset}; device {device} ({why})")
 
-    # 1. Data: the two splits, the tasks (heads) to learn, the class weights.
+    # 1. Data: the two splits, the tasks (heads) to learn, the class weights, the batches.
     train_set = cli.build_dataset(c.dataset, c.train_split, c.data_root, c.n_class, c.voc_root, c.image_size)
     val_set = cli.build_dataset(c.dataset, c.val_split, c.data_root, c.n_class, c.voc_root, c.image_size)
     try:
-        heads = Heads.of_dataset(train_set, None if c.heads is None else [h.strip() for h in c.heads.split(",") if h.strip()])
+        heads = Heads.of_dataset(train_set, None if c.heads is None else [h.strip() for h in c.heads.split(",")])
     except ValueError as e:
         raise cli.UserError(f"--heads {c.heads!r}: {e}") from None
     class_weights = choose_class_weights(c, train_set, heads, say)  # host float64 (n_class,), or None
@@ -192,40 +163,63 @@ def prepare(c: Config, say: Callable[[str], None] = cli.say) -> tuple[Loop, Head
     # 2. The model and its preprocessing: from scratch, from weights, from a coarser net, or resumed.
     start = starting_point(c, heads, say)
     model = start.model.to(device)
+    crop = (c.crop_size, c.crop_size) if c.crop_size else None
+    augment = Augment(c.augment != "none", (0.5, 2.0) if c.augment == "flip-scale" else (1.0, 1.0), crop)
+    loader = BatchLoader(train_set, c.batch_size, start.preprocessing, augment, seed=c.seed)
 
     # 3. The optimiser; a resumed run takes back its state, the RNG's and its iteration.
+    optimizer, first, best = make_optimizer(c, model, start.resumed)
+
+    # 4. The loop: loss, schedule, evaluation, checkpoints.
+    dtype = next(iter(model.parameters())).dtype  # the weights go to the device once, not every step
+    weight = None if class_weights is None else to_device(class_weights.astype(dtype), device)
+    palette = getattr(train_set, "palette", "voc")
+    samples = os.path.join(c.out, "samples")
+
+    def evaluate(t: int) -> dict[str, Any]:
+        saver = sample_saver(samples, f"iter{t:06d}", c.samples, getattr(val_set, "palette", "voc"))
+        batch = max(c.batch_size, 8)
+        return evaluate_heads(model, val_set, heads, start.preprocessing, device, batch, c.eval_limit, saver)
+
+    loop = Loop(
+        model,
+        optimizer,
+        loader.batch,
+        loss=lambda out, labels: heads.loss(out, labels, c.loss_reduction, weight),
+        lr=lambda t: learning_rate(c.lr, t, c.iters, c.lr_policy, c.warmup),
+        iters=c.iters,
+        out=c.out,
+        evaluate=evaluate,
+        meta=lambda t, best: training_meta(c, heads, start.preprocessing, palette, class_weights, t, best),
+        device=device,
+        eval_every=c.eval_every,
+        checkpoint_every=c.checkpoint_every,
+        start=first,
+        best=best,
+        say=say,
+    )
+    say(
+        f"minifcn: {len(train_set)} training and {len(val_set)} val images, {heads.first.n_class} classes; "
+        f"iterations {first + 1}..{c.iters}, batch {c.batch_size}; writing to {c.out}"
+    )
+    return loop, heads
+
+
+def make_optimizer(c: Config, model: Any, resumed: Checkpoint | None) -> tuple[SGD | Adam, int, float]:
+    """The optimiser of ``c``, and the iteration and best mean IU to go on from (a resumed run takes back
+    the optimiser's state and the RNG's)."""
     if c.optimizer == "adam":
         optimizer: SGD | Adam = Adam(model.parameters(), lr=c.lr, weight_decay=c.weight_decay)
     else:
         optimizer = SGD(model.parameters(), lr=c.lr, momentum=c.momentum, weight_decay=c.weight_decay)
-    first, best = 0, -1.0
-    if start.resumed is not None:
-        optimizer.load_state_dict(start.resumed.optim)
-        rng.set_state(start.resumed.meta["rng"])
-        first, best = int(start.resumed.meta["iteration"]), float(start.resumed.meta.get("best_mean_iu", -1.0))
-        if first >= c.iters:
-            raise cli.UserError(f"--resume {c.resume!r} is at iteration {first}, already >= --iters {c.iters}")
-
-    # 4. The loop: batches, loss, schedule, evaluation and checkpoints.
-    crop = (c.crop_size, c.crop_size) if c.crop_size else None
-    scale = (0.5, 2.0) if c.augment == "flip-scale" else (1.0, 1.0)
-    augment = Augment(flip=c.augment != "none", scale=scale, crop_size=crop)
-    loader = BatchLoader(train_set, c.batch_size, start.preprocessing, augment, seed=c.seed)
-    dtype = next(iter(model.parameters())).dtype  # the weights go to the device once, not every step
-    weight = None if class_weights is None else to_device(class_weights.astype(dtype), device)
-    loop = Loop(
-        model, optimizer, loader.batch,
-        loss=lambda out, labels: heads.loss(out, labels, c.loss_reduction, weight),
-        lr=lambda t: learning_rate(c.lr, t, c.iters, c.lr_policy, c.warmup),
-        iters=c.iters, out=c.out,
-        evaluate=evaluation(c, model, val_set, heads, start.preprocessing, device),
-        meta=checkpoint_meta(c, heads, start.preprocessing, getattr(train_set, "palette", "voc"), class_weights),
-        device=device, eval_every=c.eval_every, checkpoint_every=c.checkpoint_every, start=first, best=best,
-        say=say,
-    )  # fmt: skip
-    say(f"minifcn: {len(train_set)} training and {len(val_set)} val images, {heads.first.n_class} classes; "
-        f"iterations {first + 1}..{c.iters}, batch {c.batch_size}; writing to {c.out}")  # fmt: skip
-    return loop, heads
+    if resumed is None:
+        return optimizer, 0, -1.0
+    first = int(resumed.meta["iteration"])
+    if first >= c.iters:
+        raise cli.UserError(f"--resume {c.resume!r} is at iteration {first}, already >= --iters {c.iters}")
+    optimizer.load_state_dict(resumed.optim)
+    rng.set_state(resumed.meta["rng"])
+    return optimizer, first, float(resumed.meta.get("best_mean_iu", -1.0))
 
 
 def choose_class_weights(c: Config, train_set: Any, heads: Heads, say: Callable[[str], None]) -> np.ndarray | None:
@@ -244,40 +238,6 @@ def choose_class_weights(c: Config, train_set: Any, heads: Heads, say: Callable[
     return weights
 
 
-def evaluation(c: Config, model: Any, val_set: Any, heads: Heads, preprocessing: Preprocessing,
-               device: str) -> Callable[[int], dict[str, Any]]:  # fmt: skip
-    """The loop's evaluation: every head scored on the val split, the first ``c.samples`` strips saved."""
-    folder = os.path.join(c.out, "samples")
-    palette = getattr(val_set, "palette", "voc")
-
-    def scores_at(iteration: int) -> dict[str, Any]:
-        os.makedirs(folder, exist_ok=True)
-
-        def save(i: int, image: np.ndarray, label: np.ndarray, prediction: np.ndarray) -> None:
-            if i < c.samples:
-                strip = sample_strip(image, label, prediction, palette)
-                strip.save(os.path.join(folder, f"iter{iteration:06d}_{i}.png"))
-
-        batch = max(c.batch_size, 8)
-        return evaluate_heads(model, val_set, heads, preprocessing, device, batch, c.eval_limit, save)
-
-    return scores_at
-
-
-def checkpoint_meta(c: Config, heads: Heads, preprocessing: Preprocessing, palette: str,
-                    class_weights: np.ndarray | None) -> Callable[[int, float], dict[str, Any]]:  # fmt: skip
-    """What a checkpoint says of itself: the net (evaluate and predict rebuild it from this), the run, the RNG."""
-
-    def meta(iteration: int, best: float) -> dict[str, Any]:
-        return dict(heads.meta(), model=c.model, backbone=c.backbone, dataset=c.dataset, image_size=c.image_size,
-                    preprocessing=preprocessing.name, palette=palette, learnable_upsampling=c.learnable_upsampling,
-                    fusion=c.fusion, iteration=iteration, best_mean_iu=best, rng=rng.get_state(),
-                    config=dataclasses.asdict(c),
-                    class_weights=None if class_weights is None else class_weights.tolist())  # fmt: skip
-
-    return meta
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     c = parse_config(argv)
     try:
@@ -293,8 +253,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         final["heads"] = {h.name: scores_json(scores["heads"][h.name], h.classes) for h in heads}
     with open(os.path.join(c.out, "metrics.json"), "w", encoding="utf-8") as f:
         json.dump(final, f, indent=2)
-    print(f"minifcn: done in {time.perf_counter() - loop.t0:.0f} s: mean IU {final['mean_iu']:.4f}, pixel acc "
-          f"{final['pixel_acc']:.4f}; best.npz, last.npz, metrics.json, curves.png in {c.out}")  # fmt: skip
+    print(
+        f"minifcn: done in {time.perf_counter() - loop.t0:.0f} s: mean IU {final['mean_iu']:.4f}, pixel acc "
+        f"{final['pixel_acc']:.4f}; best.npz, last.npz, metrics.json, curves.png in {c.out}"
+    )
     return 0
 
 

@@ -49,10 +49,17 @@ class ImportedState(dict):
 # PyTorch checkpoints, read by a restricted unpickler
 
 _STORAGE_DTYPES = {
-    "FloatStorage": np.float32, "DoubleStorage": np.float64, "HalfStorage": np.float16,
-    "BFloat16Storage": "bfloat16", "LongStorage": np.int64, "IntStorage": np.int32,
-    "ShortStorage": np.int16, "CharStorage": np.int8, "ByteStorage": np.uint8, "BoolStorage": np.bool_,
-}  # fmt: skip
+    "FloatStorage": np.float32,
+    "DoubleStorage": np.float64,
+    "HalfStorage": np.float16,
+    "BFloat16Storage": "bfloat16",
+    "LongStorage": np.int64,
+    "IntStorage": np.int32,
+    "ShortStorage": np.int16,
+    "CharStorage": np.int8,
+    "ByteStorage": np.uint8,
+    "BoolStorage": np.bool_,
+}
 _LEGACY_MAGIC = 0x1950A86A20F9469CFC6C  # the first pickle of a pre-zip PyTorch file
 
 
@@ -71,7 +78,9 @@ class _StorageType:
         if self.dtype == "bfloat16":  # the high half of a float32
             bits = np.frombuffer(raw, dtype=byteorder + "u2").astype(np.uint32) << 16
             return bits.view(np.float32)
-        dtype = np.dtype(self.dtype).newbyteorder(byteorder) if np.dtype(self.dtype).itemsize > 1 else np.dtype(self.dtype)
+        dtype = (
+            np.dtype(self.dtype).newbyteorder(byteorder) if np.dtype(self.dtype).itemsize > 1 else np.dtype(self.dtype)
+        )
         return np.frombuffer(raw, dtype=dtype)
 
 
@@ -151,7 +160,9 @@ class _RestrictedUnpickler(pickle.Unpickler):
         if view is None:
             return root
         _, offset, size = view
-        return _Storage(kind, f"{key}[{offset}:]", int(size), lambda _: root.array[int(offset) : int(offset) + int(size)])
+        return _Storage(
+            kind, f"{key}[{offset}:]", int(size), lambda _: root.array[int(offset) : int(offset) + int(size)]
+        )
 
 
 class _Deferred:
@@ -210,6 +221,7 @@ def _read_torch_legacy(path: str) -> Any:
         raise ValueError(f"{path}: storage {storage.key} is missing")
 
     with open(path, "rb") as f:
+
         def next_pickle() -> Any:
             return _RestrictedUnpickler(f, path, storages, missing, deferred=True).load()
 
@@ -240,18 +252,34 @@ def _read_torch_legacy(path: str) -> Any:
 # torchvision's layer indices -> the reference names
 _TORCHVISION_NAMES = {
     "vgg16": {
-        "features.0": "conv1_1", "features.2": "conv1_2",
-        "features.5": "conv2_1", "features.7": "conv2_2",
-        "features.10": "conv3_1", "features.12": "conv3_2", "features.14": "conv3_3",
-        "features.17": "conv4_1", "features.19": "conv4_2", "features.21": "conv4_3",
-        "features.24": "conv5_1", "features.26": "conv5_2", "features.28": "conv5_3",
-        "classifier.0": "fc6", "classifier.3": "fc7", "classifier.6": "fc8",
+        "features.0": "conv1_1",
+        "features.2": "conv1_2",
+        "features.5": "conv2_1",
+        "features.7": "conv2_2",
+        "features.10": "conv3_1",
+        "features.12": "conv3_2",
+        "features.14": "conv3_3",
+        "features.17": "conv4_1",
+        "features.19": "conv4_2",
+        "features.21": "conv4_3",
+        "features.24": "conv5_1",
+        "features.26": "conv5_2",
+        "features.28": "conv5_3",
+        "classifier.0": "fc6",
+        "classifier.3": "fc7",
+        "classifier.6": "fc8",
     },
     "alexnet": {
-        "features.0": "conv1", "features.3": "conv2", "features.6": "conv3", "features.8": "conv4",
-        "features.10": "conv5", "classifier.1": "fc6", "classifier.4": "fc7", "classifier.6": "fc8",
+        "features.0": "conv1",
+        "features.3": "conv2",
+        "features.6": "conv3",
+        "features.8": "conv4",
+        "features.10": "conv5",
+        "classifier.1": "fc6",
+        "classifier.4": "fc7",
+        "classifier.6": "fc8",
     },
-}  # fmt: skip
+}
 
 
 def _from_torchvision(state: dict, path: PathLike, arch: str) -> ImportedState:
@@ -262,7 +290,11 @@ def _from_torchvision(state: dict, path: PathLike, arch: str) -> ImportedState:
     if missing or unexpected:
         raise ValueError(
             f"{os.fspath(path)}: not torchvision's {arch} state dict: missing {missing}, unexpected {unexpected[:8]}"
-            + (" (batch-norm weights: the _bn variants are not the paper's nets)" if any("running" in k for k in unexpected) else "")
+            + (
+                " (batch-norm weights: the _bn variants are not the paper's nets)"
+                if any("running" in k for k in unexpected)
+                else ""
+            )
         )
     arrays = {ours: np.ascontiguousarray(state[tv], dtype=np.float32) for tv, ours in expected.items()}
     return ImportedState(arrays, f"torchvision {arch} ({os.fspath(path)})", TORCHVISION)
@@ -394,8 +426,14 @@ def read_caffemodel(path: PathLike) -> ImportedState:
 
 
 _GOOGLENET_STEM = {"conv1/7x7_s2": "conv1", "conv2/3x3_reduce": "conv2_reduce", "conv2/3x3": "conv2"}
-_INCEPTION_BRANCHES = {"1x1": "conv1x1", "3x3_reduce": "conv3x3_reduce", "3x3": "conv3x3",
-                       "5x5_reduce": "conv5x5_reduce", "5x5": "conv5x5", "pool_proj": "pool_proj"}  # fmt: skip
+_INCEPTION_BRANCHES = {
+    "1x1": "conv1x1",
+    "3x3_reduce": "conv3x3_reduce",
+    "3x3": "conv3x3",
+    "5x5_reduce": "conv5x5_reduce",
+    "5x5": "conv5x5",
+    "pool_proj": "pool_proj",
+}
 
 
 def caffe_googlenet_name(name: str) -> str:

@@ -122,7 +122,9 @@ def test_a_backward_returning_a_wrong_shape_is_caught(rng):
             return gy[:-1]
 
     y = Broken()(mf.Tensor(rng.standard_normal(3), requires_grad=True))
-    with pytest.raises(RuntimeError, match=r"Broken.backward returned a gradient of shape \(2,\) for an input of shape \(3,\)"):
+    with pytest.raises(
+        RuntimeError, match=r"Broken.backward returned a gradient of shape \(2,\) for an input of shape \(3,\)"
+    ):
         y.backward(np.ones(3))
 
 

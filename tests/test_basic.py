@@ -20,8 +20,16 @@ def test_add_mul_values_and_gradcheck(rng):
 def test_scalar_operators(rng):
     a = rng.standard_normal((3, 2)).astype(np.float32)
     t = mf.Tensor(a)
-    for result, expected in [(t + 2.0, a + 2), (2.0 + t, a + 2), (t * 3, a * 3), (0.5 * t, a * 0.5),
-                             (t - 1.0, a - 1), (1.0 - t, 1 - a), (-t, -a), (t / 4.0, a / 4)]:  # fmt: skip
+    for result, expected in [
+        (t + 2.0, a + 2),
+        (2.0 + t, a + 2),
+        (t * 3, a * 3),
+        (0.5 * t, a * 0.5),
+        (t - 1.0, a - 1),
+        (1.0 - t, 1 - a),
+        (-t, -a),
+        (t / 4.0, a / 4),
+    ]:
         assert result.dtype == np.float32  # a Python number never changes the dtype
         np.testing.assert_allclose(result.data, expected, rtol=1e-6)
     x = mf.Tensor(rng.standard_normal((3, 2)), requires_grad=True)
@@ -88,7 +96,9 @@ def test_crop_is_caffes_and_gradcheck(rng):
 
 
 def test_crop_out_of_bounds_names_shapes():
-    with pytest.raises(ValueError, match=r"a 5x5 window at offset \(19, 19\) does not fit in the input of shape \(1, 21, 22, 22\)"):
+    with pytest.raises(
+        ValueError, match=r"a 5x5 window at offset \(19, 19\) does not fit in the input of shape \(1, 21, 22, 22\)"
+    ):
         F.crop(mf.Tensor(np.zeros((1, 21, 22, 22))), (5, 5), 19)
 
 

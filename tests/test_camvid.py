@@ -100,7 +100,9 @@ def test_median_frequency_weights_against_a_direct_count(tmp_path):
 def test_a_class_that_never_appears_weighs_zero(tmp_path):
     write_camvid(tmp_path, splits=("train",), n=2, size=(6, 6))
     for name in os.listdir(tmp_path / "trainannot"):
-        Image.fromarray(np.array([[0, 1, 11]] * 6 * 2, np.uint8).reshape(6, 6), mode="L").save(tmp_path / "trainannot" / name)
+        Image.fromarray(np.array([[0, 1, 11]] * 6 * 2, np.uint8).reshape(6, 6), mode="L").save(
+            tmp_path / "trainannot" / name
+        )
     weights = median_frequency_weights(CamVid(str(tmp_path), "train"))
     assert weights[0] == weights[1] == pytest.approx(1.0) and (weights[2:] == 0).all()
 
@@ -130,8 +132,22 @@ def test_camvid_colours():
         colorize(label, "kitti")
 
 
-SMALL = ["--dataset", "camvid", "--batch-size", "2", "--iters", "2", "--eval-every", "2", "--checkpoint-every", "2",
-         "--samples", "1", "--crop-size", "24"]  # fmt: skip
+SMALL = [
+    "--dataset",
+    "camvid",
+    "--batch-size",
+    "2",
+    "--iters",
+    "2",
+    "--eval-every",
+    "2",
+    "--checkpoint-every",
+    "2",
+    "--samples",
+    "1",
+    "--crop-size",
+    "24",
+]
 
 
 def test_train_evaluate_predict_on_camvid_with_median_frequency_weights(tmp_path, capsys):
@@ -150,13 +166,20 @@ def test_train_evaluate_predict_on_camvid_with_median_frequency_weights(tmp_path
     truth_panel = strip[:, 36:68].reshape(-1, 3)  # image | truth | prediction, 4 px apart: the truth in CamVid colours
     assert {tuple(p) for p in truth_panel} <= set(CAMVID_COLOURS) | {(0, 0, 0)}
 
-    assert cli.run(evaluate.main, ["--checkpoint", str(out / "last.npz"), "--data-root", str(root),
-                                   "--out", str(tmp_path / "eval")]) == 0  # fmt: skip
+    assert (
+        cli.run(
+            evaluate.main,
+            ["--checkpoint", str(out / "last.npz"), "--data-root", str(root), "--out", str(tmp_path / "eval")],
+        )
+        == 0
+    )
     scores = json.load(open(tmp_path / "eval" / "metrics.json"))
     assert 0.0 <= scores["mean_iu"] <= 1.0
     image = tmp_path / "street.png"
     Image.fromarray(CamVid(str(root), "val")[0][0]).save(image)
-    assert cli.run(predict.main, ["--checkpoint", str(out / "last.npz"), "--out", str(tmp_path / "pred"), str(image)]) == 0
+    assert (
+        cli.run(predict.main, ["--checkpoint", str(out / "last.npz"), "--out", str(tmp_path / "pred"), str(image)]) == 0
+    )
     prediction = np.asarray(Image.open(tmp_path / "pred" / "street.png").convert("RGB")).reshape(-1, 3)
     assert {tuple(p) for p in prediction} <= set(CAMVID_COLOURS)
 
@@ -175,8 +198,22 @@ def test_the_camvid_presets_end_to_end(preset, tmp_path, capsys):
     root = tmp_path / "CamVid"
     write_camvid(root, size=(24, 32))
     out = tmp_path / preset
-    args = ["--preset", preset, "--data-root", str(root), "--iters", "2", "--eval-every", "2", "--batch-size", "2",
-            "--samples", "0", "--out", str(out)]  # fmt: skip
+    args = [
+        "--preset",
+        preset,
+        "--data-root",
+        str(root),
+        "--iters",
+        "2",
+        "--eval-every",
+        "2",
+        "--batch-size",
+        "2",
+        "--samples",
+        "0",
+        "--out",
+        str(out),
+    ]
     assert cli.run(train.main, args) == 0
     config = json.load(open(out / "config.json"))
     expected = train.PRESETS[preset]
@@ -199,7 +236,17 @@ def test_a_split_without_labelled_pixels_has_no_frequencies(tmp_path):
 
 
 def test_class_weights_refuse_several_heads(tmp_path, capsys):
-    args = ["--dataset", "two-label-shapes", "--image-size", "32", "--iters", "1", "--class-weights", "median-freq",
-            "--out", str(tmp_path)]  # fmt: skip
+    args = [
+        "--dataset",
+        "two-label-shapes",
+        "--image-size",
+        "32",
+        "--iters",
+        "1",
+        "--class-weights",
+        "median-freq",
+        "--out",
+        str(tmp_path),
+    ]
     assert cli.run(train.main, args) == 1
     assert "--class-weights median-freq: not available with several heads (shape, colour)" in capsys.readouterr().err

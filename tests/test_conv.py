@@ -67,7 +67,9 @@ def test_conv2d_float32_matches_float64(rng):
 def test_conv_transpose2d_forward_and_gradcheck(rng, shape, kshape, stride, padding, dilation):
     x, w, b = _random_conv(rng, shape, kshape, transposed=True)
     y = F.conv_transpose2d(mf.Tensor(x), mf.Tensor(w), mf.Tensor(b), stride, padding, dilation)
-    np.testing.assert_allclose(y.data, conv_transpose2d_loop(x, w, b, stride, padding, dilation), rtol=1e-10, atol=1e-10)
+    np.testing.assert_allclose(
+        y.data, conv_transpose2d_loop(x, w, b, stride, padding, dilation), rtol=1e-10, atol=1e-10
+    )
     tensors = [mf.Tensor(a, requires_grad=True) for a in (x, w, b)]
     gradcheck(lambda x, w, b: F.conv_transpose2d(x, w, b, stride, padding, dilation), tensors)
 
@@ -189,7 +191,9 @@ def test_conv_transpose2d_channel_mismatch():
 
 
 def test_conv2d_kernel_larger_than_padded_input():
-    with pytest.raises(ValueError, match=r"spans 7 pixels in height, more than the padded input: input 3x9 with padding \(1, 1\)"):
+    with pytest.raises(
+        ValueError, match=r"spans 7 pixels in height, more than the padded input: input 3x9 with padding \(1, 1\)"
+    ):
         F.conv2d(mf.Tensor(np.zeros((1, 1, 3, 9))), mf.Tensor(np.zeros((1, 1, 7, 3))), padding=1)
     with pytest.raises(ValueError, match=r"spans 5 pixels in width"):  # dilation counts
         F.conv2d(mf.Tensor(np.zeros((1, 1, 9, 4))), mf.Tensor(np.zeros((1, 1, 3, 3))), dilation=2)

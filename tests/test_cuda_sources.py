@@ -20,6 +20,8 @@ import sys
 
 import numpy as np
 import pytest
+from device_cases import CONV_CASES, POOL_CASES
+from reference_loops import avg_pool2d_loop, conv2d_loop, conv_transpose2d_loop, max_pool2d_loop
 
 import minifcn as mf
 import minifcn.functional as F
@@ -28,9 +30,6 @@ from minifcn.functional import conv_output_size, im2col, pool_output_size
 from minifcn.functional.loss import SoftmaxCrossEntropy
 from minifcn.functional.pool import AvgPool2d, MaxPool2d
 from minifcn.models import FCN8s
-
-from device_cases import CONV_CASES, POOL_CASES
-from reference_loops import avg_pool2d_loop, conv2d_loop, conv_transpose2d_loop, max_pool2d_loop
 
 FILES = sorted(os.path.basename(p) for p in glob.glob(os.path.join(launch.CUDA_DIR, "*.cu")))
 DTYPES = [np.float32, np.float64]
@@ -56,8 +55,12 @@ def test_source_pastes_common_header():
 @pytest.mark.parametrize("filename", FILES)
 def test_compiles_to_ptx(filename, arch, tmp_path):
     (tmp_path / filename).write_text(launch.source(filename))
-    done = subprocess.run(["nvcc", "--ptx", f"-arch={arch}", "-o", str(tmp_path / "out.ptx"), str(tmp_path / filename)],
-                          capture_output=True, text=True, timeout=300)  # fmt: skip
+    done = subprocess.run(
+        ["nvcc", "--ptx", f"-arch={arch}", "-o", str(tmp_path / "out.ptx"), str(tmp_path / filename)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == 0, done.stderr
     ptx = (tmp_path / "out.ptx").read_text()
     for kernel, (source_file, _) in launch.SIGNATURES.items():
@@ -104,8 +107,13 @@ def test_compiles_with_nvrtc(filename):
 
 
 def _preprocess(filename):
-    done = subprocess.run(["g++", "-E", "-P", "-DMINIFCN_HOST", "-x", "c++", "-"], input=launch.source(filename),
-                          capture_output=True, text=True, timeout=120)  # fmt: skip
+    done = subprocess.run(
+        ["g++", "-E", "-P", "-DMINIFCN_HOST", "-x", "c++", "-"],
+        input=launch.source(filename),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 0, done.stderr
     return done.stdout
 
@@ -133,8 +141,12 @@ def _as_ctype(value):
     """What ctypes passes for each argument type the launcher produces; anything else is a launcher bug."""
     if isinstance(value, np.ndarray):
         return ctypes.c_void_p(value.ctypes.data)
-    converters = {np.int32: ctypes.c_int, np.int64: ctypes.c_longlong, np.float32: ctypes.c_float,
-                  np.float64: ctypes.c_double}  # fmt: skip
+    converters = {
+        np.int32: ctypes.c_int,
+        np.int64: ctypes.c_longlong,
+        np.float32: ctypes.c_float,
+        np.float64: ctypes.c_double,
+    }
     if type(value) not in converters:
         raise AssertionError(f"the launcher passed a {type(value).__name__}; CuPy needs a NumPy scalar of the C type")
     return converters[type(value)](value)
@@ -149,9 +161,13 @@ def host_libraries(tmp_path_factory):
     libraries = {}
     for filename in FILES:
         lib = folder / filename.replace(".cu", ".so")
-        done = subprocess.run(["g++", "-x", "c++", "-std=c++17", "-O1", "-shared", "-fPIC", "-DMINIFCN_HOST",
-                               "-o", str(lib), "-"], input=launch.source(filename),
-                              capture_output=True, text=True, timeout=300)  # fmt: skip
+        done = subprocess.run(
+            ["g++", "-x", "c++", "-std=c++17", "-O1", "-shared", "-fPIC", "-DMINIFCN_HOST", "-o", str(lib), "-"],
+            input=launch.source(filename),
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
         assert done.returncode == 0, done.stderr
         libraries[filename] = ctypes.CDLL(str(lib))
     return libraries
@@ -189,8 +205,6 @@ def _tol(dtype):
     return {"rtol": 1e-5, "atol": 1e-5} if dtype == np.float32 else {"rtol": 1e-12, "atol": 1e-12}
 
 
-
-
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("case", CONV_CASES)
 def test_im2col_and_col2im_kernels_match_numpy(on_host, case, dtype, rng):
@@ -209,7 +223,9 @@ def test_im2col_and_col2im_kernels_match_numpy(on_host, case, dtype, rng):
         gx = np.zeros(x.shape, dtype)
         kernels.col2im(g, gx, *geometry, rows, OW)
         # col2im is im2col's adjoint: <im2col(x), g> = <x, col2im(g)>, band by band
-        assert float((cols.astype(np.float64) * g).sum()) == pytest.approx(float((x * gx).sum(dtype=np.float64)), rel=1e-4)
+        assert float((cols.astype(np.float64) * g).sum()) == pytest.approx(
+            float((x * gx).sum(dtype=np.float64)), rel=1e-4
+        )
     assert on_host.count("im2col_" + ("f32" if dtype == np.float32 else "f64")) >= 1
 
 
@@ -227,13 +243,13 @@ def test_col2im_adds_band_after_band(on_host, rng):
     assert np.abs(whole).sum() > 0
 
 
-
-
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("case", POOL_CASES)
 def test_pooling_kernels_match_numpy(on_host, case, dtype, rng):
     N, C, H, W, kernel, stride, padding, dilation, ceil_mode = case
-    out_hw = tuple(pool_output_size(s, k, st, p, d, ceil_mode) for s, k, st, p, d in zip((H, W), kernel, stride, padding, dilation))
+    out_hw = tuple(
+        pool_output_size(s, k, st, p, d, ceil_mode) for s, k, st, p, d in zip((H, W), kernel, stride, padding, dilation)
+    )
     x = rng.standard_normal((N, C, H, W)).astype(dtype)
     x[0, 0, 1, :3] = x[0, 0, 1, 0]  # ties: the first tap must win
     gy = rng.standard_normal((N, C) + out_hw).astype(dtype)
@@ -375,7 +391,9 @@ def test_conv2d_gpu_branch_in_bands(on_host, monkeypatch, rng):
     x = rng.standard_normal((2, 3, 11, 9))
     w = rng.standard_normal((4, 3, 3, 3))
     _compare_branches(lambda x, w: F.conv2d(x, w, None, 2, 1), [x, w], np.float64)
-    _compare_branches(lambda x, w: F.conv_transpose2d(x, w, None, 2, 1), [x, rng.standard_normal((3, 2, 4, 4))], np.float64)
+    _compare_branches(
+        lambda x, w: F.conv_transpose2d(x, w, None, 2, 1), [x, rng.standard_normal((3, 2, 4, 4))], np.float64
+    )
     assert on_host.count("im2col_f64") > 4 and on_host.count("col2im_f64") > 2
 
 
@@ -412,8 +430,10 @@ def test_optimiser_gpu_branch(on_host, optimiser, dtype):
     def three_steps():
         rng = np.random.default_rng(3)
         shapes, mults = [(4, 3, 3, 3), (4,), (5, 4, 1, 1), (5,)], [(1, 1), (2, 0), (1, 1), (2, 0)]
-        params = [Parameter(rng.standard_normal(s).astype(dtype), lr_mult=lm, decay_mult=dm)
-                  for s, (lm, dm) in zip(shapes, mults)]  # fmt: skip
+        params = [
+            Parameter(rng.standard_normal(s).astype(dtype), lr_mult=lm, decay_mult=dm)
+            for s, (lm, dm) in zip(shapes, mults)
+        ]
         if optimiser == "sgd":
             opt = SGD(params, lr=0.1, momentum=0.9, weight_decay=0.01)
         else:
@@ -510,19 +530,24 @@ def no_compiling(monkeypatch):
 
 def test_launch_refuses_host_arrays(no_compiling):
     x = np.zeros((1, 1, 2, 2), np.float32)
-    with pytest.raises(TypeError, match=r"avg_pool_forward, argument 'x': got a numpy.ndarray in host memory.*to\('cuda'\)"):
+    with pytest.raises(
+        TypeError, match=r"avg_pool_forward, argument 'x': got a numpy.ndarray in host memory.*to\('cuda'\)"
+    ):
         launch.launch("avg_pool_forward", np.float32, 1, x, x, 1, 1, 2, 2, 1, 1, 2, 2, 2, 2, 0, 0)
 
 
-@pytest.mark.parametrize("problem, match", [
-    ("dtype", r"max_pool_forward, argument 'y': expected float32 elements, got float64"),
-    ("argmax", r"max_pool_forward, argument 'argmax': expected int32 elements, got int64"),
-    ("strided", r"max_pool_forward, argument 'x': the array of shape \(1, 1, 2, 2\) must be C-contiguous"),
-    ("count", r"max_pool_forward: takes 17 arguments .*got 16"),
-    ("overflow", r"max_pool_forward, argument 'N': 2147483648 does not fit a C int"),
-    ("fraction", r"max_pool_forward, argument 'C': expected a whole number, got 1.5"),
-    ("half", r"max_pool_forward: runs in float32 or float64, not float16"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "problem, match",
+    [
+        ("dtype", r"max_pool_forward, argument 'y': expected float32 elements, got float64"),
+        ("argmax", r"max_pool_forward, argument 'argmax': expected int32 elements, got int64"),
+        ("strided", r"max_pool_forward, argument 'x': the array of shape \(1, 1, 2, 2\) must be C-contiguous"),
+        ("count", r"max_pool_forward: takes 17 arguments .*got 16"),
+        ("overflow", r"max_pool_forward, argument 'N': 2147483648 does not fit a C int"),
+        ("fraction", r"max_pool_forward, argument 'C': expected a whole number, got 1.5"),
+        ("half", r"max_pool_forward: runs in float32 or float64, not float16"),
+    ],
+)
 def test_launch_checks_arguments(no_compiling, monkeypatch, problem, match):
     monkeypatch.setattr(launch, "_device_id", lambda array: 0)
     x = np.zeros((1, 1, 2, 2), np.float32)

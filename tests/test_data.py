@@ -7,8 +7,16 @@ import pytest
 import scipy.io
 from PIL import Image
 
-from minifcn.data import (Augment, BatchLoader, DataError, FolderSegmentation, SBDSegmentation, Shapes,
-                          VOCSegmentation, VOC_CLASSES)  # fmt: skip
+from minifcn.data import (
+    VOC_CLASSES,
+    Augment,
+    BatchLoader,
+    DataError,
+    FolderSegmentation,
+    SBDSegmentation,
+    Shapes,
+    VOCSegmentation,
+)
 from minifcn.data.transforms import hflip, pad_to, rescale
 from minifcn.preprocessing import CAFFE
 from minifcn.viz import colorize
@@ -251,4 +259,3 @@ def test_a_batch_of_different_sizes_names_both_items(tmp_path):
         BatchLoader(ds, 2, CAFFE, shuffle=False).batch(0)
     x, labels = BatchLoader(ds, 2, CAFFE, Augment(flip=False, crop_size=(21, 21)), shuffle=False).batch(0)
     assert x.shape == (2, 3, 21, 21) and (labels[0][20] == 255).all()  # a (20-row) padded with 255
-

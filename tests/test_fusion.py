@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+from helpers import randomise
 
 import minifcn as mf
 import minifcn.functional as F
@@ -9,8 +10,6 @@ from minifcn import surgery
 from minifcn.gradcheck import gradcheck
 from minifcn.models import FCN8s, FCN32s
 from minifcn.models.fusion import LateFusionFCN32s
-
-from helpers import randomise
 
 
 def test_narrow_forward_and_gradcheck(rng):
@@ -37,8 +36,10 @@ def test_early_fusion_starts_as_the_rgb_net(rng):
         # a depth channel acts like the grey-level image through the mean filter at first
         depth = rng.standard_normal((1, 1, 20, 22))
         first = fused.conv1_1(mf.Tensor(np.concatenate([image, depth], axis=1))).data
-        expected = rgb_net.conv1_1(mf.Tensor(image)).data + F.conv2d(depth, surgery_source.mean(axis=1, keepdims=True),
-                                                                      padding=100).data  # fmt: skip
+        expected = (
+            rgb_net.conv1_1(mf.Tensor(image)).data
+            + F.conv2d(depth, surgery_source.mean(axis=1, keepdims=True), padding=100).data
+        )
         np.testing.assert_allclose(first, expected, rtol=1e-12, atol=1e-12)
 
 
@@ -73,8 +74,14 @@ def test_late_fusion_gradcheck(rng):
     randomise(fused, rng)
     x = mf.Tensor(rng.standard_normal((1, 4, 9, 11)), requires_grad=True)
     labels = rng.integers(0, 2, (1, 9, 11))
-    gradcheck(lambda x, *p: F.softmax_cross_entropy(fused(x), labels), [x] + list(fused.parameters()),
-              max_elements=1, n_directions=2, atol=1e-7, rtol=1e-4)  # fmt: skip
+    gradcheck(
+        lambda x, *p: F.softmax_cross_entropy(fused(x), labels),
+        [x] + list(fused.parameters()),
+        max_elements=1,
+        n_directions=2,
+        atol=1e-7,
+        rtol=1e-4,
+    )
 
 
 def test_late_fusion_errors():
@@ -126,14 +133,18 @@ def test_rgbd_transforms_move_depth_with_the_image(rng):
     image = rng.integers(0, 256, (10, 12, 4)).astype(np.uint8)
     label = rng.integers(0, 3, (10, 12))
     padded, padded_label = pad_to(image, label, (14, 15))
-    assert padded.shape == (14, 15, 4) and (padded[10:, :, 3] == 0).all() and (padded[10:, :, :3] == (123, 117, 104)).all()
+    assert (
+        padded.shape == (14, 15, 4) and (padded[10:, :, 3] == 0).all() and (padded[10:, :, :3] == (123, 117, 104)).all()
+    )
     assert (padded_label[10:] == 255).all()
     from PIL import Image
 
     scaled, scaled_label = rescale(image, label, 1.5)
     expected_depth = np.asarray(Image.fromarray(image[:, :, 3]).resize((18, 15), Image.BILINEAR))
     assert scaled.shape == (15, 18, 4) and np.array_equal(scaled[:, :, 3], expected_depth)
-    assert np.array_equal(scaled[:, :, :3], np.asarray(Image.fromarray(image[:, :, :3]).resize((18, 15), Image.BILINEAR)))
+    assert np.array_equal(
+        scaled[:, :, :3], np.asarray(Image.fromarray(image[:, :, :3]).resize((18, 15), Image.BILINEAR))
+    )
     out, out_label = Augment(flip=True, scale=(0.5, 2.0), crop_size=(9, 9))(image, label, np.random.default_rng(3))
     assert out.shape == (9, 9, 4) and out_label.shape == (9, 9)
 
@@ -194,8 +205,24 @@ def test_rgbd_folder_refuses_a_colour_depth_image(tmp_path):
 # The command lines
 
 
-SMALL = ["--dataset", "rgbd-shapes", "--image-size", "32", "--batch-size", "2", "--iters", "4", "--eval-every", "2",
-         "--checkpoint-every", "2", "--eval-limit", "4", "--samples", "1"]  # fmt: skip
+SMALL = [
+    "--dataset",
+    "rgbd-shapes",
+    "--image-size",
+    "32",
+    "--batch-size",
+    "2",
+    "--iters",
+    "4",
+    "--eval-every",
+    "2",
+    "--checkpoint-every",
+    "2",
+    "--eval-limit",
+    "4",
+    "--samples",
+    "1",
+]
 
 
 @pytest.mark.parametrize("fusion, extra", [("early", []), ("late", ["--model", "fcn32s"])])
@@ -212,23 +239,43 @@ def test_train_on_rgbd_shapes(fusion, extra, tmp_path, capsys):
         assert "depth.conv1_1.weight" in last.model and "rgb.score_fr.weight" in last.model
     image, label = RGBDShapes("val", 32)[0]
     assert inference.predict(model, image, TORCHVISION_RGBD).shape == label.shape
-    code = cli.run(evaluate.main, ["--checkpoint", str(out / "last.npz"), "--dataset", "rgbd-shapes", "--image-size",
-                                   "32", "--limit", "4", "--out", str(tmp_path / "eval")])  # fmt: skip
+    code = cli.run(
+        evaluate.main,
+        [
+            "--checkpoint",
+            str(out / "last.npz"),
+            "--dataset",
+            "rgbd-shapes",
+            "--image-size",
+            "32",
+            "--limit",
+            "4",
+            "--out",
+            str(tmp_path / "eval"),
+        ],
+    )
     assert code == 0
     import json
 
     assert json.load(open(tmp_path / "eval" / "metrics.json"))["mean_iu"] == pytest.approx(
-        json.load(open(out / "metrics.json"))["mean_iu"], rel=1e-6)
+        json.load(open(out / "metrics.json"))["mean_iu"], rel=1e-6
+    )
     code = cli.run(predict.main, ["--checkpoint", str(out / "last.npz"), "x.png"])
     assert code == 1 and "is an RGB-D net" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--fusion", "early"], "--fusion is for RGB-D datasets (rgbd-shapes, rgbd-folder), not shapes"),
-    (SMALL + ["--fusion", "late", "--model", "fcn8s"], "--fusion late joins two FCN-32s streams"),
-    (SMALL + ["--fusion", "late", "--model", "fcn32s", "--init", "x.npz"], "--fusion late starts both streams from trained"),
-    (SMALL + ["--init-depth", "x.npz"], "--init-depth is for --fusion late"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--fusion", "early"], "--fusion is for RGB-D datasets (rgbd-shapes, rgbd-folder), not shapes"),
+        (SMALL + ["--fusion", "late", "--model", "fcn8s"], "--fusion late joins two FCN-32s streams"),
+        (
+            SMALL + ["--fusion", "late", "--model", "fcn32s", "--init", "x.npz"],
+            "--fusion late starts both streams from trained",
+        ),
+        (SMALL + ["--init-depth", "x.npz"], "--init-depth is for --fusion late"),
+    ],
+)
 def test_fusion_flag_errors(args, message, capsys):
     assert cli.run(train.main, args) == 1
     assert message in capsys.readouterr().err
@@ -237,7 +284,18 @@ def test_fusion_flag_errors(args, message, capsys):
 def test_resume_refuses_another_fusion(tmp_path, capsys):
     out = tmp_path / "run"
     assert cli.run(train.main, SMALL + ["--model", "fcn32s", "--out", str(out)]) == 0
-    args = SMALL + ["--iters", "6", "--fusion", "late", "--model", "fcn32s", "--resume", str(out / "last.npz"), "--out", str(out)]
+    args = SMALL + [
+        "--iters",
+        "6",
+        "--fusion",
+        "late",
+        "--model",
+        "fcn32s",
+        "--resume",
+        str(out / "last.npz"),
+        "--out",
+        str(out),
+    ]
     assert cli.run(train.main, args) == 1
     assert "was trained with --fusion early, this run asks for late" in capsys.readouterr().err
 
@@ -256,7 +314,9 @@ def test_each_head_is_an_fcn_on_the_shared_trunk(rng):
         out = net(mf.Tensor(x))
         for head, n in (("semantic", 4), ("geometric", 3)):
             alone = FCN16s(n, "tiny", dtype=np.float64).eval()
-            state = {k: v for k, v in net.state_dict().items() if "." in k and not k.startswith(("semantic.", "geometric."))}
+            state = {
+                k: v for k, v in net.state_dict().items() if "." in k and not k.startswith(("semantic.", "geometric."))
+            }
             state.update({k.split(".", 1)[1]: v for k, v in net.state_dict().items() if k.startswith(head + ".")})
             alone.load_state_dict(state)
             np.testing.assert_allclose(out[head].data, alone(mf.Tensor(x)).data, rtol=1e-12, atol=1e-12)
@@ -281,9 +341,14 @@ def test_two_losses_train_one_trunk(rng):
     both, only_a, only_b = grads("both"), grads("a"), grads("b")
     np.testing.assert_allclose(both[0], only_a[0] + only_b[0], rtol=1e-10, atol=1e-14)  # the trunk hears both tasks
     assert only_a[2] is None and only_b[1] is None  # each head hears only its own loss
-    gradcheck(lambda x, *p: F.add(*[F.softmax_cross_entropy(s, lab) for s, lab in zip(net(x).values(), (la, lb))]),
-              [mf.Tensor(x, requires_grad=True)] + list(net.parameters()), max_elements=1, n_directions=2,
-              atol=1e-7, rtol=1e-4)  # fmt: skip
+    gradcheck(
+        lambda x, *p: F.add(*[F.softmax_cross_entropy(s, lab) for s, lab in zip(net(x).values(), (la, lb))]),
+        [mf.Tensor(x, requires_grad=True)] + list(net.parameters()),
+        max_elements=1,
+        n_directions=2,
+        atol=1e-7,
+        rtol=1e-4,
+    )
 
 
 def test_multihead_names_must_not_clash():
@@ -344,7 +409,9 @@ def test_siftflow_reads_both_labels(tmp_path):
 def test_siftflow_errors_name_the_file(tmp_path):
     root, sub = _write_siftflow(tmp_path / "siftflow")
     (root / "GeoLabels" / sub / "coast_1.mat").unlink()
-    with pytest.raises(DataError, match=r"SIFT Flow: '.*GeoLabels/.*coast_1.mat' is missing \(listed in trainval.txt\)"):
+    with pytest.raises(
+        DataError, match=r"SIFT Flow: '.*GeoLabels/.*coast_1.mat' is missing \(listed in trainval.txt\)"
+    ):
         SIFTFlow(str(root), "trainval")
     with pytest.raises(DataError, match=r"SIFT Flow split 'test': split list '.*test.txt' does not exist"):
         SIFTFlow(str(root), "test")
@@ -354,11 +421,26 @@ def test_late_fusion_from_two_trained_streams(tmp_path, capsys):
     base = SMALL + ["--model", "fcn32s"]
     assert cli.run(train.main, base + ["--fusion", "rgb", "--out", str(tmp_path / "rgb")]) == 0
     assert cli.run(train.main, base + ["--fusion", "depth", "--seed", "1", "--out", str(tmp_path / "depth")]) == 0
-    rgb, depth = load_checkpoint(str(tmp_path / "rgb" / "last.npz")), load_checkpoint(str(tmp_path / "depth" / "last.npz"))
+    rgb, depth = (
+        load_checkpoint(str(tmp_path / "rgb" / "last.npz")),
+        load_checkpoint(str(tmp_path / "depth" / "last.npz")),
+    )
     assert "rgb.conv1_1.weight" in rgb.model and rgb.model["rgb.conv1_1.weight"].shape[1] == 3
     assert "depth.upscore.weight" in depth.model  # a stream trained alone upsamples its own scores
-    args = base + ["--fusion", "late", "--iters", "1", "--lr", "1e-9", "--init", str(tmp_path / "rgb" / "last.npz"),
-                   "--init-depth", str(tmp_path / "depth" / "last.npz"), "--out", str(tmp_path / "late")]  # fmt: skip
+    args = base + [
+        "--fusion",
+        "late",
+        "--iters",
+        "1",
+        "--lr",
+        "1e-9",
+        "--init",
+        str(tmp_path / "rgb" / "last.npz"),
+        "--init-depth",
+        str(tmp_path / "depth" / "last.npz"),
+        "--out",
+        str(tmp_path / "late"),
+    ]
     assert cli.run(train.main, args) == 0
     assert "the depth stream from" in capsys.readouterr().out
     late = load_checkpoint(str(tmp_path / "late" / "last.npz"))
@@ -391,8 +473,14 @@ def test_early_fusion_gradcheck(rng):
     randomise(net, rng)
     x = mf.Tensor(rng.standard_normal((1, 4, 9, 10)), requires_grad=True)
     labels = rng.integers(0, 2, (1, 9, 10))
-    gradcheck(lambda x, *p: F.softmax_cross_entropy(net(x), labels), [x] + list(net.parameters()),
-              max_elements=1, n_directions=2, atol=1e-7, rtol=1e-4)  # fmt: skip
+    gradcheck(
+        lambda x, *p: F.softmax_cross_entropy(net(x), labels),
+        [x] + list(net.parameters()),
+        max_elements=1,
+        n_directions=2,
+        atol=1e-7,
+        rtol=1e-4,
+    )
 
 
 # ---------------------------------------------------------------------------
@@ -445,11 +533,17 @@ def test_data_errors_of_rgbd_and_siftflow(tmp_path):
         SIFTFlow(str(sift))[0]
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--dataset", "rgbd-shapes", "--data-root", "x"], "the rgbd-shapes dataset is generated, not read"),
-    (["--dataset", "rgbd-folder", "--data-root", "x"], "--dataset rgbd-folder needs --n-class"),
-    (["--dataset", "two-label-shapes", "--init", "x.npz"], "--init and --fusion are not available with several heads"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--dataset", "rgbd-shapes", "--data-root", "x"], "the rgbd-shapes dataset is generated, not read"),
+        (["--dataset", "rgbd-folder", "--data-root", "x"], "--dataset rgbd-folder needs --n-class"),
+        (
+            ["--dataset", "two-label-shapes", "--init", "x.npz"],
+            "--init and --fusion are not available with several heads",
+        ),
+    ],
+)
 def test_data_flag_errors(args, message, capsys):
     assert cli.run(train.main, args) == 1
     assert message in capsys.readouterr().err
@@ -458,8 +552,18 @@ def test_data_flag_errors(args, message, capsys):
 def test_join_streams_checks_classes(tmp_path, capsys):
     base = SMALL + ["--model", "fcn32s"]
     assert cli.run(train.main, base + ["--fusion", "rgb", "--out", str(tmp_path / "rgb")]) == 0
-    assert cli.run(train.main, base + ["--fusion", "depth", "--backbone", "tiny", "--out", str(tmp_path / "depth")]) == 0
-    args = base + ["--fusion", "late", "--init", str(tmp_path / "rgb" / "last.npz"), "--init-depth",
-                   str(tmp_path / "depth" / "last.npz"), "--out", str(tmp_path / "late")]  # fmt: skip
+    assert (
+        cli.run(train.main, base + ["--fusion", "depth", "--backbone", "tiny", "--out", str(tmp_path / "depth")]) == 0
+    )
+    args = base + [
+        "--fusion",
+        "late",
+        "--init",
+        str(tmp_path / "rgb" / "last.npz"),
+        "--init-depth",
+        str(tmp_path / "depth" / "last.npz"),
+        "--out",
+        str(tmp_path / "late"),
+    ]
     assert cli.run(train.main, args) == 1
     assert "has 6 classes on tiny; this run needs 6 on tiny-bn" in capsys.readouterr().err

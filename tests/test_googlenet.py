@@ -4,6 +4,7 @@ import importlib.util
 
 import numpy as np
 import pytest
+from helpers import randomise
 
 import minifcn as mf
 import minifcn.functional as F
@@ -11,8 +12,6 @@ import minifcn.nn as nn
 from minifcn import receptive
 from minifcn.gradcheck import gradcheck
 from minifcn.models import FCN8s, FCN32s
-
-from helpers import randomise
 
 
 def lrn_loop(x, size, alpha, beta, k):
@@ -29,11 +28,14 @@ def lrn_loop(x, size, alpha, beta, k):
     return y
 
 
-@pytest.mark.parametrize("size, alpha, beta, k", [(5, 1e-4, 0.75, 1.0), (3, 0.5, 0.75, 2.0), (1, 1.0, 0.5, 1.0), (7, 2.0, 1.0, 0.5)])
+@pytest.mark.parametrize(
+    "size, alpha, beta, k", [(5, 1e-4, 0.75, 1.0), (3, 0.5, 0.75, 2.0), (1, 1.0, 0.5, 1.0), (7, 2.0, 1.0, 0.5)]
+)
 def test_lrn_forward_matches_the_definition(size, alpha, beta, k, rng):
     x = rng.standard_normal((2, 6, 3, 4)) * 3
-    np.testing.assert_allclose(F.local_response_norm(x, size, alpha, beta, k).data, lrn_loop(x, size, alpha, beta, k),
-                               rtol=1e-12)  # fmt: skip
+    np.testing.assert_allclose(
+        F.local_response_norm(x, size, alpha, beta, k).data, lrn_loop(x, size, alpha, beta, k), rtol=1e-12
+    )
 
 
 @pytest.mark.parametrize("size, alpha, beta, k", [(5, 1e-4, 0.75, 1.0), (3, 0.5, 0.75, 2.0), (5, 3.0, 1.0, 0.5)])
@@ -69,12 +71,15 @@ def test_inception_concatenates_its_four_branches(rng):
     x = rng.standard_normal((2, 5, 6, 7))
     relu = lambda a: np.maximum(a, 0)  # noqa: E731
     conv = lambda layer, a: F.conv2d(a, layer.weight.data, layer.bias.data, 1, layer.padding).data  # noqa: E731
-    expected = np.concatenate([
-        relu(conv(block.conv1x1, x)),
-        relu(conv(block.conv3x3, relu(conv(block.conv3x3_reduce, x)))),
-        relu(conv(block.conv5x5, relu(conv(block.conv5x5_reduce, x)))),
-        relu(conv(block.pool_proj, F.max_pool2d(x, 3, 1, 1).data)),
-    ], axis=1)  # fmt: skip
+    expected = np.concatenate(
+        [
+            relu(conv(block.conv1x1, x)),
+            relu(conv(block.conv3x3, relu(conv(block.conv3x3_reduce, x)))),
+            relu(conv(block.conv5x5, relu(conv(block.conv5x5_reduce, x)))),
+            relu(conv(block.pool_proj, F.max_pool2d(x, 3, 1, 1).data)),
+        ],
+        axis=1,
+    )
     np.testing.assert_allclose(block(mf.Tensor(x)).data, expected, rtol=1e-12)
     xt = mf.Tensor(x, requires_grad=True)
     gradcheck(lambda x, *params: block(x), [xt] + list(block.parameters()), max_elements=4, n_directions=2)
@@ -120,8 +125,14 @@ def test_tiny_fcn_googlenet_any_size_and_gradcheck(rng):
             assert model(mf.Tensor(np.zeros((1, 3, size, size + 2)))).shape == (1, 3, size, size + 2)
     x = mf.Tensor(rng.standard_normal((1, 3, 9, 12)), requires_grad=True)
     labels = rng.integers(0, 3, (1, 9, 12))
-    gradcheck(lambda x, *params: F.softmax_cross_entropy(model(x), labels), [x] + list(model.parameters()),
-              max_elements=1, n_directions=2, atol=1e-7, rtol=1e-4)  # fmt: skip
+    gradcheck(
+        lambda x, *params: F.softmax_cross_entropy(model(x), labels),
+        [x] + list(model.parameters()),
+        max_elements=1,
+        n_directions=2,
+        atol=1e-7,
+        rtol=1e-4,
+    )
 
 
 def test_googlenet_is_fcn32s_only():
@@ -133,8 +144,26 @@ def test_train_fcn_googlenet_from_the_command_line(tmp_path, capsys):
     from minifcn import cli, train
     from minifcn.checkpoint import load_checkpoint, model_from_checkpoint
 
-    args = ["--model", "fcn32s", "--backbone", "tiny-googlenet", "--image-size", "32", "--batch-size", "2",
-            "--iters", "2", "--eval-every", "2", "--eval-limit", "2", "--samples", "0", "--out", str(tmp_path)]  # fmt: skip
+    args = [
+        "--model",
+        "fcn32s",
+        "--backbone",
+        "tiny-googlenet",
+        "--image-size",
+        "32",
+        "--batch-size",
+        "2",
+        "--iters",
+        "2",
+        "--eval-every",
+        "2",
+        "--eval-limit",
+        "2",
+        "--samples",
+        "0",
+        "--out",
+        str(tmp_path),
+    ]
     assert cli.run(train.main, args) == 0
     model = model_from_checkpoint(load_checkpoint(str(tmp_path / "last.npz")))
     assert model.backbone == "tiny-googlenet" and model.crop_offsets == {"score": 98}
@@ -144,14 +173,20 @@ def test_train_fcn_googlenet_from_the_command_line(tmp_path, capsys):
 
 def test_caffe_googlenet_weights_load_by_name(tmp_path, rng):
     """bvlc_googlenet's layer names ('inception_4a/5x5_reduce' ...) land on the googlenet backbone's layers."""
-    from minifcn import surgery, weights
-
     from test_weights import write_caffemodel
+
+    from minifcn import surgery, weights
 
     source = FCN32s(n_class=2, backbone="tiny-googlenet")
     caffe_names = {"conv1": "conv1/7x7_s2", "conv2_reduce": "conv2/3x3_reduce", "conv2": "conv2/3x3"}
-    branches = {"conv1x1": "1x1", "conv3x3_reduce": "3x3_reduce", "conv3x3": "3x3", "conv5x5_reduce": "5x5_reduce",
-                "conv5x5": "5x5", "pool_proj": "pool_proj"}  # fmt: skip
+    branches = {
+        "conv1x1": "1x1",
+        "conv3x3_reduce": "3x3_reduce",
+        "conv3x3": "3x3",
+        "conv5x5_reduce": "5x5_reduce",
+        "conv5x5": "5x5",
+        "pool_proj": "pool_proj",
+    }
     layers = []
     for name, module in source.named_modules():
         if isinstance(module, nn.Conv2d) and not name.startswith("score"):
@@ -160,9 +195,18 @@ def test_caffe_googlenet_weights_load_by_name(tmp_path, rng):
                 caffe = f"{block}/{branches[branch]}"
             else:
                 caffe = caffe_names[name]
-            layers.append((caffe, [rng.standard_normal(module.weight.shape).astype(np.float32),
-                                   rng.standard_normal(module.bias.shape).astype(np.float32)]))  # fmt: skip
-    layers.append(("loss3/classifier", [rng.standard_normal((1000, 64)).astype(np.float32), np.zeros(1000, np.float32)]))
+            layers.append(
+                (
+                    caffe,
+                    [
+                        rng.standard_normal(module.weight.shape).astype(np.float32),
+                        rng.standard_normal(module.bias.shape).astype(np.float32),
+                    ],
+                )
+            )
+    layers.append(
+        ("loss3/classifier", [rng.standard_normal((1000, 64)).astype(np.float32), np.zeros(1000, np.float32)])
+    )
     write_caffemodel(tmp_path / "googlenet.caffemodel", layers, v1=False)
     state = weights.read(tmp_path / "googlenet.caffemodel")
     assert "inception_4a.conv5x5_reduce.weight" in state and "conv1.weight" in state

@@ -10,6 +10,8 @@ import os
 
 import numpy as np
 import pytest
+from device_cases import CONV_CASES, POOL_CASES
+from reference_loops import conv2d_loop, max_pool2d_loop
 
 import minifcn as mf
 import minifcn.functional as F
@@ -19,9 +21,6 @@ from minifcn.backend import device_of, to_device
 from minifcn.checkpoint import load_checkpoint, model_from_checkpoint
 from minifcn.cuda import launch
 from minifcn.models import FCN8s
-
-from device_cases import CONV_CASES, POOL_CASES
-from reference_loops import conv2d_loop, max_pool2d_loop
 
 pytestmark = pytest.mark.gpu
 
@@ -61,8 +60,6 @@ def _compare(op, arrays, dtype=np.float64):
     return y_gpu
 
 
-
-
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("case", CONV_CASES)
 def test_conv2d(case, dtype, rng):
@@ -91,8 +88,6 @@ def test_conv2d_in_bands(monkeypatch, rng):
     x, w = rng.standard_normal((2, 3, 13, 9)), rng.standard_normal((4, 3, 3, 3))
     _compare(lambda d, x, w: F.conv2d(x, w, None, 2, 1), [x, w])
     _compare(lambda d, x, w: F.conv_transpose2d(x, w, None, 2, 1), [x, rng.standard_normal((3, 2, 4, 4))])
-
-
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -231,8 +226,25 @@ def test_kernels_compile_once_per_device(cp, rng):
 
 def test_launch_refuses_a_host_array(cp):
     with pytest.raises(TypeError, match=r"argument 'x': got a numpy.ndarray in host memory"):
-        launch.launch("avg_pool_forward", np.float32, 1, np.zeros(4, np.float32), cp.zeros(1, cp.float32),
-                      1, 1, 2, 2, 1, 1, 2, 2, 2, 2, 0, 0)  # fmt: skip
+        launch.launch(
+            "avg_pool_forward",
+            np.float32,
+            1,
+            np.zeros(4, np.float32),
+            cp.zeros(1, cp.float32),
+            1,
+            1,
+            2,
+            2,
+            1,
+            1,
+            2,
+            2,
+            2,
+            2,
+            0,
+            0,
+        )
 
 
 # ---------------------------------------------------------------------------
@@ -284,8 +296,11 @@ def test_fcn8s_matches_numpy(backbone, size, rng):
                 m.p = 0.0
         return model.to(device)
 
-    runs = {(dtype, device): _loss_and_grads(net(dtype, device), image.astype(dtype), labels, device)
-            for dtype in (np.float64, np.float32) for device in ("cpu", "cuda")}  # fmt: skip
+    runs = {
+        (dtype, device): _loss_and_grads(net(dtype, device), image.astype(dtype), labels, device)
+        for dtype in (np.float64, np.float32)
+        for device in ("cpu", "cuda")
+    }
     (loss_cpu, grads_cpu), (loss_gpu, grads_gpu) = runs[(np.float64, "cpu")], runs[(np.float64, "cuda")]
     assert loss_gpu == pytest.approx(loss_cpu, rel=1e-10)
     assert grads_gpu.keys() == grads_cpu.keys() and len(grads_cpu) > 10
@@ -341,8 +356,22 @@ def test_inception_googlenet_fusion_and_heads_match_numpy(rng):
 # The command lines
 
 
-SMALL = ["--image-size", "32", "--batch-size", "2", "--eval-limit", "4", "--samples", "2", "--iters", "6",
-         "--eval-every", "3", "--checkpoint-every", "3"]  # fmt: skip
+SMALL = [
+    "--image-size",
+    "32",
+    "--batch-size",
+    "2",
+    "--eval-limit",
+    "4",
+    "--samples",
+    "2",
+    "--iters",
+    "6",
+    "--eval-every",
+    "3",
+    "--checkpoint-every",
+    "3",
+]
 
 
 def test_train_on_the_gpu_matches_the_cpu(tmp_path, capsys):
@@ -353,8 +382,10 @@ def test_train_on_the_gpu_matches_the_cpu(tmp_path, capsys):
         printed = capsys.readouterr().out
         assert f"device {device}" in printed
         runs[device] = out
-    losses = {d: [float(line.split(",")[1]) for line in open(out / "log.csv").read().splitlines()[1:]]
-              for d, out in runs.items()}  # fmt: skip
+    losses = {
+        d: [float(line.split(",")[1]) for line in open(out / "log.csv").read().splitlines()[1:]]
+        for d, out in runs.items()
+    }
     assert len(losses["cuda"]) == 6 and np.isfinite(losses["cuda"]).all()
     assert losses["cuda"][0] == pytest.approx(losses["cpu"][0], rel=1e-4)  # same weights, same batch
     np.testing.assert_allclose(losses["cuda"], losses["cpu"], rtol=5e-2)  # rounding differences grow under Adam
@@ -372,7 +403,16 @@ def test_train_on_the_gpu_matches_the_cpu(tmp_path, capsys):
     scores = {}
     for device in ("cpu", "cuda"):
         target = tmp_path / f"eval-{device}"
-        args = ["--checkpoint", str(runs["cuda"] / "last.npz"), "--limit", "4", "--device", device, "--out", str(target)]
+        args = [
+            "--checkpoint",
+            str(runs["cuda"] / "last.npz"),
+            "--limit",
+            "4",
+            "--device",
+            device,
+            "--out",
+            str(target),
+        ]
         assert cli.run(evaluate.main, args) == 0
         scores[device] = json.load(open(target / "metrics.json"))["mean_iu"]
     assert scores["cuda"] == pytest.approx(scores["cpu"], abs=0.02)
@@ -382,8 +422,21 @@ def test_train_on_the_gpu_matches_the_cpu(tmp_path, capsys):
     from minifcn.data import Shapes
 
     Image.fromarray(Shapes("val", 32)[0][0]).save(image)
-    assert cli.run(predict.main, ["--checkpoint", str(runs["cuda"] / "last.npz"), "--device", "cuda",
-                                  "--out", str(tmp_path / "pred"), str(image)]) == 0  # fmt: skip
+    assert (
+        cli.run(
+            predict.main,
+            [
+                "--checkpoint",
+                str(runs["cuda"] / "last.npz"),
+                "--device",
+                "cuda",
+                "--out",
+                str(tmp_path / "pred"),
+                str(image),
+            ],
+        )
+        == 0
+    )
     assert os.path.exists(tmp_path / "pred" / "image.png")
 
 

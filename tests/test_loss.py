@@ -85,7 +85,9 @@ def test_log_softmax_matches_definition_and_gradcheck(rng):
 
 
 def test_labels_of_the_wrong_shape():
-    with pytest.raises(ValueError, match=r"labels of shape \(2, 4, 4\) do not match scores of shape \(2, 3, 5, 4\).*\(2, 5, 4\)"):
+    with pytest.raises(
+        ValueError, match=r"labels of shape \(2, 4, 4\) do not match scores of shape \(2, 3, 5, 4\).*\(2, 5, 4\)"
+    ):
         F.softmax_cross_entropy(mf.Tensor(np.zeros((2, 3, 5, 4))), np.zeros((2, 4, 4), np.int64))
 
 
@@ -165,11 +167,16 @@ def test_equal_weights_change_nothing_and_zero_weight_drops_a_class(rng):
     assert F.softmax_cross_entropy(mf.Tensor(scores), np.full((1, 6, 6), 2), weight=[1, 1, 0]).item() == 0.0
 
 
-@pytest.mark.parametrize("weight, match", [
-    ([1.0, 2.0], r"one value per class, shape \(3,\), got \(2,\)"),
-    ([1.0, -1.0, 1.0], r"finite and >= 0, got \[1.0, -1.0, 1.0\]"),
-    ([1.0, np.nan, 1.0], r"finite and >= 0"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "weight, match",
+    [
+        ([1.0, 2.0], r"one value per class, shape \(3,\), got \(2,\)"),
+        ([1.0, -1.0, 1.0], r"finite and >= 0, got \[1.0, -1.0, 1.0\]"),
+        ([1.0, np.nan, 1.0], r"finite and >= 0"),
+    ],
+)
 def test_bad_class_weights_are_named(rng, weight, match):
     with pytest.raises(ValueError, match=match):
-        F.softmax_cross_entropy(mf.Tensor(rng.standard_normal((1, 3, 2, 2))), np.zeros((1, 2, 2), np.int64), weight=weight)
+        F.softmax_cross_entropy(
+            mf.Tensor(rng.standard_normal((1, 3, 2, 2))), np.zeros((1, 2, 2), np.int64), weight=weight
+        )

@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+from helpers import randomise
 
 import minifcn as mf
 import minifcn.functional as F
@@ -9,11 +10,24 @@ import minifcn.nn as nn
 from minifcn.gradcheck import gradcheck
 from minifcn.models import VGG16, AlexNet, FCN8s, FCN8sAtOnce, FCN16s, FCN32s
 
-from helpers import randomise
-
 FCNS = [FCN32s, FCN16s, FCN8s, FCN8sAtOnce]
-TRUNK = ["conv1_1", "conv1_2", "conv2_1", "conv2_2", "conv3_1", "conv3_2", "conv3_3", "conv4_1", "conv4_2",
-         "conv4_3", "conv5_1", "conv5_2", "conv5_3", "fc6", "fc7"]  # fmt: skip
+TRUNK = [
+    "conv1_1",
+    "conv1_2",
+    "conv2_1",
+    "conv2_2",
+    "conv3_1",
+    "conv3_2",
+    "conv3_3",
+    "conv4_1",
+    "conv4_2",
+    "conv4_3",
+    "conv5_1",
+    "conv5_2",
+    "conv5_3",
+    "fc6",
+    "fc7",
+]
 
 
 @pytest.fixture(scope="module")
@@ -51,9 +65,17 @@ def test_parameter_names_shapes_and_multipliers_follow_the_reference():
     model = FCN8s(n_class=21, backbone="tiny")
     names = list(model.state_dict())
     trunk = [f"{layer}.{kind}" for layer in TRUNK for kind in ("weight", "bias")]
-    assert names == trunk + ["score_fr.weight", "score_fr.bias", "upscore2.weight", "score_pool4.weight",
-                                     "score_pool4.bias", "upscore_pool4.weight", "score_pool3.weight",
-                                     "score_pool3.bias", "upscore8.weight"]  # fmt: skip
+    assert names == trunk + [
+        "score_fr.weight",
+        "score_fr.bias",
+        "upscore2.weight",
+        "score_pool4.weight",
+        "score_pool4.bias",
+        "upscore_pool4.weight",
+        "score_pool3.weight",
+        "score_pool3.bias",
+        "upscore8.weight",
+    ]
     for name, p in model.named_parameters():
         if name.endswith("bias"):
             assert (p.lr_mult, p.decay_mult) == (2.0, 0.0), name
@@ -95,14 +117,15 @@ def test_learnable_upsampling_on_request():
 
 def _reference_forward(model, x):
     """FCN-32s/16s/8s written out directly, with the reference's crops typed in (19; 5, 27; 5, 9, 31)."""
+
     def trunk(h, names):
         for name in names:
             h = getattr(model, name)(h)
         return h
 
     pool3 = trunk(x, model.trunk_to("pool3"))
-    pool4 = trunk(pool3, model.trunk_to("pool4")[len(model.trunk_to("pool3")):])
-    fc7 = trunk(pool4, model.trunk_names[len(model.trunk_to("pool4")):])
+    pool4 = trunk(pool3, model.trunk_to("pool4")[len(model.trunk_to("pool3")) :])
+    fc7 = trunk(pool4, model.trunk_names[len(model.trunk_to("pool4")) :])
     score_fr = model.score_fr(fc7)
     H, W = x.shape[2:]
     if isinstance(model, FCN32s):
@@ -128,7 +151,10 @@ def test_forward_matches_the_reference_wiring(cls, rng):
 
 def test_at_once_scaling_divides_the_skip_scores():
     rng = np.random.default_rng(5)
-    staged, at_once = FCN8s(n_class=2, backbone="tiny", dtype=np.float64), FCN8sAtOnce(n_class=2, backbone="tiny", dtype=np.float64)
+    staged, at_once = (
+        FCN8s(n_class=2, backbone="tiny", dtype=np.float64),
+        FCN8sAtOnce(n_class=2, backbone="tiny", dtype=np.float64),
+    )
     randomise(staged, rng)
     at_once.load_state_dict(staged.state_dict())
     at_once.score_pool4.weight.data = staged.score_pool4.weight.data / 0.01
@@ -171,16 +197,23 @@ def test_state_of_another_stage_fails_naming_the_keys():
     with pytest.raises(ValueError) as e:
         FCN8s(n_class=3, backbone="tiny").load_state_dict(FCN16s(n_class=3, backbone="tiny").state_dict())
     message = str(e.value)
-    assert "missing keys: ['upscore_pool4.weight', 'score_pool3.weight', 'score_pool3.bias', 'upscore8.weight']" in message
+    assert (
+        "missing keys: ['upscore_pool4.weight', 'score_pool3.weight', 'score_pool3.bias', 'upscore8.weight']" in message
+    )
     assert "unexpected keys: ['upscore16.weight']" in message
     with pytest.raises(ValueError, match=r"score_fr.weight: checkpoint \(5, 256, 1, 1\), model \(3, 256, 1, 1\)"):
         FCN32s(n_class=3, backbone="tiny").load_state_dict(FCN32s(n_class=5, backbone="tiny").state_dict())
 
 
 def test_bad_arguments_are_named():
-    with pytest.raises(ValueError, match=r"FCN8s: backbone 'alexnet' is not available.*AlexNet and GoogLeNet have only FCN32s"):
+    with pytest.raises(
+        ValueError, match=r"FCN8s: backbone 'alexnet' is not available.*AlexNet and GoogLeNet have only FCN32s"
+    ):
         FCN8s(backbone="alexnet")
-    with pytest.raises(ValueError, match=r"FCN32s: backbone 'resnet' is not available; choose one of 'vgg16', 'tiny', 'tiny-bn', 'alexnet'"):
+    with pytest.raises(
+        ValueError,
+        match=r"FCN32s: backbone 'resnet' is not available; choose one of 'vgg16', 'tiny', 'tiny-bn', 'alexnet'",
+    ):
         FCN32s(backbone="resnet")
     with pytest.raises(ValueError, match="n_class must be a positive integer, got 0"):
         FCN16s(n_class=0, backbone="tiny")
@@ -192,7 +225,10 @@ def test_classifiers_take_their_imagenet_size_only(rng):
     model = VGG16(n_class=5, backbone="tiny").eval()
     assert model(mf.Tensor(rng.standard_normal((2, 3, 224, 224)).astype(np.float32))).shape == (2, 5)
     assert model.fc6.weight.shape == (256, 128 * 7 * 7)
-    with pytest.raises(ValueError, match=r"VGG16 classifies 224x224 images: its fc6 takes a 7x7 pool5 map, but a 300x224 input gives 9x7"):
+    with pytest.raises(
+        ValueError,
+        match=r"VGG16 classifies 224x224 images: its fc6 takes a 7x7 pool5 map, but a 300x224 input gives 9x7",
+    ):
         model(mf.Tensor(np.zeros((1, 3, 300, 224), np.float32)))
     alexnet = AlexNet(n_class=7).eval()
     assert alexnet(mf.Tensor(rng.standard_normal((1, 3, 224, 224)).astype(np.float32))).shape == (1, 7)

@@ -14,8 +14,24 @@ from minifcn.metrics import confusion_matrix, segmentation_scores
 from minifcn.models import MultiHeadFCN
 from minifcn.preprocessing import TORCHVISION
 
-SMALL = ["--dataset", "two-label-shapes", "--image-size", "32", "--batch-size", "2", "--iters", "4",
-         "--eval-every", "2", "--checkpoint-every", "2", "--eval-limit", "4", "--samples", "1"]  # fmt: skip
+SMALL = [
+    "--dataset",
+    "two-label-shapes",
+    "--image-size",
+    "32",
+    "--batch-size",
+    "2",
+    "--iters",
+    "4",
+    "--eval-every",
+    "2",
+    "--checkpoint-every",
+    "2",
+    "--eval-limit",
+    "4",
+    "--samples",
+    "1",
+]
 
 
 @pytest.fixture(scope="module")
@@ -31,13 +47,21 @@ def test_train_two_heads_writes_both_metrics(two_heads):
     model = model_from_checkpoint(last)
     assert isinstance(model, MultiHeadFCN) and "colour.score_fr.weight" in last.model
     metrics = json.load(open(two_heads / "metrics.json"))
-    assert set(metrics["heads"]) == {"shape", "colour"} and set(metrics["heads"]["colour"]["iu"]) == {"background", "warm", "cool"}
+    assert set(metrics["heads"]) == {"shape", "colour"} and set(metrics["heads"]["colour"]["iu"]) == {
+        "background",
+        "warm",
+        "cool",
+    }
     assert metrics["mean_iu"] == metrics["heads"]["shape"]["mean_iu"]  # the first head leads
     # Recomputed here from the saved weights, head by head:
     val = TwoLabelShapes("val", 32)
     for k, head in enumerate(("shape", "colour")):
-        hist = sum(confusion_matrix(val[i][1][..., k], inference.predict(model, val[i][0], TORCHVISION, head=head), 6 if k == 0 else 3)
-                   for i in range(4))  # fmt: skip
+        hist = sum(
+            confusion_matrix(
+                val[i][1][..., k], inference.predict(model, val[i][0], TORCHVISION, head=head), 6 if k == 0 else 3
+            )
+            for i in range(4)
+        )
         assert metrics["heads"][head]["mean_iu"] == pytest.approx(segmentation_scores(hist)["mean_iu"], rel=1e-6)
     rows = open(two_heads / "log.csv").read().splitlines()
     assert len(rows) == 5 and rows[2].split(",")[6] != ""  # mean IU logged at iteration 2
@@ -54,7 +78,10 @@ def test_evaluate_and_predict_two_heads(two_heads, tmp_path, capsys):
         assert result["heads"][head]["mean_iu"] == pytest.approx(trained["heads"][head]["mean_iu"], rel=1e-6)
     assert os.path.exists(tmp_path / "predictions" / "00000_colour.png")
     Image.fromarray(Shapes("val", 32)[0][0]).save(tmp_path / "im.png")
-    code = cli.run(predict.main, ["--checkpoint", str(two_heads / "last.npz"), "--out", str(tmp_path / "p"), str(tmp_path / "im.png")])
+    code = cli.run(
+        predict.main,
+        ["--checkpoint", str(two_heads / "last.npz"), "--out", str(tmp_path / "p"), str(tmp_path / "im.png")],
+    )
     assert code == 0
     assert os.path.exists(tmp_path / "p" / "im_shape.png") and os.path.exists(tmp_path / "p" / "im_colour_overlay.png")
 
@@ -69,11 +96,14 @@ def test_one_head_chosen(tmp_path):
     assert inference.predict(model, image, TORCHVISION).max() <= 2
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--heads", "shape"], "--heads is for datasets with several labels (two-label-shapes, siftflow), not shapes"),
-    (SMALL + ["--heads", "shape,size"], "--heads 'shape,size': choose distinct names among shape, colour"),
-    (SMALL + ["--heads", "shape,shape"], "choose distinct names"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--heads", "shape"], "--heads is for datasets with several labels (two-label-shapes, siftflow), not shapes"),
+        (SMALL + ["--heads", "shape,size"], "--heads 'shape,size': choose distinct names among shape, colour"),
+        (SMALL + ["--heads", "shape,shape"], "choose distinct names"),
+    ],
+)
 def test_heads_errors(args, message, capsys):
     assert cli.run(train.main, args) == 1
     assert message in capsys.readouterr().err

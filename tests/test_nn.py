@@ -13,8 +13,9 @@ from minifcn.gradcheck import gradcheck
 class Tiny(nn.Module):
     def __init__(self, dtype=np.float32):
         super().__init__()
-        self.features = nn.Sequential(nn.Conv2d(2, 3, 3, padding=1, dtype=dtype), nn.ReLU(),
-                                      nn.MaxPool2d(2, ceil_mode=True))  # fmt: skip
+        self.features = nn.Sequential(
+            nn.Conv2d(2, 3, 3, padding=1, dtype=dtype), nn.ReLU(), nn.MaxPool2d(2, ceil_mode=True)
+        )
         self.score = nn.Conv2d(3, 4, 1, dtype=dtype)
         self.drop = nn.Dropout(0.5)
 

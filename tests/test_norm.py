@@ -28,7 +28,9 @@ def test_training_forward_matches_a_direct_loop_and_updates_running_statistics(r
     x = rng.standard_normal((2, 3, 4, 5)) * np.array([1.0, 3.0, 0.5])[None, :, None, None] + 2.0
     gamma, beta = rng.standard_normal(3), rng.standard_normal(3)
     running_mean, running_var = np.full(3, 0.5), np.full(3, 2.0)
-    y = F.batch_norm(mf.Tensor(x), running_mean, running_var, mf.Tensor(gamma), mf.Tensor(beta), momentum=0.25, eps=1e-3)
+    y = F.batch_norm(
+        mf.Tensor(x), running_mean, running_var, mf.Tensor(gamma), mf.Tensor(beta), momentum=0.25, eps=1e-3
+    )
     np.testing.assert_allclose(y.data, loop_batch_norm(x, gamma, beta, 1e-3), rtol=1e-10, atol=1e-12)
     m = 2 * 4 * 5
     for c in range(3):

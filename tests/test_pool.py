@@ -33,7 +33,9 @@ def test_max_pool2d_forward_matches_loop_and_gradcheck(rng, size, kernel, stride
     gradcheck(lambda t: F.max_pool2d(t, kernel, stride, padding, dilation, ceil_mode), [t])
 
 
-@pytest.mark.parametrize("size, kernel, stride, padding, dilation, ceil_mode", [c for c in POOL_CASES if c[4] == (1, 1)])
+@pytest.mark.parametrize(
+    "size, kernel, stride, padding, dilation, ceil_mode", [c for c in POOL_CASES if c[4] == (1, 1)]
+)
 def test_avg_pool2d_forward_matches_loop_and_gradcheck(rng, size, kernel, stride, padding, dilation, ceil_mode):
     x = rng.standard_normal(size)
     y = F.avg_pool2d(mf.Tensor(x), kernel, stride, padding, ceil_mode)
@@ -57,10 +59,24 @@ def test_pool_output_size_matches_window_enumeration():
 
 def test_pool_output_sizes_agree_with_pytorch():
     # (size, kernel, stride, padding, ceil_mode) -> output size, as torch.nn.functional.max_pool2d 2.13 printed it
-    pytorch = {(5, 2, 2, 0, True): 3, (5, 2, 2, 0, False): 2, (4, 3, 2, 1, True): 3, (5, 3, 2, 1, True): 3,
-               (6, 3, 2, 1, True): 4, (6, 3, 2, 1, False): 3, (1, 2, 2, 0, True): 1, (698, 2, 2, 0, True): 349,
-               (175, 2, 2, 0, True): 88, (4, 3, 3, 0, True): 2, (7, 3, 3, 1, True): 3, (2, 3, 2, 1, True): 2,
-               (2, 3, 2, 0, True): 1, (5, 3, 3, 1, True): 2, (3, 2, 2, 1, True): 2, (8, 2, 4, 1, True): 3}  # fmt: skip
+    pytorch = {
+        (5, 2, 2, 0, True): 3,
+        (5, 2, 2, 0, False): 2,
+        (4, 3, 2, 1, True): 3,
+        (5, 3, 2, 1, True): 3,
+        (6, 3, 2, 1, True): 4,
+        (6, 3, 2, 1, False): 3,
+        (1, 2, 2, 0, True): 1,
+        (698, 2, 2, 0, True): 349,
+        (175, 2, 2, 0, True): 88,
+        (4, 3, 3, 0, True): 2,
+        (7, 3, 3, 1, True): 3,
+        (2, 3, 2, 1, True): 2,
+        (2, 3, 2, 0, True): 1,
+        (5, 3, 3, 1, True): 2,
+        (3, 2, 2, 1, True): 2,
+        (8, 2, 4, 1, True): 3,
+    }
     for (size, k, s, p, ceil), out in pytorch.items():
         assert F.pool_output_size(size, k, s, p, 1, ceil) == out, (size, k, s, p, ceil)
 

@@ -4,13 +4,12 @@ from fractions import Fraction
 
 import numpy as np
 import pytest
-
 from helpers import run_trunk
 
 import minifcn as mf
 import minifcn.nn as nn
 from minifcn import receptive
-from minifcn.models import FCN8s, FCN8sAtOnce, FCN16s, FCN32s, VGG16
+from minifcn.models import VGG16, FCN8s, FCN8sAtOnce, FCN16s, FCN32s
 
 
 @pytest.mark.parametrize("backbone", ["vgg16", "tiny"])
@@ -32,15 +31,27 @@ def test_alexnet_crop_is_the_reference_18():
 def test_trace_of_vgg16_stages():
     rows = receptive.trace(FCN8s(n_class=2, backbone="tiny"), input_size=500)
     # Size, jump and offset of each stage, worked out by hand from the layer rule.
-    expected = {"conv1_1": (3, 1, -99), "pool1": (6, 2, -98.5), "pool2": (16, 4, -97.5), "pool3": (44, 8, -95.5),
-                "pool4": (100, 16, -91.5), "pool5": (212, 32, -83.5), "fc6": (404, 32, 12.5),
-                "upscore2": (436, 16, -11.5), "upscore8": (460, 1, -31)}  # fmt: skip
+    expected = {
+        "conv1_1": (3, 1, -99),
+        "pool1": (6, 2, -98.5),
+        "pool2": (16, 4, -97.5),
+        "pool3": (44, 8, -95.5),
+        "pool4": (100, 16, -91.5),
+        "pool5": (212, 32, -83.5),
+        "fc6": (404, 32, 12.5),
+        "upscore2": (436, 16, -11.5),
+        "upscore8": (460, 1, -31),
+    }
     for name, (size, jump, offset) in expected.items():
         f = rows[name].field
         assert (f.size, f.jump, f.offset) == (size, jump, Fraction(offset)), name
     assert rows["conv1_1"].length == 698 and rows["pool5"].length == 22 and rows["fc7"].length == 16
     text = str(rows)
-    assert "pool4" in text and "-91.5" in text and text.splitlines()[0].split()[:4] == ["layer", "kind", "kernel", "stride"]
+    assert (
+        "pool4" in text
+        and "-91.5" in text
+        and text.splitlines()[0].split()[:4] == ["layer", "kind", "kernel", "stride"]
+    )
 
 
 def _positive_trunk(model, upto, pool_kind):

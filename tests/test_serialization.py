@@ -9,8 +9,12 @@ import minifcn as mf
 
 
 def test_round_trip_is_exact_and_plain_numpy(tmp_path, rng):
-    state = {"conv1_1.weight": rng.standard_normal((4, 3, 3, 3)).astype(np.float32),
-             "conv1_1.bias": mf.Tensor(np.zeros(4, np.float32)), "meta": '{"iteration": 3}', "step": 7}  # fmt: skip
+    state = {
+        "conv1_1.weight": rng.standard_normal((4, 3, 3, 3)).astype(np.float32),
+        "conv1_1.bias": mf.Tensor(np.zeros(4, np.float32)),
+        "meta": '{"iteration": 3}',
+        "step": 7,
+    }
     path = tmp_path / "ckpt.npz"
     mf.save(path, state)
     loaded = mf.load(path)

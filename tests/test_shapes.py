@@ -1,8 +1,8 @@
 """The built-in Shapes dataset: deterministic, split-disjoint, every class present, class not in colour."""
 
 import numpy as np
-from scipy import ndimage
 import pytest
+from scipy import ndimage
 
 from minifcn.data import SHAPES_CLASSES, Shapes
 
@@ -29,6 +29,7 @@ def test_every_class_occurs_and_thin_shapes_are_thin():
     labels = np.stack([ds[i][1] for i in range(200)])
     counts = np.bincount(labels.ravel(), minlength=6)
     assert (counts > 0).all() and SHAPES_CLASSES[4:] == ("ring", "bar")
+
     # A ring or bar pixel has background within 3 pixels far more often than a disc pixel does.
     def near_other(cls):
         mask = labels == cls
@@ -37,6 +38,7 @@ def test_every_class_occurs_and_thin_shapes_are_thin():
             shifted |= np.roll(labels, d, axis=1) != cls
             shifted |= np.roll(labels, d, axis=2) != cls
         return (mask & shifted).sum() / mask.sum()
+
     assert near_other(5) > 0.9 and near_other(4) > 0.9 and near_other(1) < 0.6
 
 

@@ -12,31 +12,50 @@ D = np.float64
 
 
 def two_pool_net():
-    return nn.Sequential({
-        "conv1": nn.Conv2d(2, 4, 3, dtype=D), "relu1": nn.ReLU(), "pool1": nn.MaxPool2d(2, 2),
-        "conv2": nn.Conv2d(4, 5, 3, dtype=D), "relu2": nn.ReLU(), "pool2": nn.MaxPool2d(2, 2),
-        "conv3": nn.Conv2d(5, 3, 3, dtype=D),
-    })  # fmt: skip
+    return nn.Sequential(
+        {
+            "conv1": nn.Conv2d(2, 4, 3, dtype=D),
+            "relu1": nn.ReLU(),
+            "pool1": nn.MaxPool2d(2, 2),
+            "conv2": nn.Conv2d(4, 5, 3, dtype=D),
+            "relu2": nn.ReLU(),
+            "pool2": nn.MaxPool2d(2, 2),
+            "conv3": nn.Conv2d(5, 3, 3, dtype=D),
+        }
+    )
 
 
 def strided_conv_net():
     """Subsampling by a strided convolution and a 3x3 pool with stride 2 (overlapping windows)."""
-    return nn.Sequential({
-        "conv1": nn.Conv2d(1, 3, 4, stride=2, dtype=D), "relu1": nn.ReLU(), "pool1": nn.MaxPool2d(3, 2),
-        "conv2": nn.Conv2d(3, 2, 2, dilation=2, dtype=D),
-    })  # fmt: skip
+    return nn.Sequential(
+        {
+            "conv1": nn.Conv2d(1, 3, 4, stride=2, dtype=D),
+            "relu1": nn.ReLU(),
+            "pool1": nn.MaxPool2d(3, 2),
+            "conv2": nn.Conv2d(3, 2, 2, dilation=2, dtype=D),
+        }
+    )
 
 
 def three_pool_net():
-    return nn.Sequential({
-        "conv1": nn.Conv2d(1, 2, 3, dtype=D), "pool1": nn.MaxPool2d(2),
-        "conv2": nn.Conv2d(2, 2, 3, dtype=D), "pool2": nn.MaxPool2d(2),
-        "conv3": nn.Conv2d(2, 2, 2, dtype=D), "pool3": nn.MaxPool2d(2), "score": nn.Conv2d(2, 2, 1, dtype=D),
-    })  # fmt: skip
+    return nn.Sequential(
+        {
+            "conv1": nn.Conv2d(1, 2, 3, dtype=D),
+            "pool1": nn.MaxPool2d(2),
+            "conv2": nn.Conv2d(2, 2, 3, dtype=D),
+            "pool2": nn.MaxPool2d(2),
+            "conv3": nn.Conv2d(2, 2, 2, dtype=D),
+            "pool3": nn.MaxPool2d(2),
+            "score": nn.Conv2d(2, 2, 1, dtype=D),
+        }
+    )
 
 
-NETS = {"two pools": (two_pool_net, 4, (2, 29, 31)), "strided conv": (strided_conv_net, 4, (1, 27, 24)),
-        "three pools": (three_pool_net, 8, (1, 45, 40))}  # fmt: skip
+NETS = {
+    "two pools": (two_pool_net, 4, (2, 29, 31)),
+    "strided conv": (strided_conv_net, 4, (1, 27, 24)),
+    "three pools": (three_pool_net, 8, (1, 45, 40)),
+}
 
 
 @pytest.mark.parametrize("name", NETS)
@@ -92,14 +111,18 @@ def test_multiply_adds_by_hand():
     # dilated: conv1 on 27x29, pool1 -> 26x28, conv2 (span 5) -> 22x24, pool2 (span 3) -> 20x22, conv3 (span 9) -> 12x14
     assert stitch.multiply_adds(dilated, (1, 2, 29, 31)) == 4 * 27 * 29 * 18 + 5 * 22 * 24 * 36 + 3 * 12 * 14 * 45
     assert stitch.shift_and_stitch_multiply_adds(net, (1, 2, 29, 31)) == sum(
-        stitch.multiply_adds(net, (1, 2, 29 - dy, 31 - dx)) for dy in range(4) for dx in range(4))
+        stitch.multiply_adds(net, (1, 2, 29 - dy, 31 - dx)) for dy in range(4) for dx in range(4)
+    )
 
 
-@pytest.mark.parametrize("layer, match", [
-    (nn.Conv2d(2, 2, 3, padding=1, dtype=D), r"has padding \(1, 1\); shift-and-stitch equals"),
-    (nn.MaxPool2d(2, 2, ceil_mode=True), r"and ceil_mode"),
-    (nn.AvgPool2d(2), r"is a AvgPool2d; only Conv2d, MaxPool2d"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "layer, match",
+    [
+        (nn.Conv2d(2, 2, 3, padding=1, dtype=D), r"has padding \(1, 1\); shift-and-stitch equals"),
+        (nn.MaxPool2d(2, 2, ceil_mode=True), r"and ceil_mode"),
+        (nn.AvgPool2d(2), r"is a AvgPool2d; only Conv2d, MaxPool2d"),
+    ],
+)
 def test_dilated_equivalent_refuses_what_it_cannot_convert(layer, match):
     with pytest.raises((ValueError, TypeError), match=match):
         stitch.dilated_equivalent(nn.Sequential({"conv": nn.Conv2d(2, 2, 3, dtype=D), "bad": layer}))

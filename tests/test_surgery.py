@@ -2,7 +2,6 @@
 
 import numpy as np
 import pytest
-
 from helpers import run_trunk
 
 import minifcn as mf
@@ -51,7 +50,7 @@ def test_convolutionalized_vgg16_slides_the_fully_connected_head_over_pool5(vgg1
         for i in range(3):
             for j in range(2):
                 h = mf.Tensor(np.ascontiguousarray(pool5.data[:, :, i : i + 7, j : j + 7]))
-                for name in names[names.index("flatten"):]:
+                for name in names[names.index("flatten") :]:
                     h = getattr(classifier, name)(h)
                 np.testing.assert_allclose(scores[0, :, i, j], h.data[0], rtol=2e-4, atol=2e-4 * np.abs(h.data).max())
 
@@ -62,12 +61,20 @@ class Unpadded(Classifier):
     input_size, grid = 20, 3
 
     def __init__(self):
-        super().__init__({
-            "conv1": nn.Conv2d(3, 4, 3, dtype=np.float64), "relu1": nn.ReLU(), "pool1": nn.MaxPool2d(2),
-            "conv2": nn.Conv2d(4, 5, 3, dtype=np.float64), "relu2": nn.ReLU(), "pool2": nn.MaxPool2d(2),
-            "flatten": nn.Flatten(), "fc6": nn.Linear(5 * 3 * 3, 6, dtype=np.float64), "relu6": nn.ReLU(),
-            "fc7": nn.Linear(6, 2, dtype=np.float64),
-        })  # fmt: skip
+        super().__init__(
+            {
+                "conv1": nn.Conv2d(3, 4, 3, dtype=np.float64),
+                "relu1": nn.ReLU(),
+                "pool1": nn.MaxPool2d(2),
+                "conv2": nn.Conv2d(4, 5, 3, dtype=np.float64),
+                "relu2": nn.ReLU(),
+                "pool2": nn.MaxPool2d(2),
+                "flatten": nn.Flatten(),
+                "fc6": nn.Linear(5 * 3 * 3, 6, dtype=np.float64),
+                "relu6": nn.ReLU(),
+                "fc7": nn.Linear(6, 2, dtype=np.float64),
+            }
+        )
 
 
 def test_convolutionalized_net_equals_the_classifier_on_every_window_when_nothing_is_padded(rng):
@@ -109,8 +116,13 @@ def test_transplant_from_an_imagenet_classifier_reshapes_fc_to_conv(rng):
 def test_transplant_refuses_arrays_of_another_size_and_copies_nothing():
     model = FCN32s(n_class=5, backbone="tiny")
     before = model.conv1_1.weight.data.copy()
-    state = {"conv1_1.weight": np.ones((4, 3, 3, 3), np.float32), "score_fr.weight": np.zeros((21, 256, 1, 1), np.float32)}
-    with pytest.raises(ValueError, match=r"sizes differ: score_fr.weight: state \(21, 256, 1, 1\), model \(5, 256, 1, 1\)"):
+    state = {
+        "conv1_1.weight": np.ones((4, 3, 3, 3), np.float32),
+        "score_fr.weight": np.zeros((21, 256, 1, 1), np.float32),
+    }
+    with pytest.raises(
+        ValueError, match=r"sizes differ: score_fr.weight: state \(21, 256, 1, 1\), model \(5, 256, 1, 1\)"
+    ):
         surgery.transplant(state, model)
     np.testing.assert_array_equal(model.conv1_1.weight.data, before)
 

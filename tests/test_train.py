@@ -39,7 +39,12 @@ def trained(tmp_path_factory):
 def test_train_writes_every_artefact(trained):
     out = trained
     config = json.load(open(os.path.join(out, "config.json")))
-    assert config["model"] == "fcn8s" and config["backbone"] == "tiny-bn" and config["optimizer"] == "adam" and config["iters"] == 4
+    assert (
+        config["model"] == "fcn8s"
+        and config["backbone"] == "tiny-bn"
+        and config["optimizer"] == "adam"
+        and config["iters"] == 4
+    )
     rows = list(csv.DictReader(open(os.path.join(out, "log.csv"))))
     assert [int(r["iteration"]) for r in rows] == [1, 2, 3, 4]
     assert all(float(r["loss"]) > 0 and float(r["lr"]) > 0 for r in rows)
@@ -88,7 +93,9 @@ def test_predict_any_size(trained, tmp_path, capsys):
     image = Shapes("val", 48)[0][0][:37, :23]  # an odd, non-square size
     Image.fromarray(image).save(tmp_path / "odd.png")
     ckpt = os.path.join(trained, "best.npz")
-    code, out, err = run_cli(predict.main, ["--checkpoint", ckpt, "--out", str(tmp_path / "p"), str(tmp_path / "odd.png")], capsys)
+    code, out, err = run_cli(
+        predict.main, ["--checkpoint", ckpt, "--out", str(tmp_path / "p"), str(tmp_path / "odd.png")], capsys
+    )
     assert code == 0, err
     label = Image.open(tmp_path / "p" / "odd.png")
     assert label.mode == "P" and label.size == (23, 37)
@@ -98,7 +105,8 @@ def test_predict_any_size(trained, tmp_path, capsys):
 
 
 def test_resume_after_ctrl_c_ends_with_the_same_weights(tmp_path, monkeypatch):
-    """An interrupted and resumed run equals an uninterrupted one (Adam's moments, batch-norm statistics, data order)."""
+    """An interrupted and resumed run equals an uninterrupted one (Adam's moments, batch-norm statistics, data
+    order)."""
     args = SMALL + ["--iters", "5", "--eval-every", "5", "--checkpoint-every", "5", "--lr", "0.02"]
     assert cli.run(train.main, args + ["--out", str(tmp_path / "whole")]) == 0
 
@@ -150,8 +158,26 @@ def test_staged_init_starts_from_the_coarser_net(trained, tmp_path):
 
 
 def test_nan_loss_stops_with_the_iteration_and_the_fix(tmp_path, capsys):
-    args = SMALL + ["--backbone", "tiny", "--optimizer", "sgd", "--iters", "30", "--lr", "1e12", "--warmup", "0", "--lr-policy", "fixed", "--eval-every", "30",
-                    "--checkpoint-every", "1", "--out", str(tmp_path)]  # fmt: skip
+    args = SMALL + [
+        "--backbone",
+        "tiny",
+        "--optimizer",
+        "sgd",
+        "--iters",
+        "30",
+        "--lr",
+        "1e12",
+        "--warmup",
+        "0",
+        "--lr-policy",
+        "fixed",
+        "--eval-every",
+        "30",
+        "--checkpoint-every",
+        "1",
+        "--out",
+        str(tmp_path),
+    ]
     code, out, err = run_cli(train.main, args, capsys)
     assert code == 1
     line = err.strip().splitlines()[-1]
@@ -165,8 +191,22 @@ def test_nan_loss_stops_with_the_iteration_and_the_fix(tmp_path, capsys):
 
 def test_a_parameter_that_overflows_is_never_saved(tmp_path, capsys):
     """With batch norm the loss can stay finite while a weight overflows: the checkpoint refuses it."""
-    args = SMALL + ["--iters", "30", "--lr", "1e12", "--warmup", "0", "--lr-policy", "fixed", "--eval-every", "30",
-                    "--checkpoint-every", "1", "--out", str(tmp_path)]  # fmt: skip
+    args = SMALL + [
+        "--iters",
+        "30",
+        "--lr",
+        "1e12",
+        "--warmup",
+        "0",
+        "--lr-policy",
+        "fixed",
+        "--eval-every",
+        "30",
+        "--checkpoint-every",
+        "1",
+        "--out",
+        str(tmp_path),
+    ]
     code, out, err = run_cli(train.main, args, capsys)
     assert code == 1
     line = err.strip().splitlines()[-1]
@@ -177,18 +217,21 @@ def test_a_parameter_that_overflows_is_never_saved(tmp_path, capsys):
     assert all(np.isfinite(v).all() for v in kept.model.values())
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--dataset", "voc"], "--dataset voc needs --data-root"),
-    (["--dataset", "voc", "--data-root", "/no/such/devkit"], "'/no/such/devkit' does not exist"),
-    (["--dataset", "folder", "--data-root", "."], "--dataset folder needs --n-class"),
-    (["--iters", "0"], "--iters must be at least 1"),
-    (["--lr", "-1"], "--lr must be a positive number"),
-    (["--model", "fcn8s", "--backbone", "alexnet"], "alexnet exists for --model fcn32s only"),
-    (["--n-class", "3"], "--n-class 3 does not match the shapes dataset, which has 6"),
-    (["--resume", "/no/such/last.npz"], "no such file '/no/such/last.npz'"),
-    (["--init", "/no/such/vgg16.caffemodel"], "vgg16.caffemodel"),
-    (["--model", "fcn99s"], "argument --model: invalid choice"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--dataset", "voc"], "--dataset voc needs --data-root"),
+        (["--dataset", "voc", "--data-root", "/no/such/devkit"], "'/no/such/devkit' does not exist"),
+        (["--dataset", "folder", "--data-root", "."], "--dataset folder needs --n-class"),
+        (["--iters", "0"], "--iters must be at least 1"),
+        (["--lr", "-1"], "--lr must be a positive number"),
+        (["--model", "fcn8s", "--backbone", "alexnet"], "alexnet exists for --model fcn32s only"),
+        (["--n-class", "3"], "--n-class 3 does not match the shapes dataset, which has 6"),
+        (["--resume", "/no/such/last.npz"], "no such file '/no/such/last.npz'"),
+        (["--init", "/no/such/vgg16.caffemodel"], "vgg16.caffemodel"),
+        (["--model", "fcn99s"], "argument --model: invalid choice"),
+    ],
+)
 def test_user_mistakes_give_one_line(args, message, capsys, tmp_path):
     code, out, err = run_cli(train.main, args + ["--out", str(tmp_path)], capsys)
     assert code != 0
@@ -204,8 +247,11 @@ def test_evaluate_and_predict_mistakes(trained, tmp_path, capsys):
     assert code == 1 and "is not a minifcn checkpoint" in err
     code, _, err = run_cli(predict.main, ["--checkpoint", os.path.join(trained, "last.npz"), "missing.png"], capsys)
     assert code == 1 and "image 'missing.png' does not exist" in err
-    code, _, err = run_cli(evaluate.main, ["--checkpoint", os.path.join(trained, "last.npz"), "--dataset", "voc",
-                                           "--data-root", str(tmp_path)], capsys)  # fmt: skip
+    code, _, err = run_cli(
+        evaluate.main,
+        ["--checkpoint", os.path.join(trained, "last.npz"), "--dataset", "voc", "--data-root", str(tmp_path)],
+        capsys,
+    )
     assert code == 1 and "ImageSets/Segmentation" in err
 
 
@@ -222,15 +268,24 @@ def test_command_line_error_has_no_traceback_and_debug_shows_it():
 def test_resume_and_predict_mistakes_are_named(trained, tmp_path, capsys):
     last = os.path.join(trained, "last.npz")
     cases = [
-        (train.main, SMALL + ["--resume", last, "--model", "fcn32s", "--out", str(tmp_path)],
-         "was trained with --model fcn8s, this run asks for fcn32s"),
-        (train.main, SMALL + ["--resume", last, "--optimizer", "sgd", "--iters", "8", "--out", str(tmp_path)],
-         "was trained with --optimizer adam, this run asks for sgd"),
-        (train.main, SMALL + ["--resume", last, "--iters", "4", "--out", str(tmp_path)],
-         "is at iteration 4, already >= --iters 4"),
+        (
+            train.main,
+            SMALL + ["--resume", last, "--model", "fcn32s", "--out", str(tmp_path)],
+            "was trained with --model fcn8s, this run asks for fcn32s",
+        ),
+        (
+            train.main,
+            SMALL + ["--resume", last, "--optimizer", "sgd", "--iters", "8", "--out", str(tmp_path)],
+            "was trained with --optimizer adam, this run asks for sgd",
+        ),
+        (
+            train.main,
+            SMALL + ["--resume", last, "--iters", "4", "--out", str(tmp_path)],
+            "is at iteration 4, already >= --iters 4",
+        ),
         (predict.main, ["--checkpoint", last, "--alpha", "2", "x.png"], "--alpha must lie in [0, 1]"),
         (predict.main, ["--checkpoint", last, "a/x.png", "b/x.png"], "several images share the stem 'x'"),
-    ]  # fmt: skip
+    ]
     for main, args, message in cases:
         code, _, err = run_cli(main, args, capsys)
         assert code == 1 and message in err, err
@@ -243,14 +298,23 @@ def test_init_that_matches_no_array_is_an_error(tmp_path, capsys):
     from test_weights import write_caffemodel  # the byte-by-byte caffemodel writer of the weight tests
 
     path = tmp_path / "other.caffemodel"
-    write_caffemodel(path, [("data", []), ("mystery", [np.ones((2, 3, 1, 1), np.float32), np.zeros(2, np.float32)])], False)
-    code, out, err = run_cli(train.main, SMALL + ["--iters", "1", "--init", str(path), "--out", str(tmp_path / "run")], capsys)
+    write_caffemodel(
+        path, [("data", []), ("mystery", [np.ones((2, 3, 1, 1), np.float32), np.zeros(2, np.float32)])], False
+    )
+    code, out, err = run_cli(
+        train.main, SMALL + ["--iters", "1", "--init", str(path), "--out", str(tmp_path / "run")], capsys
+    )
     assert code == 1
-    assert err.strip().splitlines()[-1].startswith(f"minifcn: error: --init {str(path)!r}: no array matched a parameter of fcn8s")
+    assert (
+        err.strip()
+        .splitlines()[-1]
+        .startswith(f"minifcn: error: --init {str(path)!r}: no array matched a parameter of fcn8s")
+    )
 
 
 def test_init_from_torchvision_alexnet_starts_fcn_alexnet(tmp_path):
-    """--init alexnet.pth (torchvision's layout) fills FCN-AlexNet's trunk (Table 1), with torchvision's preprocessing."""
+    """--init alexnet.pth (torchvision's layout) fills FCN-AlexNet's trunk (Table 1), with torchvision's
+    preprocessing."""
     import zipfile
 
     from test_weights import write_torch_zip
@@ -262,12 +326,17 @@ def test_init_from_torchvision_alexnet_starts_fcn_alexnet(tmp_path):
     for layer in ("fc6", "fc7", "fc8"):  # mostly zeros, so that the file compresses: 61M parameters
         w = getattr(source, layer).weight
         w.data[:, 8:] = 0
-    state = {f"{tv}.{kind}": getattr(source, ours).state_dict()[kind]
-             for tv, ours in _TORCHVISION_NAMES["alexnet"].items() for kind in ("weight", "bias")}  # fmt: skip
+    state = {
+        f"{tv}.{kind}": getattr(source, ours).state_dict()[kind]
+        for tv, ours in _TORCHVISION_NAMES["alexnet"].items()
+        for kind in ("weight", "bias")
+    }
     path = str(tmp_path / "alexnet.pth")
     write_torch_zip(path, state, compression=zipfile.ZIP_DEFLATED)
-    config = train.parse_config(SMALL + ["--model", "fcn32s", "--backbone", "alexnet", "--init", path, "--iters", "1",
-                                         "--out", str(tmp_path / "run")])  # fmt: skip
+    config = train.parse_config(
+        SMALL
+        + ["--model", "fcn32s", "--backbone", "alexnet", "--init", path, "--iters", "1", "--out", str(tmp_path / "run")]
+    )
     run, _ = train.prepare(config)
     for layer in ("conv1", "conv2", "conv5"):
         np.testing.assert_array_equal(getattr(run.model, layer).weight.data, getattr(source, layer).weight.data)

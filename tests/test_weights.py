@@ -40,8 +40,14 @@ def _tensor(key, numel, offset, size, stride, storage="FloatStorage", legacy=Fal
     """torch._utils._rebuild_tensor_v2(storage, offset, size, stride, requires_grad, hooks); the storage is a
     persistent id ('storage', torch.FloatStorage, key, 'cpu', numel[, view])."""
     pid = [_str("storage"), _global("torch", storage), _str(key), _str("cpu"), _int(numel)] + ([b"N"] if legacy else [])
-    args = [_tuple(pid) + b"Q", _int(offset), _tuple([_int(s) for s in size]), _tuple([_int(s) for s in stride]),
-            b"\x89", _global("collections", "OrderedDict") + b")R"]  # fmt: skip
+    args = [
+        _tuple(pid) + b"Q",
+        _int(offset),
+        _tuple([_int(s) for s in size]),
+        _tuple([_int(s) for s in stride]),
+        b"\x89",
+        _global("collections", "OrderedDict") + b")R",
+    ]
     return _global("torch._utils", "_rebuild_tensor_v2") + _tuple(args) + b"R"
 
 
@@ -87,9 +93,24 @@ def write_torch_legacy(path, state):
             f.write(struct.pack("<q", storages[key].size) + storages[key].astype("<f4").tobytes())
 
 
-TORCHVISION_VGG16 = ["features.0", "features.2", "features.5", "features.7", "features.10", "features.12",
-                     "features.14", "features.17", "features.19", "features.21", "features.24", "features.26",
-                     "features.28", "classifier.0", "classifier.3", "classifier.6"]  # fmt: skip
+TORCHVISION_VGG16 = [
+    "features.0",
+    "features.2",
+    "features.5",
+    "features.7",
+    "features.10",
+    "features.12",
+    "features.14",
+    "features.17",
+    "features.19",
+    "features.21",
+    "features.24",
+    "features.26",
+    "features.28",
+    "classifier.0",
+    "classifier.3",
+    "classifier.6",
+]
 
 
 def _as_torchvision(model):
@@ -116,9 +137,11 @@ def test_torchvision_vgg16_file_loads_into_our_vgg16(tmp_path, writer, rng):
 
 def test_strided_views_offsets_and_big_endian_storages(tmp_path):
     flat = np.arange(20, dtype=np.float32)
-    entries = [("t", ("0", 20, 0, (4, 3), (1, 4))),  # a transposed (3, 4) block: column-major
-               ("s", ("0", 20, 13, (2, 2), (5, 1))),  # a window into the same storage
-               ("e", ("1", 0, 0, (0, 3), (3, 1)))]  # fmt: skip
+    entries = [
+        ("t", ("0", 20, 0, (4, 3), (1, 4))),  # a transposed (3, 4) block: column-major
+        ("s", ("0", 20, 13, (2, 2), (5, 1))),  # a window into the same storage
+        ("e", ("1", 0, 0, (0, 3), (3, 1))),
+    ]
     storages = {"0": flat, "1": np.zeros(0, np.float32)}
     for order in ("little", "big"):
         write_torch_zip(tmp_path / "v.pth", None, order, entries, storages)
@@ -129,8 +152,9 @@ def test_strided_views_offsets_and_big_endian_storages(tmp_path):
 
 
 def test_a_tensor_reading_past_its_storage_is_refused(tmp_path):
-    write_torch_zip(tmp_path / "bad.pth", None, "little", [("t", ("0", 4, 2, (2, 2), (2, 1)))],
-                    {"0": np.zeros(4, np.float32)})  # fmt: skip
+    write_torch_zip(
+        tmp_path / "bad.pth", None, "little", [("t", ("0", 4, 2, (2, 2), (2, 1)))], {"0": np.zeros(4, np.float32)}
+    )
     with pytest.raises(ValueError, match=r"size \(2, 2\), stride \(2, 1\) at offset 2 reads past its storage 0"):
         weights.read_torch_state(tmp_path / "bad.pth")
 
@@ -146,7 +170,9 @@ def test_a_pickle_that_would_run_code_is_refused_before_it_runs(tmp_path):
     legacy = io.BytesIO()
     for header in (0x1950A86A20F9469CFC6C, 1001, {}):
         pickle.dump(header, legacy, protocol=2)
-    (tmp_path / "evil_legacy.pth").write_bytes(legacy.getvalue() + _global("builtins", "eval") + _tuple([_str("1")]) + b"R.")
+    (tmp_path / "evil_legacy.pth").write_bytes(
+        legacy.getvalue() + _global("builtins", "eval") + _tuple([_str("1")]) + b"R."
+    )
     with pytest.raises(pickle.UnpicklingError, match=r"refused to load 'builtins.eval'"):
         weights.read_torch_state(tmp_path / "evil_legacy.pth")
 
@@ -157,8 +183,12 @@ def test_other_files_get_clear_errors(tmp_path):
         weights.read_torch_state(tmp_path / "notes.pth")
     with pytest.raises(FileNotFoundError, match="missing.pth: no such file"):
         weights.read_torch_state(tmp_path / "missing.pth")
-    write_torch_zip(tmp_path / "other.pth", {"features.0.weight": np.zeros((2, 3, 3, 3)), "bn.running_mean": np.zeros(2)})
-    with pytest.raises(ValueError, match=r"not torchvision's vgg16 state dict: missing \['features.0.bias'.*batch-norm"):
+    write_torch_zip(
+        tmp_path / "other.pth", {"features.0.weight": np.zeros((2, 3, 3, 3)), "bn.running_mean": np.zeros(2)}
+    )
+    with pytest.raises(
+        ValueError, match=r"not torchvision's vgg16 state dict: missing \['features.0.bias'.*batch-norm"
+    ):
         weights.read_torchvision_vgg16(tmp_path / "other.pth")
 
 
@@ -201,7 +231,11 @@ def write_caffemodel(path, layers, v1):
             body = _field(4, name.encode()) + _int_field(5, 4) + b"".join(_field(6, _blob(b, True)) for b in blobs)
             net += _field(2, body)
         else:
-            body = _field(1, name.encode()) + _field(2, b"Convolution") + b"".join(_field(7, _blob(b, False)) for b in blobs)
+            body = (
+                _field(1, name.encode())
+                + _field(2, b"Convolution")
+                + b"".join(_field(7, _blob(b, False)) for b in blobs)
+            )
             net += _field(100, body)
     path.write_bytes(net)
 
@@ -209,8 +243,9 @@ def write_caffemodel(path, layers, v1):
 @pytest.mark.parametrize("v1", [True, False])
 def test_caffemodel_loads_into_our_vgg16(tmp_path, v1, rng):
     source = VGG16(n_class=5, backbone="tiny").eval()
-    layers = [("data", [])] + [(name, [m.weight.data, m.bias.data]) for name, m in source._modules.items()
-                               if name.startswith(("conv", "fc"))]  # fmt: skip
+    layers = [("data", [])] + [
+        (name, [m.weight.data, m.bias.data]) for name, m in source._modules.items() if name.startswith(("conv", "fc"))
+    ]
     write_caffemodel(tmp_path / "vgg.caffemodel", layers + [("relu1_1", [])], v1)
     state = weights.read_caffemodel(tmp_path / "vgg.caffemodel")
     assert state.preprocessing is preprocessing.CAFFE and len(state) == 32
@@ -229,7 +264,9 @@ def test_broken_caffemodels_are_named(tmp_path):
     (tmp_path / "empty.caffemodel").write_bytes(_field(1, b"net"))
     with pytest.raises(ValueError, match="no layer with weights found"):
         weights.read_caffemodel(tmp_path / "empty.caffemodel")
-    (tmp_path / "odd.caffemodel").write_bytes(_field(100, _field(1, b"c") + _field(7, _field(7, _field(1, b"\x02\x02")) + _field(5, b"\0" * 12))))
+    (tmp_path / "odd.caffemodel").write_bytes(
+        _field(100, _field(1, b"c") + _field(7, _field(7, _field(1, b"\x02\x02")) + _field(5, b"\0" * 12)))
+    )
     with pytest.raises(ValueError, match=r"a blob of shape \(2, 2\) holds 3 values"):
         weights.read_caffemodel(tmp_path / "odd.caffemodel")
 
@@ -259,10 +296,21 @@ def test_preprocessing_caffe_and_torchvision(rng):
 def test_files_written_by_torch_itself(tmp_path, rng):
     torch = pytest.importorskip("torch")
     reference = AlexNet(n_class=4).eval()
-    names = {"features.0": "conv1", "features.3": "conv2", "features.6": "conv3", "features.8": "conv4",
-             "features.10": "conv5", "classifier.1": "fc6", "classifier.4": "fc7", "classifier.6": "fc8"}  # fmt: skip
-    tv = {f"{k}.{kind}": torch.from_numpy(getattr(reference, v).__getattribute__(kind).data)
-          for k, v in names.items() for kind in ("weight", "bias")}  # fmt: skip
+    names = {
+        "features.0": "conv1",
+        "features.3": "conv2",
+        "features.6": "conv3",
+        "features.8": "conv4",
+        "features.10": "conv5",
+        "classifier.1": "fc6",
+        "classifier.4": "fc7",
+        "classifier.6": "fc8",
+    }
+    tv = {
+        f"{k}.{kind}": torch.from_numpy(getattr(reference, v).__getattribute__(kind).data)
+        for k, v in names.items()
+        for kind in ("weight", "bias")
+    }
     tv["features.0.weight"] = tv["features.0.weight"].permute(1, 0, 2, 3).contiguous().permute(1, 0, 2, 3)  # strided
     x = mf.Tensor(rng.standard_normal((1, 3, 224, 224)).astype(np.float32))
     for new in (True, False):

@@ -59,8 +59,25 @@ def im2col(x: Any, kernel: Pair, stride: Pair, padding: Pair, dilation: Pair, ro
     if (KH, KW, N, r0, r1, OW) == (1, 1, 1, 0, H, W) and stride == (1, 1) and padding == (0, 0):
         return xp.ascontiguousarray(x).reshape(C, H * W)  # a 1x1 convolution: the input is its own columns
     cols = xp.empty((C * KH * KW, N * (r1 - r0) * OW), dtype=x.dtype)
-    _run("im2col", x.dtype, cols.size, xp.ascontiguousarray(x), cols,
-         N, C, H, W, KH, KW, r0, r1, OW, *stride, *padding, *dilation)  # fmt: skip
+    _run(
+        "im2col",
+        x.dtype,
+        cols.size,
+        xp.ascontiguousarray(x),
+        cols,
+        N,
+        C,
+        H,
+        W,
+        KH,
+        KW,
+        r0,
+        r1,
+        OW,
+        *stride,
+        *padding,
+        *dilation,
+    )
     return cols
 
 
@@ -72,8 +89,25 @@ def col2im(cols: Any, gx: Any, kernel: Pair, stride: Pair, padding: Pair, dilati
     if not gx.flags.c_contiguous:
         raise ValueError(f"CUDA kernel col2im: gx of shape {gx.shape} must be C-contiguous")
     xp = get_array_module(cols)
-    _run("col2im", gx.dtype, gx.size, xp.ascontiguousarray(cols), gx,
-         N, C, H, W, KH, KW, r0, r1, OW, *stride, *padding, *dilation)  # fmt: skip
+    _run(
+        "col2im",
+        gx.dtype,
+        gx.size,
+        xp.ascontiguousarray(cols),
+        gx,
+        N,
+        C,
+        H,
+        W,
+        KH,
+        KW,
+        r0,
+        r1,
+        OW,
+        *stride,
+        *padding,
+        *dilation,
+    )
 
 
 # ---------------------------------------------------------------------------
@@ -86,20 +120,51 @@ def max_pool_forward(x: Any, kernel: Pair, stride: Pair, padding: Pair, dilation
     N, C, H, W = x.shape
     y = xp.empty((N, C) + tuple(out_hw), dtype=x.dtype)
     argmax = xp.empty(y.shape, dtype=np.int32)
-    _run("max_pool_forward", x.dtype, y.size, xp.ascontiguousarray(x), y, argmax,
-         N, C, H, W, *out_hw, *kernel, *stride, *padding, *dilation)  # fmt: skip
+    _run(
+        "max_pool_forward",
+        x.dtype,
+        y.size,
+        xp.ascontiguousarray(x),
+        y,
+        argmax,
+        N,
+        C,
+        H,
+        W,
+        *out_hw,
+        *kernel,
+        *stride,
+        *padding,
+        *dilation,
+    )
     return y, argmax
 
 
-def max_pool_backward(gy: Any, argmax: Any, x_shape: tuple, kernel: Pair, stride: Pair, padding: Pair,
-                      dilation: Pair) -> Any:  # fmt: skip
+def max_pool_backward(
+    gy: Any, argmax: Any, x_shape: tuple, kernel: Pair, stride: Pair, padding: Pair, dilation: Pair
+) -> Any:
     """dL/dx of max pooling: each window's gradient goes to its argmax pixel, gathered per input pixel."""
     xp = get_array_module(gy)
     N, C, H, W = x_shape
     _check_shape("max_pool_backward", "argmax", argmax, gy.shape)
     gx = xp.empty(x_shape, dtype=gy.dtype)
-    _run("max_pool_backward", gy.dtype, gx.size, xp.ascontiguousarray(gy), argmax, gx,
-         N, C, H, W, *gy.shape[2:], *kernel, *stride, *padding, *dilation)  # fmt: skip
+    _run(
+        "max_pool_backward",
+        gy.dtype,
+        gx.size,
+        xp.ascontiguousarray(gy),
+        argmax,
+        gx,
+        N,
+        C,
+        H,
+        W,
+        *gy.shape[2:],
+        *kernel,
+        *stride,
+        *padding,
+        *dilation,
+    )
     return gx
 
 
@@ -108,8 +173,9 @@ def avg_pool_forward(x: Any, kernel: Pair, stride: Pair, padding: Pair, out_hw: 
     xp = get_array_module(x)
     N, C, H, W = x.shape
     y = xp.empty((N, C) + tuple(out_hw), dtype=x.dtype)
-    _run("avg_pool_forward", x.dtype, y.size, xp.ascontiguousarray(x), y,
-         N, C, H, W, *out_hw, *kernel, *stride, *padding)  # fmt: skip
+    _run(
+        "avg_pool_forward", x.dtype, y.size, xp.ascontiguousarray(x), y, N, C, H, W, *out_hw, *kernel, *stride, *padding
+    )
     return y
 
 
@@ -118,8 +184,21 @@ def avg_pool_backward(gy: Any, x_shape: tuple, kernel: Pair, stride: Pair, paddi
     xp = get_array_module(gy)
     N, C, H, W = x_shape
     gx = xp.empty(x_shape, dtype=gy.dtype)
-    _run("avg_pool_backward", gy.dtype, gx.size, xp.ascontiguousarray(gy), gx,
-         N, C, H, W, *gy.shape[2:], *kernel, *stride, *padding)  # fmt: skip
+    _run(
+        "avg_pool_backward",
+        gy.dtype,
+        gx.size,
+        xp.ascontiguousarray(gy),
+        gx,
+        N,
+        C,
+        H,
+        W,
+        *gy.shape[2:],
+        *kernel,
+        *stride,
+        *padding,
+    )
     return gx
 
 
@@ -143,8 +222,19 @@ def channel_sums(a: Any, b: Any) -> Any:
     P = a.size // max(N * C, 1)
     S = max(1, min(SUM_BLOCKS // max(C, 1), -(-P // _launch.THREADS_PER_BLOCK)))
     partial = xp.empty((2, C, S), dtype=np.float64)
-    _run("channel_sums", a.dtype, a.size, xp.ascontiguousarray(a), xp.ascontiguousarray(b), partial,
-         N, C, P, S, blocks=C * S)  # fmt: skip
+    _run(
+        "channel_sums",
+        a.dtype,
+        a.size,
+        xp.ascontiguousarray(a),
+        xp.ascontiguousarray(b),
+        partial,
+        N,
+        C,
+        P,
+        S,
+        blocks=C * S,
+    )
     return partial.sum(axis=2)
 
 
@@ -159,8 +249,20 @@ def batch_norm_statistics(sums: Any, running_mean: Any, running_var: Any, m: int
     _check_shape("batch_norm_statistics", "sums", sums, (2, C))
     _check_shape("batch_norm_statistics", "running_var", running_var, (C,))
     mean, inv_std = xp.empty(C, running_mean.dtype), xp.empty(C, running_mean.dtype)
-    _run("batch_norm_statistics", running_mean.dtype, C, xp.ascontiguousarray(sums), mean, inv_std, running_mean,
-         running_var, C, m, momentum, eps)  # fmt: skip
+    _run(
+        "batch_norm_statistics",
+        running_mean.dtype,
+        C,
+        xp.ascontiguousarray(sums),
+        mean,
+        inv_std,
+        running_mean,
+        running_var,
+        C,
+        m,
+        momentum,
+        eps,
+    )
     return mean, inv_std
 
 
@@ -171,9 +273,21 @@ def batch_norm_forward(x: Any, mean: Any, inv_std: Any, gamma: Any, beta: Any) -
     for name, a in (("mean", mean), ("inv_std", inv_std), ("gamma", gamma), ("beta", beta)):
         _check_shape("batch_norm_forward", name, a, (C,))
     xhat, y = xp.empty(x.shape, x.dtype), xp.empty(x.shape, x.dtype)
-    _run("batch_norm_forward", x.dtype, x.size, xp.ascontiguousarray(x), xp.ascontiguousarray(mean),
-         xp.ascontiguousarray(inv_std), xp.ascontiguousarray(gamma), xp.ascontiguousarray(beta), xhat, y,
-         N, C, x.size // max(N * C, 1))  # fmt: skip
+    _run(
+        "batch_norm_forward",
+        x.dtype,
+        x.size,
+        xp.ascontiguousarray(x),
+        xp.ascontiguousarray(mean),
+        xp.ascontiguousarray(inv_std),
+        xp.ascontiguousarray(gamma),
+        xp.ascontiguousarray(beta),
+        xhat,
+        y,
+        N,
+        C,
+        x.size // max(N * C, 1),
+    )
     return xhat, y
 
 
@@ -185,9 +299,23 @@ def batch_norm_backward(gy: Any, xhat: Any, sums: Any, gamma: Any, inv_std: Any,
     _check_shape("batch_norm_backward", "xhat", xhat, gy.shape)
     _check_shape("batch_norm_backward", "sums", sums, (2, C))
     gx, dgamma, dbeta = xp.empty(gy.shape, gy.dtype), xp.empty(C, gy.dtype), xp.empty(C, gy.dtype)
-    _run("batch_norm_backward", gy.dtype, gy.size, xp.ascontiguousarray(gy), xhat, xp.ascontiguousarray(sums),
-         xp.ascontiguousarray(gamma), xp.ascontiguousarray(inv_std), gx, dgamma, dbeta,
-         N, C, gy.size // max(N * C, 1), m)  # fmt: skip
+    _run(
+        "batch_norm_backward",
+        gy.dtype,
+        gy.size,
+        xp.ascontiguousarray(gy),
+        xhat,
+        xp.ascontiguousarray(sums),
+        xp.ascontiguousarray(gamma),
+        xp.ascontiguousarray(inv_std),
+        gx,
+        dgamma,
+        dbeta,
+        N,
+        C,
+        gy.size // max(N * C, 1),
+        m,
+    )
     return gx, dgamma, dbeta
 
 
@@ -206,8 +334,20 @@ def softmax_loss_forward(scores: Any, labels: Any, weight: Any, ignore_index: in
     _check_shape("softmax_loss_forward", "weight", weight, (C,))
     loss = xp.empty(labels.shape, dtype=scores.dtype)
     counted = xp.empty(labels.shape, dtype=scores.dtype)
-    _run("softmax_loss_forward", scores.dtype, loss.size, xp.ascontiguousarray(scores), _int64(labels),
-         xp.ascontiguousarray(weight), loss, counted, N, C, loss.size // max(N, 1), ignore_index)  # fmt: skip
+    _run(
+        "softmax_loss_forward",
+        scores.dtype,
+        loss.size,
+        xp.ascontiguousarray(scores),
+        _int64(labels),
+        xp.ascontiguousarray(weight),
+        loss,
+        counted,
+        N,
+        C,
+        loss.size // max(N, 1),
+        ignore_index,
+    )
     return loss, counted
 
 
@@ -223,8 +363,20 @@ def softmax_loss_backward(scores: Any, labels: Any, weight: Any, ignore_index: i
     _check_shape("softmax_loss_backward", "weight", weight, (C,))
     _check_shape("softmax_loss_backward", "scale", scale, (1,))
     grad = xp.empty(scores.shape, dtype=scores.dtype)
-    _run("softmax_loss_backward", scores.dtype, labels.size, xp.ascontiguousarray(scores), _int64(labels),
-         xp.ascontiguousarray(weight), grad, N, C, labels.size // max(N, 1), ignore_index, scale)  # fmt: skip
+    _run(
+        "softmax_loss_backward",
+        scores.dtype,
+        labels.size,
+        xp.ascontiguousarray(scores),
+        _int64(labels),
+        xp.ascontiguousarray(weight),
+        grad,
+        N,
+        C,
+        labels.size // max(N, 1),
+        ignore_index,
+        scale,
+    )
     return grad
 
 
@@ -245,13 +397,29 @@ def sgd_update(w: Any, g: Any, v: Any, rate: float, momentum: float, decay: floa
     _run("sgd_update", w.dtype, w.size, w, xp.ascontiguousarray(g), v, w.size, rate, momentum, decay)
 
 
-def adam_update(w: Any, g: Any, m: Any, v: Any, rate: float, betas: tuple, correction2: float, eps: float,
-                decay: float) -> None:  # fmt: skip
+def adam_update(
+    w: Any, g: Any, m: Any, v: Any, rate: float, betas: tuple, correction2: float, eps: float, decay: float
+) -> None:
     """Adam's step on flat arrays, in place (see optim.Adam); ``rate`` already divided by 1 - beta1^t."""
     xp = get_array_module(w)
     for name, a in (("g", g), ("m", m), ("v", v)):
         _check_shape("adam_update", name, a, w.shape)
     (b1, b2), f = betas, w.dtype.type
-    _run("adam_update", w.dtype, w.size, w, xp.ascontiguousarray(g), m, v, w.size, rate, b1, f(1 - b1), b2, f(1 - b2),
-         correction2, eps, decay)  # fmt: skip
-
+    _run(
+        "adam_update",
+        w.dtype,
+        w.size,
+        w,
+        xp.ascontiguousarray(g),
+        m,
+        v,
+        w.size,
+        rate,
+        b1,
+        f(1 - b1),
+        b2,
+        f(1 - b2),
+        correction2,
+        eps,
+        decay,
+    )

@@ -36,9 +36,37 @@ MAX_BLOCKS = 65535
 #: The suffix of each precision's kernel.
 SUFFIXES = {np.dtype(np.float32): "f32", np.dtype(np.float64): "f64"}
 
-_IM2COL = ("int N", "int C", "int H", "int W", "int KH", "int KW", "int r0", "int r1", "int OW",
-           "int sh", "int sw", "int ph", "int pw", "int dh", "int dw")  # fmt: skip
-_POOL = ("int N", "int C", "int H", "int W", "int OH", "int OW", "int KH", "int KW", "int sh", "int sw", "int ph", "int pw")
+_IM2COL = (
+    "int N",
+    "int C",
+    "int H",
+    "int W",
+    "int KH",
+    "int KW",
+    "int r0",
+    "int r1",
+    "int OW",
+    "int sh",
+    "int sw",
+    "int ph",
+    "int pw",
+    "int dh",
+    "int dw",
+)
+_POOL = (
+    "int N",
+    "int C",
+    "int H",
+    "int W",
+    "int OH",
+    "int OW",
+    "int KH",
+    "int KW",
+    "int sh",
+    "int sw",
+    "int ph",
+    "int pw",
+)
 
 #: kernel -> (file, parameters as "C type name"); T is the launch's float type.
 SIGNATURES: dict[str, tuple[str, tuple[str, ...]]] = {
@@ -48,24 +76,103 @@ SIGNATURES: dict[str, tuple[str, tuple[str, ...]]] = {
     "max_pool_backward": ("pool.cu", ("const T* gy", "const int* argmax", "T* gx") + _POOL + ("int dh", "int dw")),
     "avg_pool_forward": ("pool.cu", ("const T* x", "T* y") + _POOL),
     "avg_pool_backward": ("pool.cu", ("const T* gy", "T* gx") + _POOL),
-    "batch_norm_statistics": ("batch_norm.cu", ("const double* sums", "T* mean", "T* inv_std", "T* running_mean",
-                                                "T* running_var", "int C", "long long m", "T momentum", "T eps")),
-    "batch_norm_forward": ("batch_norm.cu", ("const T* x", "const T* mean", "const T* inv_std", "const T* gamma",
-                                             "const T* beta", "T* xhat", "T* y", "int N", "int C", "long long P")),
-    "batch_norm_backward": ("batch_norm.cu", ("const T* gy", "const T* xhat", "const double* sums", "const T* gamma",
-                                              "const T* inv_std", "T* gx", "T* dgamma", "T* dbeta", "int N",
-                                              "int C", "long long P", "long long m")),
-    "channel_sums": ("reduce.cu", ("const T* a", "const T* b", "double* partial", "int N", "int C", "long long P",
-                                   "int S")),  # fmt: skip
+    "batch_norm_statistics": (
+        "batch_norm.cu",
+        (
+            "const double* sums",
+            "T* mean",
+            "T* inv_std",
+            "T* running_mean",
+            "T* running_var",
+            "int C",
+            "long long m",
+            "T momentum",
+            "T eps",
+        ),
+    ),
+    "batch_norm_forward": (
+        "batch_norm.cu",
+        (
+            "const T* x",
+            "const T* mean",
+            "const T* inv_std",
+            "const T* gamma",
+            "const T* beta",
+            "T* xhat",
+            "T* y",
+            "int N",
+            "int C",
+            "long long P",
+        ),
+    ),
+    "batch_norm_backward": (
+        "batch_norm.cu",
+        (
+            "const T* gy",
+            "const T* xhat",
+            "const double* sums",
+            "const T* gamma",
+            "const T* inv_std",
+            "T* gx",
+            "T* dgamma",
+            "T* dbeta",
+            "int N",
+            "int C",
+            "long long P",
+            "long long m",
+        ),
+    ),
+    "channel_sums": (
+        "reduce.cu",
+        ("const T* a", "const T* b", "double* partial", "int N", "int C", "long long P", "int S"),
+    ),
     "sgd_update": ("optim.cu", ("T* w", "const T* g", "T* v", "long long n", "T rate", "T momentum", "T decay")),
-    "adam_update": ("optim.cu", ("T* w", "const T* g", "T* m", "T* v", "long long n", "T rate", "T b1", "T one_minus_b1",
-                                 "T b2", "T one_minus_b2", "T correction2", "T eps", "T decay")),  # fmt: skip
-    "softmax_loss_forward": ("softmax_loss.cu", ("const T* scores", "const long long* labels", "const T* weight",
-                                                 "T* loss", "T* counted", "int N", "int C", "long long P",
-                                                 "long long ignore")),  # fmt: skip
-    "softmax_loss_backward": ("softmax_loss.cu", ("const T* scores", "const long long* labels", "const T* weight",
-                                                  "T* grad", "int N", "int C", "long long P", "long long ignore",
-                                                  "const T* scale")),  # fmt: skip
+    "adam_update": (
+        "optim.cu",
+        (
+            "T* w",
+            "const T* g",
+            "T* m",
+            "T* v",
+            "long long n",
+            "T rate",
+            "T b1",
+            "T one_minus_b1",
+            "T b2",
+            "T one_minus_b2",
+            "T correction2",
+            "T eps",
+            "T decay",
+        ),
+    ),
+    "softmax_loss_forward": (
+        "softmax_loss.cu",
+        (
+            "const T* scores",
+            "const long long* labels",
+            "const T* weight",
+            "T* loss",
+            "T* counted",
+            "int N",
+            "int C",
+            "long long P",
+            "long long ignore",
+        ),
+    ),
+    "softmax_loss_backward": (
+        "softmax_loss.cu",
+        (
+            "const T* scores",
+            "const long long* labels",
+            "const T* weight",
+            "T* grad",
+            "int N",
+            "int C",
+            "long long P",
+            "long long ignore",
+            "const T* scale",
+        ),
+    ),
 }
 
 _ARRAY_DTYPES = {"int": np.dtype(np.int32), "long long": np.dtype(np.int64), "double": np.dtype(np.float64)}
@@ -198,12 +305,17 @@ def _convert(kernel: str, param: _Parameter, arg: Any, dtype: np.dtype, device: 
         except TypeError as e:
             raise TypeError(f"{_where(kernel, param)}: {e}; move it to the GPU first (Tensor.to('cuda'))") from None
         if arg_device != device:
-            raise ValueError(f"{_where(kernel, param)}: the array is on GPU {arg_device}, the kernel runs on GPU {device}")
+            raise ValueError(
+                f"{_where(kernel, param)}: the array is on GPU {arg_device}, the kernel runs on GPU {device}"
+            )
         if arg_dtype != expected:
-            raise TypeError(f"{_where(kernel, param)}: expected {expected} elements, got {arg_dtype} (shape {arg.shape})")
+            raise TypeError(
+                f"{_where(kernel, param)}: expected {expected} elements, got {arg_dtype} (shape {arg.shape})"
+            )
         if not contiguous:
-            raise ValueError(f"{_where(kernel, param)}: the array of shape {arg.shape} must be C-contiguous "
-                             "(ascontiguousarray)")  # fmt: skip
+            raise ValueError(
+                f"{_where(kernel, param)}: the array of shape {arg.shape} must be C-contiguous (ascontiguousarray)"
+            )
         return arg
     if param.scalar is None:  # T: the launch's float type
         return dtype.type(arg)
@@ -213,8 +325,10 @@ def _convert(kernel: str, param: _Parameter, arg: Any, dtype: np.dtype, device: 
     if value != arg:
         raise TypeError(f"{_where(kernel, param)}: expected a whole number, got {arg!r}")
     if not param.low <= value <= param.high:
-        raise ValueError(f"{_where(kernel, param)}: {value} does not fit a C {param.ctype} "
-                         f"({param.low}..{param.high}); the tensor is too large")  # fmt: skip
+        raise ValueError(
+            f"{_where(kernel, param)}: {value} does not fit a C {param.ctype} "
+            f"({param.low}..{param.high}); the tensor is too large"
+        )
     return param.scalar(value)
 
 

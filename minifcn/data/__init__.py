@@ -20,7 +20,23 @@ from .shapes import Shapes
 from .transforms import Augment
 from .voc import VOC_CLASSES, SBDSegmentation, VOCSegmentation
 
-__all__ = ["Shapes", "SHAPES_CLASSES", "VOCSegmentation", "SBDSegmentation", "VOC_CLASSES", "FolderSegmentation",
-           "DataError", "IGNORE", "Augment", "BatchLoader", "RGBDShapes", "RGBDFolder",
-           "TwoLabelShapes", "SIFTFlow", "CamVid", "CAMVID_CLASSES",
-           "median_frequency_weights", "read_class_weights"]  # fmt: skip
+__all__ = [
+    "Shapes",
+    "SHAPES_CLASSES",
+    "VOCSegmentation",
+    "SBDSegmentation",
+    "VOC_CLASSES",
+    "FolderSegmentation",
+    "DataError",
+    "IGNORE",
+    "Augment",
+    "BatchLoader",
+    "RGBDShapes",
+    "RGBDFolder",
+    "TwoLabelShapes",
+    "SIFTFlow",
+    "CamVid",
+    "CAMVID_CLASSES",
+    "median_frequency_weights",
+    "read_class_weights",
+]

@@ -21,12 +21,25 @@ import numpy as np
 
 from .files import IGNORE, DataError, SegmentationFiles, read_label_image, require_dir
 
-CAMVID_CLASSES = ("sky", "building", "pole", "road", "pavement", "tree", "sign", "fence", "car", "pedestrian",
-                  "bicyclist")  # fmt: skip
+CAMVID_CLASSES = (
+    "sky",
+    "building",
+    "pole",
+    "road",
+    "pavement",
+    "tree",
+    "sign",
+    "fence",
+    "car",
+    "pedestrian",
+    "bicyclist",
+)
 CAMVID_VOID = 11  # the label files' "unlabelled"; 255 once read
 
-_LAYOUT = ("  root/<split>.txt   lines '<.../split/name.png> <.../splitannot/name.png>'\n"
-           "  root/<split>/*.png (RGB images), root/<split>annot/*.png (labels 0..10, 11 = void)")  # fmt: skip
+_LAYOUT = (
+    "  root/<split>.txt   lines '<.../split/name.png> <.../splitannot/name.png>'\n"
+    "  root/<split>/*.png (RGB images), root/<split>annot/*.png (labels 0..10, 11 = void)"
+)
 
 
 def _below_root(root: str, listed: str) -> str:
@@ -50,8 +63,10 @@ class CamVid(SegmentationFiles):
         listing = os.path.join(root, f"{split}.txt")
         if not os.path.isfile(listing):
             present = sorted(name[:-4] for name in os.listdir(root) if name.endswith(".txt"))
-            raise DataError(f"CamVid: no split {split!r} in {root!r}: {listing!r} does not exist "
-                            f"(splits there: {', '.join(present) or 'none'}); expected the layout\n{_LAYOUT}")  # fmt: skip
+            raise DataError(
+                f"CamVid: no split {split!r} in {root!r}: {listing!r} does not exist "
+                f"(splits there: {', '.join(present) or 'none'}); expected the layout\n{_LAYOUT}"
+            )
         pairs = []
         with open(listing, encoding="utf-8") as f:
             for number, line in enumerate(f, 1):
@@ -59,8 +74,10 @@ class CamVid(SegmentationFiles):
                     continue
                 fields = line.split()
                 if len(fields) != 2:
-                    raise DataError(f"CamVid: {listing!r} line {number} holds {len(fields)} paths, expected two "
-                                    f"(an image and its label): {line.strip()!r}")  # fmt: skip
+                    raise DataError(
+                        f"CamVid: {listing!r} line {number} holds {len(fields)} paths, expected two "
+                        f"(an image and its label): {line.strip()!r}"
+                    )
                 pairs.append((_below_root(root, fields[0]), _below_root(root, fields[1])))
         if not pairs:
             raise DataError(f"CamVid: {listing!r} lists no images")

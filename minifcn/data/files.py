@@ -67,8 +67,12 @@ def read_label_image(path: str) -> np.ndarray:
     colours. An RGB label would be ambiguous (which colour is which class?)
     and is an error: convert it to a palette or grey image first.
     """
-    return read_single_channel(path, "label", ("P", "L", "I", "I;16", "I;16B", "I;16L", "1"),
-                               "labels must be palette (P) or grey (L) images whose pixel values are class indices")  # fmt: skip
+    return read_single_channel(
+        path,
+        "label",
+        ("P", "L", "I", "I;16", "I;16B", "I;16L", "1"),
+        "labels must be palette (P) or grey (L) images whose pixel values are class indices",
+    )
 
 
 def read_single_channel(path: str, what: str, modes: tuple[str, ...], rule: str) -> np.ndarray:
@@ -107,13 +111,17 @@ def read_label_mat(path: str, struct: str, field: str) -> np.ndarray:
 def check_pair(image: np.ndarray, label: np.ndarray, n_class: int, image_path: str, label_path: str) -> None:
     """Raise DataError if the sizes differ or a label value is neither a class index nor 255."""
     if image.shape[:2] != label.shape:
-        raise DataError(f"image {image_path!r} is {image.shape[1]}x{image.shape[0]} but its label "
-                        f"{label_path!r} is {label.shape[1]}x{label.shape[0]} (width x height)")  # fmt: skip
+        raise DataError(
+            f"image {image_path!r} is {image.shape[1]}x{image.shape[0]} but its label "
+            f"{label_path!r} is {label.shape[1]}x{label.shape[0]} (width x height)"
+        )
     bad = np.unique(label[((label < 0) | (label >= n_class)) & (label != IGNORE)])
     if bad.size:
         shown = ", ".join(str(v) for v in bad[:10]) + (", ..." if bad.size > 10 else "")
-        raise DataError(f"label {label_path!r} holds values {shown} outside [0, {n_class}) "
-                        f"(255 is the only other value allowed: ignore)")  # fmt: skip
+        raise DataError(
+            f"label {label_path!r} holds values {shown} outside [0, {n_class}) "
+            f"(255 is the only other value allowed: ignore)"
+        )
 
 
 class SegmentationFiles:

@@ -23,8 +23,10 @@ def _by_stem(folder: str, extensions: tuple[str, ...], what: str) -> dict[str, s
         stem, ext = os.path.splitext(name)
         if ext.lower() in extensions and os.path.isfile(os.path.join(folder, name)):
             if stem in files:
-                raise DataError(f"FolderSegmentation: two {what} files share the stem {stem!r}: "
-                                f"{files[stem]!r} and {os.path.join(folder, name)!r}")  # fmt: skip
+                raise DataError(
+                    f"FolderSegmentation: two {what} files share the stem {stem!r}: "
+                    f"{files[stem]!r} and {os.path.join(folder, name)!r}"
+                )
             files[stem] = os.path.join(folder, name)
     return files
 
@@ -52,11 +54,14 @@ class FolderSegmentation(SegmentationFiles):
         pairs = []
         for stem, image_path in images.items():
             if stem not in labels:
-                raise DataError(f"FolderSegmentation: image {image_path!r} has no label "
-                                f"{os.path.join(labels_dir, stem + '.png')!r}")  # fmt: skip
+                raise DataError(
+                    f"FolderSegmentation: image {image_path!r} has no label {os.path.join(labels_dir, stem + '.png')!r}"
+                )
             pairs.append((image_path, labels[stem]))
         names = classes if classes is not None else [str(c) for c in range(n_class)]
         super().__init__(pairs, names, "FolderSegmentation")
 
     def __repr__(self) -> str:
-        return f"FolderSegmentation({self.images_dir!r}, {self.labels_dir!r}, {len(self)} images, n_class={self.n_class})"
+        return (
+            f"FolderSegmentation({self.images_dir!r}, {self.labels_dir!r}, {len(self)} images, n_class={self.n_class})"
+        )

@@ -24,8 +24,15 @@ from .files import DataError
 class BatchLoader:
     """``loader.batch(t)`` -> (float32 inputs (B, 3, H, W), int64 labels (B, H, W)) of iteration t."""
 
-    def __init__(self, dataset: Any, batch_size: int, preprocessing: Callable[[np.ndarray], np.ndarray],
-                 augment: Callable[..., Any] | None = None, seed: int = 0, shuffle: bool = True):  # fmt: skip
+    def __init__(
+        self,
+        dataset: Any,
+        batch_size: int,
+        preprocessing: Callable[[np.ndarray], np.ndarray],
+        augment: Callable[..., Any] | None = None,
+        seed: int = 0,
+        shuffle: bool = True,
+    ):
         if batch_size < 1:
             raise ValueError(f"BatchLoader: batch_size must be at least 1, got {batch_size}")
         if len(dataset) == 0:
@@ -60,10 +67,12 @@ class BatchLoader:
         first = labels[0].shape
         for i, label in zip(sources, labels):
             if label.shape != first:
-                raise DataError(f"a batch of {self.batch_size} needs images of one size, but item {sources[0]} "
-                                f"({_name(self.dataset, sources[0])}) is {first[1]}x{first[0]} and item {i} "
-                                f"({_name(self.dataset, i)}) is {label.shape[1]}x{label.shape[0]}; "
-                                f"crop them to one size (--crop-size) or use batch size 1")  # fmt: skip
+                raise DataError(
+                    f"a batch of {self.batch_size} needs images of one size, but item {sources[0]} "
+                    f"({_name(self.dataset, sources[0])}) is {first[1]}x{first[0]} and item {i} "
+                    f"({_name(self.dataset, i)}) is {label.shape[1]}x{label.shape[0]}; "
+                    f"crop them to one size (--crop-size) or use batch size 1"
+                )
         return np.stack(images), np.stack(labels)
 
 

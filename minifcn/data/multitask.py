@@ -24,10 +24,40 @@ from .shapes import CLASSES, Shapes, paint_contrasting, render
 
 COLOUR_CLASSES = ("background", "warm", "cool")
 SIFTFLOW_SEMANTIC = (
-    "awning", "balcony", "bird", "boat", "bridge", "building", "bus", "car", "cow", "crosswalk", "desert", "door",
-    "fence", "field", "grass", "moon", "mountain", "person", "plant", "pole", "river", "road", "rock", "sand", "sea",
-    "sidewalk", "sign", "sky", "staircase", "streetlight", "sun", "tree", "window",
-)  # fmt: skip
+    "awning",
+    "balcony",
+    "bird",
+    "boat",
+    "bridge",
+    "building",
+    "bus",
+    "car",
+    "cow",
+    "crosswalk",
+    "desert",
+    "door",
+    "fence",
+    "field",
+    "grass",
+    "moon",
+    "mountain",
+    "person",
+    "plant",
+    "pole",
+    "river",
+    "road",
+    "rock",
+    "sand",
+    "sea",
+    "sidewalk",
+    "sign",
+    "sky",
+    "staircase",
+    "streetlight",
+    "sun",
+    "tree",
+    "window",
+)
 SIFTFLOW_GEOMETRIC = ("sky", "horizontal", "vertical")
 _SIFTFLOW_SUBDIR = "spatial_envelope_256x256_static_8outdoorcategories"
 
@@ -70,20 +100,26 @@ class SIFTFlow:
     n_class = len(SIFTFLOW_SEMANTIC)
 
     def __init__(self, root: str, split: str = "trainval"):
-        layout = (f"  {root}/{{trainval,test}}.txt\n  {root}/Images/{_SIFTFLOW_SUBDIR}/<name>.jpg\n"
-                  f"  {root}/SemanticLabels/{_SIFTFLOW_SUBDIR}/<name>.mat\n  {root}/GeoLabels/{_SIFTFLOW_SUBDIR}/<name>.mat")  # fmt: skip
+        layout = (
+            f"  {root}/{{trainval,test}}.txt\n  {root}/Images/{_SIFTFLOW_SUBDIR}/<name>.jpg\n"
+            f"  {root}/SemanticLabels/{_SIFTFLOW_SUBDIR}/<name>.mat\n  {root}/GeoLabels/{_SIFTFLOW_SUBDIR}/<name>.mat"
+        )
         require_dir(root, "SIFT Flow", layout)
         self.root, self.split = root, split
         self.names = read_list(os.path.join(root, f"{split}.txt"), f"SIFT Flow split {split!r}")
         for name in self.names:
             for path in self._paths(name):
                 if not os.path.isfile(path):
-                    raise DataError(f"SIFT Flow: {path!r} is missing (listed in {split}.txt); expected the layout\n{layout}")
+                    raise DataError(
+                        f"SIFT Flow: {path!r} is missing (listed in {split}.txt); expected the layout\n{layout}"
+                    )
 
     def _paths(self, name: str) -> tuple[str, str, str]:
-        return (os.path.join(self.root, "Images", _SIFTFLOW_SUBDIR, name + ".jpg"),
-                os.path.join(self.root, "SemanticLabels", _SIFTFLOW_SUBDIR, name + ".mat"),
-                os.path.join(self.root, "GeoLabels", _SIFTFLOW_SUBDIR, name + ".mat"))  # fmt: skip
+        return (
+            os.path.join(self.root, "Images", _SIFTFLOW_SUBDIR, name + ".jpg"),
+            os.path.join(self.root, "SemanticLabels", _SIFTFLOW_SUBDIR, name + ".mat"),
+            os.path.join(self.root, "GeoLabels", _SIFTFLOW_SUBDIR, name + ".mat"),
+        )
 
     def __len__(self) -> int:
         return len(self.names)
@@ -95,8 +131,10 @@ class SIFTFlow:
         for path, n in ((semantic_path, self.heads["semantic"]), (geometric_path, self.heads["geometric"])):
             raw = _read_s_matrix(path)
             if raw.shape != image.shape[:2]:
-                raise DataError(f"SIFT Flow: label {path!r} is {raw.shape[1]}x{raw.shape[0]}, its image "
-                                f"{image.shape[1]}x{image.shape[0]}")  # fmt: skip
+                raise DataError(
+                    f"SIFT Flow: label {path!r} is {raw.shape[1]}x{raw.shape[0]}, its image "
+                    f"{image.shape[1]}x{image.shape[0]}"
+                )
             if raw.min() < -1 or raw.max() > n:
                 raise DataError(f"SIFT Flow: label {path!r} has values outside 0..{n}: {np.unique(raw).tolist()[:8]}")
             # 1..n are the classes, 0 (and -1 in some geometric files) unlabelled: shift to 0..n-1, void 255.
@@ -116,5 +154,8 @@ def _read_s_matrix(path: str) -> np.ndarray:
     except Exception as e:  # scipy raises several kinds for a damaged file
         raise DataError(f"SIFT Flow: label {path!r} cannot be read ({e})") from None
     if "S" not in data:
-        raise DataError(f"SIFT Flow: label {path!r} has no matrix 'S' (it holds {sorted(k for k in data if not k.startswith('__'))})")
+        raise DataError(
+            f"SIFT Flow: label {path!r} has no matrix 'S' "
+            f"(it holds {sorted(k for k in data if not k.startswith('__'))})"
+        )
     return np.asarray(data["S"]).astype(np.int64)

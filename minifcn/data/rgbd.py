@@ -68,9 +68,13 @@ def render_rgbd(rng: np.random.Generator, S: int) -> tuple[np.ndarray, np.ndarra
 class RGBDFolder(SegmentationFiles):
     """RGB-D triples from three folders, matched by stem: image, 16-bit depth PNG (mm), label PNG."""
 
-    def __init__(self, images_dir: str, depth_dir: str, labels_dir: str, n_class: int, classes: list[str] | None = None):
-        layout = ("  images_dir/<stem>.jpg (or .png ...)\n  depth_dir/<stem>.png (16-bit, millimetres)\n"
-                  "  labels_dir/<stem>.png (class indices, 255 = ignore)")  # fmt: skip
+    def __init__(
+        self, images_dir: str, depth_dir: str, labels_dir: str, n_class: int, classes: list[str] | None = None
+    ):
+        layout = (
+            "  images_dir/<stem>.jpg (or .png ...)\n  depth_dir/<stem>.png (16-bit, millimetres)\n"
+            "  labels_dir/<stem>.png (class indices, 255 = ignore)"
+        )
         for folder, what in ((images_dir, "images"), (depth_dir, "depth"), (labels_dir, "labels")):
             require_dir(folder, f"RGBDFolder {what}", layout)
         if not isinstance(n_class, int) or not 1 <= n_class <= 255:
@@ -82,9 +86,13 @@ class RGBDFolder(SegmentationFiles):
         pairs, self.depth_paths = [], []
         for stem, image_path in images.items():
             if stem not in depths:
-                raise DataError(f"RGBDFolder: image {image_path!r} has no depth {os.path.join(depth_dir, stem + '.png')!r}")
+                raise DataError(
+                    f"RGBDFolder: image {image_path!r} has no depth {os.path.join(depth_dir, stem + '.png')!r}"
+                )
             if stem not in labels:
-                raise DataError(f"RGBDFolder: image {image_path!r} has no label {os.path.join(labels_dir, stem + '.png')!r}")
+                raise DataError(
+                    f"RGBDFolder: image {image_path!r} has no label {os.path.join(labels_dir, stem + '.png')!r}"
+                )
             pairs.append((image_path, labels[stem]))
             self.depth_paths.append(depths[stem])
         super().__init__(pairs, classes if classes is not None else [str(c) for c in range(n_class)], "RGBDFolder")
@@ -97,12 +105,15 @@ class RGBDFolder(SegmentationFiles):
         check_pair(image, label, self.n_class, image_path, label_path)
         depth = read_depth(self.depth_paths[i])
         if depth.shape != label.shape:
-            raise DataError(f"RGBDFolder: depth {self.depth_paths[i]!r} is {depth.shape[1]}x{depth.shape[0]}, "
-                            f"its image {image_path!r} {label.shape[1]}x{label.shape[0]}")  # fmt: skip
+            raise DataError(
+                f"RGBDFolder: depth {self.depth_paths[i]!r} is {depth.shape[1]}x{depth.shape[0]}, "
+                f"its image {image_path!r} {label.shape[1]}x{label.shape[0]}"
+            )
         return np.concatenate([image, depth_to_channel(depth)[:, :, None]], axis=2), label
 
 
 def read_depth(path: str) -> np.ndarray:
     """A 16-bit (or 8-bit) grey PNG of depths in millimetres, as an int64 array (H, W)."""
-    return read_single_channel(path, "depth", ("I;16", "I;16B", "I;16L", "I", "L"),
-                               "depth must be a grey PNG of millimetres")  # fmt: skip
+    return read_single_channel(
+        path, "depth", ("I;16", "I;16B", "I;16L", "I", "L"), "depth must be a grey PNG of millimetres"
+    )

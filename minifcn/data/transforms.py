@@ -41,16 +41,18 @@ def rescale(image: np.ndarray, label: np.ndarray, factor: float) -> tuple[np.nda
     if image.shape[2] == 3:
         image = resize(image)
     else:  # RGB-D: colour and depth resized alike, but apart (PIL would read a 4th channel as alpha)
-        image = np.concatenate([resize(image[:, :, :3])] + [resize(image[:, :, c])[:, :, None]
-                                                             for c in range(3, image.shape[2])], axis=2)  # fmt: skip
+        image = np.concatenate(
+            [resize(image[:, :, :3])] + [resize(image[:, :, c])[:, :, None] for c in range(3, image.shape[2])], axis=2
+        )
     # Nearest neighbour by index arithmetic: output pixel centre (i + 0.5) / factor in the input.
     rows = np.minimum(((np.arange(OH) + 0.5) * H / OH).astype(np.int64), H - 1)
     cols = np.minimum(((np.arange(OW) + 0.5) * W / OW).astype(np.int64), W - 1)
     return image, label[rows[:, None], cols[None, :]]
 
 
-def pad_to(image: np.ndarray, label: np.ndarray, size: tuple[int, int],
-           fill: tuple[int, int, int] = MEAN_RGB) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+def pad_to(
+    image: np.ndarray, label: np.ndarray, size: tuple[int, int], fill: tuple[int, int, int] = MEAN_RGB
+) -> tuple[np.ndarray, np.ndarray]:
     """Pad at the bottom and right up to at least ``size`` (H, W): the image with ``fill``, the label with 255.
 
     A depth channel beyond ``fill``'s colours is padded with 0.
@@ -70,7 +72,7 @@ def pad_to(image: np.ndarray, label: np.ndarray, size: tuple[int, int],
 
 def crop(image: np.ndarray, label: np.ndarray, top: int, left: int, size: tuple[int, int]):
     """The window of ``size`` (H, W) at (top, left) of both (views)."""
-    return image[top:top + size[0], left:left + size[1]], label[top:top + size[0], left:left + size[1]]
+    return image[top : top + size[0], left : left + size[1]], label[top : top + size[0], left : left + size[1]]
 
 
 @dataclass(frozen=True)

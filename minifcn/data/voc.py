@@ -24,9 +24,29 @@ import os
 
 from .files import DataError, SegmentationFiles, read_label_mat, read_list, require_dir
 
-VOC_CLASSES = ("background", "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair",
-               "cow", "diningtable", "dog", "horse", "motorbike", "person", "pottedplant", "sheep", "sofa",
-               "train", "tvmonitor")  # fmt: skip
+VOC_CLASSES = (
+    "background",
+    "aeroplane",
+    "bicycle",
+    "bird",
+    "boat",
+    "bottle",
+    "bus",
+    "car",
+    "cat",
+    "chair",
+    "cow",
+    "diningtable",
+    "dog",
+    "horse",
+    "motorbike",
+    "person",
+    "pottedplant",
+    "sheep",
+    "sofa",
+    "train",
+    "tvmonitor",
+)
 
 _VOC_LAYOUT = """  <root>/VOC{year}/JPEGImages/<id>.jpg
   <root>/VOC{year}/SegmentationClass/<id>.png
@@ -46,13 +66,17 @@ def voc_folder(root: str, year: str = "2012") -> str:
         if os.path.isdir(os.path.join(folder, "ImageSets", "Segmentation")):
             return folder
     require_dir(root, "VOCSegmentation", _VOC_LAYOUT.format(year=year))
-    raise DataError(f"VOCSegmentation: {root!r} holds neither VOC{year}/ImageSets/Segmentation nor "
-                    f"ImageSets/Segmentation; expected the layout\n{_VOC_LAYOUT.format(year=year)}")  # fmt: skip
+    raise DataError(
+        f"VOCSegmentation: {root!r} holds neither VOC{year}/ImageSets/Segmentation nor "
+        f"ImageSets/Segmentation; expected the layout\n{_VOC_LAYOUT.format(year=year)}"
+    )
 
 
 def _voc_pairs(folder: str, ids: list[str]) -> list[tuple[str, str]]:
-    return [(os.path.join(folder, "JPEGImages", i + ".jpg"), os.path.join(folder, "SegmentationClass", i + ".png"))
-            for i in ids]  # fmt: skip
+    return [
+        (os.path.join(folder, "JPEGImages", i + ".jpg"), os.path.join(folder, "SegmentationClass", i + ".png"))
+        for i in ids
+    ]
 
 
 class VOCSegmentation(SegmentationFiles):
@@ -81,8 +105,10 @@ def sbd_folder(root: str) -> str:
         if os.path.isdir(os.path.join(folder, "cls")) and os.path.isdir(os.path.join(folder, "img")):
             return folder
     require_dir(root, "SBDSegmentation", _SBD_LAYOUT)
-    raise DataError(f"SBDSegmentation: {root!r} holds neither dataset/img and dataset/cls nor img and cls; "
-                    f"expected the layout\n{_SBD_LAYOUT}")  # fmt: skip
+    raise DataError(
+        f"SBDSegmentation: {root!r} holds neither dataset/img and dataset/cls nor img and cls; "
+        f"expected the layout\n{_SBD_LAYOUT}"
+    )
 
 
 class SBDSegmentation(SegmentationFiles):
@@ -99,15 +125,18 @@ class SBDSegmentation(SegmentationFiles):
         folder = sbd_folder(root)
         if split == "seg11valid":
             if voc_root is None:
-                raise DataError("SBDSegmentation: split 'seg11valid' needs voc_root, the VOC2011 devkit "
-                                "(its val images that SBD does not train on)")  # fmt: skip
+                raise DataError(
+                    "SBDSegmentation: split 'seg11valid' needs voc_root, the VOC2011 devkit "
+                    "(its val images that SBD does not train on)"
+                )
             sbd_train = set(read_list(os.path.join(folder, "train.txt"), "SBDSegmentation"))
             voc = voc_folder(voc_root, "2011")
             voc_val = read_list(os.path.join(voc, "ImageSets", "Segmentation", "val.txt"), "SBDSegmentation")
             ids = [i for i in voc_val if i not in sbd_train]
             if not ids:
-                raise DataError(f"SBDSegmentation: seg11valid is empty: every VOC2011 val image of {voc!r} "
-                                f"is in SBD's train list")  # fmt: skip
+                raise DataError(
+                    f"SBDSegmentation: seg11valid is empty: every VOC2011 val image of {voc!r} is in SBD's train list"
+                )
             super().__init__(_voc_pairs(voc, ids), VOC_CLASSES, "SBDSegmentation")
             self._mat = False
             return

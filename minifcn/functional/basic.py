@@ -204,8 +204,13 @@ class Concat(Function):
         first = xs[0]
         axis = self.axis % first.ndim if first.ndim else 0
         for i, x in enumerate(xs[1:], start=1):
-            if x.ndim != first.ndim or x.shape[:axis] + x.shape[axis + 1 :] != first.shape[:axis] + first.shape[axis + 1 :]:
-                raise ValueError(f"concat: input {i} has shape {x.shape}, incompatible with {first.shape} along axis {axis}")
+            if (
+                x.ndim != first.ndim
+                or x.shape[:axis] + x.shape[axis + 1 :] != first.shape[:axis] + first.shape[axis + 1 :]
+            ):
+                raise ValueError(
+                    f"concat: input {i} has shape {x.shape}, incompatible with {first.shape} along axis {axis}"
+                )
             if x.dtype != first.dtype:
                 raise TypeError(f"concat: input {i} has dtype {x.dtype}, input 0 has {first.dtype}")
         self.axis_ = axis

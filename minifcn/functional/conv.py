@@ -297,8 +297,10 @@ class Conv2d(_Convolution):
     def forward(self, x: Any, w: Any, b: Any = None) -> Any:
         _check_inputs("conv2d", x, w, b, 1, 0, "(OC, C, KH, KW)")
         _, _, H, W = x.shape
-        for size, k, p, d, axis in ((H, w.shape[2], self.padding[0], self.dilation[0], "height"),
-                                    (W, w.shape[3], self.padding[1], self.dilation[1], "width")):  # fmt: skip
+        for size, k, p, d, axis in (
+            (H, w.shape[2], self.padding[0], self.dilation[0], "height"),
+            (W, w.shape[3], self.padding[1], self.dilation[1], "width"),
+        ):
             if kernel_span(k, d) > size + 2 * p:
                 raise ValueError(
                     f"conv2d: kernel {w.shape[2]}x{w.shape[3]} (dilation {self.dilation}) spans "
@@ -385,5 +387,3 @@ def conv_transpose2d(
     """Transposed convolution. ``weight`` (C, OC, KH, KW); out = (H - 1) * stride - 2 * padding + KH."""
     f = ConvTranspose2d(stride, padding, dilation)
     return f(x, weight) if bias is None else f(x, weight, bias)
-
-

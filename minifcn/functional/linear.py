@@ -27,7 +27,9 @@ class Linear(Function):
         if x.ndim != 2 or w.ndim != 2:
             raise ValueError(f"linear: need input (N, IN) and weight (OUT, IN), got {x.shape} and {w.shape}")
         if x.shape[1] != w.shape[1]:
-            raise ValueError(f"linear: input {x.shape} has {x.shape[1]} features, weight {w.shape} expects {w.shape[1]}")
+            raise ValueError(
+                f"linear: input {x.shape} has {x.shape[1]} features, weight {w.shape} expects {w.shape[1]}"
+            )
         if b is not None and b.shape != (w.shape[0],):
             raise ValueError(f"linear: bias {b.shape} does not match weight {w.shape}; expected ({w.shape[0]},)")
         for name, a in (("weight", w), ("bias", b)):

@@ -164,16 +164,18 @@ class SoftmaxCrossEntropy(Function):
         xp = get_array_module(gy)
         scale = (self.scale * gy).astype(gy.dtype)  # a 0-d array: dL/dloss times 1 / count
         if kernels.on_gpu(gy):  # the kernel recomputes the softmax from the scores
-            return kernels.softmax_loss_backward(self.scores, self.labels, self.weight, self.ignore_index,
-                                                 scale.reshape(1))  # fmt: skip
+            return kernels.softmax_loss_backward(
+                self.scores, self.labels, self.weight, self.ignore_index, scale.reshape(1)
+            )
         C = self.softmax.shape[1]
         classes = xp.arange(C).reshape((1, C) + (1,) * (self.softmax.ndim - 2))
         onehot = classes == self.target  # (N, C, H, W)
         return (self.softmax - onehot) * (self.counted[:, None] * scale)
 
 
-def softmax_cross_entropy(scores: Tensor, labels: Any, ignore_index: int = 255, reduction: str = "mean",
-                          weight: Any = None) -> Tensor:  # fmt: skip
+def softmax_cross_entropy(
+    scores: Tensor, labels: Any, ignore_index: int = 255, reduction: str = "mean", weight: Any = None
+) -> Tensor:
     """Cross-entropy of a per-pixel softmax against integer labels.
 
     ``scores`` (N, C, H, W); ``labels`` (N, H, W), integers in [0, C) or

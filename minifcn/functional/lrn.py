@@ -45,7 +45,9 @@ class LocalResponseNorm(Function):
 
     def forward(self, x: Any) -> Any:
         if x.ndim != 4 or x.dtype.kind != "f":
-            raise ValueError(f"local_response_norm: input must be a floating (N, C, H, W) array, got {x.dtype} {x.shape}")
+            raise ValueError(
+                f"local_response_norm: input must be a floating (N, C, H, W) array, got {x.dtype} {x.shape}"
+            )
         f = x.dtype.type
         self.scale = f(self.k) + f(self.alpha / self.size) * _channel_window_sum(x * x, self.size // 2)
         self.x = x

@@ -62,8 +62,12 @@ class BatchNorm2d(Function):
         if x.ndim != 4:
             raise ValueError(f"batch_norm: input must be 4-D (N, C, H, W), got shape {x.shape}")
         C = x.shape[1]
-        for name, a in (("weight", gamma), ("bias", beta), ("running_mean", self.running_mean),
-                        ("running_var", self.running_var)):  # fmt: skip
+        for name, a in (
+            ("weight", gamma),
+            ("bias", beta),
+            ("running_mean", self.running_mean),
+            ("running_var", self.running_var),
+        ):
             if a.shape != (C,):
                 raise ValueError(f"batch_norm: {name} must have shape ({C},) for input {x.shape}, got {a.shape}")
             if a.dtype != x.dtype:
@@ -74,8 +78,9 @@ class BatchNorm2d(Function):
         if kernels.on_gpu(x):  # four launches: the sums, the statistics, one pass for xhat and y (cuda/batch_norm.cu)
             if self.training:
                 sums = kernels.channel_sums(x, x)
-                mean, self.inv_std = kernels.batch_norm_statistics(sums, self.running_mean, self.running_var, m,
-                                                                   self.momentum, self.eps)  # fmt: skip
+                mean, self.inv_std = kernels.batch_norm_statistics(
+                    sums, self.running_mean, self.running_var, m, self.momentum, self.eps
+                )
             else:
                 mean, self.inv_std = self.running_mean, 1 / xp.sqrt(self.running_var + x.dtype.type(self.eps))
             self.xhat, y = kernels.batch_norm_forward(x, mean, self.inv_std, gamma, beta)
@@ -114,8 +119,16 @@ class BatchNorm2d(Function):
         return dx, dgamma, dbeta
 
 
-def batch_norm(x: Tensor, running_mean: Any, running_var: Any, weight: Tensor, bias: Tensor,
-               training: bool = True, momentum: float = 0.1, eps: float = 1e-5) -> Tensor:  # fmt: skip
+def batch_norm(
+    x: Tensor,
+    running_mean: Any,
+    running_var: Any,
+    weight: Tensor,
+    bias: Tensor,
+    training: bool = True,
+    momentum: float = 0.1,
+    eps: float = 1e-5,
+) -> Tensor:
     """Batch normalisation of (N, C, H, W) per channel. ``running_mean`` and ``running_var`` are (C,)
     arrays, updated in place while ``training`` and used instead of the batch's statistics otherwise."""
     return BatchNorm2d(running_mean, running_var, training, momentum, eps)(x, weight, bias)

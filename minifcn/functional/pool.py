@@ -25,13 +25,23 @@ from .geometry import kernel_span, pad2d, pair, pool_output_size
 
 
 def _window_views(xpad: Any, out_hw: tuple, kernel: tuple, stride: tuple, dilation: tuple):
-    """Yield (k, view) for each kernel offset k = kh*KW + kw; view[n, c, i, j] = xpad[n, c, i*sh + kh*dh, j*sw + kw*dw]."""
+    """Yield (k, view) for each kernel offset k = kh*KW + kw:
+
+    view[n, c, i, j] = xpad[n, c, i*sh + kh*dh, j*sw + kw*dw].
+    """
     (OH, OW), (KH, KW), (sh, sw), (dh, dw) = out_hw, kernel, stride, dilation
     for kh in range(KH):
         for kw in range(KW):
             h0, w0 = kh * dh, kw * dw
-            yield kh * KW + kw, (slice(None), slice(None), slice(h0, h0 + (OH - 1) * sh + 1, sh),
-                                 slice(w0, w0 + (OW - 1) * sw + 1, sw))  # fmt: skip
+            yield (
+                kh * KW + kw,
+                (
+                    slice(None),
+                    slice(None),
+                    slice(h0, h0 + (OH - 1) * sh + 1, sh),
+                    slice(w0, w0 + (OW - 1) * sw + 1, sw),
+                ),
+            )
 
 
 def _pool_geometry(op: str, x: Any, kernel_size: Any, stride: Any, padding: Any, dilation: Any, ceil_mode: bool):
@@ -56,8 +66,10 @@ def _pool_geometry(op: str, x: Any, kernel_size: Any, stride: Any, padding: Any,
     _, _, H, W = x.shape
     OH = pool_output_size(H, kernel[0], stride[0], padding[0], dilation[0], ceil_mode)
     OW = pool_output_size(W, kernel[1], stride[1], padding[1], dilation[1], ceil_mode)
-    for size, k, p, d, out, axis in ((H, kernel[0], padding[0], dilation[0], OH, "height"),
-                                     (W, kernel[1], padding[1], dilation[1], OW, "width")):  # fmt: skip
+    for size, k, p, d, out, axis in (
+        (H, kernel[0], padding[0], dilation[0], OH, "height"),
+        (W, kernel[1], padding[1], dilation[1], OW, "width"),
+    ):
         # Floor mode needs one whole window inside the padded input. Ceil mode, as in
         # Caffe and PyTorch, also takes a window that hangs over the end.
         if out < 1 or (not ceil_mode and kernel_span(k, d) > size + 2 * p):
@@ -78,7 +90,9 @@ def _check_windows_see_input(hw: tuple, out_hw: tuple, kernel: tuple, stride: tu
     Possible only with dilation, whose taps can straddle a small input.
     """
     for axis, name in ((0, "height"), (1, "width")):
-        taps = np.arange(out_hw[axis])[:, None] * stride[axis] - padding[axis] + np.arange(kernel[axis]) * dilation[axis]
+        taps = (
+            np.arange(out_hw[axis])[:, None] * stride[axis] - padding[axis] + np.arange(kernel[axis]) * dilation[axis]
+        )
         inside = ((taps >= 0) & (taps < hw[axis])).any(axis=1)
         if not inside.all():
             i = int(np.argmin(inside))
@@ -107,7 +121,9 @@ class MaxPool2d(Function):
     that one input pixel, adding where windows overlap.
     """
 
-    def __init__(self, kernel_size: Any, stride: Any = None, padding: Any = 0, dilation: Any = 1, ceil_mode: bool = False):
+    def __init__(
+        self, kernel_size: Any, stride: Any = None, padding: Any = 0, dilation: Any = 1, ceil_mode: bool = False
+    ):
         self.args = (kernel_size, stride, padding, dilation, bool(ceil_mode))
 
     def forward(self, x: Any) -> Any:

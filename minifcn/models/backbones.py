@@ -51,8 +51,9 @@ GOOGLENET_INCEPTIONS = {
 }  # fmt: skip
 
 
-def conv(in_channels: int, out_channels: int, kernel_size: int, stride: int = 1, padding: int = 0,
-         dtype: Any = np.float32) -> nn.Conv2d:  # fmt: skip
+def conv(
+    in_channels: int, out_channels: int, kernel_size: int, stride: int = 1, padding: int = 0, dtype: Any = np.float32
+) -> nn.Conv2d:
     """A convolution set up as in the FCNs: He-normal weights; zero biases at lr_mult 2, decay_mult 0."""
     layer = nn.Conv2d(in_channels, out_channels, kernel_size, stride=stride, padding=padding, dtype=dtype)
     layer.weight.data = nn.he_normal(layer.weight.shape, in_channels * kernel_size**2, dtype)

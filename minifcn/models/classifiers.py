@@ -56,12 +56,18 @@ class VGG16(Classifier):
     def __init__(self, n_class: int = 1000, backbone: str = "vgg16", dtype: Any = np.float32):
         widths, fc = vgg16_widths(backbone)
         layers = vgg16_features(widths, first_padding=1, ceil_mode=False, dtype=dtype)
-        layers.update({
-            "flatten": nn.Flatten(),
-            "fc6": linear(widths[-1] * 7 * 7, fc, dtype), "relu6": nn.ReLU(), "drop6": nn.Dropout(0.5),
-            "fc7": linear(fc, fc, dtype), "relu7": nn.ReLU(), "drop7": nn.Dropout(0.5),
-            "fc8": linear(fc, n_class, dtype),
-        })  # fmt: skip
+        layers.update(
+            {
+                "flatten": nn.Flatten(),
+                "fc6": linear(widths[-1] * 7 * 7, fc, dtype),
+                "relu6": nn.ReLU(),
+                "drop6": nn.Dropout(0.5),
+                "fc7": linear(fc, fc, dtype),
+                "relu7": nn.ReLU(),
+                "drop7": nn.Dropout(0.5),
+                "fc8": linear(fc, n_class, dtype),
+            }
+        )
         super().__init__(layers)
         self.n_class, self.backbone = n_class, backbone
 
@@ -77,11 +83,17 @@ class AlexNet(Classifier):
 
     def __init__(self, n_class: int = 1000, dtype: Any = np.float32):
         layers = alexnet_features(first_padding=2, ceil_mode=False, dtype=dtype)
-        layers.update({
-            "flatten": nn.Flatten(),
-            "drop6": nn.Dropout(0.5), "fc6": linear(ALEXNET_WIDTHS[-1] * 6 * 6, ALEXNET_FC, dtype), "relu6": nn.ReLU(),
-            "drop7": nn.Dropout(0.5), "fc7": linear(ALEXNET_FC, ALEXNET_FC, dtype), "relu7": nn.ReLU(),
-            "fc8": linear(ALEXNET_FC, n_class, dtype),
-        })  # fmt: skip
+        layers.update(
+            {
+                "flatten": nn.Flatten(),
+                "drop6": nn.Dropout(0.5),
+                "fc6": linear(ALEXNET_WIDTHS[-1] * 6 * 6, ALEXNET_FC, dtype),
+                "relu6": nn.ReLU(),
+                "drop7": nn.Dropout(0.5),
+                "fc7": linear(ALEXNET_FC, ALEXNET_FC, dtype),
+                "relu7": nn.ReLU(),
+                "fc8": linear(ALEXNET_FC, n_class, dtype),
+            }
+        )
         super().__init__(layers)
         self.n_class = n_class

@@ -41,7 +41,9 @@ def zero_score_layer(in_channels: int, n_class: int, dtype: Any) -> nn.Conv2d:
     return layer
 
 
-def upsampling_layer(n_class: int, factor: int, learnable: bool, dtype: Any, kernel_size: int | None = None) -> nn.ConvTranspose2d:
+def upsampling_layer(
+    n_class: int, factor: int, learnable: bool, dtype: Any, kernel_size: int | None = None
+) -> nn.ConvTranspose2d:
     """Upsampling by ``factor``: a transposed convolution (kernel 2f, stride f, no bias) set to bilinear
     interpolation of each class by itself (Sec. 3.3). Fixed (lr_mult 0, no gradient) unless learnable."""
     k = kernel_size or 2 * factor
@@ -124,8 +126,9 @@ class FCN32s(FCN):
     BACKBONES = ("vgg16", "tiny", "tiny-bn") + ONLY_FCN32S
     CROPS = {"score": ("upscore", "input")}
 
-    def __init__(self, n_class: int = 21, backbone: str = "vgg16", learnable_upsampling: bool = False,
-                 dtype: Any = np.float32):  # fmt: skip
+    def __init__(
+        self, n_class: int = 21, backbone: str = "vgg16", learnable_upsampling: bool = False, dtype: Any = np.float32
+    ):
         super().__init__(n_class, backbone, learnable_upsampling, dtype)
         # AlexNet's reference net upsamples with a 63x63 kernel (stride 32); VGG16's with 64x64. The odd
         # kernel keeps whole-pixel alignment for trunks of odd kernels only; GoogLeNet is one of them.
@@ -148,8 +151,9 @@ class FCN16s(FCN):
     CROPS = {"score_pool4c": ("score_pool4", "upscore2"), "score": ("upscore16", "input")}
     TAPS = ("pool4", "top")
 
-    def __init__(self, n_class: int = 21, backbone: str = "vgg16", learnable_upsampling: bool = False,
-                 dtype: Any = np.float32):  # fmt: skip
+    def __init__(
+        self, n_class: int = 21, backbone: str = "vgg16", learnable_upsampling: bool = False, dtype: Any = np.float32
+    ):
         super().__init__(n_class, backbone, learnable_upsampling, dtype)
         n = self.n_class
         self.upscore2 = upsampling_layer(n, 2, learnable_upsampling, dtype)  # 1/16
@@ -187,8 +191,9 @@ class FCN8s(FCN):
     }
     TAPS = ("pool3", "pool4", "top")
 
-    def __init__(self, n_class: int = 21, backbone: str = "vgg16", learnable_upsampling: bool = False,
-                 dtype: Any = np.float32):  # fmt: skip
+    def __init__(
+        self, n_class: int = 21, backbone: str = "vgg16", learnable_upsampling: bool = False, dtype: Any = np.float32
+    ):
         super().__init__(n_class, backbone, learnable_upsampling, dtype)
         n = self.n_class
         self.upscore2 = upsampling_layer(n, 2, learnable_upsampling, dtype)  # 1/16
@@ -235,8 +240,9 @@ class FCN8sAtOnce(FCN8s):
     the finer skips (the reference's Scale layers, fixed).
     """
 
-    def __init__(self, n_class: int = 21, backbone: str = "vgg16", learnable_upsampling: bool = False,
-                 dtype: Any = np.float32):  # fmt: skip
+    def __init__(
+        self, n_class: int = 21, backbone: str = "vgg16", learnable_upsampling: bool = False, dtype: Any = np.float32
+    ):
         super().__init__(n_class, backbone, learnable_upsampling, dtype)
         self.scale_pool4 = nn.Scale(0.01)
         self.scale_pool3 = nn.Scale(0.0001)

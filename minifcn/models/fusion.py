@@ -110,4 +110,3 @@ class LateFusionFCN32s(nn.Module):
 
     def extra_repr(self) -> str:
         return f"n_class={self.n_class}, backbone={self.backbone!r}"
-

@@ -28,8 +28,14 @@ from .fcn import FCN, MODELS, trunk_taps
 class MultiHeadFCN(nn.Module):
     """One FCN trunk shared by several heads; ``heads`` maps a head's name to its number of classes."""
 
-    def __init__(self, model: str = "fcn16s", heads: dict[str, int] | None = None, backbone: str = "vgg16",
-                 learnable_upsampling: bool = False, dtype: Any = np.float32):  # fmt: skip
+    def __init__(
+        self,
+        model: str = "fcn16s",
+        heads: dict[str, int] | None = None,
+        backbone: str = "vgg16",
+        learnable_upsampling: bool = False,
+        dtype: Any = np.float32,
+    ):
         super().__init__()
         heads = {"semantic": 33, "geometric": 3} if heads is None else dict(heads)
         if model not in MODELS:

@@ -1,7 +1,7 @@
 """Layers and containers: Module, Parameter, and the layers the FCNs are built from."""
 
-from .init import bilinear_kernel, bilinear_upsampling_weight, he_normal, uniform_fan_in
 from .inception import Inception
+from .init import bilinear_kernel, bilinear_upsampling_weight, he_normal, uniform_fan_in
 from .layers import (
     POINTWISE,
     AvgPool2d,
@@ -21,6 +21,24 @@ from .module import Module
 from .parameter import Parameter
 
 __all__ = [
-    "Module", "Parameter", "Sequential", "Conv2d", "ConvTranspose2d", "MaxPool2d", "AvgPool2d", "ReLU", "Dropout",
-    "Linear", "Flatten", "Scale", "BatchNorm2d", "LocalResponseNorm", "Inception", "bilinear_kernel", "bilinear_upsampling_weight", "uniform_fan_in", "he_normal", "POINTWISE",
-]  # fmt: skip
+    "Module",
+    "Parameter",
+    "Sequential",
+    "Conv2d",
+    "ConvTranspose2d",
+    "MaxPool2d",
+    "AvgPool2d",
+    "ReLU",
+    "Dropout",
+    "Linear",
+    "Flatten",
+    "Scale",
+    "BatchNorm2d",
+    "LocalResponseNorm",
+    "Inception",
+    "bilinear_kernel",
+    "bilinear_upsampling_weight",
+    "uniform_fan_in",
+    "he_normal",
+    "POINTWISE",
+]

@@ -36,8 +36,13 @@ class Inception(Module):
     ``conv(in, out, kernel, padding=...)`` builds each convolution (nn.Conv2d by default).
     """
 
-    def __init__(self, in_channels: int, widths: tuple[int, int, int, int, int, int], dtype: Any = np.float32,
-                 conv: Callable[..., Conv2d] | None = None):  # fmt: skip
+    def __init__(
+        self,
+        in_channels: int,
+        widths: tuple[int, int, int, int, int, int],
+        dtype: Any = np.float32,
+        conv: Callable[..., Conv2d] | None = None,
+    ):
         super().__init__()
         n1, n3r, n3, n5r, n5, npool = widths
         make = conv or (lambda c_in, c_out, k, padding=0: Conv2d(c_in, c_out, k, padding=padding, dtype=dtype))

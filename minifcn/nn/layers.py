@@ -25,8 +25,17 @@ def _with_layer_name(layer: Module, call: Any, *args: Any) -> Tensor:
 class Conv2d(Module):
     """Convolution layer. weight (OC, C, KH, KW), bias (OC,), initialised as in PyTorch (uniform, 1/sqrt(fan_in))."""
 
-    def __init__(self, in_channels: int, out_channels: int, kernel_size: Any, stride: Any = 1, padding: Any = 0,
-                 dilation: Any = 1, bias: bool = True, dtype: Any = np.float32):  # fmt: skip
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: Any,
+        stride: Any = 1,
+        padding: Any = 0,
+        dilation: Any = 1,
+        bias: bool = True,
+        dtype: Any = np.float32,
+    ):
         super().__init__()
         KH, KW = pair(kernel_size, "kernel_size")
         self.in_channels, self.out_channels = in_channels, out_channels
@@ -40,15 +49,25 @@ class Conv2d(Module):
         return _with_layer_name(self, F.conv2d, x, self.weight, self.bias, self.stride, self.padding, self.dilation)
 
     def extra_repr(self) -> str:
-        return (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, stride={self.stride}, "
-                f"padding={self.padding}, dilation={self.dilation}, bias={self.bias is not None}")  # fmt: skip
+        return (
+            f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, stride={self.stride}, "
+            f"padding={self.padding}, dilation={self.dilation}, bias={self.bias is not None}"
+        )
 
 
 class ConvTranspose2d(Module):
     """Transposed convolution ("deconvolution") layer. weight (C, OC, KH, KW); out = (H - 1) * s - 2p + KH."""
 
-    def __init__(self, in_channels: int, out_channels: int, kernel_size: Any, stride: Any = 1, padding: Any = 0,
-                 bias: bool = True, dtype: Any = np.float32):  # fmt: skip
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: Any,
+        stride: Any = 1,
+        padding: Any = 0,
+        bias: bool = True,
+        dtype: Any = np.float32,
+    ):
         super().__init__()
         KH, KW = pair(kernel_size, "kernel_size")
         self.in_channels, self.out_channels = in_channels, out_channels
@@ -61,8 +80,10 @@ class ConvTranspose2d(Module):
         return _with_layer_name(self, F.conv_transpose2d, x, self.weight, self.bias, self.stride, self.padding)
 
     def extra_repr(self) -> str:
-        return (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, stride={self.stride}, "
-                f"padding={self.padding}, bias={self.bias is not None}")  # fmt: skip
+        return (
+            f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, stride={self.stride}, "
+            f"padding={self.padding}, bias={self.bias is not None}"
+        )
 
 
 def _pool_geometry(kernel_size: Any, stride: Any, padding: Any) -> tuple[tuple[int, int], ...]:
@@ -74,20 +95,24 @@ def _pool_geometry(kernel_size: Any, stride: Any, padding: Any) -> tuple[tuple[i
 class MaxPool2d(Module):
     """Max pooling layer; ``dilation`` spaces the window's taps (used by minifcn.stitch's dilated nets)."""
 
-    def __init__(self, kernel_size: Any, stride: Any = None, padding: Any = 0, ceil_mode: bool = False,
-                 dilation: Any = 1):  # fmt: skip
+    def __init__(
+        self, kernel_size: Any, stride: Any = None, padding: Any = 0, ceil_mode: bool = False, dilation: Any = 1
+    ):
         super().__init__()
         self.kernel_size, self.stride, self.padding = _pool_geometry(kernel_size, stride, padding)
         self.dilation, self.ceil_mode = pair(dilation, "dilation"), ceil_mode
 
     def forward(self, x: Tensor) -> Tensor:
-        return _with_layer_name(self, F.max_pool2d, x, self.kernel_size, self.stride, self.padding, self.dilation,
-                                self.ceil_mode)  # fmt: skip
+        return _with_layer_name(
+            self, F.max_pool2d, x, self.kernel_size, self.stride, self.padding, self.dilation, self.ceil_mode
+        )
 
     def extra_repr(self) -> str:
         dilation = "" if self.dilation == (1, 1) else f", dilation={self.dilation}"
-        return (f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}, "
-                f"ceil_mode={self.ceil_mode}{dilation}")  # fmt: skip
+        return (
+            f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}, "
+            f"ceil_mode={self.ceil_mode}{dilation}"
+        )
 
 
 class AvgPool2d(Module):
@@ -102,7 +127,9 @@ class AvgPool2d(Module):
         return _with_layer_name(self, F.avg_pool2d, x, self.kernel_size, self.stride, self.padding, self.ceil_mode)
 
     def extra_repr(self) -> str:
-        return f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}, ceil_mode={self.ceil_mode}"
+        return (
+            f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}, ceil_mode={self.ceil_mode}"
+        )
 
 
 class Linear(Module):
@@ -180,8 +207,18 @@ class BatchNorm2d(Module):
         self.register_buffer("running_var", np.ones(num_features, dtype))
 
     def forward(self, x: Tensor) -> Tensor:
-        return _with_layer_name(self, F.batch_norm, x, self.running_mean, self.running_var, self.weight,
-                                self.bias, self.training, self.momentum, self.eps)  # fmt: skip
+        return _with_layer_name(
+            self,
+            F.batch_norm,
+            x,
+            self.running_mean,
+            self.running_var,
+            self.weight,
+            self.bias,
+            self.training,
+            self.momentum,
+            self.eps,
+        )
 
     def extra_repr(self) -> str:
         return f"{self.num_features}, eps={self.eps:g}, momentum={self.momentum:g}"

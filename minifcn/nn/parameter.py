@@ -22,5 +22,9 @@ class Parameter(Tensor):
         self.decay_mult = float(decay_mult)
 
     def __repr__(self) -> str:
-        mults = "" if (self.lr_mult, self.decay_mult) == (1.0, 1.0) else f", lr_mult={self.lr_mult:g}, decay_mult={self.decay_mult:g}"
+        mults = (
+            ""
+            if (self.lr_mult, self.decay_mult) == (1.0, 1.0)
+            else f", lr_mult={self.lr_mult:g}, decay_mult={self.decay_mult:g}"
+        )
         return f"Parameter(shape={self.shape}, dtype={self.dtype}, device={self.device!r}{mults})"
