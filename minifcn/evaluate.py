@@ -12,32 +12,24 @@ whole split (``minifcn.inference.evaluate``); pixels labelled 255 are left out.
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
 from . import cli
-from .checkpoint import heads_of, load_checkpoint, model_from_checkpoint, preprocessing_of
+from .checkpoint import Checkpoint, heads_of, load_checkpoint, model_from_checkpoint, preprocessing_of
+from .heads import Heads
 from .inference import evaluate
 from .metrics import format_scores, scores_json, segmentation_scores
+from .nn import Module
 from .viz import colorize
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    p = cli.ArgumentParser(prog="minifcn.evaluate", description="Score a trained FCN on a dataset split.")
-    p.add_argument("--checkpoint", required=True, help="a checkpoint written by python -m minifcn.train")
-    cli.add_data_arguments(p, dataset_default=None)
-    p.add_argument("--split", default="val", help="the split to score (default val)")
-    cli.add_device_arguments(p)
-    p.add_argument("--batch-size", type=int, default=8, help="images of one size scored together")
-    p.add_argument("--limit", type=int, help="score only the first N images")
-    p.add_argument("--out", help="folder for metrics.json and predictions/<name>.png")
-    p.add_argument("--debug", action="store_true", help="show tracebacks")
-    args = p.parse_args(argv)
-
-    # 1. The net, and the data it is scored on.
+def load(args: argparse.Namespace) -> tuple[Checkpoint, Module, Any, Heads, str]:
+    """The checkpoint and its net (on the device), the dataset split, and the net's heads as it labels them."""
     checkpoint = load_checkpoint(args.checkpoint)
     model, meta = model_from_checkpoint(checkpoint), checkpoint.meta
     kind = args.dataset or meta.get("dataset", "shapes")
@@ -54,44 +46,51 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"{args.split} ({len(dataset)} images), device {device} ({why})",
         flush=True,
     )
+    return checkpoint, model, dataset, heads, device
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    p = cli.ArgumentParser(prog="minifcn.evaluate", description="Score a trained FCN on a dataset split.")
+    p.add_argument("--checkpoint", required=True, help="a checkpoint written by python -m minifcn.train")
+    cli.add_data_arguments(p, dataset_default=None)
+    p.add_argument("--split", default="val", help="the split to score (default val)")
+    cli.add_device_arguments(p)
+    p.add_argument("--batch-size", type=int, default=8, help="images of one size scored together")
+    p.add_argument("--limit", type=int, help="score only the first N images")
+    p.add_argument("--out", help="folder for metrics.json and predictions/<name>.png")
+    p.add_argument("--debug", action="store_true", help="show tracebacks")
+    args = p.parse_args(argv)
+
+    # 1. The net, and the data it is scored on.
+    checkpoint, model, dataset, heads, device = load(args)
 
     # 2. Each head scored on its task; the predictions drawn in the dataset's colours.
     folder = os.path.join(args.out, "predictions") if args.out else None
     if folder:
         os.makedirs(folder, exist_ok=True)
+    preprocessing, palette = preprocessing_of(checkpoint), getattr(dataset, "palette", "voc")
     results = {}
     for head in heads:
+        suffix = f"_{head.name}" if head.name else ""
 
         def save(i: int, image: np.ndarray, label: np.ndarray, prediction: np.ndarray) -> None:
-            name = (dataset.name(i) if hasattr(dataset, "name") else f"{i:05d}") + (
-                f"_{head.name}" if head.name else ""
-            )
-            colorize(prediction, getattr(dataset, "palette", "voc")).save(os.path.join(folder, name + ".png"))
+            name = dataset.name(i) if hasattr(dataset, "name") else f"{i:05d}"
+            colorize(prediction, palette).save(os.path.join(folder, name + suffix + ".png"))
 
-        hist = evaluate(
-            model,
-            dataset,
-            preprocessing_of(checkpoint),
-            device,
-            args.batch_size,
-            args.limit,
-            save if folder else None,
-            head.name,
+        hook = save if folder else None
+        scores = segmentation_scores(
+            evaluate(model, dataset, preprocessing, device, args.batch_size, args.limit, hook, head.name)
         )
-        scores = segmentation_scores(hist)
-        if heads.several:
-            print(f"\nhead {head.name}:")
+        print(f"\nhead {head.name}:\n" if heads.several else "", end="")
         print(format_scores(scores, head.classes))
         results[head.name] = scores_json(scores, head.classes)
 
     # 3. metrics.json: the first head's scores at the top level, every head's under "heads".
     if args.out:
         images = int(min(len(dataset), args.limit or len(dataset)))
-        result = dict(
-            results[heads.first.name], checkpoint=args.checkpoint, dataset=kind, split=args.split, images=images
-        )
-        if heads.several:
-            result["heads"] = results
+        kind = args.dataset or checkpoint.meta.get("dataset", "shapes")
+        result = dict(results[heads.first.name], checkpoint=args.checkpoint, dataset=kind, split=args.split)
+        result.update(images=images, **({"heads": results} if heads.several else {}))
         with open(os.path.join(args.out, "metrics.json"), "w", encoding="utf-8") as f:
             json.dump(result, f, indent=2)
     return 0

@@ -132,23 +132,28 @@ def gradcheck(
             elements = None
         else:
             elements = rng.choice(t.size, size=max_elements, replace=False)
-        numeric = numerical_grad(fn, inputs, i, eps, r, elements)
-        idx = np.flatnonzero(~np.isnan(numeric.reshape(-1)))
-        a, n = analytic.reshape(-1)[idx], numeric.reshape(-1)[idx]
-        excess = np.abs(a - n) - (atol + rtol * np.abs(n))
-        if idx.size and excess.max() > 0:
-            worst = int(np.argmax(excess))
-            where = np.unravel_index(idx[worst], t.shape)
-            raise GradcheckError(
-                f"gradcheck: input {i} (shape {t.shape}) at element {tuple(int(k) for k in where)}: "
-                f"analytic {a[worst]:.10g}, numerical {n[worst]:.10g} "
-                f"(|diff| {abs(a[worst] - n[worst]):.3g} > atol {atol:g} + rtol {rtol:g} * |numerical|)"
-            )
+        _compare(i, t.shape, analytic, numerical_grad(fn, inputs, i, eps, r, elements), atol, rtol)
         for d in range(n_directions):
             _check_direction(fn, inputs, i, r, analytic, eps, atol, rtol, rng, d)
     for i in checked:
         inputs[i].grad = None
     return True
+
+
+def _compare(i: int, shape: tuple, analytic: np.ndarray, numeric: np.ndarray, atol: float, rtol: float) -> None:
+    """GradcheckError naming the worst element of input ``i`` where |analytic - numerical| > atol + rtol |numerical|
+    (elements not computed numerically are NaN there and left out)."""
+    idx = np.flatnonzero(~np.isnan(numeric.reshape(-1)))
+    a, n = analytic.reshape(-1)[idx], numeric.reshape(-1)[idx]
+    excess = np.abs(a - n) - (atol + rtol * np.abs(n))
+    if idx.size and excess.max() > 0:
+        worst = int(np.argmax(excess))
+        where = np.unravel_index(idx[worst], shape)
+        raise GradcheckError(
+            f"gradcheck: input {i} (shape {shape}) at element {tuple(int(k) for k in where)}: "
+            f"analytic {a[worst]:.10g}, numerical {n[worst]:.10g} "
+            f"(|diff| {abs(a[worst] - n[worst]):.3g} > atol {atol:g} + rtol {rtol:g} * |numerical|)"
+        )
 
 
 def _check_direction(fn, inputs, i, r, analytic, eps, atol, rtol, rng, d) -> None:

@@ -151,13 +151,8 @@ def prepare(c: Config, say: Callable[[str], None] = cli.say) -> tuple[Loop, Head
     fusion = f", {c.fusion} fusion of depth" if c.fusion else ""
     say(f"minifcn: training {c.model} ({c.backbone} backbone{fusion}) on {c.dataset}; device {device} ({why})")
 
-    # 1. Data: the two splits, the tasks (heads) to learn, the class weights, the batches.
-    train_set = cli.build_dataset(c.dataset, c.train_split, c.data_root, c.n_class, c.voc_root, c.image_size)
-    val_set = cli.build_dataset(c.dataset, c.val_split, c.data_root, c.n_class, c.voc_root, c.image_size)
-    try:
-        heads = Heads.of_dataset(train_set, None if c.heads is None else [h.strip() for h in c.heads.split(",")])
-    except ValueError as e:
-        raise cli.UserError(f"--heads {c.heads!r}: {e}") from None
+    # 1. Data: the two splits, the tasks (heads) to learn, the class weights.
+    train_set, val_set, heads = load_data(c)
     class_weights = choose_class_weights(c, train_set, heads, say)  # host float64 (n_class,), or None
 
     # 2. The model and its preprocessing: from scratch, from weights, from a coarser net, or resumed.
@@ -203,6 +198,17 @@ def prepare(c: Config, say: Callable[[str], None] = cli.say) -> tuple[Loop, Head
         f"iterations {first + 1}..{c.iters}, batch {c.batch_size}; writing to {c.out}"
     )
     return loop, heads
+
+
+def load_data(c: Config) -> tuple[Any, Any, Heads]:
+    """The training and validation splits of ``c.dataset``, and the heads to train (``--heads``, or all)."""
+    train_set = cli.build_dataset(c.dataset, c.train_split, c.data_root, c.n_class, c.voc_root, c.image_size)
+    val_set = cli.build_dataset(c.dataset, c.val_split, c.data_root, c.n_class, c.voc_root, c.image_size)
+    try:
+        wanted = None if c.heads is None else [h.strip() for h in c.heads.split(",") if h.strip()]
+        return train_set, val_set, Heads.of_dataset(train_set, wanted)
+    except ValueError as e:
+        raise cli.UserError(f"--heads {c.heads!r}: {e}") from None
 
 
 def make_optimizer(c: Config, model: Any, resumed: Checkpoint | None) -> tuple[SGD | Adam, int, float]:
