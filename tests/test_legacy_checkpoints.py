@@ -1,0 +1,71 @@
+"""Checkpoints written before the issue-16 layout still load, evaluate, predict and resume.
+
+tests/data/legacy_<dataset>.json hold what the earlier train command wrote
+(commit 3575c16): the metadata exactly, and each array's name, shape and dtype
+(the weights themselves are random here: what must still fit is the names,
+the shapes and the metadata). One file each for an ordinary net, a two-head
+net (Sec. 5, SIFT Flow) and an early-fusion RGB-D net (Sec. 5, NYUDv2).
+"""
+
+import json
+import os
+
+import numpy as np
+import pytest
+
+from minifcn import cli, evaluate, predict, save, train
+from minifcn.checkpoint import heads_of, load_checkpoint, model_from_checkpoint, preprocessing_of
+from minifcn.data import Shapes
+
+DATA = os.path.join(os.path.dirname(__file__), "data")
+DATASETS = ["shapes", "two-label-shapes", "rgbd-shapes"]
+
+
+def write_legacy(dataset, path):
+    with open(os.path.join(DATA, f"legacy_{dataset}.json"), encoding="utf-8") as f:
+        legacy = json.load(f)
+    rng = np.random.default_rng(0)
+    arrays = {"meta": json.dumps(legacy["meta"])}
+    for name, (shape, dtype, *value) in legacy["arrays"].items():
+        if value:
+            arrays[name] = np.asarray(value[0], dtype)
+        elif name.startswith("model.") and name.endswith("running_var"):
+            arrays[name] = (1 + rng.random(shape)).astype(dtype)
+        elif name.startswith("model."):
+            arrays[name] = (0.05 * rng.standard_normal(shape)).astype(dtype)
+        else:  # the optimiser's moments
+            arrays[name] = (1e-4 * rng.random(shape)).astype(dtype)
+    save(path, arrays)
+    return legacy
+
+
+@pytest.mark.parametrize("dataset", DATASETS)
+def test_a_legacy_checkpoint_loads_scores_and_resumes(dataset, tmp_path, capsys):
+    path = str(tmp_path / "last.npz")
+    legacy = write_legacy(dataset, path)
+    checkpoint = load_checkpoint(path)
+    model = model_from_checkpoint(checkpoint)
+    assert sorted("model." + k for k in model.state_dict()) == sorted(k for k in legacy["arrays"] if k[:6] == "model.")
+    assert preprocessing_of(checkpoint).name == legacy["meta"]["preprocessing"]
+    heads = heads_of(checkpoint)
+    if legacy["meta"]["heads"]:
+        assert heads.sizes() == legacy["meta"]["heads"]
+        assert {h.name: list(h.classes) for h in heads} == legacy["meta"]["head_classes"]
+    else:
+        assert list(heads.first.classes) == legacy["meta"]["classes"] and not heads.several
+
+    assert cli.run(evaluate.main, ["--checkpoint", path, "--limit", "2", "--out", str(tmp_path / "eval")]) == 0
+    scored = json.load(open(tmp_path / "eval" / "metrics.json"))
+    assert scored["images"] == 2 and 0 <= scored["pixel_acc"] <= 1
+    if legacy["meta"]["fusion"] is None:
+        image = tmp_path / "im.png"
+        from PIL import Image
+
+        Image.fromarray(Shapes("val", 32)[0][0]).save(image)
+        assert cli.run(predict.main, ["--checkpoint", path, "--out", str(tmp_path / "p"), str(image)]) == 0
+
+    args = ["--dataset", dataset, "--image-size", "32", "--iters", "2", "--batch-size", "2", "--eval-limit", "2"]
+    args += ["--samples", "0", "--resume", path, "--out", str(tmp_path)]
+    assert cli.run(train.main, args) == 0
+    assert "resuming from" in capsys.readouterr().out
+    assert load_checkpoint(path).meta["iteration"] == 2
