@@ -6,8 +6,11 @@ ImageNet weights only work on images prepared the way they were trained:
                   the reference FCNs and Caffe's VGG16 weights (the paper's start)
     TORCHVISION   RGB, scaled to 0..1, minus the ImageNet mean, divided by its std
 
-``minifcn.weights`` records which one each file needs; the data pipeline
-applies it. Networks trained from scratch use CAFFE, the project's default.
+``minifcn.weights`` records which one each file needs, a checkpoint records
+the one its net was trained with (``checkpoint.preprocessing_of``), and the
+batches apply it. Where a run starts from scratch (``minifcn.start``), a tiny
+trunk sees TORCHVISION's (inputs near unit scale suit batch norm and Adam);
+a full-size one CAFFE's, the paper's.
 
 RGB-D images (``minifcn.data.rgbd``) carry depth as a fourth channel;
 CAFFE_RGBD and TORCHVISION_RGBD prepare the colour as their RGB versions do
