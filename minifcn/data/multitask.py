@@ -8,8 +8,9 @@
                      <root>/SemanticLabels/.../<name>.mat and <root>/GeoLabels/.../<name>.mat
                      (a matrix 'S' each: 1..33 semantic and 1..3 geometric, 0 unlabelled)
 
-``heads`` names the tasks and counts their classes, in the order of the label's last axis;
-``head_classes`` names each task's classes.
+``head_classes`` names the tasks and each task's classes, in the order of the
+label's last axis (``minifcn.heads.Heads.of_dataset`` reads it); ``heads``
+counts them, as ``MultiHeadFCN`` is built.
 """
 
 from __future__ import annotations
@@ -69,8 +70,8 @@ class TwoLabelShapes(Shapes):
     are drawn independently of the shape, so neither task answers the other.
     """
 
-    heads = {"shape": len(CLASSES), "colour": len(COLOUR_CLASSES)}
     head_classes = {"shape": CLASSES, "colour": COLOUR_CLASSES}
+    heads = {name: len(names) for name, names in head_classes.items()}  # name -> n_class, as MultiHeadFCN takes
     classes = CLASSES  # the first head's, for code that expects one list
     n_class = len(CLASSES)
 
@@ -94,8 +95,8 @@ class TwoLabelShapes(Shapes):
 class SIFTFlow:
     """SIFT Flow: 2688 outdoor images, 256x256, each labelled with 33 semantic and 3 geometric classes."""
 
-    heads = {"semantic": len(SIFTFLOW_SEMANTIC), "geometric": len(SIFTFLOW_GEOMETRIC)}
     head_classes = {"semantic": SIFTFLOW_SEMANTIC, "geometric": SIFTFLOW_GEOMETRIC}
+    heads = {name: len(names) for name, names in head_classes.items()}
     classes = SIFTFLOW_SEMANTIC
     n_class = len(SIFTFLOW_SEMANTIC)
 
