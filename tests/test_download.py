@@ -1,0 +1,162 @@
+"""minifcn.download against a local HTTP server (no internet): layout, resume after a cut, checksum, unsafe
+archives, idempotence, the no-network error, the mirror."""
+
+import hashlib
+import http.server
+import io
+import os
+import socket
+import tarfile
+import threading
+
+import pytest
+
+from minifcn import cli, download
+from minifcn.download import CATALOGUE, DownloadError, Entry, fetch, mirrored, safe_extract
+
+
+class Server:
+    """Serves ``files`` (path -> bytes) on 127.0.0.1 with Range requests; ``cut`` path -> bytes sent before the
+    connection drops, once."""
+
+    def __init__(self):
+        self.files, self.cut, self.requests = {}, {}, []
+        outer = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):
+                outer.requests.append((self.path, self.headers.get("Range")))
+                body = outer.files.get(self.path)
+                if body is None:
+                    self.send_error(404)
+                    return
+                start = int(self.headers["Range"].split("=")[1].split("-")[0]) if self.headers.get("Range") else 0
+                self.send_response(206 if start else 200)
+                self.send_header("Content-Length", str(len(body) - start))
+                self.end_headers()
+                stop = outer.cut.pop(self.path, len(body))
+                self.wfile.write(body[start:stop])
+                if stop < len(body):
+                    self.wfile.flush()
+                    self.connection.shutdown(socket.SHUT_RDWR)
+
+            def log_message(self, *args):
+                pass
+
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+
+@pytest.fixture
+def server():
+    s = Server()
+    yield s
+    s.httpd.shutdown()
+
+
+def tar_bytes(entries):
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as tar:
+        for name, data in entries.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return buffer.getvalue()
+
+
+def md5(data):
+    return "md5:" + hashlib.md5(data).hexdigest()
+
+
+@pytest.fixture
+def voc_like(server, monkeypatch):
+    """A VOC-like tar behind the catalogue's voc2012 path, the catalogue pointed at the server by --mirror."""
+    body = tar_bytes(
+        {
+            "VOCdevkit/VOC2012/ImageSets/Segmentation/train.txt": b"2007_000032\n",
+            "VOCdevkit/VOC2012/JPEGImages/2007_000032.jpg": os.urandom(5000),
+        }
+    )
+    entry = CATALOGUE["voc2012"]
+    monkeypatch.setitem(CATALOGUE, "voc2012", Entry("voc2012", entry.url, md5(body), len(body)))
+    server.files["/pascal/VOC/voc2012/VOCtrainval_11-May-2012.tar"] = body
+    return body
+
+
+def test_mirror_replaces_scheme_and_host():
+    url = "http://host.robots.ox.ac.uk/pascal/VOC/voc2012/VOCtrainval_11-May-2012.tar"
+    assert (
+        mirrored(url, "https://cache.local:8080/m")
+        == "https://cache.local:8080/m/pascal/VOC/voc2012/VOCtrainval_11-May-2012.tar"
+    )
+    assert mirrored(url, None) == url
+
+
+def test_download_lands_as_the_loader_reads_it_and_twice_is_once(server, voc_like, tmp_path, capsys):
+    root = str(tmp_path)
+    assert cli.run(download.main, ["voc2012", "--root", root, "--mirror", server.url]) == 0
+    assert open(tmp_path / "VOCdevkit/VOC2012/ImageSets/Segmentation/train.txt").read() == "2007_000032\n"
+    assert "verified" in capsys.readouterr().out
+    assert len(server.requests) == 1
+    os.remove(tmp_path / "VOCdevkit/VOC2012/ImageSets/Segmentation/train.txt")
+    assert cli.run(download.main, ["voc2012", "--root", root, "--mirror", server.url]) == 0
+    assert len(server.requests) == 1  # nothing fetched again: the file there was verified
+    assert not (tmp_path / "VOCdevkit/VOC2012/ImageSets/Segmentation/train.txt").exists()  # nor unpacked again
+
+
+def test_a_cut_connection_resumes_with_a_range_request(server, voc_like, tmp_path, monkeypatch):
+    monkeypatch.setenv(download.MIRROR_VARIABLE, server.url)
+    server.cut["/pascal/VOC/voc2012/VOCtrainval_11-May-2012.tar"] = 3000
+    with pytest.raises(DownloadError, match="run again to resume"):
+        download.download("voc2012", str(tmp_path), os.environ[download.MIRROR_VARIABLE], progress=False)
+    part = tmp_path / "downloads" / "VOCtrainval_11-May-2012.tar.part"
+    assert part.stat().st_size == 3000
+    assert cli.run(download.main, ["voc2012", "--root", str(tmp_path)]) == 0  # the mirror from the environment
+    assert server.requests[-1][1] == "bytes=3000-"
+    assert (tmp_path / "downloads" / "VOCtrainval_11-May-2012.tar").read_bytes() == voc_like
+
+
+def test_a_corrupted_byte_keeps_nothing(server, tmp_path, capsys):
+    body = b"x" * 1000
+    server.files["/w.pth"] = body[:500] + b"y" + body[501:]
+    path = str(tmp_path / "w.pth")
+    with pytest.raises(DownloadError) as e:
+        fetch(server.url + "/w.pth", path, md5(body), progress=False)
+    assert f"expected md5 {md5(body)[4:]}" in str(e.value) and "w.pth.part" in str(e.value)
+    assert os.listdir(tmp_path) == []
+
+
+def test_an_entry_leaving_the_root_is_refused(tmp_path):
+    archive = tmp_path / "bad.tar"
+    archive.write_bytes(tar_bytes({"ok.txt": b"1", "../escape.txt": b"2"}))
+    (tmp_path / "root").mkdir()
+    with pytest.raises(DownloadError, match="'../escape.txt' would land outside"):
+        safe_extract(str(archive), str(tmp_path / "root"))
+    assert os.listdir(tmp_path / "root") == [] and not (tmp_path / "escape.txt").exists()
+
+
+def test_no_network_names_the_url_and_where_to_put_the_file(tmp_path, capsys):
+    closed = socket.socket()
+    closed.bind(("127.0.0.1", 0))
+    port = closed.getsockname()[1]
+    closed.close()  # nothing listens there
+    code = cli.run(download.main, ["voc2011", "--root", str(tmp_path), "--mirror", f"http://127.0.0.1:{port}"])
+    err = capsys.readouterr().err.strip()
+    assert code == 1 and err.startswith("minifcn: error: cannot download http://127.0.0.1:")
+    assert "VOCtrainval_25-May-2011.tar" in err and "place the file by hand at" in err
+    assert len(err.splitlines()) == 1
+
+
+def test_a_weight_file_is_checked_by_the_sha256_prefix_in_its_name(server, tmp_path, monkeypatch):
+    body = os.urandom(3000)
+    prefix = hashlib.sha256(body).hexdigest()[:8]
+    entry = CATALOGUE["vgg16-torchvision"]
+    monkeypatch.setitem(CATALOGUE, entry.name, Entry(entry.name, entry.url, f"sha256-prefix:{prefix}", unpack=False))
+    server.files["/models/vgg16-397923af.pth"] = body
+    path = download.download(entry.name, str(tmp_path), server.url, progress=False)
+    assert open(path, "rb").read() == body and path.endswith("downloads/vgg16-397923af.pth")
+    wrong = Entry(entry.name, entry.url, "sha256-prefix:00000000", unpack=False)
+    monkeypatch.setitem(CATALOGUE, entry.name, wrong)
+    with pytest.raises(DownloadError, match="expected sha256-prefix 00000000"):
+        download.download(entry.name, str(tmp_path), server.url, progress=False)  # verifies the file there
