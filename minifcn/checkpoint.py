@@ -27,6 +27,8 @@ from .heads import Heads
 from .models import FCN, MODELS, MultiHeadFCN, build_fcn
 from .preprocessing import BY_NAME, Preprocessing
 from .serialization import load, save
+from .surgery import transplant
+from .weights import read as read_weights
 
 
 @dataclass
@@ -133,3 +135,21 @@ def training_meta(
         config=dataclasses.asdict(c),
         class_weights=None if class_weights is None else class_weights.tolist(),
     )
+
+
+def model_from_weights(path: str, model: str, backbone: str = "vgg16") -> tuple[FCN, Preprocessing]:
+    """A complete trained FCN from a weight file that holds every layer of it, score layers and upsampling
+    included (the reference's ``fcn8s-heavy-pascal.caffemodel`` and its kin), and the preprocessing the file
+    expects (Caffe's, for a .caffemodel). The number of classes is read from its score_fr layer; a file
+    without one (ImageNet weights: train from them with ``--init``) or missing any layer of ``model`` is an
+    error."""
+    state = read_weights(path)
+    if "score_fr.weight" not in state:
+        raise ValueError(
+            f"{path!r} holds no score_fr layer, so it is not a trained FCN (ImageNet weights start training: --init)"
+        )
+    net = build_fcn(model, int(state["score_fr.weight"].shape[0]), backbone)
+    report = transplant(state, net)
+    if report.not_in_state:
+        raise ValueError(f"{path!r} lacks {report.not_in_state} of {model} ({backbone}); is it that network?")
+    return net, state.preprocessing

@@ -14,9 +14,11 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
 from .backend import cuda_available, set_tf32
+from .checkpoint import heads_of, load_checkpoint, model_from_checkpoint, model_from_weights, preprocessing_of
 from .data import (
     CamVid,
     DataError,
@@ -29,6 +31,9 @@ from .data import (
     TwoLabelShapes,
     VOCSegmentation,
 )
+from .heads import Heads
+from .models import BACKBONES, MODELS
+from .preprocessing import Preprocessing
 
 DATASETS = ("shapes", "voc", "sbd", "camvid", "folder", "rgbd-shapes", "rgbd-folder", "two-label-shapes", "siftflow")
 RGBD_DATASETS = ("rgbd-shapes", "rgbd-folder")  # images with a depth channel (Sec. 5, NYUDv2)
@@ -169,3 +174,39 @@ def build_dataset(
 def say(line: str) -> None:
     """One line of progress on stdout, shown at once."""
     print(line, flush=True)
+
+
+@dataclass
+class Net:
+    """A trained net for evaluate and predict: the model, its preprocessing and heads, what its file says."""
+
+    model: Any
+    preprocessing: Preprocessing
+    heads: Heads
+    meta: dict[str, Any]  # model, backbone; a checkpoint's also dataset, image_size, palette, fusion, ...
+    source: str  # the file it came from
+
+
+def add_net_arguments(p: argparse.ArgumentParser) -> None:
+    """--checkpoint (minifcn's), or --weights with --model and --backbone (a complete FCN in another format)."""
+    g = p.add_mutually_exclusive_group(required=True)
+    g.add_argument("--checkpoint", help="a checkpoint written by python -m minifcn.train")
+    g.add_argument(
+        "--weights",
+        help="a complete trained FCN in another format, e.g. the reference's fcn8s-heavy-pascal.caffemodel "
+        "(with --model; Caffe's preprocessing)",
+    )
+    p.add_argument("--model", choices=MODELS, help="--weights: the network the file holds")
+    p.add_argument("--backbone", choices=BACKBONES, default="vgg16", help="--weights: its trunk (default vgg16)")
+
+
+def load_net(args: argparse.Namespace) -> Net:
+    """The net that ``--checkpoint`` or ``--weights`` names (not yet on a device)."""
+    if args.checkpoint:
+        ckpt = load_checkpoint(args.checkpoint)
+        return Net(model_from_checkpoint(ckpt), preprocessing_of(ckpt), heads_of(ckpt), ckpt.meta, args.checkpoint)
+    if args.model is None:
+        raise UserError(f"--weights {args.weights!r} needs --model ({', '.join(MODELS)}): which FCN the file holds")
+    model, preprocessing = model_from_weights(args.weights, args.model, args.backbone)
+    heads = Heads.single([str(c) for c in range(model.n_class)])  # class names: the dataset's, when scored
+    return Net(model, preprocessing, heads, {"model": args.model, "backbone": args.backbone}, args.weights)

@@ -20,38 +20,34 @@ from typing import Any, Sequence
 import numpy as np
 
 from . import cli
-from .checkpoint import Checkpoint, heads_of, load_checkpoint, model_from_checkpoint, preprocessing_of
-from .heads import Heads
 from .inference import evaluate
 from .metrics import format_scores, scores_json, segmentation_scores
-from .nn import Module
 from .viz import colorize
 
 
-def load(args: argparse.Namespace) -> tuple[Checkpoint, Module, Any, Heads, str]:
-    """The checkpoint and its net (on the device), the dataset split, and the net's heads as it labels them."""
-    checkpoint = load_checkpoint(args.checkpoint)
-    model, meta = model_from_checkpoint(checkpoint), checkpoint.meta
-    kind = args.dataset or meta.get("dataset", "shapes")
-    image_size = args.image_size or meta.get("image_size")
+def load(args: argparse.Namespace) -> tuple[cli.Net, Any, str]:
+    """The net (on the device, its heads as the dataset labels them), the dataset split, and the device."""
+    net = cli.load_net(args)
+    kind = args.dataset or net.meta.get("dataset", "shapes")
+    image_size = args.image_size or net.meta.get("image_size")
     dataset = cli.build_dataset(kind, args.split, args.data_root, args.n_class, args.voc_root, image_size)
     try:
-        heads = heads_of(checkpoint).on(dataset)
+        net.heads = net.heads.on(dataset)
     except ValueError as e:
-        raise cli.UserError(f"{args.checkpoint!r}: {e} ({kind})") from None
+        raise cli.UserError(f"{net.source!r}: {e} ({kind})") from None
     device, why = cli.pick_device(args.device, args.tf32)
-    model.to(device)
+    net.model.to(device)
     print(
-        f"minifcn: evaluating {args.checkpoint} ({meta['model']}, {meta['backbone']}) on {kind} "
+        f"minifcn: evaluating {net.source} ({net.meta['model']}, {net.meta['backbone']}) on {kind} "
         f"{args.split} ({len(dataset)} images), device {device} ({why})",
         flush=True,
     )
-    return checkpoint, model, dataset, heads, device
+    return net, dataset, device
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     p = cli.ArgumentParser(prog="minifcn.evaluate", description="Score a trained FCN on a dataset split.")
-    p.add_argument("--checkpoint", required=True, help="a checkpoint written by python -m minifcn.train")
+    cli.add_net_arguments(p)
     cli.add_data_arguments(p, dataset_default=None)
     p.add_argument("--split", default="val", help="the split to score (default val)")
     cli.add_device_arguments(p)
@@ -62,13 +58,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = p.parse_args(argv)
 
     # 1. The net, and the data it is scored on.
-    checkpoint, model, dataset, heads, device = load(args)
+    net, dataset, device = load(args)
+    model, heads = net.model, net.heads
 
     # 2. Each head scored on its task; the predictions drawn in the dataset's colours.
     folder = os.path.join(args.out, "predictions") if args.out else None
     if folder:
         os.makedirs(folder, exist_ok=True)
-    preprocessing, palette = preprocessing_of(checkpoint), getattr(dataset, "palette", "voc")
+    preprocessing, palette = net.preprocessing, getattr(dataset, "palette", "voc")
     results = {}
     for head in heads:
         suffix = f"_{head.name}" if head.name else ""
@@ -88,8 +85,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     # 3. metrics.json: the first head's scores at the top level, every head's under "heads".
     if args.out:
         images = int(min(len(dataset), args.limit or len(dataset)))
-        kind = args.dataset or checkpoint.meta.get("dataset", "shapes")
-        result = dict(results[heads.first.name], checkpoint=args.checkpoint, dataset=kind, split=args.split)
+        kind = args.dataset or net.meta.get("dataset", "shapes")
+        source = {"checkpoint": args.checkpoint} if args.checkpoint else {"weights": args.weights}
+        result = dict(results[heads.first.name], **source, dataset=kind, split=args.split)
         result.update(images=images, **({"heads": results} if heads.several else {}))
         with open(os.path.join(args.out, "metrics.json"), "w", encoding="utf-8") as f:
             json.dump(result, f, indent=2)

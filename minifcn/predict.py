@@ -18,7 +18,6 @@ from typing import Sequence
 import numpy as np
 
 from . import cli
-from .checkpoint import heads_of, load_checkpoint, model_from_checkpoint, preprocessing_of
 from .data.files import read_image
 from .inference import predict
 from .viz import colorize, overlay
@@ -27,7 +26,7 @@ from .viz import colorize, overlay
 def main(argv: Sequence[str] | None = None) -> int:
     p = cli.ArgumentParser(prog="minifcn.predict", description="Segment images with a trained FCN.")
     p.add_argument("images", nargs="+", metavar="IMAGE", help="image files (any size)")
-    p.add_argument("--checkpoint", required=True, help="a checkpoint written by python -m minifcn.train")
+    cli.add_net_arguments(p)
     p.add_argument("--out", default=".", help="folder for <stem>.png and <stem>_overlay.png (default: here)")
     p.add_argument("--alpha", type=float, default=0.5, help="opacity of the colours in the overlay")
     cli.add_device_arguments(p)
@@ -37,13 +36,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         raise cli.UserError(f"--alpha must lie in [0, 1], got {args.alpha}")
 
     # 1. The net, and every image read before any output is written.
-    checkpoint = load_checkpoint(args.checkpoint)
-    if checkpoint.meta.get("fusion"):
+    net = cli.load_net(args)
+    if net.meta.get("fusion"):
         raise cli.UserError(
-            f"{args.checkpoint!r} is an RGB-D net ({checkpoint.meta['fusion']} fusion); predict reads "
+            f"{net.source!r} is an RGB-D net ({net.meta['fusion']} fusion); predict reads "
             "RGB image files. Score RGB-D data with python -m minifcn.evaluate --dataset rgbd-..."
         )
-    model = model_from_checkpoint(checkpoint)
+    model = net.model
     device, _ = cli.pick_device(args.device, args.tf32)
     model.to(device)
     stems = [os.path.splitext(os.path.basename(path))[0] for path in args.images]
@@ -54,11 +53,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     os.makedirs(args.out, exist_ok=True)
 
     # 2. Each image's class map (one per head), in the colours of the dataset it was trained on.
-    palette = checkpoint.meta.get("palette", "voc")
+    palette = net.meta.get("palette", "voc")
     for path, stem, image in zip(args.images, stems, images):
-        for head in heads_of(checkpoint):
+        for head in net.heads:
             name = stem if head.name is None else f"{stem}_{head.name}"
-            label = predict(model, image, preprocessing_of(checkpoint), device, head.name)
+            label = predict(model, image, net.preprocessing, device, head.name)
             colorize(label, palette).save(os.path.join(args.out, name + ".png"))
             overlay(image, label, args.alpha, palette).save(os.path.join(args.out, name + "_overlay.png"))
             present = ", ".join(head.classes[c] for c in np.unique(label) if c < head.n_class)

@@ -344,3 +344,46 @@ def test_init_from_torchvision_alexnet_starts_fcn_alexnet(tmp_path):
     assert fc6.shape == (4096, 256, 6, 6)  # the fully connected layer as a 6x6 convolution over pool5 (Sec. 3.1)
     np.testing.assert_array_equal(fc6.reshape(4096, -1), source.fc6.weight.data)
     assert run.batch.__self__.preprocessing is TORCHVISION
+
+
+def test_evaluate_and_predict_score_a_complete_caffemodel(tmp_path, capsys):
+    """--weights FILE.caffemodel --model fcn8s: the reference's kind of file (every layer, score and upsampling
+    included), written byte by byte with known weights, scores exactly as a minifcn FCN8s holding them."""
+    from test_weights import write_caffemodel
+
+    from minifcn.models import FCN8s
+    from minifcn.preprocessing import CAFFE
+
+    rng = np.random.default_rng(0)
+    reference = FCN8s(n_class=6, backbone="tiny")
+    for name, p in reference.named_parameters():
+        if not name.startswith("upscore"):  # the upsampling stays bilinear, as the reference's
+            p.data = (rng.standard_normal(p.shape) * 0.1).astype(np.float32)
+    layers = {}
+    for name, p in reference.named_parameters():
+        layers.setdefault(name.rsplit(".", 1)[0], []).append(p.data)  # weight, then bias
+    path = tmp_path / "fcn8s-tiny.caffemodel"
+    write_caffemodel(path, list(layers.items()), v1=False)
+
+    out = tmp_path / "eval"
+    args = ["--weights", str(path), "--model", "fcn8s", "--backbone", "tiny", "--dataset", "shapes"]
+    assert cli.run(evaluate.main, args + ["--image-size", "32", "--limit", "4", "--out", str(out)]) == 0
+    scored = json.load(open(out / "metrics.json"))
+    val = Shapes("val", 32)
+    hist = sum(confusion_matrix(val[i][1], inference.predict(reference, val[i][0], CAFFE), 6) for i in range(4))
+    expected = segmentation_scores(hist)
+    assert scored["mean_iu"] == pytest.approx(expected["mean_iu"], abs=0) and scored["weights"] == str(path)
+    assert set(scored["iu"]) == set(Shapes.classes)
+
+    image = tmp_path / "odd.png"
+    Image.fromarray(val[0][0][:29, :31]).save(image)
+    assert cli.run(predict.main, args[:6] + ["--out", str(tmp_path / "p"), str(image)]) == 0
+    label = np.asarray(Image.open(tmp_path / "p" / "odd.png"))
+    np.testing.assert_array_equal(label, inference.predict(reference, val[0][0][:29, :31], CAFFE))
+
+    capsys.readouterr()
+    assert cli.run(evaluate.main, ["--weights", str(path), "--dataset", "shapes"]) == 1
+    assert "needs --model" in capsys.readouterr().err
+    write_caffemodel(tmp_path / "trunk.caffemodel", [("conv1_1", layers["conv1_1"])], v1=False)
+    assert cli.run(evaluate.main, ["--weights", str(tmp_path / "trunk.caffemodel"), "--model", "fcn8s"]) == 1
+    assert "holds no score_fr layer" in capsys.readouterr().err
