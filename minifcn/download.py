@@ -18,9 +18,10 @@ result as it lands (``voc2012`` gives ``<root>/VOCdevkit/VOC2012``). On the way:
 - without a network, one line names the URL and where to place the file by
   hand for the next run to pick up.
 
-This is the first part of issue 17: the catalogue has the datasets and the
-ImageNet weights whose distributors publish a checksum; Caffe's VGG16, the
-seg11valid list and the reference's trained FCNs are still to come.
+The catalogue: the PASCAL datasets (voc2012, voc2011, sbd, seg11valid), the
+ImageNet weights (vgg16-caffe, vgg16-torchvision, alexnet-torchvision,
+bvlc-googlenet) and the reference's trained FCNs (fcn32s-heavy-pascal,
+fcn16s-heavy-pascal, fcn8s-heavy-pascal, fcn8s-atonce-pascal).
 """
 
 from __future__ import annotations
@@ -50,7 +51,7 @@ class Entry:
 
     name: str
     url: str
-    checksum: str
+    checksum: str | None  # None: the distributor publishes none (the full length the server announces is checked)
     size: int | None = None  # bytes, where the distributor says
     unpack: bool = True
     lands: str = ""  # what the loaders read, below the root (for the message)
@@ -58,7 +59,8 @@ class Entry:
 
 # Checksums as their distributors publish them: VOC's and SBD's MD5s as torchvision's loaders list them; a
 # torchvision weight file's name carries the first hex digits of its SHA-256 (what torch.hub checks); BVLC's
-# model zoo readme gives GoogLeNet's SHA-1.
+# model zoo readme gives GoogLeNet's SHA-1. VGG's Caffe weights, the reference's list and its trained nets
+# come with no published checksum: for them the length the server announces is checked, and a line says so.
 CATALOGUE = {
     e.name: e
     for e in (
@@ -95,6 +97,30 @@ CATALOGUE = {
             lands="downloads/alexnet-owt-7be5be79.pth (--init, with --backbone alexnet)",
         ),
         Entry(
+            "vgg16-caffe",
+            "http://www.robots.ox.ac.uk/~vgg/software/very_deep/caffe/VGG_ILSVRC_16_layers.caffemodel",
+            None,
+            unpack=False,
+            lands="downloads/VGG_ILSVRC_16_layers.caffemodel (--init: the paper's start)",
+        ),
+        Entry(
+            "seg11valid",
+            "https://raw.githubusercontent.com/shelhamer/fcn.berkeleyvision.org/master/data/pascal/seg11valid.txt",
+            None,
+            unpack=False,
+            lands="downloads/seg11valid.txt (the reference's list; --val-split seg11valid derives the same 736)",
+        ),
+        *(
+            Entry(
+                name,
+                f"http://dl.caffe.berkeleyvision.org/{name}.caffemodel",
+                None,
+                unpack=False,
+                lands=f"downloads/{name}.caffemodel (evaluate --weights ... --model {name.split('-')[0]})",
+            )
+            for name in ("fcn32s-heavy-pascal", "fcn16s-heavy-pascal", "fcn8s-heavy-pascal", "fcn8s-atonce-pascal")
+        ),
+        Entry(
             "bvlc-googlenet",
             "http://dl.caffe.berkeleyvision.org/bvlc_googlenet.caffemodel",
             "sha1:405fc5acd08a3bb12de8ee5e23a96bec22f08204",
@@ -125,9 +151,11 @@ def digest_of(path: str, algorithm: str) -> str:
     return h.hexdigest()
 
 
-def verify(path: str, checksum: str) -> None:
+def verify(path: str, checksum: str | None) -> None:
     """DownloadError (and the file removed) unless ``path`` has ``checksum``: 'md5:<hex>', 'sha1:<hex>',
     'sha256:<hex>', or 'sha256-prefix:<hex>' (the first digits, as a torchvision file name carries them)."""
+    if checksum is None:
+        return
     kind, expected = checksum.split(":", 1)
     algorithm = kind.removesuffix("-prefix")
     got = digest_of(path, algorithm)
@@ -138,7 +166,7 @@ def verify(path: str, checksum: str) -> None:
         )
 
 
-def fetch(url: str, path: str, checksum: str, size: int | None = None, progress: bool = True) -> None:
+def fetch(url: str, path: str, checksum: str | None, size: int | None = None, progress: bool = True) -> None:
     """Download ``url`` to ``path`` (resuming ``path.part``), verified against ``checksum``; atomic rename."""
     part = path + ".part"
     have = os.path.getsize(part) if os.path.exists(part) else 0
@@ -147,7 +175,8 @@ def fetch(url: str, path: str, checksum: str, size: int | None = None, progress:
         with urllib.request.urlopen(request, timeout=30) as response:
             if have and response.status != 206:  # the server ignored the range: start again
                 have = 0
-            total = have + int(response.headers.get("Content-Length", 0)) or size
+            announced = response.headers.get("Content-Length")
+            total = have + int(announced) if announced else size
             with (
                 open(part, "ab" if have else "wb") as f,
                 tqdm(
@@ -168,8 +197,9 @@ def fetch(url: str, path: str, checksum: str, size: int | None = None, progress:
         raise DownloadError(
             f"cannot download {url} ({reason}); run again to resume, or place the file by hand at {path!r}"
         ) from None
-    if size is not None and os.path.getsize(part) != size:
-        raise DownloadError(f"{url}: got {os.path.getsize(part)} bytes of {size}; run again to resume")
+    expected = size or total
+    if expected and os.path.getsize(part) != expected:
+        raise DownloadError(f"{url}: got {os.path.getsize(part)} bytes of {expected}; run again to resume")
     verify(part, checksum)
     os.replace(part, path)
 
@@ -223,7 +253,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = p.parse_args(argv)
     for name in args.names:
         path = download(name, args.root, args.mirror)
-        print(f"minifcn: {name}: {path} verified; {CATALOGUE[name].lands or 'in ' + args.root}", flush=True)
+        how = "verified" if CATALOGUE[name].checksum else "complete (no checksum is published for it)"
+        print(f"minifcn: {name}: {path} {how}; {CATALOGUE[name].lands or 'in ' + args.root}", flush=True)
     return 0
 
 

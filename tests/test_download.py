@@ -160,3 +160,16 @@ def test_a_weight_file_is_checked_by_the_sha256_prefix_in_its_name(server, tmp_p
     monkeypatch.setitem(CATALOGUE, entry.name, wrong)
     with pytest.raises(DownloadError, match="expected sha256-prefix 00000000"):
         download.download(entry.name, str(tmp_path), server.url, progress=False)  # verifies the file there
+
+
+def test_without_a_published_checksum_the_announced_length_is_checked(server, tmp_path, capsys):
+    body = os.urandom(4000)
+    server.files["/fcn8s-heavy-pascal.caffemodel"] = body
+    server.cut["/fcn8s-heavy-pascal.caffemodel"] = 1000
+    args = ["fcn8s-heavy-pascal", "--root", str(tmp_path), "--mirror", server.url]
+    assert CATALOGUE["fcn8s-heavy-pascal"].checksum is None
+    assert cli.run(download.main, args) == 1
+    assert "got 1000 bytes of 4000; run again to resume" in capsys.readouterr().err
+    assert cli.run(download.main, args) == 0
+    assert "complete (no checksum is published for it)" in capsys.readouterr().out
+    assert (tmp_path / "downloads" / "fcn8s-heavy-pascal.caffemodel").read_bytes() == body
