@@ -31,6 +31,7 @@ from .data import (
     TwoLabelShapes,
     VOCSegmentation,
 )
+from .fetch import CATALOGUE, MIRROR_VARIABLE, download
 from .heads import Heads
 from .models import BACKBONES, MODELS
 from .preprocessing import Preprocessing
@@ -210,3 +211,36 @@ def load_net(args: argparse.Namespace) -> Net:
     model, preprocessing = model_from_weights(args.weights, args.model, args.backbone)
     heads = Heads.single([str(c) for c in range(model.n_class)])  # class names: the dataset's, when scored
     return Net(model, preprocessing, heads, {"model": args.model, "backbone": args.backbone}, args.weights)
+
+
+# What --download fetches for a dataset (the catalogue's names, minifcn.download), and where its loader then reads.
+DATASET_DOWNLOADS = {"voc": ("voc2012", "VOCdevkit"), "sbd": ("sbd", "benchmark_RELEASE")}
+
+
+def add_download_argument(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--download",
+        metavar="DIR",
+        help="fetch what --dataset voc or sbd (and seg11valid) and --init need into DIR (python -m minifcn.download), "
+        "then read them there; --init may name a catalogue entry, e.g. vgg16-caffe",
+    )
+
+
+def fetch_needed(
+    root: str, dataset: str, splits: Sequence[str], data_root: str | None, voc_root: str | None, init: str | None
+) -> tuple[str | None, str | None, str | None]:
+    """--download ROOT: fetch the dataset's files and ``init`` (a catalogue name) into ROOT, each verified; returns
+    (data_root, voc_root, init) pointing at what landed, where not given already."""
+    mirror = os.environ.get(MIRROR_VARIABLE)
+    if dataset in DATASET_DOWNLOADS:
+        name, folder = DATASET_DOWNLOADS[dataset]
+        download(name, root, mirror)
+        data_root = data_root or os.path.join(root, folder)
+        if dataset == "sbd" and "seg11valid" in splits:
+            download("voc2011", root, mirror)
+            voc_root = voc_root or os.path.join(root, "TrainVal", "VOCdevkit")
+    elif dataset not in ("shapes", "rgbd-shapes", "two-label-shapes"):
+        raise UserError(f"--download has no files for --dataset {dataset}; place them by hand and give --data-root")
+    if init in CATALOGUE:
+        init = download(init, root, mirror)
+    return data_root, voc_root, init

@@ -47,6 +47,7 @@ class Config:
     init: str | None = None
     init_depth: str | None = None
     resume: str | None = None
+    download: str | None = None
     out: str = "runs/quick"
     eval_every: int = 200
     eval_limit: int | None = None

@@ -29,6 +29,9 @@ def load(args: argparse.Namespace) -> tuple[cli.Net, Any, str]:
     """The net (on the device, its heads as the dataset labels them), the dataset split, and the device."""
     net = cli.load_net(args)
     kind = args.dataset or net.meta.get("dataset", "shapes")
+    if args.download:
+        fetched = cli.fetch_needed(args.download, kind, (args.split,), args.data_root, args.voc_root, None)
+        args.data_root, args.voc_root = fetched[:2]
     image_size = args.image_size or net.meta.get("image_size")
     dataset = cli.build_dataset(kind, args.split, args.data_root, args.n_class, args.voc_root, image_size)
     try:
@@ -51,6 +54,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     cli.add_data_arguments(p, dataset_default=None)
     p.add_argument("--split", default="val", help="the split to score (default val)")
     cli.add_device_arguments(p)
+    cli.add_download_argument(p)
     p.add_argument("--batch-size", type=int, default=8, help="images of one size scored together")
     p.add_argument("--limit", type=int, help="score only the first N images")
     p.add_argument("--out", help="folder for metrics.json and predictions/<name>.png")

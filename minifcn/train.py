@@ -80,6 +80,9 @@ def parse_config(argv: Sequence[str] | None) -> Config:
       "checkpoint (32s -> 16s -> 8s); --fusion late: the rgb stream's (a --fusion rgb run)")
     a("--init-depth", metavar="PATH", help="--fusion late: the depth stream's checkpoint (a --fusion depth run)")
     a("--resume", metavar="PATH", help="continue a run from its last.npz")
+    # fmt: on
+    cli.add_download_argument(p)
+    # fmt: off
     a("--out", help="output folder (default runs/<preset>)")
     a("--eval-every", type=int, help="evaluate every N iterations (and at the end)")
     a("--eval-limit", type=int, help="evaluate on the first N val images only")
@@ -151,7 +154,11 @@ def prepare(c: Config, say: Callable[[str], None] = cli.say) -> tuple[Loop, Head
     fusion = f", {c.fusion} fusion of depth" if c.fusion else ""
     say(f"minifcn: training {c.model} ({c.backbone} backbone{fusion}) on {c.dataset}; device {device} ({why})")
 
-    # 1. Data: the two splits, the tasks (heads) to learn, the class weights.
+    # 1. Data: fetched first if asked (--download), the two splits, the tasks (heads) to learn, the class weights.
+    if c.download:
+        splits = (c.train_split, c.val_split)
+        fetched = cli.fetch_needed(c.download, c.dataset, splits, c.data_root, c.voc_root, c.init)
+        c = dataclasses.replace(c, data_root=fetched[0], voc_root=fetched[1], init=fetched[2])
     train_set, val_set, heads = load_data(c)
     class_weights = choose_class_weights(c, train_set, heads, say)  # host float64 (n_class,), or None
 

@@ -12,7 +12,8 @@ import threading
 import pytest
 
 from minifcn import cli, download
-from minifcn.download import CATALOGUE, DownloadError, Entry, fetch, mirrored, safe_extract
+from minifcn import fetch as fetching
+from minifcn.fetch import CATALOGUE, DownloadError, Entry, fetch, mirrored, safe_extract
 
 
 class Server:
@@ -106,10 +107,10 @@ def test_download_lands_as_the_loader_reads_it_and_twice_is_once(server, voc_lik
 
 
 def test_a_cut_connection_resumes_with_a_range_request(server, voc_like, tmp_path, monkeypatch):
-    monkeypatch.setenv(download.MIRROR_VARIABLE, server.url)
+    monkeypatch.setenv(fetching.MIRROR_VARIABLE, server.url)
     server.cut["/pascal/VOC/voc2012/VOCtrainval_11-May-2012.tar"] = 3000
     with pytest.raises(DownloadError, match="run again to resume"):
-        download.download("voc2012", str(tmp_path), os.environ[download.MIRROR_VARIABLE], progress=False)
+        fetching.download("voc2012", str(tmp_path), os.environ[fetching.MIRROR_VARIABLE], progress=False)
     part = tmp_path / "downloads" / "VOCtrainval_11-May-2012.tar.part"
     assert part.stat().st_size == 3000
     assert cli.run(download.main, ["voc2012", "--root", str(tmp_path)]) == 0  # the mirror from the environment
@@ -154,12 +155,12 @@ def test_a_weight_file_is_checked_by_the_sha256_prefix_in_its_name(server, tmp_p
     entry = CATALOGUE["vgg16-torchvision"]
     monkeypatch.setitem(CATALOGUE, entry.name, Entry(entry.name, entry.url, f"sha256-prefix:{prefix}", unpack=False))
     server.files["/models/vgg16-397923af.pth"] = body
-    path = download.download(entry.name, str(tmp_path), server.url, progress=False)
+    path = fetching.download(entry.name, str(tmp_path), server.url, progress=False)
     assert open(path, "rb").read() == body and path.endswith("downloads/vgg16-397923af.pth")
     wrong = Entry(entry.name, entry.url, "sha256-prefix:00000000", unpack=False)
     monkeypatch.setitem(CATALOGUE, entry.name, wrong)
     with pytest.raises(DownloadError, match="expected sha256-prefix 00000000"):
-        download.download(entry.name, str(tmp_path), server.url, progress=False)  # verifies the file there
+        fetching.download(entry.name, str(tmp_path), server.url, progress=False)  # verifies the file there
 
 
 def test_without_a_published_checksum_the_announced_length_is_checked(server, tmp_path, capsys):
@@ -173,3 +174,34 @@ def test_without_a_published_checksum_the_announced_length_is_checked(server, tm
     assert cli.run(download.main, args) == 0
     assert "complete (no checksum is published for it)" in capsys.readouterr().out
     assert (tmp_path / "downloads" / "fcn8s-heavy-pascal.caffemodel").read_bytes() == body
+
+
+def test_train_and_evaluate_download_what_they_need(server, tmp_path, monkeypatch, capsys):
+    """--download DIR: train fetches a VOC-like archive (via the mirror), reads it where it lands; evaluate then
+    finds it there, verified, and fetches nothing again."""
+    from test_data import write_voc
+
+    from minifcn import evaluate, train
+
+    source = tmp_path / "source"
+    write_voc(str(source / "VOCdevkit"), {"train": ["a", "b"], "val": ["c"]})
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as tar:
+        tar.add(str(source / "VOCdevkit"), arcname="VOCdevkit")
+    body = buffer.getvalue()
+    entry = CATALOGUE["voc2012"]
+    monkeypatch.setitem(CATALOGUE, "voc2012", Entry("voc2012", entry.url, md5(body)))
+    server.files["/pascal/VOC/voc2012/VOCtrainval_11-May-2012.tar"] = body
+    monkeypatch.setenv(fetching.MIRROR_VARIABLE, server.url)
+
+    data, out = str(tmp_path / "data"), str(tmp_path / "run")
+    args = ["--dataset", "voc", "--download", data, "--iters", "1", "--batch-size", "1", "--samples", "0"]
+    assert cli.run(train.main, args + ["--out", out]) == 0
+    assert "2 training and 1 val images, 21 classes" in capsys.readouterr().out
+    assert os.path.exists(os.path.join(data, "VOCdevkit", "VOC2012", "JPEGImages", "a.jpg"))
+    requests = len(server.requests)
+    score = ["--checkpoint", os.path.join(out, "last.npz"), "--dataset", "voc", "--download", data]
+    assert cli.run(evaluate.main, score) == 0
+    assert "on voc val (1 images)" in capsys.readouterr().out and len(server.requests) == requests == 1
+    assert cli.run(train.main, ["--dataset", "camvid", "--download", data]) == 1
+    assert "--download has no files for --dataset camvid" in capsys.readouterr().err

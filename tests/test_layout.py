@@ -5,7 +5,7 @@ import ast
 import pathlib
 
 PACKAGE = pathlib.Path(__file__).resolve().parents[1] / "minifcn"
-COMMANDS = {"minifcn.train", "minifcn.evaluate", "minifcn.predict"}
+COMMANDS = {"minifcn.train", "minifcn.evaluate", "minifcn.predict", "minifcn.download"}
 
 
 def _module_name(path: pathlib.Path) -> str:
