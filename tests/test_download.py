@@ -205,3 +205,23 @@ def test_train_and_evaluate_download_what_they_need(server, tmp_path, monkeypatc
     assert "on voc val (1 images)" in capsys.readouterr().out and len(server.requests) == requests == 1
     assert cli.run(train.main, ["--dataset", "camvid", "--download", data]) == 1
     assert "--download has no files for --dataset camvid" in capsys.readouterr().err
+
+
+def test_an_sbd_like_tgz_of_mat_files_lands_as_the_sbd_loader_reads_it(server, tmp_path, monkeypatch):
+    import numpy as np
+    from test_data import write_sbd
+
+    from minifcn.data import SBDSegmentation
+
+    labels = write_sbd(str(tmp_path / "source" / "benchmark_RELEASE"), {"train": ["x", "y"], "val": ["z"]})
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
+        tar.add(str(tmp_path / "source" / "benchmark_RELEASE"), arcname="benchmark_RELEASE")
+    body = buffer.getvalue()
+    entry = CATALOGUE["sbd"]
+    monkeypatch.setitem(CATALOGUE, "sbd", Entry("sbd", entry.url, md5(body), len(body)))
+    server.files["/Research/Projects/CS/vision/grouping/semantic_contours/benchmark.tgz"] = body
+    root = tmp_path / "data"
+    assert cli.run(download.main, ["sbd", "--root", str(root), "--mirror", server.url]) == 0
+    data = SBDSegmentation(str(root / "benchmark_RELEASE"), "train")
+    assert len(data) == 2 and np.array_equal(data[0][1], labels["x"])
