@@ -225,3 +225,24 @@ def test_an_sbd_like_tgz_of_mat_files_lands_as_the_sbd_loader_reads_it(server, t
     assert cli.run(download.main, ["sbd", "--root", str(root), "--mirror", server.url]) == 0
     data = SBDSegmentation(str(root / "benchmark_RELEASE"), "train")
     assert len(data) == 2 and np.array_equal(data[0][1], labels["x"])
+
+
+def test_a_served_caffemodel_downloads_and_loads_as_a_complete_fcn(server, tmp_path):
+    """The reference's kind of file, written byte by byte, fetched as fcn32s-heavy-pascal, read by --weights."""
+    import numpy as np
+    from test_weights import write_caffemodel
+
+    from minifcn.checkpoint import model_from_weights
+    from minifcn.models import FCN32s
+
+    reference = FCN32s(n_class=5, backbone="tiny")
+    layers = {}
+    for name, p in reference.named_parameters():
+        layers.setdefault(name.rsplit(".", 1)[0], []).append(p.data)
+    write_caffemodel(tmp_path / "net.caffemodel", list(layers.items()), v1=False)
+    server.files["/fcn32s-heavy-pascal.caffemodel"] = (tmp_path / "net.caffemodel").read_bytes()
+    path = fetching.download("fcn32s-heavy-pascal", str(tmp_path / "data"), server.url, progress=False)
+    model, preprocessing = model_from_weights(path, "fcn32s", "tiny")
+    assert preprocessing.name == "caffe" and model.n_class == 5
+    for name, value in reference.state_dict().items():
+        np.testing.assert_array_equal(model.state_dict()[name], value, err_msg=name)
