@@ -154,12 +154,8 @@ def prepare(c: Config, say: Callable[[str], None] = cli.say) -> tuple[Loop, Head
     fusion = f", {c.fusion} fusion of depth" if c.fusion else ""
     say(f"minifcn: training {c.model} ({c.backbone} backbone{fusion}) on {c.dataset}; device {device} ({why})")
 
-    # 1. Data: fetched first if asked (--download), the two splits, the tasks (heads) to learn, the class weights.
-    if c.download:
-        splits = (c.train_split, c.val_split)
-        fetched = cli.fetch_needed(c.download, c.dataset, splits, c.data_root, c.voc_root, c.init)
-        c = dataclasses.replace(c, data_root=fetched[0], voc_root=fetched[1], init=fetched[2])
-    train_set, val_set, heads = load_data(c)
+    # 1. Data (fetched first with --download): the two splits, the tasks (heads) to learn, the class weights.
+    c, train_set, val_set, heads = load_data(c)
     class_weights = choose_class_weights(c, train_set, heads, say)  # host float64 (n_class,), or None
 
     # 2. The model and its preprocessing: from scratch, from weights, from a coarser net, or resumed.
@@ -207,13 +203,17 @@ def prepare(c: Config, say: Callable[[str], None] = cli.say) -> tuple[Loop, Head
     return loop, heads
 
 
-def load_data(c: Config) -> tuple[Any, Any, Heads]:
-    """The training and validation splits of ``c.dataset``, and the heads to train (``--heads``, or all)."""
+def load_data(c: Config) -> tuple[Config, Any, Any, Heads]:
+    """The training and validation splits of ``c.dataset`` and the heads to train (``--heads``, or all); with
+    ``--download``, what they and ``--init`` need is fetched first, and ``c`` comes back pointing at it."""
+    if c.download:
+        fetched = cli.fetch_needed(c.download, c.dataset, (c.train_split, c.val_split), c.data_root, c.voc_root, c.init)
+        c = dataclasses.replace(c, data_root=fetched[0], voc_root=fetched[1], init=fetched[2])
     train_set = cli.build_dataset(c.dataset, c.train_split, c.data_root, c.n_class, c.voc_root, c.image_size)
     val_set = cli.build_dataset(c.dataset, c.val_split, c.data_root, c.n_class, c.voc_root, c.image_size)
     try:
         wanted = None if c.heads is None else [h.strip() for h in c.heads.split(",") if h.strip()]
-        return train_set, val_set, Heads.of_dataset(train_set, wanted)
+        return c, train_set, val_set, Heads.of_dataset(train_set, wanted)
     except ValueError as e:
         raise cli.UserError(f"--heads {c.heads!r}: {e}") from None
 
