@@ -21,7 +21,7 @@ from .nn import Module
 from .preprocessing import Preprocessing
 
 
-def heads_of(model: Module) -> Heads:
+def model_heads(model: Module) -> Heads:
     """A net's heads (class names as numbers: the names belong to the data or the checkpoint)."""
     sizes = getattr(model, "heads", None) or {None: model.n_class}
     return Heads(Head(h, tuple(str(c) for c in range(n))) for h, n in sizes.items())
@@ -29,7 +29,7 @@ def heads_of(model: Module) -> Heads:
 
 def pick_head(model: Module, dataset: Any, head: str | None) -> Head:
     """The head called ``head`` (default: the first), with the index of its labels in ``dataset``."""
-    heads = heads_of(model)
+    heads = model_heads(model)
     if head is not None and head not in {h.name for h in heads}:
         raise ValueError(f"the net has heads {', '.join(str(h.name) for h in heads)}, not {head!r}")
     if heads.several and getattr(dataset, "head_classes", None) is None:

@@ -246,3 +246,17 @@ def test_a_served_caffemodel_downloads_and_loads_as_a_complete_fcn(server, tmp_p
     assert preprocessing.name == "caffe" and model.n_class == 5
     for name, value in reference.state_dict().items():
         np.testing.assert_array_equal(model.state_dict()[name], value, err_msg=name)
+
+
+def test_unknown_names_and_special_tar_entries_are_refused(tmp_path, capsys):
+    assert cli.run(download.main, ["voc2099", "--root", str(tmp_path)]) == 1
+    assert "unknown download 'voc2099'; the catalogue has voc2012" in capsys.readouterr().err
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as tar:
+        fifo = tarfile.TarInfo("pipe")
+        fifo.type = tarfile.FIFOTYPE
+        tar.addfile(fifo)
+    (tmp_path / "fifo.tar").write_bytes(buffer.getvalue())
+    (tmp_path / "root").mkdir()
+    with pytest.raises(DownloadError, match="entry 'pipe' is not a file, folder or link; nothing unpacked"):
+        safe_extract(str(tmp_path / "fifo.tar"), str(tmp_path / "root"))

@@ -69,3 +69,18 @@ def test_a_legacy_checkpoint_loads_scores_and_resumes(dataset, tmp_path, capsys)
     assert cli.run(train.main, args) == 0
     assert "resuming from" in capsys.readouterr().out
     assert load_checkpoint(path).meta["iteration"] == 2
+
+
+def test_checkpoint_errors_name_the_file(tmp_path, capsys):
+    path = str(tmp_path / "last.npz")
+    legacy = write_legacy("shapes", path)
+    meta = dict(legacy["meta"], preprocessing="imagenet-yuv")
+    arrays = dict(np.load(path))
+    save(path, dict(arrays, meta=json.dumps(meta)))
+    with pytest.raises(ValueError, match=r"last.npz': unknown preprocessing 'imagenet-yuv'; known: caffe"):
+        preprocessing_of(load_checkpoint(path))
+    # A 6-class net scored on a 3-class task: the evaluate command says which file and both counts.
+    write_legacy("shapes", path)
+    assert cli.run(evaluate.main, ["--checkpoint", path, "--dataset", "two-label-shapes", "--image-size", "32"]) == 1
+    err = capsys.readouterr().err
+    assert "last.npz': the net predicts 6 classes but the dataset has {'shape': 6, 'colour': 3}" in err

@@ -252,3 +252,17 @@ def test_classifier_input_and_backbone_errors():
         VGG16(backbone="tiny")(mf.Tensor(np.zeros((3, 224, 224), np.float32)))
     with pytest.raises(ValueError, match="unknown VGG16 backbone 'resnet'; choose 'vgg16' or 'tiny'"):
         VGG16(backbone="resnet")
+
+
+def test_check_fcn_names_what_cannot_be_built():
+    from minifcn.models import build_fcn, check_fcn
+
+    with pytest.raises(ValueError, match="unknown --model 'fcn4s'; choose one of fcn32s, fcn16s, fcn8s, fcn8s-atonce"):
+        build_fcn("fcn4s", 2, "tiny")
+    with pytest.raises(ValueError, match="unknown --fusion 'hha'"):
+        check_fcn("fcn32s", "tiny", "hha")
+    with pytest.raises(ValueError, match="--backbone alexnet exists for --model fcn32s only"):
+        check_fcn("fcn8s", "alexnet")
+    with pytest.raises(ValueError, match="--fusion late joins two FCN-32s streams"):
+        check_fcn("fcn8s", "tiny", "late")
+    check_fcn("fcn32s", "alexnet", "late")  # buildable: no error

@@ -94,6 +94,13 @@ def test_one_head_chosen(tmp_path):
     model = model_from_checkpoint(last)
     image, labels = TwoLabelShapes("val", 32)[0]
     assert inference.predict(model, image, TORCHVISION).max() <= 2
+    # Scored against the colour labels (index 1 of the dataset's), not the shape labels at the model's index 0.
+    val = TwoLabelShapes("val", 32)
+    hist = sum(
+        confusion_matrix(val[i][1][..., 1], inference.predict(model, val[i][0], TORCHVISION), 3) for i in range(4)
+    )
+    metrics = json.load(open(tmp_path / "metrics.json"))
+    assert metrics["mean_iu"] == pytest.approx(segmentation_scores(hist)["mean_iu"], rel=1e-6)
 
 
 @pytest.mark.parametrize(

@@ -173,3 +173,15 @@ def test_replaced_data_is_noticed_at_the_next_step(rng):
     p.grad = np.ones(4)
     with pytest.raises(ValueError, match=r"parameter 0 changed shape from \(3,\) to \(4,\)"):
         opt.step()
+
+
+def test_learning_rate_warm_up_fixed_and_poly():
+    from minifcn.optim import learning_rate
+
+    assert learning_rate(0.01, 0, 100, "fixed", warmup=10) == pytest.approx(0.001)  # (t + 1) / warmup
+    assert learning_rate(0.01, 9, 100, "fixed", warmup=10) == pytest.approx(0.01)
+    assert learning_rate(0.01, 50, 100, "fixed") == 0.01
+    assert learning_rate(0.01, 50, 100, "poly") == pytest.approx(0.01 * 0.5**0.9)
+    assert learning_rate(0.01, 4, 100, "poly", warmup=10) == pytest.approx(0.01 * 0.96**0.9 * 0.5)
+    with pytest.raises(ValueError, match="unknown learning-rate policy 'step'"):
+        learning_rate(0.01, 0, 100, "step")

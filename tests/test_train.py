@@ -387,3 +387,10 @@ def test_evaluate_and_predict_score_a_complete_caffemodel(tmp_path, capsys):
     write_caffemodel(tmp_path / "trunk.caffemodel", [("conv1_1", layers["conv1_1"])], v1=False)
     assert cli.run(evaluate.main, ["--weights", str(tmp_path / "trunk.caffemodel"), "--model", "fcn8s"]) == 1
     assert "holds no score_fr layer" in capsys.readouterr().err
+    assert cli.run(evaluate.main, ["--weights", str(path), "--model", "fcn32s", "--backbone", "tiny"]) == 1
+    assert "lacks ['upscore.weight'] of fcn32s (tiny)" in capsys.readouterr().err  # an FCN-8s file as FCN-32s
+    half = {k: v for k, v in layers.items() if k != "score_pool3"}  # FCN-8s without its pool3 skip
+    write_caffemodel(tmp_path / "fcn16s.caffemodel", list(half.items()), v1=False)
+    args = ["--weights", str(tmp_path / "fcn16s.caffemodel"), "--model", "fcn8s", "--backbone", "tiny"]
+    assert cli.run(evaluate.main, args) == 1
+    assert "lacks ['score_pool3.weight', 'score_pool3.bias'] of fcn8s (tiny)" in capsys.readouterr().err
