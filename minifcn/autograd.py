@@ -211,6 +211,12 @@ class Function:
     def forward(self, *arrays: Any) -> Any:  # pragma: no cover - abstract
         raise NotImplementedError
 
+    def input_needs_grad(self, i: int) -> bool:
+        """Whether input ``i`` will need a gradient, so that forward can skip what only backward uses
+        (True when forward is called by hand, outside ``__call__``)."""
+        flags = self.__dict__.get("needs_input_grad")
+        return True if flags is None else flags[i]
+
     def backward(self, *grad_outputs: Any) -> Any:  # pragma: no cover - abstract
         raise NotImplementedError
 

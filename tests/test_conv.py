@@ -140,6 +140,62 @@ def test_col2im_is_the_adjoint_of_im2col(rng):
     assert np.isclose((cols * c).sum(), (x * back).sum(), rtol=1e-12)
 
 
+@pytest.mark.parametrize("kernel, dilation", [((3, 3), (1, 1)), ((3, 2), (2, 3)), ((1, 1), (1, 1))])
+def test_flat_columns_are_im2col_plus_wrap_around_columns(rng, kernel, dilation):
+    # im2col_flat's first OW columns of every output row are im2col's columns, exactly.
+    N, C, H, W = 2, 3, 9, 8
+    x = rng.standard_normal((N, C, H, W))
+    span_h, span_w = (d * (k - 1) + 1 for k, d in zip(kernel, dilation))
+    OH, OW, rows = H - span_h + 1, W - span_w + 1, (1, H - span_h + 1)
+    with_spare_row = np.concatenate([x, np.zeros((N, C, 1, W))], axis=2)
+    flat = F.im2col_flat(with_spare_row, kernel, dilation, rows)
+    R = rows[1] - rows[0]
+    assert flat.shape == (C * kernel[0] * kernel[1], N * R * W)
+    kept = flat.reshape(-1, N, R, W)[..., :OW].reshape(-1, N * R * OW)
+    np.testing.assert_array_equal(kept, F.im2col(x, kernel, (1, 1), dilation, rows, OW))
+    assert OH >= rows[1]
+
+
+@pytest.mark.parametrize("flat_max_extra", [0.0, 100.0])  # never, and always, the flat columns
+@pytest.mark.parametrize(
+    "shape, kshape, padding, dilation",
+    [
+        ((2, 3, 7, 6), (4, 3, 3), (1, 1), (1, 1)),
+        ((1, 2, 9, 8), (3, 3, 2), (0, 2), (1, 2)),
+        ((1, 2, 4, 4), (2, 2, 2), (3, 3), (1, 1)),
+    ],
+)
+def test_stride1_conv_either_columns_match_loops_and_gradients(
+    rng, monkeypatch, flat_max_extra, shape, kshape, padding, dilation
+):
+    # Both ways of making a stride-1 convolution's columns, in float64: forward against the direct loop,
+    # gradients (input, weight, bias; the input's through the flipped-kernel convolution) by central differences.
+    monkeypatch.setattr(conv_module, "FLAT_MAX_EXTRA", flat_max_extra)
+    x, w, b = _random_conv(rng, shape, kshape)
+    y = F.conv2d(mf.Tensor(x), mf.Tensor(w), mf.Tensor(b), 1, padding, dilation)
+    np.testing.assert_allclose(y.data, conv2d_loop(x, w, b, (1, 1), padding, dilation), rtol=1e-10, atol=1e-10)
+    tensors = [mf.Tensor(a, requires_grad=True) for a in (x, w, b)]
+    gradcheck(lambda x, w, b: F.conv2d(x, w, b, 1, padding, dilation), tensors)
+
+
+def test_flat_and_strided_columns_give_the_same_gradients(rng, monkeypatch):
+    # The same convolution with either columns, and the flat ones banded one output row at a time:
+    # equal to rounding in float64.
+    x, w, b = _random_conv(rng, (2, 3, 11, 9), (4, 3, 3))
+    gy = rng.standard_normal((2, 4, 11, 9))
+    results = []
+    for flat_max_extra, budget in ((0.0, 2**40), (100.0, 2**40), (100.0, 1)):
+        monkeypatch.setattr(conv_module, "FLAT_MAX_EXTRA", flat_max_extra)
+        monkeypatch.setattr(conv_module, "IM2COL_BUDGET_BYTES", budget)
+        tensors = [mf.Tensor(a.copy(), requires_grad=True) for a in (x, w, b)]
+        y = F.conv2d(*tensors, padding=1)
+        y.backward(gy)
+        results.append((y.data, *(t.grad for t in tensors)))
+    for other in results[1:]:
+        for a, b_ in zip(results[0], other):
+            np.testing.assert_allclose(a, b_, rtol=1e-12, atol=1e-12)
+
+
 def test_bands_of_rows_give_the_same_result(rng, monkeypatch):
     # Over IM2COL_BUDGET_BYTES the columns are built a band of output rows at a time.
     x, w, b = _random_conv(rng, (2, 3, 11, 9), (4, 3, 3))

@@ -11,7 +11,7 @@ geometry.py  output-size helpers shared by all of the above
 """
 
 from .basic import add, concat, crop, dropout, mul, narrow, relu, sum
-from .conv import col2im, conv2d, conv_transpose2d, im2col
+from .conv import col2im, conv2d, conv_transpose2d, im2col, im2col_flat
 from .geometry import conv_output_size, conv_transpose_output_size, kernel_span, pool_output_size
 from .linear import flatten, linear
 from .loss import log_softmax, softmax_cross_entropy
@@ -31,6 +31,7 @@ __all__ = [
     "conv2d",
     "conv_transpose2d",
     "im2col",
+    "im2col_flat",
     "col2im",
     "max_pool2d",
     "avg_pool2d",

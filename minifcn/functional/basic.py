@@ -112,20 +112,29 @@ def sum(x: Tensor) -> Tensor:  # noqa: A001 - mirrors numpy.sum / torch.sum
 
 
 class ReLU(Function):
-    """y = max(x, 0). Backward: dy where y > 0, else 0."""
+    """y = max(x, 0). Backward: dy where y > 0, else 0.
+
+    ``inplace=True`` writes y over x's array, as PyTorch's ``ReLU(inplace=True)``:
+    no new array for the largest maps of a net. It is safe only where nothing
+    else reads x afterwards, such as the output of a convolution or a batch
+    norm that feeds this ReLU alone (neither keeps its output for backward).
+    """
+
+    def __init__(self, inplace: bool = False):
+        self.inplace = inplace
 
     def forward(self, x: Any) -> Any:
         xp = get_array_module(x)
-        self.y = xp.maximum(x, 0)
+        self.y = xp.maximum(x, 0, out=x if self.inplace else None)
         return self.y
 
     def backward(self, gy: Any) -> Any:
         return gy * (self.y > 0)
 
 
-def relu(x: Tensor) -> Tensor:
-    """Rectified linear unit, max(x, 0)."""
-    return ReLU()(x)
+def relu(x: Tensor, inplace: bool = False) -> Tensor:
+    """Rectified linear unit, max(x, 0); ``inplace=True`` overwrites x's array (see :class:`ReLU`)."""
+    return ReLU(inplace)(x)
 
 
 class Dropout(Function):

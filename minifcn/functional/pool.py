@@ -110,6 +110,23 @@ def _unpad(gxpad: Any, padding: tuple, hw: tuple) -> Any:
     return xp.ascontiguousarray(gxpad[:, :, ph : ph + H, pw : pw + W])
 
 
+def _first_maximum(views: list, y: Any) -> Any:
+    """For each window, the first offset k whose value is the window's maximum ``y`` (the last NaN, if any).
+
+    Caffe and PyTorch route the gradient of a tie to the first maximum; the
+    offsets are visited from the last to the first so that the first one
+    written is the one that stays.
+    """
+    xp = get_array_module(y)
+    argmax = xp.zeros(y.shape, dtype=np.min_scalar_type(len(views) - 1))
+    for k in range(len(views) - 1, -1, -1):
+        xp.copyto(argmax, k, where=views[k] == y)
+    if xp.isnan(y).any():  # NaN equals nothing: send its gradient to the window's last NaN, as the CUDA kernel
+        for k, v in enumerate(views):
+            xp.copyto(argmax, k, where=xp.isnan(v))
+    return argmax
+
+
 class MaxPool2d(Function):
     """Max pooling; padding is -inf, so it never wins.
 
@@ -136,17 +153,12 @@ class MaxPool2d(Function):
             y, self.argmax = kernels.max_pool_forward(x, kernel, stride, padding, dilation, out_hw)
             return y
         xpad = pad2d(x, padding[0], padding[1], *pad_hw, value=-np.inf)
-        y = argmax = None
-        for k, view in _window_views(xpad, out_hw, kernel, stride, dilation):
-            v = xpad[view]
-            if y is None:
-                y = v.copy()
-                argmax = xp.zeros(y.shape, dtype=np.min_scalar_type(kernel[0] * kernel[1] - 1))
-                continue
-            better = (v > y) | xp.isnan(v)
-            xp.copyto(y, v, where=better)
-            argmax[better] = k
-        self.argmax = argmax
+        views = [xpad[view] for _, view in _window_views(xpad, out_hw, kernel, stride, dilation)]
+        y = views[0].copy()
+        for v in views[1:]:
+            xp.maximum(y, v, out=y)  # a NaN in the window wins
+        if self.input_needs_grad(0):  # only backward reads which offset won
+            self.argmax = _first_maximum(views, y)
         return y
 
     def backward(self, gy: Any) -> Any:
@@ -156,9 +168,13 @@ class MaxPool2d(Function):
             return kernels.max_pool_backward(gy, self.argmax, self.x_shape, kernel, stride, padding, dilation)
         N, C, H, W = self.x_shape
         gxpad = xp.zeros((N, C) + self.pad_hw, dtype=gy.dtype)
+        windows_overlap = any(k_ * d > s for k_, d, s in zip(kernel, dilation, stride))
         zero = gy.dtype.type(0)
         for k, view in _window_views(gxpad, out_hw, kernel, stride, dilation):
-            gxpad[view] += xp.where(self.argmax == k, gy, zero)
+            if windows_overlap:
+                gxpad[view] += xp.where(self.argmax == k, gy, zero)
+            else:  # each input pixel is in one window at most (the FCNs' 2x2 stride 2): write, do not add
+                xp.copyto(gxpad[view], gy, where=self.argmax == k)
         return _unpad(gxpad, padding, (H, W))
 
 

@@ -61,6 +61,11 @@ def conv(
     return layer
 
 
+def relu() -> nn.ReLU:
+    """The ReLU after a convolution (or its batch norm): in place, since nothing else reads that output."""
+    return nn.ReLU(inplace=True)
+
+
 def linear(in_features: int, out_features: int, dtype: Any = np.float32) -> nn.Linear:
     """A fully connected layer of the classifiers, initialised like ``conv``."""
     layer = nn.Linear(in_features, out_features, dtype=dtype)
@@ -87,23 +92,23 @@ def vgg16_features(widths: tuple[int, ...], first_padding: int, ceil_mode: bool,
     c1, c2, c3, c4, c5 = widths
     pool = lambda: nn.MaxPool2d(2, stride=2, ceil_mode=ceil_mode)  # noqa: E731
     return {
-        "conv1_1": conv(3, c1, 3, padding=first_padding, dtype=dtype), "relu1_1": nn.ReLU(),
-        "conv1_2": conv(c1, c1, 3, padding=1, dtype=dtype), "relu1_2": nn.ReLU(),
+        "conv1_1": conv(3, c1, 3, padding=first_padding, dtype=dtype), "relu1_1": relu(),
+        "conv1_2": conv(c1, c1, 3, padding=1, dtype=dtype), "relu1_2": relu(),
         "pool1": pool(),  # 1/2
-        "conv2_1": conv(c1, c2, 3, padding=1, dtype=dtype), "relu2_1": nn.ReLU(),
-        "conv2_2": conv(c2, c2, 3, padding=1, dtype=dtype), "relu2_2": nn.ReLU(),
+        "conv2_1": conv(c1, c2, 3, padding=1, dtype=dtype), "relu2_1": relu(),
+        "conv2_2": conv(c2, c2, 3, padding=1, dtype=dtype), "relu2_2": relu(),
         "pool2": pool(),  # 1/4
-        "conv3_1": conv(c2, c3, 3, padding=1, dtype=dtype), "relu3_1": nn.ReLU(),
-        "conv3_2": conv(c3, c3, 3, padding=1, dtype=dtype), "relu3_2": nn.ReLU(),
-        "conv3_3": conv(c3, c3, 3, padding=1, dtype=dtype), "relu3_3": nn.ReLU(),
+        "conv3_1": conv(c2, c3, 3, padding=1, dtype=dtype), "relu3_1": relu(),
+        "conv3_2": conv(c3, c3, 3, padding=1, dtype=dtype), "relu3_2": relu(),
+        "conv3_3": conv(c3, c3, 3, padding=1, dtype=dtype), "relu3_3": relu(),
         "pool3": pool(),  # 1/8
-        "conv4_1": conv(c3, c4, 3, padding=1, dtype=dtype), "relu4_1": nn.ReLU(),
-        "conv4_2": conv(c4, c4, 3, padding=1, dtype=dtype), "relu4_2": nn.ReLU(),
-        "conv4_3": conv(c4, c4, 3, padding=1, dtype=dtype), "relu4_3": nn.ReLU(),
+        "conv4_1": conv(c3, c4, 3, padding=1, dtype=dtype), "relu4_1": relu(),
+        "conv4_2": conv(c4, c4, 3, padding=1, dtype=dtype), "relu4_2": relu(),
+        "conv4_3": conv(c4, c4, 3, padding=1, dtype=dtype), "relu4_3": relu(),
         "pool4": pool(),  # 1/16
-        "conv5_1": conv(c4, c5, 3, padding=1, dtype=dtype), "relu5_1": nn.ReLU(),
-        "conv5_2": conv(c5, c5, 3, padding=1, dtype=dtype), "relu5_2": nn.ReLU(),
-        "conv5_3": conv(c5, c5, 3, padding=1, dtype=dtype), "relu5_3": nn.ReLU(),
+        "conv5_1": conv(c4, c5, 3, padding=1, dtype=dtype), "relu5_1": relu(),
+        "conv5_2": conv(c5, c5, 3, padding=1, dtype=dtype), "relu5_2": relu(),
+        "conv5_3": conv(c5, c5, 3, padding=1, dtype=dtype), "relu5_3": relu(),
         "pool5": pool(),  # 1/32
     }  # fmt: skip
 
@@ -113,13 +118,13 @@ def alexnet_features(first_padding: int, ceil_mode: bool, dtype: Any) -> dict[st
     c1, c2, c3, c4, c5 = ALEXNET_WIDTHS
     pool = lambda: nn.MaxPool2d(3, stride=2, ceil_mode=ceil_mode)  # noqa: E731
     return {
-        "conv1": conv(3, c1, 11, stride=4, padding=first_padding, dtype=dtype), "relu1": nn.ReLU(),  # 1/4
+        "conv1": conv(3, c1, 11, stride=4, padding=first_padding, dtype=dtype), "relu1": relu(),  # 1/4
         "pool1": pool(),  # 1/8
-        "conv2": conv(c1, c2, 5, padding=2, dtype=dtype), "relu2": nn.ReLU(),
+        "conv2": conv(c1, c2, 5, padding=2, dtype=dtype), "relu2": relu(),
         "pool2": pool(),  # 1/16
-        "conv3": conv(c2, c3, 3, padding=1, dtype=dtype), "relu3": nn.ReLU(),
-        "conv4": conv(c3, c4, 3, padding=1, dtype=dtype), "relu4": nn.ReLU(),
-        "conv5": conv(c4, c5, 3, padding=1, dtype=dtype), "relu5": nn.ReLU(),
+        "conv3": conv(c2, c3, 3, padding=1, dtype=dtype), "relu3": relu(),
+        "conv4": conv(c3, c4, 3, padding=1, dtype=dtype), "relu4": relu(),
+        "conv5": conv(c4, c5, 3, padding=1, dtype=dtype), "relu5": relu(),
         "pool5": pool(),  # 1/32
     }  # fmt: skip
 
@@ -133,10 +138,10 @@ def googlenet_features(divisor: int, first_padding: int, ceil_mode: bool, dtype:
     w = lambda n: max(1, n // divisor)  # noqa: E731
     pool = lambda: nn.MaxPool2d(3, stride=2, ceil_mode=ceil_mode)  # noqa: E731
     layers: dict[str, nn.Module] = {
-        "conv1": conv(3, w(64), 7, stride=2, padding=first_padding, dtype=dtype), "relu1": nn.ReLU(),  # 1/2
+        "conv1": conv(3, w(64), 7, stride=2, padding=first_padding, dtype=dtype), "relu1": relu(),  # 1/2
         "pool1": pool(), "norm1": nn.LocalResponseNorm(5, 1e-4, 0.75),  # 1/4
-        "conv2_reduce": conv(w(64), w(64), 1, dtype=dtype), "relu2_reduce": nn.ReLU(),
-        "conv2": conv(w(64), w(192), 3, padding=1, dtype=dtype), "relu2": nn.ReLU(),
+        "conv2_reduce": conv(w(64), w(64), 1, dtype=dtype), "relu2_reduce": relu(),
+        "conv2": conv(w(64), w(192), 3, padding=1, dtype=dtype), "relu2": relu(),
         "norm2": nn.LocalResponseNorm(5, 1e-4, 0.75), "pool2": pool(),  # 1/8
     }  # fmt: skip
     make = lambda c_in, c_out, k, padding=0: conv(c_in, c_out, k, padding=padding, dtype=dtype)  # noqa: E731
@@ -167,8 +172,8 @@ def fcn_trunk(backbone: str, dtype: Any) -> tuple[dict[str, nn.Module], int]:
     else:
         raise ValueError(f"unknown backbone {backbone!r}; choose one of {', '.join(BACKBONES)}")
     layers.update({
-        "fc6": conv(last, fc, fc6_kernel, dtype=dtype), "relu6": nn.ReLU(), "drop6": nn.Dropout(0.5),  # 1/32
-        "fc7": conv(fc, fc, 1, dtype=dtype), "relu7": nn.ReLU(), "drop7": nn.Dropout(0.5),
+        "fc6": conv(last, fc, fc6_kernel, dtype=dtype), "relu6": relu(), "drop6": nn.Dropout(0.5),  # 1/32
+        "fc7": conv(fc, fc, 1, dtype=dtype), "relu7": relu(), "drop7": nn.Dropout(0.5),
     })  # fmt: skip
     if backbone == "tiny-bn":
         layers = with_batch_norm(layers, dtype)

@@ -55,7 +55,7 @@ class Inception(Module):
         self.conv5x5 = make(n5r, n5, 5, padding=2)
         self.pool = MaxPool2d(3, stride=1, padding=1)
         self.pool_proj = make(in_channels, npool, 1)
-        self.relu = ReLU()
+        self.relu = ReLU(inplace=True)  # each follows a convolution whose output nothing else reads
 
     def forward(self, x: Tensor) -> Tensor:
         r = self.relu

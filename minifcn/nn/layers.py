@@ -184,8 +184,17 @@ class LocalResponseNorm(Module):
 
 
 class ReLU(Module):
+    """max(x, 0); ``inplace=True`` overwrites its input's array (the trunks use it after each convolution)."""
+
+    def __init__(self, inplace: bool = False):
+        super().__init__()
+        self.inplace = inplace
+
     def forward(self, x: Tensor) -> Tensor:
-        return F.relu(x)
+        return F.relu(x, self.inplace)
+
+    def extra_repr(self) -> str:
+        return "inplace=True" if self.inplace else ""
 
 
 class BatchNorm2d(Module):
