@@ -51,11 +51,13 @@ from minifcn.models import FCN8s  # noqa: E402
 INNER = [
     (conv, "_product", "  matrix products"),
     (conv, "im2col", "  im2col"),
+    (conv, "im2col_flat", "  im2col_flat"),
     (conv, "col2im", "  col2im"),
     (conv, "pad2d", "  padding (conv)"),
     (conv, "_channel_major", "  channel-major copies"),
     (conv, "channel_sum", "  bias gradients"),
     (pool, "pad2d", "  padding (pool)"),
+    (pool, "_first_maximum", "  max pooling's argmax"),
 ]
 
 

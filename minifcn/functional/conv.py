@@ -220,10 +220,13 @@ def _product(a: Any, b: Any) -> Any:
 # The three kernels
 
 
-def _conv_forward(x: Any, w: Any, stride: Pair, padding: Pair, dilation: Pair) -> Any:
-    """y = conv(x, w): im2col and one matrix product (per band of output rows).
+def _conv_forward(x: Any, w: Any, stride: Pair, padding: Pair, dilation: Pair, b: Any = None) -> Any:
+    """y = conv(x, w) + b: im2col and one matrix product (per band of output rows).
 
-    Shapes: x (N, C, H, W), w (OC, C, KH, KW) -> y (N, OC, OH, OW).
+    Shapes: x (N, C, H, W), w (OC, C, KH, KW), b (OC,) or None -> y (N, OC, OH, OW).
+
+    Each band's product is laid into y, wrap-around columns dropped, with the
+    bias added in the same pass.
     """
     xp = get_array_module(x, w)
     N, C, H, W = x.shape
@@ -232,14 +235,21 @@ def _conv_forward(x: Any, w: Any, stride: Pair, padding: Pair, dilation: Pair) -
     OW = conv_output_size(W, KW, stride[1], padding[1], dilation[1])
     columns = _columns_of(x, (KH, KW), stride, padding, dilation, (OH, OW))
     w2 = w.reshape(OC, C * KH * KW)
+    bias = None if b is None else b.reshape(OC, 1, 1, 1)
     bands = _row_bands(OH, C * KH * KW * N * columns.width * x.itemsize)
-    if len(bands) == 1 and columns.width == OW:
-        y = _product(w2, columns.of((0, OH)))  # (OC, N*OH*OW)
-        return xp.ascontiguousarray(y.reshape(OC, N, OH, OW).transpose(1, 0, 2, 3))
+    if len(bands) == 1 and columns.width == OW and N == 1:
+        y = _product(w2, columns.of((0, OH)))  # (OC, OH*OW): already y's layout
+        if bias is not None:
+            y += bias.reshape(OC, 1)
+        return y.reshape(N, OC, OH, OW)
     y = xp.empty((N, OC, OH, OW), dtype=x.dtype)
     for r0, r1 in bands:
-        band = _product(w2, columns.of((r0, r1))).reshape(OC, N, r1 - r0, columns.width)
-        y[:, :, r0:r1] = band[..., :OW].transpose(1, 0, 2, 3)  # the wrap-around columns of im2col_flat dropped
+        band = _product(w2, columns.of((r0, r1))).reshape(OC, N, r1 - r0, columns.width)[..., :OW]
+        into = y[:, :, r0:r1].transpose(1, 0, 2, 3)  # (OC, N, R, OW), a view of y
+        if bias is None:
+            into[...] = band
+        else:
+            xp.add(band, bias, out=into)
     return y
 
 
@@ -407,9 +417,7 @@ class Conv2d(_Convolution):
                     f"{kernel_span(k, d)} pixels in {axis}, more than the padded input: "
                     f"input {H}x{W} with padding {self.padding}"
                 )
-        y = _conv_forward(x, w, self.stride, self.padding, self.dilation)
-        if b is not None:
-            y += b.reshape(1, -1, 1, 1)
+        y = _conv_forward(x, w, self.stride, self.padding, self.dilation, b)
         self.x, self.w, self.has_bias = x, w, b is not None
         return y
 
