@@ -129,6 +129,24 @@ def test_im2col_columns_hold_the_windows(rng):
     assert cols[row, col] == x[n, c, i * 1 + kh, j * 2 + kw]
 
 
+@pytest.mark.parametrize("kernel, stride", [((4, 6), (2, 3)), ((16, 16), (8, 8)), ((2, 3), (1, 2))])
+def test_im2col_every_entry_is_its_window_pixel(rng, kernel, stride):
+    # Every entry against the formula, for taps copied in blocks of sh x sw (kernel a whole number of strides)
+    # and one at a time; and col2im is its adjoint there too.
+    N, C, R, OW = 2, 3, 3, 4
+    x = rng.standard_normal((N, C, (R + 1) * stride[0] + kernel[0], OW * stride[1] + kernel[1]))
+    rows = (1, 1 + R)
+    cols = F.im2col(x, kernel, stride, (1, 1), rows, OW).reshape(C, *kernel, N, R, OW)
+    expected = np.empty_like(cols)
+    for c, kh, kw, n, i, j in np.ndindex(*cols.shape):
+        expected[c, kh, kw, n, i, j] = x[n, c, (rows[0] + i) * stride[0] + kh, j * stride[1] + kw]
+    np.testing.assert_array_equal(cols, expected)
+    g = rng.standard_normal(cols.shape)
+    back = np.zeros_like(x)
+    F.col2im(g, back, kernel, stride, (1, 1), rows, OW)
+    assert np.isclose((cols * g).sum(), (x * back).sum(), rtol=1e-12)
+
+
 def test_col2im_is_the_adjoint_of_im2col(rng):
     # <im2col(x), c> == <x, col2im(c)> for all x, c: the defining property of the backward pass.
     x = rng.standard_normal((2, 3, 7, 8))

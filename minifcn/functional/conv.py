@@ -67,26 +67,55 @@ def im2col(xpad: Any, kernel: Pair, stride: Pair, dilation: Pair, rows: Pair, OW
         (c, kh, kw) and column (n, i, j) is
         ``xpad[n, c, (r0 + i)*sh + kh*dh, j*sw + kw*dw]``.
 
-    The loop runs over the KH*KW kernel offsets only; each step copies one
-    strided view of the whole input (all images, channels and pixels).
+    The loop runs over the kernel's taps, never over pixels: for one tap
+    (kh, kw), what every output pixel reads is one strided view of the whole
+    input (all images, channels and pixels), copied at once. Where the kernel
+    is a whole number of strides (the FCNs' upsampling: kernel 2f, stride f),
+    the taps go in blocks of sh x sw (``_tap_blocks``): one copy per block.
     ``out``, a flat array of at least that many elements, receives the
     columns instead of a new array (the convolutions reuse one buffer).
     """
     xp = get_array_module(xpad)
     N, C = xpad.shape[:2]
-    (KH, KW), (sh, sw), (dh, dw), (r0, r1) = kernel, stride, dilation, rows
+    (KH, KW), (r0, r1) = kernel, rows
     R = r1 - r0
-    if KH == KW == 1 and sh == sw == 1 and N == 1 and R == xpad.shape[2] and OW == xpad.shape[3]:
+    if KH == KW == 1 and stride == (1, 1) and N == 1 and R == xpad.shape[2] and OW == xpad.shape[3]:
         return xpad.reshape(C, R * OW)  # a 1x1 convolution needs no unfolding: the input is its columns
     shape = (C, KH, KW, N, R, OW)
     cols = xp.empty(shape, dtype=xpad.dtype) if out is None else out[: C * KH * KW * N * R * OW].reshape(shape)
+    for taps, tiles in _tap_blocks(xpad, kernel, stride, dilation, rows, OW):
+        cols[taps] = tiles  # (C, taps in the block, N, R, OW)
+    return cols.reshape(C * KH * KW, N * R * OW)
+
+
+def _tap_blocks(xpad: Any, kernel: Pair, stride: Pair, dilation: Pair, rows: Pair, OW: int):
+    """Yield (index of some taps in the columns (C, KH, KW, ...), the input those taps read, as a view).
+
+    One tap at a time in general: tap (kh, kw) reads
+    ``xpad[n, c, (r0 + i)*sh + kh*dh, j*sw + kw*dw]``, a strided view.
+    When the kernel is a whole number of strides and not dilated, the taps
+    kh = bh*sh + ph (0 <= ph < sh) of block bh read row (r0 + i + bh)*sh + ph:
+    the rows from (r0 + bh)*sh on, cut into R groups of sh. So a block of
+    sh x sw taps reads one rectangle of the input, reshaped to
+    (N, C, R, sh, OW, sw): (KH/sh) x (KW/sw) blocks instead of KH x KW taps,
+    4 instead of 256 for FCN-8s's 16x16 upsampling by 8.
+    """
+    (KH, KW), (sh, sw), (dh, dw), (r0, r1) = kernel, stride, dilation, rows
+    N, C = xpad.shape[:2]
+    R = r1 - r0
+    if dilation == (1, 1) and KH % sh == 0 and KW % sw == 0 and (sh, sw) != (1, 1):
+        for bh in range(KH // sh):
+            for bw in range(KW // sw):
+                rect = xpad[:, :, (r0 + bh) * sh : (r1 + bh) * sh, bw * sw : (OW + bw) * sw]
+                taps = (slice(None), slice(bh * sh, (bh + 1) * sh), slice(bw * sw, (bw + 1) * sw))
+                yield taps, rect.reshape(N, C, R, sh, OW, sw).transpose(1, 3, 5, 0, 2, 4)
+        return
     for kh in range(KH):
         h0 = r0 * sh + kh * dh
         for kw in range(KW):
             w0 = kw * dw
             window = xpad[:, :, h0 : h0 + (R - 1) * sh + 1 : sh, w0 : w0 + (OW - 1) * sw + 1 : sw]
-            cols[:, kh, kw] = window.transpose(1, 0, 2, 3)  # (C, N, R, OW)
-    return cols.reshape(C * KH * KW, N * R * OW)
+            yield (slice(None), kh, kw), window.transpose(1, 0, 2, 3)  # (C, N, R, OW)
 
 
 def im2col_flat(xpad: Any, kernel: Pair, dilation: Pair, rows: Pair, out: Any = None) -> Any:
@@ -129,20 +158,15 @@ def col2im(cols: Any, gxpad: Any, kernel: Pair, stride: Pair, dilation: Pair, ro
         cols: (C*KH*KW, N*R*OW), as im2col returns for output rows ``rows``
         gxpad: (N, C, Hp, Wp), accumulated in place
 
-    For a fixed kernel offset (kh, kw) the output pixels read distinct input
-    pixels, so each of the KH*KW steps is a plain strided ``+=``.
+    Within one tap (or one block of taps, see ``_tap_blocks``) the output
+    pixels read distinct input pixels, so each step is a plain ``+=`` into a
+    view of gxpad.
     """
     N, C = gxpad.shape[:2]
-    (KH, KW), (sh, sw), (dh, dw), (r0, r1) = kernel, stride, dilation, rows
-    R = r1 - r0
-    cols = cols.reshape(C, KH, KW, N, R, OW)
-    for kh in range(KH):
-        h0 = r0 * sh + kh * dh
-        for kw in range(KW):
-            w0 = kw * dw
-            gxpad[:, :, h0 : h0 + (R - 1) * sh + 1 : sh, w0 : w0 + (OW - 1) * sw + 1 : sw] += cols[:, kh, kw].transpose(
-                1, 0, 2, 3
-            )
+    (KH, KW), (r0, r1) = kernel, rows
+    cols = cols.reshape(C, KH, KW, N, r1 - r0, OW)
+    for taps, tiles in _tap_blocks(gxpad, kernel, stride, dilation, rows, OW):
+        tiles += cols[taps]  # tiles is a view of gxpad: splitting an axis in two never copies
 
 
 def _row_bands(n_rows: int, bytes_per_row: int) -> list[Pair]:
