@@ -23,8 +23,16 @@ kernel flipped, which is how ``_conv_backward_input`` computes it then.)
 Memory: the column matrix is KH*KW times the size of the input. For conv1_2 of
 an FCN on a 500x500 image (64 channels at 698x698 after pad 100) it is about
 1.1 GB. Whenever it would exceed ``IM2COL_BUDGET_BYTES`` it is built and used a
-band of output rows at a time (one matrix product per band); the backward pass
-rebuilds it from the saved input instead of keeping it for every layer.
+band of output rows at a time (one matrix product per band), always in the
+same reused buffer; the backward pass rebuilds it from the saved input
+instead of keeping it for every layer.
+
+Speed, on the CPU: the matrix products are BLAS's; what is ours is the copy
+into columns. A stride-1 convolution (all of VGG16's 3x3 layers, and their
+input gradients) takes its columns from the flattened input as long
+contiguous runs (``im2col_flat``), at about twice the speed of the strided
+copies of ``im2col``; upsampling layers (kernel 2f, stride f) copy their
+taps in blocks of f x f. benchmarks/RESULTS.md has the profile.
 
 On a GPU (CuPy arrays) im2col and col2im are the CUDA kernels of
 ``minifcn/cuda/im2col.cu``, which read the padding implicitly instead of
@@ -44,7 +52,9 @@ from ..cuda import kernels
 from .geometry import conv_output_size, conv_transpose_output_size, kernel_span, pad2d, pair
 from .reduce import channel_sum
 
-#: Largest im2col buffer built at once; larger ones are processed in bands of output rows.
+#: Largest im2col buffer built at once; larger ones are processed in bands of output rows. 32 MiB: on
+#: VGG16's layers bands of 8 to 1024 MiB ran equally fast, 2 MiB slower (benchmarks/RESULTS.md), and the
+#: buffer is part of every pass's memory.
 IM2COL_BUDGET_BYTES = 32 * 2**20
 
 #: A stride-1 convolution takes its columns from the flattened input (``im2col_flat``) when that computes
@@ -283,9 +293,14 @@ def _conv_backward_input(gy: Any, w: Any, input_hw: Pair, stride: Pair, padding:
     Shapes: gy (N, OC, OH, OW), w (OC, C, KH, KW) -> dx (N, C, H, W), H, W = input_hw.
 
     With stride 1 it is computed as a convolution (im2col is cheaper than
-    col2im); otherwise by one matrix product and col2im.
+    col2im), unless dx is much larger than dy: that convolution's product has
+    one column per pixel of dx, col2im's one per pixel of dy, so for fc6 (a 7x7
+    kernel without padding, 22x22 -> 16x16 at 500x500) it would do 1.9 times
+    the arithmetic. Otherwise, and for strided convolutions: one matrix
+    product and col2im.
     """
-    if stride == (1, 1):
+    _, _, OH, OW = gy.shape
+    if stride == (1, 1) and input_hw[0] * input_hw[1] <= 1.25 * OH * OW:
         return _transposed_conv_as_conv(gy, w, padding, dilation)
     return _transposed_conv_by_col2im(gy, w, input_hw, stride, padding, dilation)
 
