@@ -34,6 +34,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), os.p
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from bench_fcn import build_torch  # noqa: E402
+from bench_step import blas_threads, report, twin_steps  # noqa: E402
 
 import minifcn as mf  # noqa: E402
 import minifcn.functional as F  # noqa: E402
@@ -123,7 +124,15 @@ def main() -> None:
     parser.add_argument("--val-limit", type=int, help="score only the first N validation images")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--skip-torch", action="store_true", help="train minifcn alone")
+    parser.add_argument(
+        "--steps-only",
+        action="store_true",
+        help="only time the camvid-cpu preset's step (whole 480x360 images) against its PyTorch twin",
+    )
     args = parser.parse_args()
+    if args.steps_only:
+        step_ratio(args)
+        return
 
     train_set, val_set = CamVid(args.data_root, "train"), CamVid(args.data_root, "val")
     weights = median_frequency_weights(train_set)
@@ -168,6 +177,17 @@ def main() -> None:
     print("\n| class | " + " | ".join(results) + " |\n|---|" + "---|" * len(results))
     for c, name in enumerate(train_set.classes):
         print(f"| {name} | " + " | ".join(f"{s['iu'][c]:.3f}" for s, _ in results.values()) + " |")
+    if "PyTorch" in results:
+        ratio = results["minifcn"][1] / results["PyTorch"][1]
+        print(f"\nper iteration at {args.crop_size} crops: minifcn / PyTorch {ratio:.2f}x")
+        if args.device == "cpu":
+            step_ratio(args)
+
+
+def step_ratio(args) -> None:
+    """The camvid-cpu preset's own step (whole 480x360 images, batch 4) against its twin (bench_step.py)."""
+    print("\nThe camvid-cpu preset's step, minifcn against its PyTorch twin (bench_step.py):")
+    report(twin_steps("camvid-cpu", 15, args.data_root, blas_threads()))
 
 
 if __name__ == "__main__":
