@@ -193,6 +193,7 @@ def _workspace(n: int, dtype: Any) -> Any:
     when a layer needs more (at most IM2COL_BUDGET_BYTES but for a single
     row that is larger), is faulted in once. Its contents live until the
     next band: each band's columns are used by one matrix product and dropped.
+    One buffer per process: two threads must not run CPU convolutions at once.
     """
     dtype = np.dtype(dtype)
     buffer = _WORKSPACE.get(dtype)
