@@ -1,4 +1,4 @@
-"""The twin benchmark (issue 15): the same FCN-8s trained on CamVid in minifcn and in PyTorch, then scored alike.
+"""The twin benchmark: the same FCN-8s trained on CamVid in minifcn and in PyTorch, then scored alike.
 
     python benchmarks/bench_camvid.py [--data-root ../shared/data/CamVid] [--iters 300] [--crop-size 224]
                                       [--batch-size 4] [--lr 0.01] [--device cpu|cuda] [--val-limit N]

@@ -12,7 +12,7 @@ Three tables, each on the GPU (needs CuPy and a CUDA device):
 2. **The quick preset's step**: ``python -m minifcn.train``'s own
    ``Loop.step`` (tiny-bn FCN-8s, 4x3x128x128 Shapes, Adam), the median over
    ``--quick-steps`` steps, with and without TF32, and the number of minifcn
-   kernel launches per step. Target (issue 14): at most 10 ms on an H100/H200.
+   kernel launches per step. Target: at most 10 ms on an H100/H200.
 3. **The host's share of that step**: the top functions by own time under
    cProfile, i.e. what the GPU waits on when the host is the bottleneck.
 """

@@ -1,4 +1,4 @@
-"""A recipe search for the camvid preset (issue 15), at a size a CPU can afford.
+"""A recipe search for the camvid preset, at a size a CPU can afford.
 
     python benchmarks/search_camvid.py [--data-root ../shared/data/CamVid] [--scale 0.25] [--every 2]
                                        [--iters 300] [--device cpu|cuda] [--only NAME,NAME]

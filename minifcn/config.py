@@ -82,7 +82,7 @@ QUICK = dict(
     checkpoint_every=250,
     score_init="normal",
 )
-# Real street scenes (issue 15): the quick recipe on CamVid's 367 training images at their full 480x360, with
+# Real street scenes: the quick recipe on CamVid's 367 training images at their full 480x360, with
 # median-frequency class weights for the rare classes (pole, sign, pedestrian, bicyclist). camvid-cpu: the same
 # for 800 iterations (~30 min on 2 CPU cores); whole images beat 224x224 crops at that budget (RESULTS.md).
 CAMVID = dict(
