@@ -61,6 +61,23 @@ def test_sum_and_relu(rng):
     gradcheck(lambda t: F.sum(t), [mf.Tensor(x, requires_grad=True)])
 
 
+def test_relu_inplace_writes_over_its_input_with_the_same_values_and_gradient(rng):
+    x = rng.standard_normal((2, 3, 4))
+    x[np.abs(x) < 1e-3] = 0.5
+    a = x.copy()
+    y = F.relu(mf.Tensor(a), inplace=True)
+    assert y.data is a
+    np.testing.assert_array_equal(a, np.maximum(x, 0))
+    # Behind a product (whose output nothing else reads), the gradient is exactly the out-of-place one.
+    grads = []
+    for inplace in (False, True):
+        t = mf.Tensor(x.copy(), requires_grad=True)
+        F.sum(F.relu(t * 2.0, inplace=inplace)).backward()
+        grads.append(t.grad)
+    np.testing.assert_array_equal(grads[0], grads[1])
+    gradcheck(lambda t: F.relu(t * 2.0, inplace=True), [mf.Tensor(x, requires_grad=True)])
+
+
 def test_dropout_is_inverted_and_reproducible(rng):
     x = np.ones((200, 200), np.float32)
     mf.manual_seed(3)

@@ -6,6 +6,7 @@ from reference_loops import avg_pool2d_loop, max_pool2d_loop, window_starts
 
 import minifcn as mf
 import minifcn.functional as F
+from minifcn.functional.pool import MaxPool2d
 from minifcn.gradcheck import gradcheck
 
 # (N, C, H, W), kernel, stride, padding, dilation, ceil_mode
@@ -102,6 +103,31 @@ def test_max_pool_overlapping_windows_add_their_gradients():
     t = mf.Tensor(x, requires_grad=True)
     F.max_pool2d(t, (1, 2), stride=1).backward(np.array([[[[2.0, 3.0]]]]))
     np.testing.assert_array_equal(t.grad, [[[[0.0, 5.0, 0.0]]]])
+
+
+def test_max_pool_ties_go_to_the_first_maximum_in_window_order():
+    # Window [[0, 3], [3, 1]]: taps 1 and 2 tie; the gradient goes to tap 1, (0, 1), as in Caffe and PyTorch.
+    x = mf.Tensor(np.array([[[[0.0, 3.0], [3.0, 1.0]]]]), requires_grad=True)
+    F.max_pool2d(x, 2).backward(np.array([[[[5.0]]]]))
+    np.testing.assert_array_equal(x.grad, [[[[0.0, 5.0], [0.0, 0.0]]]])
+
+
+def test_max_pool_nan_gradient_goes_to_the_last_nan_as_the_cuda_kernel():
+    x = mf.Tensor(np.array([[[[np.nan, 1.0], [np.nan, 2.0]]]]), requires_grad=True)
+    y = F.max_pool2d(x, 2)
+    assert np.isnan(y.data).all()
+    y.backward(np.array([[[[5.0]]]]))
+    np.testing.assert_array_equal(x.grad, [[[[0.0, 0.0], [5.0, 0.0]]]])
+
+
+def test_max_pool_without_gradients_keeps_no_argmax(rng):
+    # Under no_grad (evaluation) the winning taps are not computed; the maxima are the same.
+    x = rng.standard_normal((2, 3, 7, 9))
+    op = MaxPool2d(2, 2, ceil_mode=True)
+    with mf.no_grad():
+        y = op(mf.Tensor(x, requires_grad=True)).data
+    assert not hasattr(op, "argmax")
+    np.testing.assert_array_equal(y, max_pool2d_loop(x, (2, 2), (2, 2), (0, 0), (1, 1), True))
 
 
 def test_max_pool_propagates_nan():

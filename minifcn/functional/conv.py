@@ -147,7 +147,8 @@ def im2col_flat(xpad: Any, kernel: Pair, dilation: Pair, rows: Pair, out: Any = 
     the edge into the next row (the spare row keeps the last ones inside the
     array); their products are computed and thrown away, a cost of
     (Wp - OW) / OW more arithmetic, which is why ``_columns_of`` uses this
-    form only where that is small.
+    form only where that is small. NumPy only: on a GPU the im2col kernel
+    reads the padding in place and needs neither.
     """
     N, C, Hq, Wp = xpad.shape
     (KH, KW), (dh, dw), (r0, r1) = kernel, dilation, rows
