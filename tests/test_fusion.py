@@ -24,30 +24,39 @@ def test_narrow_forward_and_gradcheck(rng):
 def test_early_fusion_starts_as_the_rgb_net(rng):
     rgb_net = FCN8s(n_class=3, backbone="tiny", dtype=np.float64).eval()
     randomise(rgb_net, rng)
-    fused = surgery.add_input_channels(FCN8s(n_class=3, backbone="tiny", dtype=np.float64).eval(), 1)
-    fused.load_state_dict({k: v for k, v in rgb_net.state_dict().items() if k != "conv1_1.weight"}, strict=False)
-    surgery_source = rgb_net.conv1_1.weight.data
-    fused.conv1_1.weight.data = np.concatenate([surgery_source, surgery_source.mean(axis=1, keepdims=True)], axis=1)
+    rgb_filters = rgb_net.conv1_1.weight.data.copy()  # (4, 3, 3, 3), kept aside before any surgery
+    fused = FCN8s(n_class=3, backbone="tiny", dtype=np.float64).eval()
+    fused.load_state_dict(rgb_net.state_dict())
+    surgery.add_input_channels(fused, 1)  # the surgery alone makes the fused net: nothing overwritten after it
     assert fused.conv1_1.weight.shape == (4, 4, 3, 3) and fused.conv1_1.in_channels == 4
+    np.testing.assert_array_equal(fused.conv1_1.weight.data[:, :3], rgb_filters)  # the RGB filters, untouched
     image = rng.standard_normal((1, 3, 20, 22))
     with mf.no_grad():
         no_depth = fused(mf.Tensor(np.concatenate([image, np.zeros((1, 1, 20, 22))], axis=1))).data
         np.testing.assert_allclose(no_depth, rgb_net(mf.Tensor(image)).data, rtol=1e-12, atol=1e-12)
-        # a depth channel acts like the grey-level image through the mean filter at first
-        depth = rng.standard_normal((1, 1, 20, 22))
-        first = fused.conv1_1(mf.Tensor(np.concatenate([image, depth], axis=1))).data
-        expected = (
-            rgb_net.conv1_1(mf.Tensor(image)).data
-            + F.conv2d(depth, surgery_source.mean(axis=1, keepdims=True), padding=100).data
+        # a depth channel acts like the grey-level image through the mean filter at first: a direct loop
+        depth = rng.standard_normal((20, 22))
+        first = fused.conv1_1(mf.Tensor(np.concatenate([image, depth[None, None]], axis=1))).data
+        grey_filter = rgb_filters.mean(axis=1)  # (4, 3, 3)
+        padded = np.pad(depth, 100)
+        through_depth = np.zeros_like(first)
+        for i in range(3):
+            for j in range(3):
+                through_depth[0] += grey_filter[:, i, j, None, None] * padded[None, i : i + 218, j : j + 220]
+        np.testing.assert_allclose(
+            first, rgb_net.conv1_1(mf.Tensor(image)).data + through_depth, rtol=1e-10, atol=1e-12
         )
-        np.testing.assert_allclose(first, expected, rtol=1e-12, atol=1e-12)
 
 
 def test_add_input_channels_keeps_the_multipliers_and_checks_its_argument():
     net = FCN32s(n_class=2, backbone="tiny")
+    rgb_filters = net.conv1_1.weight.data.copy()
     surgery.add_input_channels(net, 2)
-    assert net.conv1_1.weight.shape[1] == 5 and net.conv1_1.weight.lr_mult == 1.0
-    np.testing.assert_allclose(net.conv1_1.weight.data[:, 3], net.conv1_1.weight.data[:, :3].mean(axis=1), rtol=1e-6)
+    grown = net.conv1_1.weight.data
+    assert grown.shape == (4, 5, 3, 3) and net.conv1_1.weight.lr_mult == 1.0
+    np.testing.assert_array_equal(grown[:, :3], rgb_filters)
+    for c in (3, 4):  # each new channel: the mean of the RGB filters as they were
+        np.testing.assert_allclose(grown[:, c], rgb_filters.mean(axis=1), rtol=1e-6)
     with pytest.raises(ValueError, match="extra must be a positive integer"):
         surgery.add_input_channels(net, 0)
 

@@ -164,9 +164,12 @@ def test_at_once_scaling_divides_the_skip_scores():
         np.testing.assert_allclose(at_once.eval()(x).data, staged.eval()(x).data, rtol=1e-9)
 
 
-@pytest.mark.parametrize("cls", [FCN32s, FCN16s, FCN8s])
+@pytest.mark.parametrize("cls", FCNS)
 def test_end_to_end_gradcheck_of_tiny_fcns(cls, rng):
-    """The input and every parameter tensor, through the whole net and the loss (float64, eval mode)."""
+    """The input and every parameter tensor, through the whole net and the loss (float64, eval mode).
+
+    FCN8sAtOnce's skips pass through its fixed scales (0.01, 0.0001) both ways: a scale missing from the
+    backward pass would make score_pool4's and score_pool3's gradients 100 and 10000 times too large."""
     model = cls(n_class=3, backbone="tiny", dtype=np.float64, learnable_upsampling=True).eval()
     randomise(model, rng)
     x = mf.Tensor(rng.standard_normal((1, 3, 11, 14)), requires_grad=True)

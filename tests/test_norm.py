@@ -71,10 +71,16 @@ def test_layer_buffers_are_state_and_follow_eval(rng):
     x = rng.standard_normal((4, 3, 5, 5)) * 3 + 1
     for _ in range(50):
         layer(mf.Tensor(x))
-    np.testing.assert_allclose(layer.running_mean, x.mean(axis=(0, 2, 3)), rtol=1e-2)
+    # From (0, 1), 50 updates with momentum 0.1 leave 0.9^50 of the start and the rest of x's statistics.
+    kept = 0.9**50
+    mean, unbiased = x.mean(axis=(0, 2, 3)), x.var(axis=(0, 2, 3), ddof=1)
+    np.testing.assert_allclose(layer.running_mean, (1 - kept) * mean, rtol=1e-12)
+    np.testing.assert_allclose(layer.running_var, kept + (1 - kept) * unbiased, rtol=1e-12)
     layer.eval()
     y = layer(mf.Tensor(x)).data
-    np.testing.assert_allclose(y.mean(axis=(0, 2, 3)), 0, atol=0.05)  # the running statistics fit x by now
+    running_mean, running_var = layer.running_mean, layer.running_var
+    expected = (x - running_mean[:, None, None]) / np.sqrt(running_var[:, None, None] + 1e-5)  # gamma 1, beta 0
+    np.testing.assert_allclose(y, expected, rtol=1e-12, atol=1e-12)  # evaluation: the running statistics
 
     other = nn.BatchNorm2d(3, dtype=np.float64).eval()
     other.load_state_dict(layer.state_dict())

@@ -5,6 +5,7 @@ import pytest
 from helpers import run_trunk
 
 import minifcn as mf
+import minifcn.functional as F
 import minifcn.nn as nn
 from minifcn import surgery
 from minifcn.models import VGG16, AlexNet, Classifier, FCN8s, FCN16s, FCN32s
@@ -151,13 +152,13 @@ def test_staged_initialisation_copies_the_coarser_net_and_its_new_skips_add_noth
     report = surgery.stage(fcn16, fcn8)
     assert report.not_in_state == ["upscore_pool4.weight", "score_pool3.weight", "score_pool3.bias", "upscore8.weight"]
     np.testing.assert_array_equal(score_fr(fcn8), score_fr(fcn32))
-    # With zero skips, FCN-8s is bilinear upsampling of the 1/32 scores: 2x, 2x, then 8x. Its 1/8 map
-    # is therefore the 1/32 map upsampled twice, which we recompute here with the layers of FCN-16s.
-    up2 = fcn16.upscore2(mf.Tensor(score_fr(fcn16)))
-    up4 = fcn8.upscore_pool4(up2).data
-    pool3 = run_trunk(fcn8, x, "pool3")
-    fused = up4 + fcn8.score_pool3(pool3).data[:, :, 9 : 9 + up4.shape[2], 9 : 9 + up4.shape[3]]
-    np.testing.assert_array_equal(fused, up4)
+    # With zero skips, the whole FCN-8s is bilinear upsampling of the 1/32 scores: 2x, 2x, then 8x, and
+    # the final crop of 31 (Sec. 4.2). Recomputed here with fresh bilinear kernels, not the net's layers.
+    s32 = score_fr(fcn32)
+    bilinear = {k: nn.bilinear_upsampling_weight(3, k, np.float64) for k in (4, 16)}
+    up = F.conv_transpose2d(F.conv_transpose2d(s32, bilinear[4], stride=2), bilinear[4], stride=2)
+    up = F.conv_transpose2d(up, bilinear[16], stride=8).data
+    np.testing.assert_allclose(fcn8(x).data, up[:, :, 31 : 31 + 50, 31 : 31 + 70], rtol=1e-12, atol=1e-12)
 
 
 def test_stage_checks_order_backbone_and_classes():
