@@ -285,7 +285,7 @@ class Adam(_Optimiser):
 
             def rule(w: Any, g: Any, m: Any, v: Any) -> None:
                 if kernels.on_gpu(w):  # the same arithmetic in one kernel (cuda/optim.cu)
-                    kernels.adam_update(w, g, m, v, rate, (f(b1), f(b2)), f(correction2), f(self.eps), decay)
+                    kernels.adam_update(w, g, m, v, rate, (b1, b2), correction2, self.eps, decay)
                     return
                 if decay:
                     g = g + decay * w

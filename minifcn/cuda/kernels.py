@@ -221,7 +221,7 @@ def channel_sums(a: Any, b: Any) -> Any:
     _check_shape("channel_sums", "b", b, a.shape)
     P = a.size // max(N * C, 1)
     S = max(1, min(SUM_BLOCKS // max(C, 1), -(-P // _launch.THREADS_PER_BLOCK)))
-    partial = xp.empty((2, C, S), dtype=np.float64)
+    partial = xp.zeros((2, C, S), dtype=np.float64)  # zeros: an empty tensor launches nothing, and sums to 0
     _run(
         "channel_sums",
         a.dtype,
@@ -298,7 +298,8 @@ def batch_norm_backward(gy: Any, xhat: Any, sums: Any, gamma: Any, inv_std: Any,
     N, C = gy.shape[:2]
     _check_shape("batch_norm_backward", "xhat", xhat, gy.shape)
     _check_shape("batch_norm_backward", "sums", sums, (2, C))
-    gx, dgamma, dbeta = xp.empty(gy.shape, gy.dtype), xp.empty(C, gy.dtype), xp.empty(C, gy.dtype)
+    gx = xp.empty(gy.shape, gy.dtype)
+    dgamma, dbeta = xp.zeros(C, gy.dtype), xp.zeros(C, gy.dtype)  # an empty batch launches nothing: 0
     _run(
         "batch_norm_backward",
         gy.dtype,
@@ -400,11 +401,16 @@ def sgd_update(w: Any, g: Any, v: Any, rate: float, momentum: float, decay: floa
 def adam_update(
     w: Any, g: Any, m: Any, v: Any, rate: float, betas: tuple, correction2: float, eps: float, decay: float
 ) -> None:
-    """Adam's step on flat arrays, in place (see optim.Adam); ``rate`` already divided by 1 - beta1^t."""
+    """Adam's step on flat arrays, in place (see optim.Adam); ``rate`` already divided by 1 - beta1^t.
+
+    ``betas``, ``correction2`` and ``eps`` come as Python floats: 1 - beta is computed before anything is
+    rounded to the arrays' dtype, as the NumPy branch does (1 - float32(0.999) would be 0.0009999871).
+    """
     xp = get_array_module(w)
     for name, a in (("g", g), ("m", m), ("v", v)):
         _check_shape("adam_update", name, a, w.shape)
     (b1, b2), f = betas, w.dtype.type
+    correction2, eps = f(correction2), f(eps)
     _run(
         "adam_update",
         w.dtype,
@@ -415,9 +421,9 @@ def adam_update(
         v,
         w.size,
         rate,
-        b1,
+        f(b1),
         f(1 - b1),
-        b2,
+        f(b2),
         f(1 - b2),
         correction2,
         eps,
