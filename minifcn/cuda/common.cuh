@@ -1,9 +1,8 @@
 // What every minifcn kernel shares: the grid-stride loop's start and step.
 //
-// The kernels are CUDA, but simple enough to compile as plain C++ too: the tests
-// (tests/test_cuda_sources.py) include them with MINIFCN_HOST defined, where
-// __global__ and __device__ mean nothing and a single "thread" (index 0, stride 1)
-// walks every element, computing exactly what the GPU's threads compute together.
+// The kernels are CUDA, but simple enough to compile as plain C++ too: minifcn/cuda/host.py
+// builds them with MINIFCN_HOST defined, where __global__ and __device__ mean nothing and
+// each block's threads are real threads of the CPU (see below).
 #pragma once
 
 //
@@ -11,25 +10,64 @@
 // but no standard headers: nothing here may need <cmath> on the GPU, not even INFINITY.
 
 #ifdef MINIFCN_HOST
-#include <cmath>  // exp, log, INFINITY (built into CUDA)
+// The host build (minifcn/cuda/host.py): the same kernels as C++ for the CPU, each block of a
+// launch run by real threads (host.py chooses how many), so that the barriers and warp shuffles
+// below execute. The blocks of a launch run one after another, so a static variable is exactly
+// a block's shared memory. The math functions are the float overloads where T is float, as on
+// the GPU (std::exp(float) is expf), and host.py compiles with FMA contraction, as NVRTC does.
+#include <cmath>               // exp, log, sqrt, INFINITY (built into CUDA)
+#include <atomic>  // the barrier behind __syncthreads
+#include <thread>
+using std::exp;
+using std::log;
+using std::sqrt;
 #define __global__
 #define __device__
-static inline long long first_index() { return 0; }
-static inline long long index_stride() { return 1; }
+#define __shared__ static
+struct HostDim {
+    unsigned x;
+};
+inline thread_local HostDim threadIdx{0}, blockIdx{0};
+inline HostDim blockDim{1}, gridDim{1};
+// Threads wait here until `count` of them have arrived; then all go on. The waiting threads give
+// their core away (yield) instead of sleeping: a barrier is crossed every few microseconds.
+struct HostBarrier {
+    std::atomic<unsigned> arrived{0}, generation{0};
+    void wait(unsigned count) {
+        const unsigned mine = generation.load();
+        if (arrived.fetch_add(1) + 1 == count) {
+            arrived.store(0);
+            generation.fetch_add(1);  // releases the others; what was written before is visible to them
+        } else {
+            while (generation.load() == mine) std::this_thread::yield();
+        }
+    }
+};
+inline HostBarrier host_block_barrier, host_warp_barriers[32];
+inline double host_lanes[1024];  // each thread's value during a shuffle
+inline void __syncthreads() { host_block_barrier.wait(blockDim.x); }
+// A warp shuffle through memory: the warp's threads post their values, then each reads the one
+// `offset` lanes up (its own where that lane is outside the warp), as a warp does in one instruction.
+// Only the warp waits for itself, as on a GPU: the other warps may be elsewhere.
+inline double __shfl_down_sync(unsigned /*mask*/, double v, int offset) {
+    const unsigned warp = threadIdx.x >> 5, lane = threadIdx.x & 31, from = threadIdx.x + offset;
+    const unsigned warp_size = blockDim.x - 32 * warp < 32 ? blockDim.x - 32 * warp : 32;
+    host_lanes[threadIdx.x] = v;
+    host_warp_barriers[warp].wait(warp_size);
+    const double shifted = (lane + offset < 32 && from < blockDim.x) ? host_lanes[from] : v;
+    host_warp_barriers[warp].wait(warp_size);
+    return shifted;
+}
 template <typename T> inline T infinity() { return T(INFINITY); }
-// Block-wise kernels (reduce.cu): one block, of one thread, whose sum is its own value.
-static inline int block_index() { return 0; }
-static inline int block_count() { return 1; }
-static inline int thread_in_block() { return 0; }
-static inline int threads_in_block() { return 1; }
-static inline double block_sum(double v) { return v; }
 #else
-__device__ inline long long first_index() { return (long long)blockIdx.x * blockDim.x + threadIdx.x; }
-__device__ inline long long index_stride() { return (long long)blockDim.x * gridDim.x; }
 // +infinity from its IEEE bit pattern (NVRTC has no INFINITY macro).
 template <typename T> __device__ inline T infinity();
 template <> __device__ inline float infinity<float>() { return __int_as_float(0x7f800000); }
 template <> __device__ inline double infinity<double>() { return __longlong_as_double(0x7ff0000000000000LL); }
+#endif
+
+__device__ inline long long first_index() { return (long long)blockIdx.x * blockDim.x + threadIdx.x; }
+__device__ inline long long index_stride() { return (long long)blockDim.x * gridDim.x; }
 // Block-wise kernels (reduce.cu): each block owns a slice of the work, its threads share it.
 __device__ inline int block_index() { return blockIdx.x; }
 __device__ inline int block_count() { return gridDim.x; }
@@ -49,4 +87,3 @@ __device__ inline double block_sum(double v) {
         for (int offset = 16; offset > 0; offset >>= 1) v += __shfl_down_sync(0xffffffffu, v, offset);
     return v;
 }
-#endif
