@@ -4,6 +4,7 @@ The test files are written here, byte by byte, as PyTorch and Caffe lay them out
 """
 
 import io
+import os
 import pickle
 import struct
 import zipfile
@@ -287,6 +288,36 @@ def test_preprocessing_caffe_and_torchvision(rng):
         np.testing.assert_array_equal(p.invert(p(image)), image)
     with pytest.raises(ValueError, match=r"expected an \(H, W, 3\) RGB image, got shape \(5, 7\)"):
         preprocessing.CAFFE(image[:, :, 0])
+
+
+# ---------------------------------------------------------------------------
+# Files the tools themselves wrote (tests/data/make_reader_fixtures.py says how): read without torch or protobuf
+
+DATA = os.path.join(os.path.dirname(__file__), "data")
+
+
+@pytest.mark.parametrize("filename", ["torch_zip.pth", "torch_legacy.pth"])
+def test_files_torch_saved_read_without_torch(filename):
+    """torch.save's own bytes, zip and legacy: views at an offset, a transposed view, float64, a 0-d int64."""
+    expected = np.load(os.path.join(DATA, "reader_fixtures.npz"))
+    state = weights.read_torch_state(os.path.join(DATA, filename))
+    wanted = {k.split("/", 1)[1]: expected[k] for k in expected.files if k.startswith("torch/")}
+    assert list(state) == list(wanted)
+    for name, array in wanted.items():
+        assert state[name].dtype == array.dtype and state[name].shape == array.shape, name
+        np.testing.assert_array_equal(state[name], array, err_msg=name)
+
+
+@pytest.mark.parametrize("filename", ["caffe_v2.caffemodel", "caffe_v1.caffemodel"])
+def test_caffemodels_protobuf_encoded_read_without_protobuf(filename):
+    """NetParameters encoded by Google's protobuf from Caffe's caffe.proto: today's layer layout and V1's."""
+    expected = np.load(os.path.join(DATA, "reader_fixtures.npz"))
+    state = weights.read_caffemodel(os.path.join(DATA, filename))
+    wanted = {k.split("/", 1)[1]: expected[k] for k in expected.files if k.startswith("caffe/")}
+    assert sorted(state) == sorted(wanted)  # relu1_1 has no blobs: no entry
+    for name, array in wanted.items():
+        assert state[name].shape == array.shape, (name, state[name].shape)
+        np.testing.assert_array_equal(state[name], array, err_msg=name)
 
 
 # ---------------------------------------------------------------------------
