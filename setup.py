@@ -15,8 +15,17 @@ setup(
     python_requires=">=3.10",
     install_requires=["numpy>=1.24", "scipy>=1.10", "pillow>=9.0", "tqdm>=4.60"],
     extras_require={
-        # the tests run the lesson notebooks too; ruff (pinned: its formatting changes between versions) checks style
-        "test": ["pytest>=7.0", "nbclient>=0.8", "nbformat>=5.7", "ipykernel>=6.0", "matplotlib>=3.6", "ruff==0.17.6"],
+        # the tests run the lesson notebooks too; ruff (pinned: its formatting changes between versions) checks style;
+        # NVRTC, the compiler CuPy uses, checks the CUDA sources on machines without a GPU (Linux wheels only)
+        "test": [
+            "pytest>=7.0",
+            "nbclient>=0.8",
+            "nbformat>=5.7",
+            "ipykernel>=6.0",
+            "matplotlib>=3.6",
+            "ruff==0.17.6",
+            "nvidia-cuda-nvrtc-cu12; platform_system == 'Linux' and platform_machine in 'x86_64 aarch64'",
+        ],
         "lessons": ["jupyterlab", "matplotlib>=3.6"],
         "cuda12": ["cupy-cuda12x>=13.0"],
         "cuda13": ["cupy-cuda13x>=13.6"],

@@ -21,6 +21,7 @@ import sys
 import numpy as np
 import pytest
 from device_cases import CONV_CASES, POOL_CASES
+from helpers import missing_tool
 from reference_loops import avg_pool2d_loop, conv2d_loop, conv_transpose2d_loop, max_pool2d_loop
 
 import minifcn as mf
@@ -51,10 +52,11 @@ def test_source_pastes_common_header():
 # Compilers
 
 
-@pytest.mark.skipif(shutil.which("nvcc") is None, reason="nvcc is not on this machine")
 @pytest.mark.parametrize("arch", ["sm_80", "sm_90"])
 @pytest.mark.parametrize("filename", FILES)
 def test_compiles_to_ptx(filename, arch, tmp_path):
+    if shutil.which("nvcc") is None:
+        missing_tool("nvcc is not on this machine")
     (tmp_path / filename).write_text(launch.source(filename))
     done = subprocess.run(
         ["nvcc", "--ptx", f"-arch={arch}", "-o", str(tmp_path / "out.ptx"), str(tmp_path / filename)],
@@ -93,7 +95,7 @@ def test_compiles_with_nvrtc(filename):
     """CuPy's RawModule compiles with NVRTC, which has no standard headers (no INFINITY, no <cmath>)."""
     nvrtc = _find_nvrtc()
     if nvrtc is None:
-        pytest.skip("libnvrtc not found (set MINIFCN_NVRTC, or pip install nvidia-cuda-nvrtc)")
+        missing_tool("libnvrtc not found (set MINIFCN_NVRTC, or pip install nvidia-cuda-nvrtc-cu12)")
     program = ctypes.c_void_p()
     code = launch.source(filename).encode()
     assert nvrtc.nvrtcCreateProgram(ctypes.byref(program), code, filename.encode(), 0, None, None) == 0
@@ -119,9 +121,10 @@ def _preprocess(filename):
     return done.stdout
 
 
-@pytest.mark.skipif(shutil.which("g++") is None, reason="g++ is not on this machine")
 def test_signatures_match_the_c_declarations():
     """launch.SIGNATURES is how Python packs each argument: it must say what the C code reads."""
+    if shutil.which("g++") is None:
+        missing_tool("g++ is not on this machine")
     declared = {}
     for filename in FILES:
         text = re.sub(r"\s+", " ", _preprocess(filename))
@@ -142,7 +145,7 @@ def test_signatures_match_the_c_declarations():
 def host_libraries():
     """Each .cu file, as launch.source gives it, compiled by g++ for the CPU (minifcn.cuda.host)."""
     if not host.available():
-        pytest.skip("g++ is not on this machine")
+        missing_tool("g++ is not on this machine")
     return host.build()
 
 
