@@ -14,7 +14,7 @@ import pytest
 
 import minifcn as mf
 from minifcn import preprocessing, weights
-from minifcn.models import VGG16, AlexNet
+from minifcn.models import VGG16
 
 # ---------------------------------------------------------------------------
 # A PyTorch state dict, pickled as torch.save does it (protocol 2 opcodes)
@@ -318,37 +318,6 @@ def test_caffemodels_protobuf_encoded_read_without_protobuf(filename):
     for name, array in wanted.items():
         assert state[name].shape == array.shape, (name, state[name].shape)
         np.testing.assert_array_equal(state[name], array, err_msg=name)
-
-
-# ---------------------------------------------------------------------------
-# Against real PyTorch files (a development check: skipped where torch is not installed, as in CI)
-
-
-def test_files_written_by_torch_itself(tmp_path, rng):
-    torch = pytest.importorskip("torch")
-    reference = AlexNet(n_class=4).eval()
-    names = {
-        "features.0": "conv1",
-        "features.3": "conv2",
-        "features.6": "conv3",
-        "features.8": "conv4",
-        "features.10": "conv5",
-        "classifier.1": "fc6",
-        "classifier.4": "fc7",
-        "classifier.6": "fc8",
-    }
-    tv = {
-        f"{k}.{kind}": torch.from_numpy(getattr(reference, v).__getattribute__(kind).data)
-        for k, v in names.items()
-        for kind in ("weight", "bias")
-    }
-    tv["features.0.weight"] = tv["features.0.weight"].permute(1, 0, 2, 3).contiguous().permute(1, 0, 2, 3)  # strided
-    x = mf.Tensor(rng.standard_normal((1, 3, 224, 224)).astype(np.float32))
-    for new in (True, False):
-        torch.save(tv, tmp_path / "alexnet.pth", _use_new_zipfile_serialization=new)
-        model = AlexNet(n_class=4).eval()
-        model.load_state_dict(weights.read(tmp_path / "alexnet.pth"))
-        np.testing.assert_array_equal(model(x).data, reference(x).data)
 
 
 def test_damaged_torch_files_name_what_is_wrong(tmp_path):

@@ -12,7 +12,8 @@ script:
 - ``caffe_v2.caffemodel`` and ``caffe_v1.caffemodel``: a ``NetParameter`` encoded by Google's protobuf
   from caffe.proto, its layers in today's layout (``layer``, blobs with a ``shape``) and in the V1 one
   (``layers``, blobs with the old num/channels/height/width, fully connected weights as (1, 1, OUT, IN)).
-- ``reader_fixtures.npz``: what each file must read as, written by NumPy.
+- ``reader_fixtures.npz``: what each file must read as, written by NumPy; and PyTorch's local response
+  normalisation of one input (``lrn/x``, ``lrn/y``), which GoogLeNet's LRN layers are checked against.
 
 The files committed were made with torch 2.13.0, protobuf 7.36.2 (protoc from grpcio-tools) and caffe.proto
 of BVLC/caffe at commit 9b89154.
@@ -44,6 +45,9 @@ def torch_files(expected):
     torch.save(state, os.path.join(HERE, "torch_legacy.pth"), _use_new_zipfile_serialization=False)
     for name, tensor in state.items():
         expected[f"torch/{name}"] = tensor.numpy().copy()
+    x = np.random.default_rng(0).standard_normal((2, 9, 4, 5)) * 4
+    expected["lrn/x"] = x
+    expected["lrn/y"] = torch.nn.functional.local_response_norm(torch.from_numpy(x), 5, 0.3, 0.75, 2.0).numpy()
 
 
 def caffe_files(caffe_proto, expected):
