@@ -163,7 +163,9 @@ def on_host(host_libraries):
 
 
 def _tol(dtype):
-    return {"rtol": 1e-5, "atol": 1e-5} if dtype == np.float32 else {"rtol": 1e-12, "atol": 1e-12}
+    # float32: what the host build's fused multiply-adds and another order of the products' sums leave (3e-7
+    # fails on the convolutions, whose sums BLAS orders differently from the direct loops)
+    return {"rtol": 1e-6, "atol": 1e-6} if dtype == np.float32 else {"rtol": 1e-12, "atol": 1e-12}
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
