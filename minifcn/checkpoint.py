@@ -140,16 +140,43 @@ def training_meta(
 def model_from_weights(path: str, model: str, backbone: str = "vgg16") -> tuple[FCN, Preprocessing]:
     """A complete trained FCN from a weight file that holds every layer of it, score layers and upsampling
     included (the reference's ``fcn8s-heavy-pascal.caffemodel`` and its kin), and the preprocessing the file
-    expects (Caffe's, for a .caffemodel). The number of classes is read from its score_fr layer; a file
-    without one (ImageNet weights: train from them with ``--init``) or missing any layer of ``model`` is an
-    error."""
+    expects (Caffe's, for a .caffemodel). The number of classes is read from its score_fr layer.
+
+    The file and the net must hold the same layers, both ways: a file without score_fr (ImageNet weights:
+    train from them with ``--init``), one missing a layer of ``model``, or one holding layers ``model`` lacks
+    (the at-once net's scale_pool4 and scale_pool3, read as plain ``fcn8s``) is an error that names them. The
+    at-once net's scale layers have no parameter (``nn.Scale``): the file's values are checked against the
+    net's fixed factors (0.01, 0.0001) instead of copied.
+    """
     state = read_weights(path)
     if "score_fr.weight" not in state:
         raise ValueError(
             f"{path!r} holds no score_fr layer, so it is not a trained FCN (ImageNet weights start training: --init)"
         )
     net = build_fcn(model, int(state["score_fr.weight"].shape[0]), backbone)
-    report = transplant(state, net)
+    arrays = dict(state)
+    for name in ("scale_pool4", "scale_pool3"):
+        scale, value = getattr(net, name, None), arrays.get(f"{name}.weight")
+        if scale is not None and value is not None:
+            if value.size != 1 or not np.isclose(float(value.ravel()[0]), scale.factor, rtol=1e-6, atol=0):
+                raise ValueError(
+                    f"{path!r}: {name} holds {value.ravel()[:4]}, where {model} scales by {scale.factor:g}"
+                )
+            del arrays[f"{name}.weight"]  # checked: the net's own fixed factor
+    report = transplant(arrays, net)
     if report.not_in_state:
         raise ValueError(f"{path!r} lacks {report.not_in_state} of {model} ({backbone}); is it that network?")
+    if report.not_in_model:
+        layers = sorted({key.rsplit(".", 1)[0] for key in report.not_in_model})
+        owner = _model_with(layers)
+        whose = f": they are {owner}'s (--model {owner})" if owner and owner != model else "; is it that network?"
+        raise ValueError(f"{path!r} holds {', '.join(layers)}, which {model} ({backbone}) lacks{whose}")
     return net, state.preprocessing
+
+
+def _model_with(layers: list[str]) -> str | None:
+    """The FCN whose skips a weight file's extra layers are: the finest stage they name."""
+    for model, marks in (("fcn8s-atonce", "scale_pool"), ("fcn8s", "score_pool3"), ("fcn16s", "score_pool4")):
+        if any(layer.startswith(marks) for layer in layers):
+            return model
+    return None

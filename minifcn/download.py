@@ -27,8 +27,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = p.parse_args(argv)
     for name in args.names:
         path = download(name, args.root, args.mirror)
-        how = "verified" if CATALOGUE[name].checksum else "complete (no checksum is published for it)"
-        print(f"minifcn: {name}: {path} {how}; {CATALOGUE[name].lands or 'in ' + args.root}", flush=True)
+        entry = CATALOGUE[name]
+        if entry.checksum is None:
+            how = "checked by its size and content (no checksum is published for it)"
+        else:
+            how = (
+                f"verified ({entry.checksum_by}'s {entry.checksum.split(':')[0]})" if entry.checksum_by else "verified"
+            )
+        print(f"minifcn: {name}: {path} {how}; {entry.lands or 'in ' + args.root}", flush=True)
     return 0
 
 

@@ -1,6 +1,7 @@
 """minifcn.download against a local HTTP server (no internet): layout, resume after a cut, checksum, unsafe
 archives, idempotence, the no-network error, the mirror."""
 
+import dataclasses
 import hashlib
 import http.server
 import io
@@ -8,6 +9,7 @@ import os
 import socket
 import tarfile
 import threading
+import urllib.parse
 
 import pytest
 
@@ -123,7 +125,7 @@ def test_a_corrupted_byte_keeps_nothing(server, tmp_path, capsys):
     server.files["/w.pth"] = body[:500] + b"y" + body[501:]
     path = str(tmp_path / "w.pth")
     with pytest.raises(DownloadError) as e:
-        fetch(server.url + "/w.pth", path, md5(body), progress=False)
+        fetch(server.url + "/w.pth", path, Entry("w", server.url + "/w.pth", md5(body), unpack=False), progress=False)
     assert f"expected md5 {md5(body)[4:]}" in str(e.value) and "w.pth.part" in str(e.value)
     assert os.listdir(tmp_path) == []
 
@@ -163,17 +165,114 @@ def test_a_weight_file_is_checked_by_the_sha256_prefix_in_its_name(server, tmp_p
         fetching.download(entry.name, str(tmp_path), server.url, progress=False)  # verifies the file there
 
 
-def test_without_a_published_checksum_the_announced_length_is_checked(server, tmp_path, capsys):
+def test_without_a_published_checksum_the_announced_length_is_checked(server, tmp_path, monkeypatch, capsys):
     body = os.urandom(4000)
-    server.files["/fcn8s-heavy-pascal.caffemodel"] = body
-    server.cut["/fcn8s-heavy-pascal.caffemodel"] = 1000
-    args = ["fcn8s-heavy-pascal", "--root", str(tmp_path), "--mirror", server.url]
-    assert CATALOGUE["fcn8s-heavy-pascal"].checksum is None
+    server.files["/fcn16s-heavy-pascal.caffemodel"] = body
+    server.cut["/fcn16s-heavy-pascal.caffemodel"] = 1000
+    entry = CATALOGUE["fcn16s-heavy-pascal"]
+    assert entry.checksum is None
+    monkeypatch.setitem(CATALOGUE, entry.name, Entry(entry.name, entry.url, None, unpack=False))  # no content check
+    args = ["fcn16s-heavy-pascal", "--root", str(tmp_path), "--mirror", server.url]
     assert cli.run(download.main, args) == 1
     assert "got 1000 bytes of 4000; run again to resume" in capsys.readouterr().err
     assert cli.run(download.main, args) == 0
-    assert "complete (no checksum is published for it)" in capsys.readouterr().out
-    assert (tmp_path / "downloads" / "fcn8s-heavy-pascal.caffemodel").read_bytes() == body
+    assert "checked by its size and content (no checksum is published for it)" in capsys.readouterr().out
+    assert (tmp_path / "downloads" / "fcn16s-heavy-pascal.caffemodel").read_bytes() == body
+
+
+ERROR_PAGE = (
+    b"<html><head><title>503 Service Unavailable</title></head><body><h1>Service Unavailable</h1></body></html>"
+)
+
+
+@pytest.mark.parametrize("name", [n for n, e in CATALOGUE.items() if e.checksum is None or e.checksum_by])
+def test_an_error_page_is_refused_for_every_entry_without_a_distributors_checksum(name, server, tmp_path, capsys):
+    """What failing hosts send: a short HTML page, with its correct Content-Length. Nothing is kept."""
+    entry = CATALOGUE[name]
+    for url in entry.urls:
+        server.files[urllib.parse.urlsplit(url).path] = ERROR_PAGE
+    assert cli.run(download.main, [name, "--root", str(tmp_path), "--mirror", server.url]) == 1
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert (
+        err.startswith("minifcn: error: ")
+        and f"what arrived: {len(ERROR_PAGE)} bytes, which look like an HTML page" in err
+    )
+    if entry.checksum_by:
+        assert f"expected sha1 ({entry.checksum_by}'s)" in err
+    assert os.listdir(tmp_path / "downloads") == []
+
+
+def test_a_dead_first_source_falls_back_to_the_second(server, tmp_path, monkeypatch, capsys):
+    body = b"".join(b"2008_%06d\n" % i for i in range(736))
+    entry = Entry(
+        "seg11valid",
+        server.url + "/dead/seg11valid.txt",
+        None,
+        unpack=False,
+        mirrors=(server.url + "/alive/seg11valid.txt",),
+        sizes=(736 * 12, 736 * 13),
+        ids=736,
+    )
+    monkeypatch.setitem(CATALOGUE, "seg11valid", entry)
+    server.files["/alive/seg11valid.txt"] = body
+    assert cli.run(download.main, ["seg11valid", "--root", str(tmp_path)]) == 0
+    out, err = capsys.readouterr()
+    assert "/dead/seg11valid.txt (Not Found)" in err and f"trying {server.url}/alive/seg11valid.txt" in err
+    assert f"seg11valid: from {server.url}/alive/seg11valid.txt" in out
+    assert (tmp_path / "downloads" / "seg11valid.txt").read_bytes() == body
+    # 736 lines that are not all ids: refused, from every source
+    server.files["/alive/seg11valid.txt"] = body.replace(b"2008_000007", b"not_an_id!!")
+    os.remove(tmp_path / "downloads" / "seg11valid.txt")
+    assert cli.run(download.main, ["seg11valid", "--root", str(tmp_path)]) == 1
+    assert "736 VOC image ids, one per line (got 736, 1 not ids)" in capsys.readouterr().err
+    assert os.listdir(tmp_path / "downloads") == []
+
+
+def test_a_third_party_digest_mismatch_is_refused(server, tmp_path, capsys):
+    server.files["/fcn8s-heavy-pascal.caffemodel"] = os.urandom(5000)
+    args = ["fcn8s-heavy-pascal", "--root", str(tmp_path), "--mirror", server.url]
+    assert cli.run(download.main, args) == 1
+    err = capsys.readouterr().err
+    assert "expected sha1 (OpenCV's model downloader's) c449ea74dd7d83751d1357d6a8c323fcf4038962" in err
+    assert "what arrived: 5000 bytes;" in err and "HTML" not in err and os.listdir(tmp_path / "downloads") == []
+
+
+def test_a_caffemodel_without_its_nets_layers_is_refused(server, tmp_path, monkeypatch, capsys):
+    """An FCN-8s at-once entry served an FCN-8s file (no scale layers): refused, naming what is missing."""
+    import numpy as np
+    from test_weights import write_caffemodel
+
+    from minifcn.models import FCN8s
+
+    layers = {}
+    for name, p in FCN8s(n_class=3, backbone="tiny").named_parameters():
+        layers.setdefault(name.rsplit(".", 1)[0], []).append(p.data)
+    layers["upscore8"] = [np.ones((3, 3, 16, 16), np.float32)]
+    write_caffemodel(tmp_path / "net.caffemodel", list(layers.items()), v1=False)
+    entry = CATALOGUE["fcn8s-atonce-pascal"]
+    monkeypatch.setitem(CATALOGUE, entry.name, dataclasses.replace(entry, sizes=None))  # a small file
+    server.files["/fcn8s-atonce-pascal.caffemodel"] = (tmp_path / "net.caffemodel").read_bytes()
+    root = tmp_path / "data"
+    assert cli.run(download.main, ["fcn8s-atonce-pascal", "--root", str(root), "--mirror", server.url]) == 1
+    assert "must hold the layers scale_pool4, scale_pool3, which it lacks" in capsys.readouterr().err
+    assert os.listdir(root / "downloads") == []
+
+
+def test_root_that_is_a_file_is_one_line_naming_it(tmp_path, capsys):
+    (tmp_path / "afile").write_text("x")
+    assert cli.run(download.main, ["seg11valid", "--root", str(tmp_path / "afile")]) == 1
+    err = capsys.readouterr().err.strip()
+    assert (
+        err
+        == f"minifcn: error: --root {str(tmp_path / 'afile')!r} is a file, not a folder: the downloads land in a folder"
+    )
+
+
+def test_every_trained_net_names_the_model_that_reads_it():
+    for name in ("fcn32s-heavy-pascal", "fcn16s-heavy-pascal", "fcn8s-heavy-pascal", "fcn8s-atonce-pascal"):
+        entry = CATALOGUE[name]
+        assert entry.lands.endswith(f"--model {entry.model})")
+    assert CATALOGUE["fcn8s-atonce-pascal"].model == "fcn8s-atonce"
 
 
 def test_train_and_evaluate_download_what_they_need(server, tmp_path, monkeypatch, capsys):
@@ -227,7 +326,7 @@ def test_an_sbd_like_tgz_of_mat_files_lands_as_the_sbd_loader_reads_it(server, t
     assert len(data) == 2 and np.array_equal(data[0][1], labels["x"])
 
 
-def test_a_served_caffemodel_downloads_and_loads_as_a_complete_fcn(server, tmp_path):
+def test_a_served_caffemodel_downloads_and_loads_as_a_complete_fcn(server, tmp_path, monkeypatch):
     """The reference's kind of file, written byte by byte, fetched as fcn32s-heavy-pascal, read by --weights."""
     import numpy as np
     from test_weights import write_caffemodel
@@ -241,6 +340,8 @@ def test_a_served_caffemodel_downloads_and_loads_as_a_complete_fcn(server, tmp_p
         layers.setdefault(name.rsplit(".", 1)[0], []).append(p.data)
     write_caffemodel(tmp_path / "net.caffemodel", list(layers.items()), v1=False)
     server.files["/fcn32s-heavy-pascal.caffemodel"] = (tmp_path / "net.caffemodel").read_bytes()
+    entry = CATALOGUE["fcn32s-heavy-pascal"]  # checked by its layers instead of the real file's SHA-1 and size
+    monkeypatch.setitem(CATALOGUE, entry.name, dataclasses.replace(entry, checksum=None, checksum_by="", sizes=None))
     path = fetching.download("fcn32s-heavy-pascal", str(tmp_path / "data"), server.url, progress=False)
     model, preprocessing = model_from_weights(path, "fcn32s", "tiny")
     assert preprocessing.name == "caffe" and model.n_class == 5
@@ -260,3 +361,29 @@ def test_unknown_names_and_special_tar_entries_are_refused(tmp_path, capsys):
     (tmp_path / "root").mkdir()
     with pytest.raises(DownloadError, match="entry 'pipe' is not a file, folder or link; nothing unpacked"):
         safe_extract(str(tmp_path / "fifo.tar"), str(tmp_path / "root"))
+
+
+def test_weights_are_checked_both_ways_and_the_at_once_scales_against_the_net(tmp_path, capsys):
+    """An at-once file read as fcn8s is one line naming fcn8s-atonce; as fcn8s-atonce it loads and scores."""
+    import numpy as np
+    from test_weights import write_caffemodel
+
+    from minifcn import evaluate
+    from minifcn.models import FCN8sAtOnce
+
+    layers = {}
+    for name, p in FCN8sAtOnce(n_class=6, backbone="tiny").named_parameters():
+        layers.setdefault(name.rsplit(".", 1)[0], []).append(p.data)
+    layers["scale_pool4"], layers["scale_pool3"] = [np.float32([0.01])], [np.float32([0.0001])]
+    path = tmp_path / "fcn8s-atonce-pascal.caffemodel"
+    write_caffemodel(path, list(layers.items()), v1=False)
+    args = ["--weights", str(path), "--backbone", "tiny", "--image-size", "32", "--limit", "2"]
+    assert cli.run(evaluate.main, args + ["--model", "fcn8s"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("minifcn: error: ") and len(err.splitlines()) == 1
+    assert "holds scale_pool3, scale_pool4, which fcn8s (tiny) lacks: they are fcn8s-atonce's" in err
+    assert cli.run(evaluate.main, args + ["--model", "fcn8s-atonce", "--out", str(tmp_path / "eval")]) == 0
+    layers["scale_pool3"] = [np.float32([0.001])]  # not the net's factor
+    write_caffemodel(path, list(layers.items()), v1=False)
+    assert cli.run(evaluate.main, args + ["--model", "fcn8s-atonce"]) == 1
+    assert "scale_pool3 holds [0.001], where fcn8s-atonce scales by 0.0001" in capsys.readouterr().err
