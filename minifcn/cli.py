@@ -214,15 +214,19 @@ def load_net(args: argparse.Namespace) -> Net:
 
 
 # What --download fetches for a dataset (the catalogue's names, minifcn.download), and where its loader then reads.
-DATASET_DOWNLOADS = {"voc": ("voc2012", "VOCdevkit"), "sbd": ("sbd", "benchmark_RELEASE")}
+DATASET_DOWNLOADS = {
+    "voc": ("voc2012", "VOCdevkit"),
+    "sbd": ("sbd", "benchmark_RELEASE"),
+    "camvid": ("camvid", "CamVid"),
+}
 
 
 def add_download_argument(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--download",
         metavar="DIR",
-        help="fetch what --dataset voc or sbd (and seg11valid) and --init need into DIR (python -m minifcn.download), "
-        "then read them there; --init may name a catalogue entry, e.g. vgg16-caffe",
+        help="fetch what --dataset voc, sbd (and seg11valid) or camvid and --init need into DIR "
+        "(python -m minifcn.download), then read them there; --init may name a catalogue entry, e.g. vgg16-caffe",
     )
 
 

