@@ -574,3 +574,28 @@ def test_empty_tensors_give_zero_sums_and_gradients(on_host):
     assert gx.shape == empty.shape and not on_host
     np.testing.assert_array_equal(dgamma, np.zeros(3))
     np.testing.assert_array_equal(dbeta, np.zeros(3))
+
+
+def test_kernels_on_host_restores_what_it_replaced(host_libraries):
+    """Inside, NumPy arrays take the GPU branch and launches are listed; after, even on an error, nothing is left."""
+    before = (launch._function, launch._device_id, launch._current_device, kernels.on_gpu)
+    x = np.arange(12.0).reshape(1, 1, 3, 4)
+    with pytest.raises(RuntimeError, match="inside"):
+        with host.kernels_on_host() as launched:
+            assert kernels.on_gpu(x)
+            y = F.max_pool2d(x, 2, 2).data
+            assert launched == ["max_pool_forward_f64"]
+            np.testing.assert_array_equal(y, [[[[5.0, 7.0]]]])
+            raise RuntimeError("inside")
+    assert (launch._function, launch._device_id, launch._current_device, kernels.on_gpu) == before
+    assert not kernels.on_gpu(x)
+
+
+def test_host_entries_follow_the_launchers_table():
+    """Every kernel of launch.SIGNATURES gets a host entry in both precisions, with its C parameters."""
+    for filename in FILES:
+        text = host.host_source(filename)
+        for kernel, (source_file, params) in launch.SIGNATURES.items():
+            if source_file == filename:
+                declared = ", ".join(p.replace("T*", "float*").replace("T ", "float ") for p in params)
+                assert f'extern "C" void host_{kernel}_f32(int blocks, int threads, {declared})' in text
