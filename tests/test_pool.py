@@ -153,3 +153,27 @@ def test_pool_rejects_bad_input():
         F.max_pool2d(mf.Tensor(np.zeros((1, 1, 6, 1))), 2, stride=1, padding=1, dilation=2)
     with pytest.raises(TypeError, match="floating point"):
         F.avg_pool2d(mf.Tensor(np.zeros((1, 1, 4, 4), np.int64)), 2)
+
+
+@pytest.mark.parametrize("kernel, stride", [(2, 2), (3, 2), (3, 1)])
+def test_max_pooling_split_over_threads_is_the_same(kernel, stride, monkeypatch, rng):
+    """Large maps are pooled on several threads, by channel ranges: the values of a direct loop; NaN where one
+    thread puts it."""
+    from minifcn.functional import threads
+
+    x = rng.standard_normal((2, 7, 13, 12))
+    with_nan = x.copy()
+    with_nan[1, 4, 3, 5] = np.nan
+
+    def pool(a):
+        with mf.no_grad():
+            return F.max_pool2d(mf.Tensor(a), kernel, stride, ceil_mode=True).data
+
+    one_thread = pool(with_nan)
+    monkeypatch.setattr(threads, "MIN_BYTES", 0)  # split even this small map
+    monkeypatch.setattr(threads, "THREADS", 3)
+    expected = max_pool2d_loop(x, (kernel, kernel), (stride, stride), (0, 0), (1, 1), True)
+    np.testing.assert_array_equal(pool(x), expected)
+    split = pool(with_nan)
+    np.testing.assert_array_equal(split, one_thread)
+    assert np.isnan(split).sum() == np.isnan(one_thread).sum() > 0

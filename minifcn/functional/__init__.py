@@ -8,6 +8,7 @@ linear.py    linear, flatten (the classifiers' fully connected head)
 norm.py      batch_norm (not in the paper; the tiny-bn backbone)
 lrn.py       local_response_norm (GoogLeNet's and AlexNet's LRN)
 geometry.py  output-size helpers shared by all of the above
+threads.py   memory-bound passes split by channels over the cores (max pooling)
 """
 
 from .basic import add, concat, crop, dropout, mul, narrow, relu, sum

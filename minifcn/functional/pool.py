@@ -21,6 +21,7 @@ import numpy as np
 from ..autograd import Function, Tensor
 from ..backend import get_array_module
 from ..cuda import kernels
+from . import threads
 from .geometry import kernel_span, pad2d, pair, pool_output_size
 
 
@@ -110,6 +111,31 @@ def _unpad(gxpad: Any, padding: tuple, hw: tuple) -> Any:
     return xp.ascontiguousarray(gxpad[:, :, ph : ph + H, pw : pw + W])
 
 
+def _separable_max(xpad: Any, out_hw: tuple, kernel: tuple, stride: tuple, dilation: tuple, out: Any) -> None:
+    """Each window's maximum, rows first, into ``out``: (N, C, Hp, Wp) -> (N, C, OH, OW).
+
+    The maximum over a KH x KW rectangle is the maximum, over its KW columns,
+    of each column's maximum over KH rows. So the taps of a column are
+    reduced first, for whole rows at once (views that read contiguous rows),
+    then the KW columns of that half-size result: KH + KW - 2 elementwise
+    maxima instead of KH*KW - 1, and for the FCNs' 2x2 pools the larger pass
+    streams whole rows. A NaN anywhere in a window still wins.
+    """
+    xp = get_array_module(xpad)
+    (OH, OW), (KH, KW), (sh, sw), (dh, dw) = out_hw, kernel, stride, dilation
+    rows = [xpad[:, :, kh * dh : kh * dh + (OH - 1) * sh + 1 : sh, :] for kh in range(KH)]
+    by_rows = rows[0].copy() if KH == 1 else xp.maximum(rows[0], rows[1])
+    for r in rows[2:]:
+        xp.maximum(by_rows, r, out=by_rows)
+    cols = [by_rows[..., kw * dw : kw * dw + (OW - 1) * sw + 1 : sw] for kw in range(KW)]
+    if KW == 1:
+        xp.copyto(out, cols[0])
+    else:
+        xp.maximum(cols[0], cols[1], out=out)
+    for c in cols[2:]:
+        xp.maximum(out, c, out=out)
+
+
 def _first_maximum(views: list, y: Any) -> Any:
     """For each window, the first offset k whose value is the window's maximum ``y`` (the last NaN, if any).
 
@@ -144,7 +170,6 @@ class MaxPool2d(Function):
         self.args = (kernel_size, stride, padding, dilation, bool(ceil_mode))
 
     def forward(self, x: Any) -> Any:
-        xp = get_array_module(x)
         kernel, stride, padding, dilation, out_hw, pad_hw = _pool_geometry("max_pool2d", x, *self.args)
         _check_windows_see_input(x.shape[2:], out_hw, kernel, stride, padding, dilation)
         self.x_shape, self.pad_hw = x.shape, pad_hw
@@ -153,12 +178,16 @@ class MaxPool2d(Function):
             y, self.argmax = kernels.max_pool_forward(x, kernel, stride, padding, dilation, out_hw)
             return y
         xpad = pad2d(x, padding[0], padding[1], *pad_hw, value=-np.inf)
-        views = [xpad[view] for _, view in _window_views(xpad, out_hw, kernel, stride, dilation)]
-        y = views[0].copy()
-        for v in views[1:]:
-            xp.maximum(y, v, out=y)  # a NaN in the window wins
+        y = np.empty(x.shape[:2] + tuple(out_hw), dtype=x.dtype)
+
+        def channels(c0: int, c1: int) -> None:
+            _separable_max(xpad[:, c0:c1], out_hw, kernel, stride, dilation, out=y[:, c0:c1])
+
+        threads.by_channels(channels, x.shape[1], xpad.nbytes)  # memory-bound: both cores
         if self.input_needs_grad(0):  # only backward reads which offset won
-            self.argmax = _first_maximum(views, y)
+            self.argmax = _first_maximum(
+                [xpad[view] for _, view in _window_views(xpad, out_hw, kernel, stride, dilation)], y
+            )
         return y
 
     def backward(self, gy: Any) -> Any:
