@@ -1,15 +1,19 @@
+import re
+
 from setuptools import find_packages, setup
 
 with open("README.md", encoding="utf-8") as f:
     long_description = f.read()
+with open("minifcn/__init__.py", encoding="utf-8") as f:  # the version lives there, in one place
+    version = re.search(r'^__version__ = "([^"]+)"', f.read(), re.M).group(1)
 
 setup(
     name="minifcn",
-    version="0.1.0",
+    version=version,
     description='"Fully Convolutional Networks for Semantic Segmentation" rebuilt from scratch with NumPy and CuPy',
     long_description=long_description,
     long_description_content_type="text/markdown",
-    license="BSD-2-Clause",
+    license="BSD-2-Clause",  # LICENSE
     packages=find_packages(include=["minifcn", "minifcn.*"]),
     package_data={"minifcn": ["cuda/*.cu", "cuda/*.cuh"]},
     python_requires=">=3.10",

@@ -17,6 +17,7 @@ import sys
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
+from . import __version__
 from .backend import cuda_available, set_tf32
 from .checkpoint import heads_of, load_checkpoint, model_from_checkpoint, model_from_weights, preprocessing_of
 from .data import (
@@ -50,7 +51,11 @@ USER_ERRORS = (UserError, DataError, ValueError, FileNotFoundError, PermissionEr
 
 
 class ArgumentParser(argparse.ArgumentParser):
-    """argparse, with its usage errors in the ``minifcn: error: ...`` form."""
+    """argparse, with its usage errors in the ``minifcn: error: ...`` form, and ``--version`` on every command."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.add_argument("--version", action="version", version=f"minifcn {__version__}")
 
     def error(self, message: str) -> None:  # type: ignore[override]
         print(f"minifcn: error: {message} (see python -m {self.prog} --help)", file=sys.stderr)
