@@ -6,7 +6,7 @@ metadata) and knows nothing of datasets or weight files. Into ``out`` it
 writes:
 
     log.csv      iteration, loss, lr, seconds; and the eval metrics when computed
-    curves.png   training loss and val mean IU against iteration
+    curves.png   training loss, val mean IU and pixel accuracy, learning rate, against iteration
     last.npz     every ``checkpoint_every`` iterations, at the end and on Ctrl-C
     best.npz     at each evaluation that beats the best mean IU so far
 
@@ -73,14 +73,7 @@ class Logbook:
         self.rows.append({k: str(v) for k, v in row.items()})
 
     def draw(self) -> None:
-        loss = [r for r in self.rows if r.get("loss") not in (None, "")]
-        evals = [r for r in self.rows if r.get("mean_iu") not in (None, "")]
-        curves(
-            [int(r["iteration"]) for r in loss],
-            [float(r["loss"]) for r in loss],
-            [int(r["iteration"]) for r in evals],
-            [float(r["mean_iu"]) for r in evals],
-        ).save(os.path.join(self.folder, "curves.png"))
+        curves(self.rows).save(os.path.join(self.folder, "curves.png"))
 
     def close(self) -> None:
         self.file.close()

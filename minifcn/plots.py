@@ -1,80 +1,170 @@
-"""Training pictures drawn with Pillow alone: loss and mean IU curves, and sample strips.
+"""Training pictures drawn with Pillow alone: the curves of a run, and sample strips with their legend.
 
 matplotlib is an extra (for the lessons); the training command needs
 neither it nor a display, so its two pictures are drawn here directly.
+
+``curves(rows)`` takes log.csv's rows as they are and draws three panels:
+the training loss (each iteration's value faint, a moving average over it),
+the evaluations (mean IU and pixel accuracy, each one a marked point with
+its value), and the learning rate. Axes carry round tick values and grid
+lines. ``sample_strip`` shows image | truth | prediction and, under them,
+a swatch and the name of every class either map holds.
 """
 
 from __future__ import annotations
 
+import math
 import os
-from typing import Callable, Sequence
+from typing import Callable, Mapping, Sequence
 
 import numpy as np
 from PIL import Image, ImageDraw
 
-from .viz import colorize
+from .viz import colorize, palette_colours
+
+INK, GRID, FAINT = (0, 0, 0), (225, 225, 225), (120, 120, 120)
+LOSS, LOSS_RAW, MEAN_IU, PIXEL_ACC, RATE = (200, 40, 40), (240, 190, 190), (40, 80, 200), (40, 150, 80), (120, 60, 160)
 
 
-def _panel(
-    draw: ImageDraw.ImageDraw,
-    box: tuple[int, int, int, int],
-    xs: Sequence[float],
-    ys: Sequence[float],
-    title: str,
-    colour: tuple[int, int, int],
-    y_range: tuple[float, float] | None = None,
-) -> None:
-    """One line chart inside ``box`` (left, top, right, bottom), axes labelled with their ranges."""
-    left, top, right, bottom = box
-    draw.rectangle(box, outline=(0, 0, 0))
-    draw.text((left, top - 14), title, fill=(0, 0, 0))
-    points = [(float(x), float(y)) for x, y in zip(xs, ys) if np.isfinite(y)]
-    if not points:
-        draw.text((left + 8, top + 8), "no data yet", fill=(120, 120, 120))
-        return
-    x0, x1 = min(p[0] for p in points), max(p[0] for p in points)
-    y0, y1 = y_range or (min(p[1] for p in points), max(p[1] for p in points))
-    x1, y1 = (x1 if x1 > x0 else x0 + 1), (y1 if y1 > y0 else y0 + 1e-9)
-
-    def at(x: float, y: float) -> tuple[float, float]:
-        return (left + (x - x0) / (x1 - x0) * (right - left), bottom - (y - y0) / (y1 - y0) * (bottom - top))
-
-    xy = [at(x, y) for x, y in points]
-    if len(xy) == 1:
-        draw.ellipse([xy[0][0] - 2, xy[0][1] - 2, xy[0][0] + 2, xy[0][1] + 2], fill=colour)
-    else:
-        draw.line(xy, fill=colour, width=2)
-    draw.text((left - 4, bottom + 3), f"{x0:g}", fill=(0, 0, 0))
-    draw.text((right - 40, bottom + 3), f"{x1:g}", fill=(0, 0, 0))
-    draw.text((left + 4, top + 2), f"{y1:.3g}", fill=(80, 80, 80))
-    draw.text((left + 4, bottom - 13), f"{y0:.3g}", fill=(80, 80, 80))
+def ticks(low: float, high: float, count: int = 5) -> list[float]:
+    """Round values (1, 2 or 5 times a power of ten apart) covering [low, high], about ``count`` of them."""
+    if not high > low:
+        return [low]
+    raw = (high - low) / max(count, 1)
+    power = 10 ** math.floor(math.log10(raw))
+    step = next(m * power for m in (1, 2, 5, 10) if m * power >= raw)
+    first = math.ceil(low / step - 1e-9) * step
+    return [first + i * step for i in range(int((high - first) / step + 1e-9) + 1)]
 
 
-def curves(
-    iterations: Sequence[float], losses: Sequence[float], eval_iterations: Sequence[float], mean_ius: Sequence[float]
-) -> Image.Image:
-    """Two panels side by side: training loss and validation mean IU against iteration."""
-    image = Image.new("RGB", (820, 320), (255, 255, 255))
+def _label(value: float) -> str:
+    return f"{value:g}" if abs(value) >= 1e-3 or value == 0 else f"{value:.0e}"
+
+
+class _Panel:
+    """A chart in ``box`` (left, top, right, bottom) with data ranges ``xs`` and ``ys``, gridded."""
+
+    def __init__(self, draw: ImageDraw.ImageDraw, box: tuple, title: str, xs: tuple, ys: tuple, y_ticks: int = 5):
+        self.draw, self.box = draw, box
+        left, top, right, bottom = box
+        (self.x0, self.x1), (self.y0, self.y1) = xs, ys
+        for y in ticks(self.y0, self.y1, y_ticks):
+            draw.line([self.at(self.x0, y)[0], self.at(self.x0, y)[1], right, self.at(self.x0, y)[1]], fill=GRID)
+            draw.text((left - 6 - 6 * len(_label(y)), self.at(self.x0, y)[1] - 6), _label(y), fill=INK)
+        for x in ticks(self.x0, self.x1, 6):
+            px = self.at(x, self.y0)[0]
+            draw.line([px, top, px, bottom], fill=GRID)
+            draw.text((px - 3 * len(_label(x)), bottom + 4), _label(x), fill=INK)
+        draw.rectangle(box, outline=INK)
+        draw.text((left, top - 15), title, fill=INK)
+
+    def at(self, x: float, y: float) -> tuple[float, float]:
+        left, top, right, bottom = self.box
+        return (
+            left + (x - self.x0) / (self.x1 - self.x0) * (right - left),
+            bottom - (y - self.y0) / (self.y1 - self.y0) * (bottom - top),
+        )
+
+    def line(self, xs: Sequence[float], ys: Sequence[float], colour: tuple, width: int = 2) -> None:
+        points = [self.at(x, y) for x, y in zip(xs, ys) if np.isfinite(y)]
+        if len(points) > 1:
+            self.draw.line(points, fill=colour, width=width)
+
+    def points(self, xs: Sequence[float], ys: Sequence[float], colour: tuple, values: bool) -> None:
+        left, _, right, _ = self.box
+        for x, y in zip(xs, ys):
+            px, py = self.at(x, y)
+            self.draw.ellipse([px - 3, py - 3, px + 3, py + 3], fill=colour)
+            if values:  # the value above its point, kept inside the panel
+                self.draw.text((min(max(px - 12, left + 2), right - 34), py - 15), f"{y:.3f}", fill=colour)
+
+
+def _range(values: Sequence[float], floor: float | None = None) -> tuple[float, float]:
+    finite = [v for v in values if np.isfinite(v)]
+    low, high = (min(finite), max(finite)) if finite else (0.0, 1.0)
+    low = low if floor is None else min(low, floor)
+    return (low, high) if high > low else (low, low + 1.0)
+
+
+def smoothed(values: Sequence[float], window: int) -> list[float]:
+    """The mean of the last ``window`` values at each point (fewer at the start)."""
+    out, total = [], 0.0
+    for i, v in enumerate(values):
+        total += v
+        if i >= window:
+            total -= values[i - window]
+        out.append(total / min(i + 1, window))
+    return out
+
+
+def curves(rows: Sequence[Mapping[str, str]]) -> Image.Image:
+    """The curves of a run from log.csv's rows (iteration, loss, lr, and the scores where evaluated)."""
+
+    def column(name: str) -> tuple[list[float], list[float]]:
+        kept = [r for r in rows if r.get(name) not in (None, "")]
+        return [float(r["iteration"]) for r in kept], [float(r[name]) for r in kept]
+
+    image = Image.new("RGB", (980, 600), (255, 255, 255))
     draw = ImageDraw.Draw(image)
-    _panel(draw, (50, 30, 390, 290), iterations, losses, "training loss", (200, 40, 40))
-    _panel(draw, (460, 30, 800, 290), eval_iterations, mean_ius, "val mean IU", (40, 80, 200), (0.0, 1.0))
-    draw.text((380, 305), "iteration", fill=(0, 0, 0))
+    (it, loss), (ev, mean_iu), (_, pixel_acc), (lr_it, lr) = (column(n) for n in ("loss", "mean_iu", "pixel_acc", "lr"))
+    if not it:
+        draw.text((40, 40), "no iterations logged yet", fill=FAINT)
+        return image
+    span = (min(it + ev), max(it + ev) if max(it + ev) > min(it + ev) else min(it) + 1)
+
+    panel = _Panel(draw, (70, 35, 470, 400), "training loss (faint: each iteration; line: moving average)", span,
+                   _range(loss, 0.0))  # fmt: skip
+    panel.line(it, loss, LOSS_RAW, 1)
+    panel.line(it, smoothed(loss, max(1, len(loss) // 20)), LOSS)
+
+    panel = _Panel(draw, (560, 35, 960, 400), "validation", span, (0.0, 1.0))
+    panel.line(ev, pixel_acc, PIXEL_ACC)
+    panel.points(ev, pixel_acc, PIXEL_ACC, values=False)
+    panel.line(ev, mean_iu, MEAN_IU)
+    panel.points(ev, mean_iu, MEAN_IU, values=len(ev) <= 12)
+    draw.text((570, 45), "mean IU", fill=MEAN_IU)
+    draw.text((640, 45), "pixel accuracy", fill=PIXEL_ACC)
+    if not ev:
+        draw.text((580, 200), "no evaluation yet", fill=FAINT)
+
+    if lr:
+        panel = _Panel(draw, (70, 470, 960, 560), "learning rate", span, _range(lr, 0.0), y_ticks=2)
+        panel.line(lr_it, lr, RATE)
+    draw.text((500, 580), "iteration", fill=INK)
     return image
 
 
-def sample_strip(image: np.ndarray, truth: np.ndarray, prediction: np.ndarray, palette: str = "voc") -> Image.Image:
-    """image | truth | prediction, side by side (labels in the dataset's colours; an RGB-D image shows its colour)."""
+def sample_strip(
+    image: np.ndarray,
+    truth: np.ndarray,
+    prediction: np.ndarray,
+    palette: str = "voc",
+    class_names: Sequence[str] | None = None,
+) -> Image.Image:
+    """image | truth | prediction side by side (labels in the dataset's colours; an RGB-D image shows its colour),
+    and under them a legend: the swatch and name of each class present in either map."""
     labels = (truth, prediction)
     panels = [np.asarray(image, np.uint8)[:, :, :3]] + [np.asarray(colorize(m, palette).convert("RGB")) for m in labels]
     H, W = truth.shape
-    strip = np.full((H, 3 * W + 8, 3), 255, np.uint8)
+    present = sorted(int(c) for c in np.union1d(np.unique(truth), np.unique(prediction)))
+    per_row = max(1, (3 * W + 8) // 130)
+    legend_rows = -(-len(present) // per_row)
+    strip = np.full((H + 18 + 18 * legend_rows, 3 * W + 8, 3), 255, np.uint8)
     for k, panel in enumerate(panels):
-        strip[:, k * (W + 4) : k * (W + 4) + W] = panel
-    return Image.fromarray(strip)
+        strip[:H, k * (W + 4) : k * (W + 4) + W] = panel
+    picture = Image.fromarray(strip)
+    draw = ImageDraw.Draw(picture)
+    colours = palette_colours(palette)
+    for k, c in enumerate(present):
+        x, y = 4 + (k % per_row) * 130, H + 6 + (k // per_row) * 18
+        name = "void" if c == 255 else (class_names[c] if class_names is not None and c < len(class_names) else str(c))
+        draw.rectangle([x, y, x + 12, y + 12], fill=tuple(int(v) for v in colours[c]), outline=INK)
+        draw.text((x + 17, y), name, fill=INK)
+    return picture
 
 
 def sample_saver(
-    folder: str, prefix: str, count: int, palette: str = "voc"
+    folder: str, prefix: str, count: int, palette: str = "voc", class_names: Sequence[str] | None = None
 ) -> Callable[[int, np.ndarray, np.ndarray, np.ndarray], None]:
     """An ``on_prediction(i, image, label, prediction)`` hook (``inference.evaluate``) that saves the strips of
     the first ``count`` items as ``<folder>/<prefix>_<i>.png``."""
@@ -82,6 +172,7 @@ def sample_saver(
 
     def save(i: int, image: np.ndarray, label: np.ndarray, prediction: np.ndarray) -> None:
         if i < count:
-            sample_strip(image, label, prediction, palette).save(os.path.join(folder, f"{prefix}_{i}.png"))
+            strip = sample_strip(image, label, prediction, palette, class_names)
+            strip.save(os.path.join(folder, f"{prefix}_{i}.png"))
 
     return save

@@ -175,7 +175,8 @@ def prepare(c: Config, say: Callable[[str], None] = cli.say) -> tuple[Loop, Head
     samples = os.path.join(c.out, "samples")
 
     def evaluate(t: int) -> dict[str, Any]:
-        saver = sample_saver(samples, f"iter{t:06d}", c.samples, getattr(val_set, "palette", "voc"))
+        names = list(heads.first.classes)
+        saver = sample_saver(samples, f"iter{t:06d}", c.samples, getattr(val_set, "palette", "voc"), names)
         batch = max(c.batch_size, 8)
         return evaluate_heads(model, val_set, heads, start.preprocessing, device, batch, c.eval_limit, saver)
 

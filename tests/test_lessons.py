@@ -64,7 +64,7 @@ def test_runs_top_to_bottom(path, monkeypatch):
     root = os.path.dirname(LESSONS_DIR)
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")])))
 
-    client = NotebookClient(notebook, timeout=300, kernel_name="python3", resources={"metadata": {"path": LESSONS_DIR}})
+    client = NotebookClient(notebook, timeout=900, kernel_name="python3", resources={"metadata": {"path": LESSONS_DIR}})
     client.execute()  # raises CellExecutionError, with the cell and its traceback, on any error or failed assert
     if missing:
         pytest.skip(f"ran every cell but those on real data: {missing}")
