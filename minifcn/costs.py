@@ -55,7 +55,7 @@ class LayerCost:
         return self.bytes_read + self.bytes_written
 
 
-def multiply_adds(op: str, inputs: list[Any], output: Any) -> int:
+def op_multiply_adds(op: str, inputs: list[Any], output: Any) -> int:
     """The multiply-adds of one call of Function ``op`` on arrays ``inputs`` giving ``output``."""
     if op == "Conv2d":  # y (N, OC, OH, OW); w (OC, C, KH, KW)
         return int(np.prod(output.shape) * np.prod(inputs[1].shape[1:]))
@@ -117,7 +117,7 @@ def layer_costs(
             name,
             op,
             tuple(first.shape),
-            multiply_adds(op, arrays, first.data),
+            op_multiply_adds(op, arrays, first.data),
             int(sum(a.nbytes for a in arrays)),
             int(sum(o.data.nbytes for o in (out if isinstance(out, tuple) else (out,)))),
             seconds,
@@ -142,9 +142,8 @@ def layer_costs(
         with contextlib.nullcontext() if backward else autograd.no_grad():
             out = model(x)
             if loss is not None:
-                where.append("loss")
+                where.append("loss")  # the loss's ops are named after it
                 value = loss(out)
-                where.pop()
                 if backward:
                     value.backward()
     finally:
@@ -173,4 +172,4 @@ def format_costs(rows: list[LayerCost]) -> str:
     return "\n".join(lines)
 
 
-__all__ = ["LayerCost", "layer_costs", "multiply_adds", "format_costs"]
+__all__ = ["LayerCost", "layer_costs", "op_multiply_adds", "format_costs"]

@@ -67,7 +67,7 @@ class Entry:
     checksum_by: str = ""  # who publishes the checksum, where it is not the distributor
     # Without a checksum, what the file must be (``inspect``): an error page fails at once.
     sizes: tuple[int, int] | None = None  # the plausible size range in bytes
-    holds: tuple[str, ...] = ()  # layers a .caffemodel must hold, or files an archive must hold
+    holds: tuple[str, ...] = ()  # layers a .caffemodel must hold
     ids: int | None = None  # a list of VOC image ids: how many
     model: str | None = None  # a trained net: the --model that reads it
     keep: str = ""  # unpack only this folder of the archive (below its one top folder), as <root>/<its name>
@@ -244,8 +244,9 @@ def inspect(entry: Entry, path: str) -> None:
     """For a file with no checksum: DownloadError (and the file removed) unless it is what ``entry`` says.
 
     Its size must be plausible, a list of ids must hold that many VOC ids, a
-    .caffemodel must parse and hold its net's layers, an archive the files
-    its loader reads. An error page fails here, and the message says what came.
+    .caffemodel must parse and hold its net's layers (an archive without a
+    checksum is checked after unpacking, by its tree: ``git_tree_hash``). An
+    error page fails here, and the message says what came.
     """
     if entry.checksum is not None:
         return
@@ -268,12 +269,6 @@ def inspect(entry: Entry, path: str) -> None:
                 problem = f"{entry.name} must hold the layers {', '.join(missing)}, which it lacks"
         except ValueError:
             problem = f"{entry.name} must be a .caffemodel (a binary NetParameter), and this one does not parse"
-    elif entry.unpack and entry.holds:
-        with tarfile.open(path) as tar:
-            names = set(tar.getnames())
-        missing = [member for member in entry.holds if member not in names]
-        if missing:
-            problem = f"{entry.name} must hold {', '.join(missing)}, which it lacks"
     if problem:
         arrived = what_arrived(path)
         os.remove(path)

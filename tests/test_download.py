@@ -481,3 +481,39 @@ def test_git_tree_hash_of_the_real_camvid_parts():
         assert fetching.git_tree_hash(os.path.join(SHARED_CAMVID, folder)) == tree, folder
     with open(os.path.join(SHARED_CAMVID, "train.txt"), "rb") as f:
         assert fetching._git_object(b"blob", f.read()).hex() == "b38caa220e5fd7b56d111974f794395a702b2ae2"
+
+
+def test_a_file_that_is_no_caffemodel_and_an_archive_without_its_folder_are_refused(
+    server, tmp_path, monkeypatch, capsys
+):
+    entry = CATALOGUE["fcn16s-heavy-pascal"]
+    monkeypatch.setitem(CATALOGUE, entry.name, dataclasses.replace(entry, sizes=None))
+    server.files["/fcn16s-heavy-pascal.caffemodel"] = b"\x0a\xff\xff\xff\xff\x0f" + os.urandom(
+        100
+    )  # a field past the end
+    assert cli.run(download.main, [entry.name, "--root", str(tmp_path), "--mirror", server.url]) == 1
+    assert "must be a .caffemodel (a binary NetParameter), and this one does not parse" in capsys.readouterr().err
+    assert os.listdir(tmp_path / "downloads") == []
+
+    camvid = CATALOGUE["camvid"]
+    monkeypatch.setitem(CATALOGUE, "camvid", dataclasses.replace(camvid, sizes=None))
+    server.files[urllib.parse.urlsplit(camvid.url).path] = camvid_like_from({"README.md": b"x"}, fetching.SEGNET_COMMIT)
+    assert cli.run(download.main, ["camvid", "--root", str(tmp_path), "--mirror", server.url]) == 1
+    assert "holds no CamVid/ folder; nothing unpacked" in capsys.readouterr().err
+    assert not (tmp_path / "CamVid").exists()
+
+
+def test_extra_layers_of_no_known_fcn_are_named(tmp_path):
+    import numpy as np
+    from test_weights import write_caffemodel
+
+    from minifcn.checkpoint import model_from_weights
+    from minifcn.models import FCN32s
+
+    layers = {}
+    for name, p in FCN32s(n_class=3, backbone="tiny").named_parameters():
+        layers.setdefault(name.rsplit(".", 1)[0], []).append(p.data)
+    layers["fc8"] = [np.ones((5, 4), np.float32)]
+    write_caffemodel(tmp_path / "net.caffemodel", list(layers.items()), v1=False)
+    with pytest.raises(ValueError, match=r"holds fc8, which fcn32s \(tiny\) lacks; is it that network\?"):
+        model_from_weights(str(tmp_path / "net.caffemodel"), "fcn32s", "tiny")
