@@ -35,6 +35,7 @@ from tqdm import tqdm
 from .autograd import Tensor
 from .backend import to_device
 from .checkpoint import save_checkpoint
+from .data.loader import Prefetch
 from .nn import Module
 from .plots import curves
 
@@ -120,9 +121,10 @@ class Loop:
     best: float = -1.0
     say: Callable[[str], None] = field(default=lambda line: print(line, flush=True))
 
-    def step(self, t: int) -> float:
-        """One iteration (forward, backward, update) on batch t; returns the loss."""
-        x, labels = self.batch(t)
+    def step(self, t: int, batch: Callable[[int], tuple[np.ndarray, np.ndarray]] | None = None) -> float:
+        """One iteration (forward, backward, update) on batch t (from ``batch``, by default ``self.batch``);
+        returns the loss."""
+        x, labels = (batch or self.batch)(t)
         self.optimizer.lr = self.lr(t)
         with np.errstate(over="ignore", invalid="ignore"):  # a diverging run is reported below, once
             loss = self.loss(self.model(Tensor(to_device(x, self.device))), to_device(labels, self.device))
@@ -166,9 +168,10 @@ class Loop:
         )
         scores: dict[str, Any] = {}
         try:
-            with ctrl_c_finishes_the_iteration() as interrupted:
+            # The next batch is made on a background thread while this one trains (data/loader.py).
+            with ctrl_c_finishes_the_iteration() as interrupted, Prefetch(self.batch, self.iters) as batches:
                 for t in range(self.start, self.iters):
-                    done, loss = t + 1, self.step(t)
+                    done, loss = t + 1, self.step(t, batches)
                     row: dict[str, Any] = {
                         "iteration": done,
                         "loss": loss,

@@ -259,3 +259,31 @@ def test_a_batch_of_different_sizes_names_both_items(tmp_path):
         BatchLoader(ds, 2, CAFFE, shuffle=False).batch(0)
     x, labels = BatchLoader(ds, 2, CAFFE, Augment(flip=False, crop_size=(21, 21)), shuffle=False).batch(0)
     assert x.shape == (2, 3, 21, 21) and (labels[0][20] == 255).all()  # a (20-row) padded with 255
+
+
+def test_prefetch_gives_each_batch_of_the_stream_and_makes_the_next_in_the_background():
+    import threading
+
+    from minifcn.data.loader import Prefetch
+
+    made: list[tuple[int, int]] = []  # (iteration, thread that made it)
+    loader = BatchLoader(Shapes("train", size=16, length=7), 2, CAFFE, seed=3)
+
+    def batch(t):
+        made.append((t, threading.get_ident()))
+        if t == 6:
+            raise DataError("batch 6 is broken")
+        return loader.batch(t)
+
+    with Prefetch(batch, stop=7) as fetch:
+        for t in (2, 3, 4, 1, 2, 3, 4, 5):  # 1: out of order, made on the spot (the 5 in the making dropped)
+            x, labels = fetch(t)
+            expected = loader.batch(t)
+            assert np.array_equal(x, expected[0]) and np.array_equal(labels, expected[1])
+        with pytest.raises(DataError, match="batch 6 is broken"):  # raised by the fetch that asks for it
+            fetch(6)
+    main = threading.get_ident()
+    assert [t for t, thread in made if thread == main] == [2, 1]
+    background = sorted(t for t, thread in made if thread != main)
+    assert background in ([2, 3, 3, 4, 4, 5, 6], [2, 3, 3, 4, 4, 5, 5, 6])  # the dropped 5: made or not yet
+    assert max(t for t, _ in made) == 6  # nothing at or past stop

@@ -76,3 +76,16 @@ def test_bad_arguments():
         Shapes("val", length=5)[5]
     with pytest.raises(ValueError, match="size must be at least 16"):
         Shapes(size=8)
+
+
+@pytest.mark.parametrize("size", [16, 37, 128])
+def test_background_field_is_scipys_bilinear_zoom(size):
+    # The smooth field is two small products; it must be the field scipy.ndimage.zoom draws (order 1), so
+    # that the dataset does not depend on how it is computed.
+    from minifcn.data.shapes import _bilinear_weights
+
+    grid = np.random.default_rng(size).uniform(0, 255, size=(4, 4, 3))
+    expected = ndimage.zoom(grid, (size / 4, size / 4, 1), order=1, mode="nearest")[:size, :size]
+    weights = _bilinear_weights(size)
+    np.testing.assert_allclose(np.einsum("ia,jb,abc->ijc", weights, weights, grid), expected, rtol=0, atol=1e-10)
+    np.testing.assert_allclose(weights.sum(axis=1), 1, rtol=0, atol=1e-15)

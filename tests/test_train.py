@@ -112,8 +112,8 @@ def test_resume_after_ctrl_c_ends_with_the_same_weights(tmp_path, monkeypatch):
 
     real_step = loop.Loop.step
 
-    def step_then_ctrl_c(self, t):
-        loss = real_step(self, t)
+    def step_then_ctrl_c(self, t, batch=None):
+        loss = real_step(self, t, batch)
         if t == 1:  # Ctrl-C during iteration 2: it finishes, last.npz is written, the run stops
             os.kill(os.getpid(), signal.SIGINT)
         return loss

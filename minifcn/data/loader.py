@@ -14,6 +14,7 @@ dataset's own (Shapes) or a crop (``Augment(crop_size=...)``).
 
 from __future__ import annotations
 
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, Callable
 
 import numpy as np
@@ -74,6 +75,47 @@ class BatchLoader:
                     f"crop them to one size (--crop-size) or use batch size 1"
                 )
         return np.stack(images), np.stack(labels)
+
+
+class Prefetch:
+    """``fetch(t)`` is ``batch(t)``, and meanwhile batch t + 1 is made on a background thread.
+
+    Like a PyTorch ``DataLoader`` with one worker: while the network trains
+    on batch t, the next one is read, augmented and preprocessed. NumPy,
+    SciPy and Pillow release the GIL in their loops, so on a CPU the batch
+    is made on the core BLAS is not using at that moment, and on a GPU the
+    host has the next batch ready when the device is done. The batch of an
+    iteration does not depend on when it is made (``BatchLoader``'s stream
+    is a function of t alone), so results are the same with or without it.
+    An error in the background is raised by the ``fetch`` that asks for
+    that batch. Batches at or past ``stop`` are not made in advance.
+    """
+
+    def __init__(self, batch: Callable[[int], Any], stop: int):
+        self.batch, self.stop = batch, stop
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="minifcn-batches")
+        self._next: tuple[int, Future] | None = None
+
+    def __call__(self, t: int) -> Any:
+        if self._next is not None and self._next[0] == t:
+            result = self._next[1].result()
+        else:
+            if self._next is not None:  # another iteration was asked for: wait for the one in the making
+                self._next[1].cancel() or self._next[1].exception()  # (its error, if any, is not ours)
+            result = self.batch(t)
+        self._next = (t + 1, self._pool.submit(self.batch, t + 1)) if t + 1 < self.stop else None
+        return result
+
+    def close(self) -> None:
+        """Wait for the batch in the making and stop the thread."""
+        self._pool.shutdown(wait=True, cancel_futures=True)
+        self._next = None
+
+    def __enter__(self) -> "Prefetch":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
 
 
 def _name(dataset: Any, i: int) -> str:
