@@ -7,8 +7,8 @@ neither it nor a display, so its two pictures are drawn here directly.
 the training loss (each iteration's value faint, a moving average over it),
 the evaluations (mean IU and pixel accuracy, each one a marked point with
 its value), and the learning rate. Axes carry round tick values and grid
-lines. ``sample_strip`` shows image | truth | prediction and, under them,
-a swatch and the name of every class either map holds.
+lines. ``sample_strip`` shows image | truth | prediction under their names and,
+under them, a swatch and the name of every class either map holds.
 """
 
 from __future__ import annotations
@@ -21,6 +21,9 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from .viz import colorize, palette_colours
+
+#: Sample strips show pictures at least this tall (smaller ones are enlarged by a whole factor, at most 4).
+STRIP_HEIGHT = 192
 
 INK, GRID, FAINT = (0, 0, 0), (225, 225, 225), (120, 120, 120)
 LOSS, LOSS_RAW, MEAN_IU, PIXEL_ACC, RATE = (200, 40, 40), (240, 190, 190), (40, 80, 200), (40, 150, 80), (120, 60, 160)
@@ -42,7 +45,13 @@ def _label(value: float) -> str:
 
 
 class _Panel:
-    """A chart in ``box`` (left, top, right, bottom) with data ranges ``xs`` and ``ys``, gridded."""
+    """A chart in ``box`` (left, top, right, bottom) with data ranges ``xs`` and ``ys``, gridded.
+
+    The data fill the box less ``INSET`` pixels on each side, so that a point
+    on the edge of the range is drawn whole.
+    """
+
+    INSET = 8
 
     def __init__(self, draw: ImageDraw.ImageDraw, box: tuple, title: str, xs: tuple, ys: tuple, y_ticks: int = 5):
         self.draw, self.box = draw, box
@@ -59,7 +68,7 @@ class _Panel:
         draw.text((left, top - 15), title, fill=INK)
 
     def at(self, x: float, y: float) -> tuple[float, float]:
-        left, top, right, bottom = self.box
+        left, top, right, bottom = (edge + sign * self.INSET for edge, sign in zip(self.box, (1, 1, -1, -1)))
         return (
             left + (x - self.x0) / (self.x1 - self.x0) * (right - left),
             bottom - (y - self.y0) / (self.y1 - self.y0) * (bottom - top),
@@ -71,12 +80,38 @@ class _Panel:
             self.draw.line(points, fill=colour, width=width)
 
     def points(self, xs: Sequence[float], ys: Sequence[float], colour: tuple, values: bool) -> None:
-        left, _, right, _ = self.box
+        """A dot at each (x, y), and with ``values`` its value beside it, on the side the line leaves free."""
         for x, y in zip(xs, ys):
             px, py = self.at(x, y)
-            self.draw.ellipse([px - 3, py - 3, px + 3, py + 3], fill=colour)
-            if values:  # the value above its point, kept inside the panel
-                self.draw.text((min(max(px - 12, left + 2), right - 34), py - 15), f"{y:.3f}", fill=colour)
+            self.draw.ellipse([px - 4, py - 4, px + 4, py + 4], fill=colour, outline=(255, 255, 255))
+        if not values:
+            return
+        left, top, right, bottom = self.box
+        for i, (x, y) in enumerate(zip(xs, ys)):
+            px, py = self.at(x, y)
+            before = ys[i - 1] if i > 0 else None
+            after = ys[i + 1] if i + 1 < len(ys) else None
+            text = f"{y:.3f}"
+            w, h = self.draw.textbbox((0, 0), text)[2:]
+            if before is not None and after is not None and before < y > after:  # a peak: above
+                tx, ty = px - w / 2, py - h - 8
+            elif before is not None and after is not None and before > y < after:  # a valley: below
+                tx, ty = px - w / 2, py + 7
+            else:  # rising: the line leaves the upper left free; falling: the lower left
+                rising = (y if after is None else after) >= (y if before is None else before)
+                tx, ty = px - w - 7, (py - h - 6 if rising else py + 5)
+            tx, ty = min(max(tx, left + 2), right - w - 2), min(max(ty, top + 2), bottom - h - 2)
+            self.draw.rectangle([tx - 1, ty - 1, tx + w + 1, ty + h + 1], fill=(255, 255, 255))
+            self.draw.text((tx, ty), text, fill=colour)
+
+    def legend(self, entries: Sequence[tuple[str, tuple]]) -> None:
+        """Swatches and names on the title's line, right-aligned, outside the data."""
+        left, top, right, bottom = self.box
+        x = right
+        for name, colour in reversed(entries):
+            x -= self.draw.textbbox((0, 0), name)[2] + 22
+            self.draw.rectangle([x, top - 13, x + 10, top - 4], fill=colour)
+            self.draw.text((x + 14, top - 15), name, fill=INK)
 
 
 def _range(values: Sequence[float], floor: float | None = None) -> tuple[float, float]:
@@ -119,12 +154,12 @@ def curves(rows: Sequence[Mapping[str, str]]) -> Image.Image:
 
     panel = _Panel(draw, (560, 35, 960, 400), "validation", span, (0.0, 1.0))
     panel.line(ev, pixel_acc, PIXEL_ACC)
-    panel.points(ev, pixel_acc, PIXEL_ACC, values=False)
     panel.line(ev, mean_iu, MEAN_IU)
+    panel.points(ev, pixel_acc, PIXEL_ACC, values=len(ev) <= 12)
     panel.points(ev, mean_iu, MEAN_IU, values=len(ev) <= 12)
-    draw.text((570, 45), "mean IU", fill=MEAN_IU)
-    draw.text((640, 45), "pixel accuracy", fill=PIXEL_ACC)
-    if not ev:
+    if ev:
+        panel.legend([("mean IU", MEAN_IU), ("pixel accuracy", PIXEL_ACC)])
+    else:
         draw.text((580, 200), "no evaluation yet", fill=FAINT)
 
     if lr:
@@ -141,22 +176,31 @@ def sample_strip(
     palette: str = "voc",
     class_names: Sequence[str] | None = None,
 ) -> Image.Image:
-    """image | truth | prediction side by side (labels in the dataset's colours; an RGB-D image shows its colour),
-    and under them a legend: the swatch and name of each class present in either map."""
+    """image | truth | prediction side by side under their names (labels in the dataset's colours; an RGB-D image
+    shows its colour), and under them a legend: the swatch and name of each class present in either map.
+
+    Pictures smaller than ``STRIP_HEIGHT`` rows are enlarged by a whole factor (at most 4), each pixel a block,
+    so that a 128x128 Shapes image reads as well as a CamVid photograph.
+    """
     labels = (truth, prediction)
     panels = [np.asarray(image, np.uint8)[:, :, :3]] + [np.asarray(colorize(m, palette).convert("RGB")) for m in labels]
-    H, W = truth.shape
+    scale = min(4, -(-STRIP_HEIGHT // truth.shape[0]))
+    panels = [p.repeat(scale, axis=0).repeat(scale, axis=1) for p in panels]
+    H, W = panels[0].shape[:2]
     present = sorted(int(c) for c in np.union1d(np.unique(truth), np.unique(prediction)))
     per_row = max(1, (3 * W + 8) // 130)
     legend_rows = -(-len(present) // per_row)
-    strip = np.full((H + 18 + 18 * legend_rows, 3 * W + 8, 3), 255, np.uint8)
+    top = 18  # the panels' names
+    strip = np.full((top + H + 18 + 18 * legend_rows, 3 * W + 8, 3), 255, np.uint8)
     for k, panel in enumerate(panels):
-        strip[:H, k * (W + 4) : k * (W + 4) + W] = panel
+        strip[top : top + H, k * (W + 4) : k * (W + 4) + W] = panel
     picture = Image.fromarray(strip)
     draw = ImageDraw.Draw(picture)
+    for k, name in enumerate(("image", "truth", "prediction")):
+        draw.text((k * (W + 4) + 2, 3), name, fill=INK)
     colours = palette_colours(palette)
     for k, c in enumerate(present):
-        x, y = 4 + (k % per_row) * 130, H + 6 + (k // per_row) * 18
+        x, y = 4 + (k % per_row) * 130, top + H + 6 + (k // per_row) * 18
         name = "void" if c == 255 else (class_names[c] if class_names is not None and c < len(class_names) else str(c))
         draw.rectangle([x, y, x + 12, y + 12], fill=tuple(int(v) for v in colours[c]), outline=INK)
         draw.text((x + 17, y), name, fill=INK)

@@ -41,15 +41,24 @@ def test_curves_from_log_rows_show_loss_evaluations_and_rate():
     assert plots.curves([]).size == (980, 600)
 
 
-def test_sample_strip_has_a_legend_of_the_classes_present():
+def test_sample_strip_has_named_panels_and_a_legend_of_the_classes_present():
     truth = np.zeros((40, 50), np.uint8)
     truth[5:20, 5:20], truth[30:, :] = 3, 255
     prediction = np.zeros((40, 50), np.uint8)
     prediction[5:20, 5:20] = 2
     image = np.full((40, 50, 3), 128, np.uint8)
     strip = plots.sample_strip(image, truth, prediction, "voc", ["background", "disc", "square", "triangle"])
-    assert strip.size == (158, 40 + 18 + 18 * 4)  # four classes present (0, 2, 3, void), one per 130 pixels
-    legend = np.asarray(strip)[40:]
+    # 40 rows are enlarged 4x (at most 4, towards STRIP_HEIGHT): panels of 160x200 under an 18-pixel row of
+    # names, then one legend row: four classes present (0, 2, 3, void), 130 pixels each, four to a row
+    assert strip.size == (3 * 200 + 8, 18 + 160 + 18 + 18)
+    pixels = np.asarray(strip)
+    colours = palette_colours("voc")
+    np.testing.assert_array_equal(pixels[18 : 18 + 160, 204:404], colours[truth].repeat(4, 0).repeat(4, 1))
+    np.testing.assert_array_equal(pixels[18 : 18 + 160, 408:608], colours[prediction].repeat(4, 0).repeat(4, 1))
+    assert (pixels[:18] < 128).all(axis=-1).any()  # the panels' names
+    legend = pixels[18 + 160 :]
     for c in (0, 2, 3, 255):
-        assert (legend == palette_colours("voc")[c]).all(axis=-1).any(), c
-    assert not (legend == palette_colours("voc")[1]).all(axis=-1).any()  # disc is in neither map
+        assert (legend == colours[c]).all(axis=-1).any(), c
+    assert not (legend == colours[1]).all(axis=-1).any()  # disc is in neither map
+    big = plots.sample_strip(np.zeros((400, 20, 3), np.uint8), np.zeros((400, 20), np.uint8), np.zeros((400, 20)))
+    assert big.size[1] == 18 + 400 + 18 + 18  # tall enough: not enlarged
