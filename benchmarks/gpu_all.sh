@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Everything a GPU session checks, in one call (issue 14): the GPU tests, bench_gpu.py, the per-op
+# Everything to check on a GPU, in one call: the GPU tests, bench_gpu.py, the per-op
 # profile with the quick preset's step, and the quick preset itself. Each part has its own timeout
 # and log; the whole stays under 8 minutes. Run from the repository root:
 #

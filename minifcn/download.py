@@ -14,7 +14,7 @@ from . import cli
 from .fetch import CATALOGUE, MIRROR_VARIABLE, download
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def build_parser() -> cli.ArgumentParser:
     p = cli.ArgumentParser(prog="minifcn.download", description="Fetch datasets and weights, checked.")
     p.add_argument("names", nargs="+", metavar="NAME", help=f"what to fetch: {', '.join(CATALOGUE)}")
     p.add_argument("--root", default="data", help="where the files land (default data/)")
@@ -24,7 +24,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         help=f"replaces each URL's scheme and host (default: ${MIRROR_VARIABLE})",
     )
     p.add_argument("--debug", action="store_true", help="show tracebacks")
-    args = p.parse_args(argv)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     for name in args.names:
         path = download(name, args.root, args.mirror)
         entry = CATALOGUE[name]

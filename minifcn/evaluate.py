@@ -48,7 +48,7 @@ def load(args: argparse.Namespace) -> tuple[cli.Net, Any, str]:
     return net, dataset, device
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def build_parser() -> cli.ArgumentParser:
     p = cli.ArgumentParser(prog="minifcn.evaluate", description="Score a trained FCN on a dataset split.")
     cli.add_net_arguments(p)
     cli.add_data_arguments(p, dataset_default=None)
@@ -59,7 +59,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--limit", type=int, help="score only the first N images")
     p.add_argument("--out", help="folder for metrics.json and predictions/<name>.png")
     p.add_argument("--debug", action="store_true", help="show tracebacks")
-    args = p.parse_args(argv)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
 
     # 1. The net, and the data it is scored on.
     net, dataset, device = load(args)

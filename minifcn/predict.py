@@ -23,7 +23,7 @@ from .inference import predict
 from .viz import colorize, overlay
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def build_parser() -> cli.ArgumentParser:
     p = cli.ArgumentParser(prog="minifcn.predict", description="Segment images with a trained FCN.")
     p.add_argument("images", nargs="+", metavar="IMAGE", help="image files (any size)")
     cli.add_net_arguments(p)
@@ -31,7 +31,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--alpha", type=float, default=0.5, help="opacity of the colours in the overlay")
     cli.add_device_arguments(p)
     p.add_argument("--debug", action="store_true", help="show tracebacks")
-    args = p.parse_args(argv)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     if not 0.0 <= args.alpha <= 1.0:
         raise cli.UserError(f"--alpha must lie in [0, 1], got {args.alpha}")
 

@@ -42,7 +42,8 @@ AUGMENTS = ("none", "flip", "flip-scale")
 OPTIMIZERS = ("sgd", "adam")
 
 
-def parse_config(argv: Sequence[str] | None) -> Config:
+def build_parser() -> cli.ArgumentParser:
+    """The command line's flags (every one overrides its preset's value; unset ones are None)."""
     p = cli.ArgumentParser(prog="minifcn.train", description="Train an FCN (on the built-in Shapes by default).")
     a = p.add_argument
     # The flags as a table, one flag to a line or two (the formatter would give each argument a line of its own).
@@ -91,7 +92,12 @@ def parse_config(argv: Sequence[str] | None) -> Config:
     a("--seed", type=int, help="seed of the weights, the data order and dropout (default 0)")
     a("--debug", action="store_true", help="show tracebacks")
     # fmt: on
-    args = vars(p.parse_args(argv))
+    return p
+
+
+def parse_config(argv: Sequence[str] | None) -> Config:
+    """The run's settings: the preset's, overridden by every flag given."""
+    args = vars(build_parser().parse_args(argv))
 
     preset = args.pop("preset")
     values = dict(PRESETS[preset])

@@ -28,7 +28,14 @@ def _help(main):
 def test_no_history_in_what_users_read():
     texts = {"README.md": (ROOT / "README.md").read_text(encoding="utf-8")}
     texts.update({str(p.relative_to(ROOT)): p.read_text(encoding="utf-8") for p in (ROOT / "docs").glob("*.md")})
-    texts.update({str(p.relative_to(ROOT)): p.read_text(encoding="utf-8") for p in (ROOT / "minifcn").rglob("*.py")})
+    for folder, pattern in (
+        ("minifcn", "*.py"),
+        ("minifcn", "*.cu*"),
+        ("benchmarks", "*.py"),
+        ("benchmarks", "*.sh"),
+        ("lessons", "*.ipynb"),
+    ):
+        texts.update({str(p.relative_to(ROOT)): p.read_text(encoding="utf-8") for p in (ROOT / folder).rglob(pattern)})
     texts.update({f"{name} --help": _help(main) for name, main in COMMANDS.items()})
     found = [f"{where}: {m.group(0)!r}" for where, text in texts.items() for m in HISTORY.finditer(text)]
     assert not found, found

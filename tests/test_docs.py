@@ -1,0 +1,200 @@
+"""The docs cannot rot: every Python example in README.md and docs/*.md runs, every command line parses.
+
+Each page's ```python blocks run in order in one namespace, in an empty
+folder, as a reader would paste them. A block that reads a file the reader
+would have fetched or trained first is marked in the page by an HTML comment
+on the line before it, ``<!-- docs-test: fixture NAME -->``, and the test
+writes NAME there first (``FIXTURES``): a small stand-in of the same format.
+
+Every ``python -m minifcn.<command> ...`` in the pages' shell blocks is
+parsed by that command's own parser (``build_parser()``), so a renamed or
+removed flag, or a value its flag refuses, fails here; the download
+command's names must be in the catalogue, and every ``python
+benchmarks/<script>.py`` must exist. Links between the pages must lead to
+files that exist.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import io
+import pathlib
+import re
+import shlex
+import zipfile
+
+import numpy as np
+import pytest
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+PAGES = [ROOT / "README.md"] + sorted((ROOT / "docs").glob("*.md"))
+FENCE = re.compile(r"^```(\w*)\n(.*?)^```", re.M | re.S)
+FIXTURE = re.compile(r"<!-- docs-test: fixture (\S+) -->\s*\Z")
+COMMANDS = ("train", "evaluate", "predict", "download")
+
+
+def blocks(page: pathlib.Path, language: str) -> list[tuple[int, str, str | None]]:
+    """(line number, code, fixture or None) of every fenced block of ``language`` on ``page``."""
+    text = page.read_text(encoding="utf-8")
+    found = []
+    for m in FENCE.finditer(text):
+        if m.group(1) != language:
+            continue
+        before = text[: m.start()].rstrip("\n").rsplit("\n", 1)[-1] + "\n"
+        fixture = FIXTURE.search(before)
+        found.append((text.count("\n", 0, m.start()) + 1, m.group(2), fixture.group(1) if fixture else None))
+    return found
+
+
+# ---------------------------------------------------------------------------
+# Fixtures: what a reader would have fetched or trained before running a block
+
+
+def _vgg16_pth(path: pathlib.Path) -> None:
+    """torchvision's VGG16 layout at full size; mostly zeros, so that the file compresses to a few MB."""
+    from test_weights import write_torch_zip
+
+    from minifcn.weights import _TORCHVISION_NAMES
+
+    widths = [64, 64, 128, 128, 256, 256, 256, 512, 512, 512, 512, 512, 512]
+    shapes = [(w, c, 3, 3) for w, c in zip(widths, [3] + widths[:-1])] + [(4096, 25088), (4096, 4096), (1000, 4096)]
+    rng = np.random.default_rng(0)
+    state = {}
+    for tv, shape in zip(_TORCHVISION_NAMES["vgg16"], shapes):
+        weight = np.zeros(shape, np.float32)
+        weight.reshape(shape[0], -1)[:, :8] = rng.standard_normal((shape[0], 8)) * 0.01
+        state[f"{tv}.weight"], state[f"{tv}.bias"] = weight, np.zeros(shape[0], np.float32)
+    write_torch_zip(str(path), state, compression=zipfile.ZIP_DEFLATED)
+
+
+def _quick_checkpoint(path: pathlib.Path) -> None:
+    """A checkpoint of the quick preset's net, trained for one iteration on small images."""
+    from minifcn import cli, train
+
+    args = ["--image-size", "32", "--batch-size", "2", "--iters", "1", "--eval-limit", "2", "--samples", "0"]
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+        assert cli.run(train.main, args + ["--out", str(path.parent)]) == 0
+    assert path.exists()
+
+
+FIXTURES = {"vgg16-397923af.pth": _vgg16_pth, "runs/quick/best.npz": _quick_checkpoint}
+
+
+# ---------------------------------------------------------------------------
+# The Python examples
+
+
+def _pages_with(language: str) -> list[pathlib.Path]:
+    return [page for page in PAGES if blocks(page, language)]
+
+
+@pytest.mark.parametrize("page", _pages_with("python"), ids=lambda p: p.name)
+def test_python_examples_run(page, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    namespace: dict = {"__name__": "__docs__"}
+    for line, code, fixture in blocks(page, "python"):
+        if fixture is not None:
+            assert fixture in FIXTURES, f"{page.name}:{line}: no fixture called {fixture!r} in tests/test_docs.py"
+            target = tmp_path / fixture
+            if not target.exists():
+                target.parent.mkdir(parents=True, exist_ok=True)
+                FIXTURES[fixture](target)
+        try:
+            with contextlib.redirect_stdout(io.StringIO()):
+                exec(compile(code, f"{page.name}:{line}", "exec"), namespace)
+        except Exception as e:
+            pytest.fail(f"{page.relative_to(ROOT)}, the python block at line {line}: {type(e).__name__}: {e}")
+
+
+def test_pages_hold_examples_and_every_fixture_is_used():
+    pages = _pages_with("python")
+    assert {p.name for p in pages} >= {"engine.md", "models.md", "training.md", "data.md"}
+    used = {fixture for page in pages for _, _, fixture in blocks(page, "python") if fixture}
+    assert used == set(FIXTURES)
+
+
+# ---------------------------------------------------------------------------
+# The command lines
+
+
+def command_lines(page: pathlib.Path) -> list[tuple[int, list[str]]]:
+    """(line number, words) of every command in the page's shell blocks, continuations joined, comments dropped."""
+    found = []
+    for line, code, _ in blocks(page, "bash"):
+        for i, text in enumerate(code.replace("\\\n", " ").splitlines()):
+            words = shlex.split(text, comments=True)
+            command: list[str] = []
+            for word in words + ["&&"]:
+                if word in ("&&", "||", ";", "|"):
+                    if command:
+                        found.append((line + 1 + i, command))
+                    command = []
+                else:
+                    command.append(word)
+    return found
+
+
+def check_command(words: list[str]) -> str | None:
+    """What is wrong with one command line of the docs, or None."""
+    from minifcn.fetch import CATALOGUE
+
+    if words[:2] == ["python", "-m"] and words[2].startswith("minifcn."):
+        name = words[2].split(".", 1)[1]
+        if name not in COMMANDS:
+            return f"no command minifcn.{name}"
+        parser = importlib.import_module(f"minifcn.{name}").build_parser()
+        err = io.StringIO()
+        try:
+            with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
+                args = parser.parse_args(words[3:])
+        except SystemExit as e:
+            if e.code not in (0, None):
+                return err.getvalue().strip() or f"exit status {e.code}"
+            return None
+        unknown = [n for n in getattr(args, "names", []) if name == "download" and n not in CATALOGUE]
+        return f"not in the download catalogue: {unknown}" if unknown else None
+    if words[:1] == ["python"] and len(words) > 1 and words[1].startswith("benchmarks/"):
+        return None if (ROOT / words[1]).is_file() else f"no script {words[1]}"
+    return None
+
+
+def test_every_command_line_parses():
+    checked, wrong = 0, []
+    for page in PAGES:
+        for line, words in command_lines(page):
+            problem = check_command(words)
+            checked += words[:2] == ["python", "-m"] and len(words) > 2 and words[2].startswith("minifcn.")
+            if problem:
+                wrong.append(f"{page.relative_to(ROOT)}:{line}: {shlex.join(words)}\n    {problem}")
+    assert not wrong, "\n".join(wrong)
+    assert checked >= 25  # the pages' commands were found at all
+
+
+def test_a_wrong_flag_or_value_is_caught():
+    assert check_command(["python", "-m", "minifcn.train", "--iters", "10"]) is None
+    assert "--iterations" in check_command(["python", "-m", "minifcn.train", "--iterations", "10"])
+    assert "invalid choice" in check_command(["python", "-m", "minifcn.train", "--model", "fcn4s"])
+    assert "invalid int value" in check_command(["python", "-m", "minifcn.evaluate", "--limit", "many"])
+    assert "catalogue" in check_command(["python", "-m", "minifcn.download", "voc2007"])
+    assert "no script" in check_command(["python", "benchmarks/bench_nothing.py"])
+    assert "no command" in check_command(["python", "-m", "minifcn.serve"])
+
+
+# ---------------------------------------------------------------------------
+# Links and pictures
+
+
+LINK = re.compile(r"\]\(([^)\s]+)\)")
+
+
+def test_links_between_pages_lead_somewhere():
+    broken = []
+    for page in PAGES:
+        for target in LINK.findall(page.read_text(encoding="utf-8")):
+            if re.match(r"[a-z]+:", target) or target.startswith("#"):
+                continue
+            path = (page.parent / target.split("#")[0]).resolve()
+            if not path.exists():
+                broken.append(f"{page.relative_to(ROOT)}: {target}")
+    assert not broken, broken
