@@ -163,8 +163,9 @@ def test_train_evaluate_predict_on_camvid_with_median_frequency_weights(tmp_path
     np.testing.assert_allclose(meta["class_weights"], expected)
     assert meta["dataset"] == "camvid" and meta["classes"] == list(CAMVID_CLASSES) and meta["palette"] == "camvid"
     strip = np.asarray(Image.open(next((out / "samples").iterdir())).convert("RGB"))
-    # image | truth | prediction, 4 px apart, then the legend: the truth in CamVid colours
-    truth_panel = strip[:24, 36:68].reshape(-1, 3)
+    # under the panels' names (18 rows): image | truth | prediction enlarged 4x (24x32 -> 96x128), 4 px apart,
+    # then the legend: the truth in CamVid colours
+    truth_panel = strip[18 : 18 + 96, 132:260].reshape(-1, 3)
     assert {tuple(p) for p in truth_panel} <= set(CAMVID_COLOURS) | {(0, 0, 0)}
 
     assert (

@@ -55,8 +55,10 @@ def test_train_writes_every_artefact(trained):
     samples = sorted(os.listdir(os.path.join(out, "samples")))
     assert samples == ["iter000002_0.png", "iter000002_1.png", "iter000004_0.png", "iter000004_1.png"]
     strip = np.asarray(Image.open(os.path.join(out, "samples", samples[-1])))
-    assert strip.shape[1:] == (3 * 32 + 8, 3) and strip.shape[0] > 32 + 18  # the three panels, then the legend
-    assert np.array_equal(strip[:32, :32], Shapes("val", 32)[1][0])  # the strip starts with the val image itself
+    # the panels' names (18 rows), the three panels enlarged 4x (32 -> 128), then the legend
+    assert strip.shape[1:] == (3 * 128 + 8, 3) and strip.shape[0] > 18 + 128 + 18
+    image = Shapes("val", 32)[1][0].repeat(4, axis=0).repeat(4, axis=1)
+    assert np.array_equal(strip[18 : 18 + 128, :128], image)  # the strip starts with the val image itself
 
     last, best = load_checkpoint(os.path.join(out, "last.npz")), load_checkpoint(os.path.join(out, "best.npz"))
     assert last.meta["iteration"] == 4 and last.meta["preprocessing"] == "torchvision"
