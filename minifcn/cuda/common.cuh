@@ -29,8 +29,10 @@ struct HostDim {
 };
 inline thread_local HostDim threadIdx{0}, blockIdx{0};
 inline HostDim blockDim{1}, gridDim{1};
-// Threads wait here until `count` of them have arrived; then all go on. The waiting threads give
-// their core away (yield) instead of sleeping: a barrier is crossed every few microseconds.
+// Threads wait here until `count` of them have arrived; then all go on. A waiting thread first gives
+// its core away (yield) a few times, since a barrier is crossed every few microseconds; then it sleeps
+// until released (C++20's atomic wait, a futex on Linux), so that a block's threads never spin against
+// one another, or against another process, on a busy machine.
 struct HostBarrier {
     std::atomic<unsigned> arrived{0}, generation{0};
     void wait(unsigned count) {
@@ -38,8 +40,10 @@ struct HostBarrier {
         if (arrived.fetch_add(1) + 1 == count) {
             arrived.store(0);
             generation.fetch_add(1);  // releases the others; what was written before is visible to them
+            generation.notify_all();
         } else {
-            while (generation.load() == mine) std::this_thread::yield();
+            for (int tries = 0; tries < 16 && generation.load() == mine; ++tries) std::this_thread::yield();
+            while (generation.load() == mine) generation.wait(mine);
         }
     }
 };

@@ -95,8 +95,9 @@ def host_source(filename: str) -> str:
 
 
 def compiler_flags() -> list[str]:
-    """g++'s flags: C++17, threads, and the GPU's float arithmetic (fused multiply-adds, which g++ forms at -O2)."""
-    flags = ["-std=c++17", "-O2", "-shared", "-fPIC", "-pthread", "-DMINIFCN_HOST", "-ffp-contract=fast"]
+    """g++'s flags: C++20 (its atomic wait for the barriers), threads, and the GPU's float arithmetic (fused
+    multiply-adds, which g++ forms at -O2)."""
+    flags = ["-std=c++20", "-O2", "-shared", "-fPIC", "-pthread", "-DMINIFCN_HOST", "-ffp-contract=fast"]
     if platform.machine().lower() in ("x86_64", "amd64") and _cpu_has_fma():
         flags.append("-mfma")  # elsewhere (aarch64) fused multiply-add is part of the base instruction set
     return flags
