@@ -23,6 +23,7 @@ setup(
         # NVRTC, the compiler CuPy uses, checks the CUDA sources on machines without a GPU (Linux wheels only)
         "test": [
             "pytest>=7.0",
+            "pytest-xdist>=3.2",  # the suite on every core (pytest.ini: -n auto)
             "nbclient>=0.8",
             "nbformat>=5.7",
             "ipykernel>=6.0",

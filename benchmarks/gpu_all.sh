@@ -26,7 +26,7 @@ part() {  # part NAME SECONDS COMMAND...: run it with a timeout, log to $OUT/NAM
 { nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>/dev/null || echo "nvidia-smi: none"
   "$PY" -c "import cupy, numpy; print('cupy', cupy.__version__, 'numpy', numpy.__version__)" 2>/dev/null || echo "cupy: not importable"; } | tee -a "$OUT/summary.txt"
 
-part gpu_tests 200 "$PY" -m pytest -m gpu -q -p no:cacheprovider -x --durations=10
+part gpu_tests 200 "$PY" -m pytest -o addopts=-ra -m gpu -q -p no:cacheprovider -x --durations=10
 part bench_gpu 100 "$PY" benchmarks/bench_gpu.py --repeats 20
 part profile_gpu 60 "$PY" benchmarks/profile_gpu.py
 part quick_preset 100 "$PY" -m minifcn.train --device cuda --out "$OUT/quick"

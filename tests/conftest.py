@@ -1,7 +1,17 @@
-import numpy as np
-import pytest
+import os
 
-from minifcn.backend import cuda_available
+# The suite runs in one process per core (pytest-xdist, pytest.ini's -n auto). Each gets its share of the cores
+# for BLAS, one thread on a 2-core machine, set before NumPy loads OpenBLAS: the products of small layers hardly
+# use a second thread, and two processes whose BLAS threads outnumber the cores wait on each other.
+if os.environ.get("PYTEST_XDIST_WORKER_COUNT"):
+    _share = max(1, (os.cpu_count() or 1) // int(os.environ["PYTEST_XDIST_WORKER_COUNT"]))
+    for _name in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ.setdefault(_name, str(_share))
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
+from minifcn.backend import cuda_available  # noqa: E402
 
 
 def pytest_collection_modifyitems(config, items):
