@@ -8,7 +8,8 @@ writes NAME there first (``FIXTURES``): a small stand-in of the same format.
 
 Every ``python -m minifcn.<command> ...`` in the pages' shell blocks is
 parsed by that command's own parser (``build_parser()``), so a renamed or
-removed flag, or a value its flag refuses, fails here; the download
+removed flag, or a value its flag refuses, fails here (train's flags are
+also checked together, as the command does before it reads anything); the download
 command's names must be in the catalogue, and every ``python
 benchmarks/<script>.py`` must exist. Links between the pages must lead to
 files that exist.
@@ -153,7 +154,16 @@ def check_command(words: list[str]) -> str | None:
                 return err.getvalue().strip() or f"exit status {e.code}"
             return None
         unknown = [n for n in getattr(args, "names", []) if name == "download" and n not in CATALOGUE]
-        return f"not in the download catalogue: {unknown}" if unknown else None
+        if unknown:
+            return f"not in the download catalogue: {unknown}"
+        if name == "train":  # the flags together: what the command checks before it reads anything
+            from minifcn import cli, train
+
+            try:
+                train.parse_config(words[3:])
+            except (cli.UserError, ValueError) as e:
+                return str(e)
+        return None
     if words[:1] == ["python"] and len(words) > 1 and words[1].startswith("benchmarks/"):
         return None if (ROOT / words[1]).is_file() else f"no script {words[1]}"
     return None
@@ -179,6 +189,7 @@ def test_a_wrong_flag_or_value_is_caught():
     assert "catalogue" in check_command(["python", "-m", "minifcn.download", "voc2007"])
     assert "no script" in check_command(["python", "benchmarks/bench_nothing.py"])
     assert "no command" in check_command(["python", "-m", "minifcn.serve"])
+    assert "--init-depth" in check_command(["python", "-m", "minifcn.train", "--init-depth", "d.npz"])
 
 
 # ---------------------------------------------------------------------------
