@@ -82,9 +82,10 @@ class Prefetch:
 
     Like a PyTorch ``DataLoader`` with one worker: while the network trains
     on batch t, the next one is read, augmented and preprocessed. NumPy,
-    SciPy and Pillow release the GIL in their loops, so on a CPU the batch
-    is made on the core BLAS is not using at that moment, and on a GPU the
-    host has the next batch ready when the device is done. The batch of an
+    SciPy and Pillow release the GIL in their loops, so on a CPU part of that
+    work overlaps the step's (little on two cores, whose BLAS threads are
+    busy; benchmarks/RESULTS.md), and on a GPU the host has the next batch
+    ready when the device is done. The batch of an
     iteration does not depend on when it is made (``BatchLoader``'s stream
     is a function of t alone), so results are the same with or without it.
     An error in the background is raised by the ``fetch`` that asks for
@@ -100,8 +101,8 @@ class Prefetch:
         if self._next is not None and self._next[0] == t:
             result = self._next[1].result()
         else:
-            if self._next is not None:  # another iteration was asked for: wait for the one in the making
-                self._next[1].cancel() or self._next[1].exception()  # (its error, if any, is not ours)
+            if self._next is not None and not self._next[1].cancel():
+                self._next[1].exception()  # another batch is in the making: let it finish (its error is not ours)
             result = self.batch(t)
         self._next = (t + 1, self._pool.submit(self.batch, t + 1)) if t + 1 < self.stop else None
         return result
