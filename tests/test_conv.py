@@ -7,6 +7,7 @@ from reference_loops import conv2d_loop, conv_transpose2d_loop
 import minifcn as mf
 import minifcn.functional as F
 from minifcn.functional import conv as conv_module
+from minifcn.functional import threads
 from minifcn.gradcheck import gradcheck
 
 # (input N, C, H, W), (OC, KH, KW), stride, padding, dilation
@@ -234,6 +235,88 @@ def test_banded_transposed_conv_matches(rng, monkeypatch):
     monkeypatch.setattr(conv_module, "IM2COL_BUDGET_BYTES", 1)
     banded = F.conv_transpose2d(mf.Tensor(x), mf.Tensor(w), stride=2, padding=1).data
     np.testing.assert_allclose(full, banded, rtol=1e-12)
+
+
+def _on_threads(monkeypatch, parts, tiles):
+    """Every CPU product split over ``parts`` threads; with ``tiles``, every flat convolution in tiles of one row."""
+    monkeypatch.setattr(threads, "blas_threads", lambda: parts)
+    monkeypatch.setattr(threads, "MIN_PRODUCT", 0)
+    monkeypatch.setattr(conv_module, "TILE_MIN_BYTES", 0 if tiles else 2**60)
+    monkeypatch.setattr(conv_module, "TILE_BYTES", 1)
+
+
+@pytest.mark.parametrize("parts", [1, 2, 3])
+@pytest.mark.parametrize("tiles", [False, True])
+@pytest.mark.parametrize(
+    "shape, kshape, padding, dilation",
+    [
+        ((3, 2, 7, 6), (4, 3, 3), (1, 1), (1, 1)),  # three images, seven rows: tiles split unevenly over the threads
+        ((2, 3, 5, 9), (2, 3, 2), (2, 0), (2, 1)),
+        ((1, 3, 5, 5), (2, 1, 1), (0, 0), (1, 1)),
+    ],
+)
+def test_tiles_and_split_products_match_loops_and_gradients(
+    rng, monkeypatch, parts, tiles, shape, kshape, padding, dilation
+):
+    # The few-channel convolutions run in tiles of output rows spread over the threads, and every other product
+    # has its columns split over them: forced here onto 1 to 3 threads, in float64, the forward pass equals the
+    # direct loop and the gradients (input by the flipped-kernel convolution, weight summed over the tiles,
+    # bias) pass central differences.
+    _on_threads(monkeypatch, parts, tiles)
+    monkeypatch.setattr(conv_module, "FLAT_MAX_EXTRA", 100.0)
+    x, w, b = _random_conv(rng, shape, kshape)
+    y = F.conv2d(mf.Tensor(x), mf.Tensor(w), mf.Tensor(b), 1, padding, dilation)
+    np.testing.assert_allclose(y.data, conv2d_loop(x, w, b, (1, 1), padding, dilation), rtol=1e-10, atol=1e-10)
+    tensors = [mf.Tensor(a, requires_grad=True) for a in (x, w, b)]
+    gradcheck(lambda x, w, b: F.conv2d(x, w, b, 1, padding, dilation), tensors)
+
+
+def test_tiles_on_threads_give_one_result_every_run(rng, monkeypatch):
+    # Each thread takes a fixed range of the tiles and the weight gradient adds their parts in a fixed order, so
+    # two runs agree bit for bit (float32, where the order of additions shows); and they agree with one band on
+    # one thread to float32's rounding.
+    x, w, b = (a.astype(np.float32) for a in _random_conv(rng, (4, 8, 30, 28), (8, 3, 3)))
+    gy = rng.standard_normal((4, 8, 30, 28)).astype(np.float32)
+
+    def run():
+        tensors = [mf.Tensor(a.copy(), requires_grad=True) for a in (x, w, b)]
+        y = F.conv2d(*tensors, padding=1)
+        y.backward(gy)
+        return [y.data, *(t.grad for t in tensors)]
+
+    one_band = run()
+    _on_threads(monkeypatch, 2, tiles=True)
+    first, second = run(), run()
+    for a, b_, c in zip(first, second, one_band):
+        np.testing.assert_array_equal(a, b_)
+        np.testing.assert_allclose(a, c, rtol=1e-4, atol=1e-4 * np.abs(c).max())
+
+
+def test_split_product_equals_the_whole(rng, monkeypatch):
+    # threads.matmul: each column block is one BLAS call over the whole of K, into a strided view of the result.
+    monkeypatch.setattr(threads, "MIN_PRODUCT", 0)
+    a, b = rng.standard_normal((5, 7)), rng.standard_normal((7, 11))
+    for parts in (1, 2, 3, 11, 12):
+        monkeypatch.setattr(threads, "blas_threads", lambda: parts)
+        np.testing.assert_allclose(threads.matmul(a, b), a @ b, rtol=1e-14, atol=1e-14)
+        np.testing.assert_allclose(threads.matmul(a, b.T.copy().T), a @ b, rtol=1e-14, atol=1e-14)  # b transposed
+        out = np.full((5, 11), np.nan)
+        assert threads.matmul(a, b, out) is out
+        np.testing.assert_allclose(out, a @ b, rtol=1e-14, atol=1e-14)
+
+
+def test_single_threaded_blas_puts_the_count_back():
+    blas = threads._blas()
+    if blas is None:
+        pytest.skip("this NumPy's BLAS is not OpenBLAS: its thread count is left alone")
+    get, _ = blas
+    before = get()
+    with threads.single_threaded_blas():
+        assert get() == 1
+    assert get() == before
+    with pytest.raises(ZeroDivisionError), threads.single_threaded_blas():
+        1 / 0
+    assert get() == before
 
 
 def test_input_grad_skipped_when_input_needs_none(rng):

@@ -1,35 +1,164 @@
-"""Both cores on the memory-bound passes: an elementwise job split by channels over a few threads.
+"""Both cores on the memory-bound passes: work split into fixed parts, one thread each.
 
-Max pooling reads a whole feature map and does no arithmetic to speak of: one
-core cannot pull memory as fast as two. NumPy releases the GIL inside its
-loops, so threads that each take a contiguous range of the channels run at
-once. The split is fixed and each thread writes only its own channels, so the
-result is the same, bit for bit, whatever the threads' timing.
+Two kinds of pass cannot keep two cores busy by themselves:
+
+- Max pooling reads a whole feature map and does no arithmetic to speak of:
+  one core cannot pull memory as fast as two. ``by_channels`` gives each
+  thread a contiguous range of the channels.
+- A convolution with few channels is a matrix product with little arithmetic
+  per byte of its columns. Cut into tiles that stay in a core's cache, each
+  thread unfolding and multiplying its own tiles with BLAS on one thread, it
+  runs faster than one large product over BLAS's threads (``conv.py`` says
+  which layers, benchmarks/RESULTS.md by how much). ``by_parts`` with
+  ``single_threaded_blas`` does that, and ``matmul`` splits every other
+  product of the convolutions over the same threads.
+
+NumPy releases the GIL inside its loops and BLAS calls, so the threads run at
+once. The split is fixed (it depends on the sizes and the thread count, never
+on timing), and each thread writes only its own part, so a result is the
+same, bit for bit, from one run to the next.
+
+BLAS's thread count is OpenBLAS's (NumPy's wheels ship it), found by name in
+the loaded library. Where it cannot be found (another BLAS, another system),
+``blas_threads`` says 1: the work runs on the calling thread and BLAS's own
+threads, slower on few channels, never wrong.
 """
 
 from __future__ import annotations
 
+import ctypes
 import os
+import threading
 from concurrent.futures import ThreadPoolExecutor
-from typing import Callable
+from contextlib import contextmanager
+from typing import Any, Callable, Iterator
+
+import numpy
 
 #: How many threads share a pass: the cores this process may use, at most 4.
 THREADS = min(4, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1))
 #: Below this many bytes a pass runs on one thread: starting the others would cost more than it saves.
 MIN_BYTES = 4 * 2**20
+#: Below this many multiply-adds a matrix product runs on one thread, for the same reason.
+MIN_PRODUCT = 2**22
 
 _pool: ThreadPoolExecutor | None = None
 
 
-def by_channels(job: Callable[[int, int], None], channels: int, nbytes: int) -> None:
-    """Run ``job(c0, c1)`` on contiguous channel ranges covering [0, channels), on up to THREADS threads."""
+def by_parts(job: Callable[[int, int], Any], count: int, parts: int) -> list:
+    """``job(i0, i1)`` over ``parts`` contiguous ranges covering [0, count), each on its own thread; their results.
+
+    Range p is [count*p // parts, count*(p + 1) // parts): a function of the
+    sizes alone. Empty ranges are not run. A thread's error is raised here.
+    """
     global _pool
-    parts = min(THREADS, channels) if nbytes >= MIN_BYTES else 1
-    if parts < 2:
-        job(0, channels)
-        return
+    bounds = [count * p // parts for p in range(parts + 1)]
+    ranges = [(i0, i1) for i0, i1 in zip(bounds, bounds[1:]) if i1 > i0]
+    if len(ranges) < 2:
+        return [job(i0, i1) for i0, i1 in ranges]
     if _pool is None:
         _pool = ThreadPoolExecutor(THREADS, thread_name_prefix="minifcn")
-    bounds = [channels * i // parts for i in range(parts + 1)]
-    for done in [_pool.submit(job, bounds[i], bounds[i + 1]) for i in range(parts)]:
-        done.result()  # re-raises a thread's error here
+    return [done.result() for done in [_pool.submit(job, i0, i1) for i0, i1 in ranges]]
+
+
+def by_channels(job: Callable[[int, int], None], channels: int, nbytes: int) -> None:
+    """Run ``job(c0, c1)`` on contiguous channel ranges covering [0, channels), on up to THREADS threads."""
+    by_parts(job, channels, min(THREADS, channels) if nbytes >= MIN_BYTES else 1)
+
+
+def matmul(a: Any, b: Any, out: Any = None) -> Any:
+    """``a @ b`` for 2-D NumPy arrays, its columns split over the threads, BLAS on one thread in each.
+
+    Shapes: a (M, K), b (K, N) -> (M, N), into ``out`` when given. Thread p
+    computes columns [N*p // parts, N*(p + 1) // parts) with one BLAS call
+    over the whole of K. Products under MIN_PRODUCT multiply-adds run on the
+    calling thread alone.
+
+    Why not BLAS's own threads: after a product they keep spinning for a
+    while, and on a machine with as many threads as cores they take the
+    cores from whatever comes next (the tiles, the pooling threads). Split
+    here, every pass of a network uses the same threads, and BLAS's stay
+    asleep.
+    """
+    M, K = a.shape
+    N = b.shape[1]
+    if out is None:
+        out = numpy.empty((M, N), dtype=numpy.result_type(a, b))
+    parts = blas_threads() if M * N * K >= MIN_PRODUCT else 1
+
+    def columns(n0: int, n1: int) -> None:
+        numpy.matmul(a, b[:, n0:n1], out=out[:, n0:n1])
+
+    with single_threaded_blas():
+        by_parts(columns, N, parts)
+    return out
+
+
+# ---------------------------------------------------------------------------
+# BLAS's own threads
+
+
+def _find_openblas() -> tuple[Callable[[], int], Callable[[int], None]] | None:
+    """OpenBLAS's get_num_threads and set_num_threads in the library this process loaded, or None."""
+    try:
+        with open("/proc/self/maps") as maps:
+            paths = {line.split()[-1] for line in maps if "openblas" in line.lower() and "/" in line}
+    except OSError:
+        return None
+    for path in sorted(paths):
+        try:
+            library = ctypes.CDLL(path)
+        except OSError:
+            continue
+        for prefix, suffix in (
+            ("scipy_openblas", "64_"),
+            ("scipy_openblas", ""),
+            ("openblas", "64_"),
+            ("openblas", ""),
+        ):
+            try:
+                get = getattr(library, f"{prefix}_get_num_threads{suffix}")
+                set_ = getattr(library, f"{prefix}_set_num_threads{suffix}")
+            except AttributeError:
+                continue
+            get.restype, set_.restype, set_.argtypes = ctypes.c_int, None, [ctypes.c_int]
+            return get, set_
+    return None
+
+
+_openblas: Any = False  # False: not looked for yet; then the pair of functions, or None
+_blas_lock = threading.Lock()
+
+
+def _blas() -> tuple[Callable[[], int], Callable[[int], None]] | None:
+    global _openblas
+    if _openblas is False:  # looked for on first use, once NumPy has loaded its BLAS
+        _openblas = _find_openblas()
+    return _openblas
+
+
+def blas_threads() -> int:
+    """How many threads run one-thread BLAS products at once: BLAS's thread count, at most THREADS.
+
+    1 where BLAS's thread count cannot be set (then ``single_threaded_blas``
+    does nothing, and the calling thread runs everything on BLAS's threads).
+    """
+    blas = _blas()
+    return 1 if blas is None else max(1, min(THREADS, blas[0]()))
+
+
+@contextmanager
+def single_threaded_blas() -> Iterator[None]:
+    """Within the block, BLAS runs each product on the thread that calls it; then its count is put back."""
+    blas = _blas()
+    if blas is None:
+        yield
+        return
+    get, set_ = blas
+    with _blas_lock:
+        before = get()
+        set_(1)
+        try:
+            yield
+        finally:
+            set_(before)
