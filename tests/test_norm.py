@@ -6,7 +6,17 @@ import pytest
 import minifcn as mf
 import minifcn.functional as F
 import minifcn.nn as nn
+from minifcn.functional import threads
 from minifcn.gradcheck import gradcheck
+
+
+@pytest.fixture(params=[False, True], ids=["one thread", "channels split"])
+def split(request, monkeypatch):
+    """On the CPU, maps of MIN_BYTES and more are normalised a range of channels per thread: forced here."""
+    if request.param:
+        monkeypatch.setattr(threads, "MIN_BYTES", 0)
+        monkeypatch.setattr(threads, "THREADS", 2)
+    return request.param
 
 
 def loop_batch_norm(x, gamma, beta, eps):
@@ -24,7 +34,7 @@ def loop_batch_norm(x, gamma, beta, eps):
     return y
 
 
-def test_training_forward_matches_a_direct_loop_and_updates_running_statistics(rng):
+def test_training_forward_matches_a_direct_loop_and_updates_running_statistics(rng, split):
     x = rng.standard_normal((2, 3, 4, 5)) * np.array([1.0, 3.0, 0.5])[None, :, None, None] + 2.0
     gamma, beta = rng.standard_normal(3), rng.standard_normal(3)
     running_mean, running_var = np.full(3, 0.5), np.full(3, 2.0)
@@ -40,7 +50,7 @@ def test_training_forward_matches_a_direct_loop_and_updates_running_statistics(r
         assert running_var[c] == pytest.approx(0.75 * 2.0 + 0.25 * unbiased, rel=1e-12)
 
 
-def test_eval_mode_uses_the_running_statistics(rng):
+def test_eval_mode_uses_the_running_statistics(rng, split):
     x = rng.standard_normal((2, 3, 3, 3))
     gamma, beta = rng.standard_normal(3), rng.standard_normal(3)
     running_mean, running_var = rng.standard_normal(3), rng.uniform(0.5, 2.0, 3)
@@ -55,11 +65,11 @@ def test_eval_mode_uses_the_running_statistics(rng):
 
 
 @pytest.mark.parametrize("training", [True, False])
-def test_batch_norm_gradcheck(rng, training):
-    x = mf.Tensor(rng.standard_normal((3, 2, 4, 3)) * 2 + 1, requires_grad=True)
-    gamma = mf.Tensor(rng.standard_normal(2), requires_grad=True)
-    beta = mf.Tensor(rng.standard_normal(2), requires_grad=True)
-    running_mean, running_var = rng.standard_normal(2), rng.uniform(0.5, 2.0, 2)
+def test_batch_norm_gradcheck(rng, training, split):
+    x = mf.Tensor(rng.standard_normal((3, 3, 4, 3)) * 2 + 1, requires_grad=True)
+    gamma = mf.Tensor(rng.standard_normal(3), requires_grad=True)
+    beta = mf.Tensor(rng.standard_normal(3), requires_grad=True)
+    running_mean, running_var = rng.standard_normal(3), rng.uniform(0.5, 2.0, 3)
     gradcheck(lambda a, g, b: F.batch_norm(a, running_mean, running_var, g, b, training=training), [x, gamma, beta])
 
 

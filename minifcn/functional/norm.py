@@ -35,9 +35,12 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
+
 from ..autograd import Function, Tensor
 from ..backend import get_array_module
 from ..cuda import kernels
+from . import threads
 from .reduce import channel_dot, channel_sum, channel_sums
 
 
@@ -85,37 +88,52 @@ class BatchNorm2d(Function):
                 mean, self.inv_std = self.running_mean, 1 / xp.sqrt(self.running_var + x.dtype.type(self.eps))
             self.xhat, y = kernels.batch_norm_forward(x, mean, self.inv_std, gamma, beta)
             return y
+        y, self.xhat, self.inv_std = xp.empty_like(x), xp.empty_like(x), xp.empty(C, dtype=x.dtype)
+        threads.by_channels(lambda c0, c1: self._forward_channels(x, gamma, beta, y, c0, c1), C, x.nbytes)
+        return y
+
+    def _forward_channels(self, x: Any, gamma: Any, beta: Any, y: Any, c0: int, c1: int) -> None:
+        """The CPU's forward pass for channels [c0, c1): statistics, running averages, xhat and y."""
+        x, m, inv_std = x[:, c0:c1], x.size // x.shape[1], self.inv_std[c0:c1]
+        xhat = self.xhat[:, c0:c1]
         if self.training:
             mean = (channel_sum(x) / m).astype(x.dtype)
-            xc = x - _per_channel(mean)
-            var = (channel_dot(xc, xc) / m).astype(x.dtype)
+            np.subtract(x, _per_channel(mean), out=xhat)
+            var = (channel_dot(xhat, xhat) / m).astype(x.dtype)
             t = x.dtype.type(self.momentum)
-            self.running_mean *= 1 - t
-            self.running_mean += t * mean
-            self.running_var *= 1 - t
-            self.running_var += t * var * x.dtype.type(m / (m - 1))
+            running_mean, running_var = self.running_mean[c0:c1], self.running_var[c0:c1]
+            running_mean *= 1 - t
+            running_mean += t * mean
+            running_var *= 1 - t
+            running_var += t * var * x.dtype.type(m / (m - 1))
         else:
-            var = self.running_var
-            xc = x - _per_channel(self.running_mean)
-        self.inv_std = 1 / xp.sqrt(var + x.dtype.type(self.eps))  # (C,)
-        xc *= _per_channel(self.inv_std)
-        self.xhat = xc
-        y = xc * _per_channel(gamma)
-        y += _per_channel(beta)
-        return y
+            var = self.running_var[c0:c1]
+            np.subtract(x, _per_channel(self.running_mean[c0:c1]), out=xhat)
+        inv_std[...] = 1 / np.sqrt(var + x.dtype.type(self.eps))
+        xhat *= _per_channel(inv_std)
+        out = y[:, c0:c1]
+        np.multiply(xhat, _per_channel(gamma[c0:c1]), out=out)
+        out += _per_channel(beta[c0:c1])
 
     def backward(self, gy: Any) -> tuple:
         xhat, m = self.xhat, gy.size // gy.shape[1]
         if kernels.on_gpu(gy):  # the sums, then one pass for dx
             sums = kernels.channel_sums(gy, xhat)
             return kernels.batch_norm_backward(gy, xhat, sums, self.gamma, self.inv_std, m if self.training else 0)
-        dbeta, dgamma = (s.astype(gy.dtype) for s in channel_sums(gy, xhat))
-        scale = self.gamma * self.inv_std  # (C,)
-        if not self.training:  # fixed statistics: a per-channel affine map
-            return gy * _per_channel(scale), dgamma, dbeta
-        dx = xhat * _per_channel(-scale * dgamma / m)
-        dx += gy * _per_channel(scale)
-        dx -= _per_channel(scale * dbeta / m)
+        C = gy.shape[1]
+        dx, dgamma, dbeta = np.empty_like(gy), np.empty(C, dtype=gy.dtype), np.empty(C, dtype=gy.dtype)
+
+        def channels(c0: int, c1: int) -> None:
+            g, xh, out = gy[:, c0:c1], xhat[:, c0:c1], dx[:, c0:c1]
+            sums = channel_sums(g, xh)
+            dbeta[c0:c1], dgamma[c0:c1] = sums[0], sums[1]
+            scale = self.gamma[c0:c1] * self.inv_std[c0:c1]  # (c1 - c0,)
+            np.multiply(g, _per_channel(scale), out=out)
+            if self.training:  # with fixed statistics, dx is that per-channel affine map alone
+                out -= xh * _per_channel(scale * dgamma[c0:c1] / m)
+                out -= _per_channel(scale * dbeta[c0:c1] / m)
+
+        threads.by_channels(channels, C, gy.nbytes)
         return dx, dgamma, dbeta
 
 

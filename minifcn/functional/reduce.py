@@ -66,9 +66,10 @@ def total(a: Any) -> Any:
 
 
 def _rows(a: Any) -> Any:
-    """(N, C, H, W) -> (N, C, P): each (n, c) a contiguous row of P pixels."""
+    """(N, C, H, W) -> (N, C, P): each (n, c) a row of P pixels (a view where the pixels are contiguous,
+    as in a range of channels of a whole map)."""
     N, C = a.shape[:2]
-    return np.ascontiguousarray(a).reshape(N, C, -1)
+    return a.reshape(N, C, -1)
 
 
 def _split(rows: Any) -> tuple[Any, Any]:
