@@ -177,3 +177,6 @@ def test_max_pooling_split_over_threads_is_the_same(kernel, stride, monkeypatch,
     split = pool(with_nan)
     np.testing.assert_array_equal(split, one_thread)
     assert np.isnan(split).sum() == np.isnan(one_thread).sum() > 0
+    # Training: each thread also finds its channels' winners and routes their gradients (non-overlapping
+    # windows written, overlapping ones added): central differences.
+    gradcheck(lambda t: F.max_pool2d(t, kernel, stride, ceil_mode=True), [mf.Tensor(x, requires_grad=True)])

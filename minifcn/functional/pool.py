@@ -136,15 +136,16 @@ def _separable_max(xpad: Any, out_hw: tuple, kernel: tuple, stride: tuple, dilat
         xp.maximum(out, c, out=out)
 
 
-def _first_maximum(views: list, y: Any) -> Any:
+def _first_maximum(views: list, y: Any, argmax: Any = None) -> Any:
     """For each window, the first offset k whose value is the window's maximum ``y`` (the last NaN, if any).
 
     Caffe and PyTorch route the gradient of a tie to the first maximum; the
     offsets are visited from the last to the first so that the first one
-    written is the one that stays.
+    written is the one that stays. Written into ``argmax`` when given.
     """
     xp = get_array_module(y)
-    argmax = xp.zeros(y.shape, dtype=np.min_scalar_type(len(views) - 1))
+    if argmax is None:
+        argmax = xp.zeros(y.shape, dtype=np.min_scalar_type(len(views) - 1))
     for k in range(len(views) - 1, -1, -1):
         xp.copyto(argmax, k, where=views[k] == y)
     if xp.isnan(y).any():  # NaN equals nothing: send its gradient to the window's last NaN, as the CUDA kernel
@@ -179,15 +180,18 @@ class MaxPool2d(Function):
             return y
         xpad = pad2d(x, padding[0], padding[1], *pad_hw, value=-np.inf)
         y = np.empty(x.shape[:2] + tuple(out_hw), dtype=x.dtype)
+        needs_argmax = self.input_needs_grad(0)  # only backward reads which offset won
+        if needs_argmax:
+            self.argmax = np.zeros(y.shape, dtype=np.min_scalar_type(kernel[0] * kernel[1] - 1))
 
         def channels(c0: int, c1: int) -> None:
-            _separable_max(xpad[:, c0:c1], out_hw, kernel, stride, dilation, out=y[:, c0:c1])
+            part, out = xpad[:, c0:c1], y[:, c0:c1]
+            _separable_max(part, out_hw, kernel, stride, dilation, out=out)
+            if needs_argmax:
+                views = [part[view] for _, view in _window_views(part, out_hw, kernel, stride, dilation)]
+                _first_maximum(views, out, self.argmax[:, c0:c1])
 
         threads.by_channels(channels, x.shape[1], xpad.nbytes)  # memory-bound: both cores
-        if self.input_needs_grad(0):  # only backward reads which offset won
-            self.argmax = _first_maximum(
-                [xpad[view] for _, view in _window_views(xpad, out_hw, kernel, stride, dilation)], y
-            )
         return y
 
     def backward(self, gy: Any) -> Any:
@@ -199,11 +203,16 @@ class MaxPool2d(Function):
         gxpad = xp.zeros((N, C) + self.pad_hw, dtype=gy.dtype)
         windows_overlap = any(k_ * d > s for k_, d, s in zip(kernel, dilation, stride))
         zero = gy.dtype.type(0)
-        for k, view in _window_views(gxpad, out_hw, kernel, stride, dilation):
-            if windows_overlap:
-                gxpad[view] += xp.where(self.argmax == k, gy, zero)
-            else:  # each input pixel is in one window at most (the FCNs' 2x2 stride 2): write, do not add
-                xp.copyto(gxpad[view], gy, where=self.argmax == k)
+
+        def channels(c0: int, c1: int) -> None:
+            g, argmax, gx = gy[:, c0:c1], self.argmax[:, c0:c1], gxpad[:, c0:c1]
+            for k, view in _window_views(gx, out_hw, kernel, stride, dilation):
+                if windows_overlap:
+                    gx[view] += xp.where(argmax == k, g, zero)
+                else:  # each input pixel is in one window at most (the FCNs' 2x2 stride 2): write, do not add
+                    xp.copyto(gx[view], g, where=argmax == k)
+
+        threads.by_channels(channels, C, gxpad.nbytes)
         return _unpad(gxpad, padding, (H, W))
 
 
