@@ -232,11 +232,14 @@ class _Unfolding(NamedTuple):
 def _columns_of(x: Any, kernel: Pair, stride: Pair, padding: Pair, dilation: Pair, out_hw: Pair) -> _Unfolding:
     """How the columns of the convolution of ``x`` are made, a band of output rows at a time.
 
-    On a GPU it is the im2col kernel, padding implicit. On the CPU the input
-    is padded once (only as far as the windows reach); a stride-1
+    On a GPU it is the im2col kernel, padding implicit. On the CPU a stride-1
     convolution whose output rows are much wider than its kernel takes its
-    columns as runs of the flattened input (``im2col_flat``), any other one
-    from strided views (``im2col``), both into the calling thread's workspace.
+    columns as runs of the flattened, padded input (``im2col_flat``), any
+    other one from strided views (``im2col``), both into the calling thread's
+    workspace. The padded input: for a band of every image, the whole input
+    padded once (only as far as the windows reach), on first use; for one
+    image's tile (``of(rows, n)``, flat columns), only the rows the tile
+    reads, padded in the thread's workspace, while they are in its cache.
     """
     OH, OW = out_hw
     N, C = x.shape[:2]
@@ -246,17 +249,38 @@ def _columns_of(x: Any, kernel: Pair, stride: Pair, padding: Pair, dilation: Pai
     Hp = (OH - 1) * stride[0] + kernel_span(kernel[0], dilation[0])
     Wp = (OW - 1) * stride[1] + kernel_span(kernel[1], dilation[1])
     flat = stride == (1, 1) and Wp - OW <= OW * FLAT_MAX_EXTRA
-    xpad = pad2d(x, padding[0], padding[1], Hp + 1 if flat else Hp, Wp)
     width = Wp if flat else OW
+    whole: list = []  # the padded input, once something asks for it
 
     def of(rows: Pair, n: int | None = None) -> Any:
-        images = xpad if n is None else xpad[n : n + 1]
-        out = _workspace(K * images.shape[0] * (rows[1] - rows[0]) * width, x.dtype)
+        R = rows[1] - rows[0]
+        if n is not None and flat:
+            slab = _padded_rows(x[n], rows[0], R + kernel_span(kernel[0], dilation[0]), padding, Wp)
+            return im2col_flat(slab, kernel, dilation, (0, R), _workspace(K * R * width, x.dtype))
+        if not whole:
+            whole.append(pad2d(x, padding[0], padding[1], Hp + 1 if flat else Hp, Wp))
+        images = whole[0] if n is None else whole[0][n : n + 1]
+        out = _workspace(K * images.shape[0] * R * width, x.dtype)
         if flat:
             return im2col_flat(images, kernel, dilation, rows, out)
         return im2col(images, kernel, stride, dilation, rows, OW, out)
 
     return _Unfolding(of, K, width, flat)
+
+
+def _padded_rows(image: Any, first: int, count: int, padding: Pair, Wp: int) -> Any:
+    """Rows [first, first + count) of one image zero-padded by ``padding`` and cut to Wp columns.
+
+    Shapes: image (C, H, W) -> (1, C, count, Wp), in the calling thread's workspace.
+    """
+    C, H, W = image.shape
+    pw, top = padding[1], first - padding[0]  # top: the image row at the slab's row 0
+    slab = _workspace(C * count * Wp, image.dtype, "padded rows").reshape(1, C, count, Wp)
+    slab.fill(0)
+    i0, i1, w = max(top, 0), min(top + count, H), min(W, Wp - pw)
+    if i1 > i0:
+        slab[0, :, i0 - top : i1 - top, pw : pw + w] = image[:, i0:i1, :w]
+    return slab
 
 
 def _channel_major(a: Any) -> Any:
