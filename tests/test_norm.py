@@ -15,7 +15,7 @@ def split(request, monkeypatch):
     """On the CPU, maps of MIN_BYTES and more are normalised a range of channels per thread: forced here."""
     if request.param:
         monkeypatch.setattr(threads, "MIN_BYTES", 0)
-        monkeypatch.setattr(threads, "THREADS", 2)
+        monkeypatch.setattr(threads, "count", lambda: 2)
     return request.param
 
 

@@ -171,7 +171,7 @@ def test_max_pooling_split_over_threads_is_the_same(kernel, stride, monkeypatch,
 
     one_thread = pool(with_nan)
     monkeypatch.setattr(threads, "MIN_BYTES", 0)  # split even this small map
-    monkeypatch.setattr(threads, "THREADS", 3)
+    monkeypatch.setattr(threads, "count", lambda: 3)
     expected = max_pool2d_loop(x, (kernel, kernel), (stride, stride), (0, 0), (1, 1), True)
     np.testing.assert_array_equal(pool(x), expected)
     split = pool(with_nan)

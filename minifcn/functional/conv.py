@@ -32,7 +32,11 @@ into columns. A stride-1 convolution (all of VGG16's 3x3 layers, and their
 input gradients) takes its columns from the flattened input as long
 contiguous runs (``im2col_flat``), at about twice the speed of the strided
 copies of ``im2col``; upsampling layers (kernel 2f, stride f) copy their
-taps in blocks of f x f. benchmarks/RESULTS.md has the profile.
+taps in blocks of f x f. A layer with few channels (at most 128 outputs) is
+computed in tiles of a few output rows, each unfolded and multiplied while
+it is in a core's cache, the tiles spread over the cores (``_tiles``); every
+other product is split over the same threads (``threads.matmul``).
+benchmarks/RESULTS.md has the profile.
 
 On a GPU (CuPy arrays) im2col and col2im are the CUDA kernels of
 ``minifcn/cuda/im2col.cu``, which read the padding implicitly instead of

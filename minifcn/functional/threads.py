@@ -62,8 +62,8 @@ def by_parts(job: Callable[[int, int], Any], count: int, parts: int) -> list:
 
 
 def by_channels(job: Callable[[int, int], None], channels: int, nbytes: int) -> None:
-    """Run ``job(c0, c1)`` on contiguous channel ranges covering [0, channels), on up to THREADS threads."""
-    by_parts(job, channels, min(THREADS, channels) if nbytes >= MIN_BYTES else 1)
+    """Run ``job(c0, c1)`` on contiguous channel ranges covering [0, channels), on up to ``count()`` threads."""
+    by_parts(job, channels, min(count(), channels) if nbytes >= MIN_BYTES else 1)
 
 
 def matmul(a: Any, b: Any, out: Any = None) -> Any:
@@ -137,14 +137,24 @@ def _blas() -> tuple[Callable[[], int], Callable[[int], None]] | None:
     return _openblas
 
 
-def blas_threads() -> int:
-    """How many threads run one-thread BLAS products at once: BLAS's thread count, at most THREADS.
+def count() -> int:
+    """How many threads a pass may use: BLAS's thread count, at most THREADS; THREADS where it is unknown.
 
-    1 where BLAS's thread count cannot be set (then ``single_threaded_blas``
-    does nothing, and the calling thread runs everything on BLAS's threads).
+    So the settings that limit BLAS (``OPENBLAS_NUM_THREADS``,
+    ``OMP_NUM_THREADS``) limit minifcn too, as ``OMP_NUM_THREADS`` limits
+    PyTorch's threads.
     """
     blas = _blas()
-    return 1 if blas is None else max(1, min(THREADS, blas[0]()))
+    return THREADS if blas is None else max(1, min(THREADS, blas[0]()))
+
+
+def blas_threads() -> int:
+    """How many threads run one-thread BLAS products at once: ``count()``.
+
+    1 where BLAS's thread count cannot be set (then ``single_threaded_blas``
+    does nothing, and the calling thread runs the products on BLAS's threads).
+    """
+    return 1 if _blas() is None else count()
 
 
 @contextmanager
