@@ -131,13 +131,32 @@ def test_im2col_columns_hold_the_windows(rng):
     assert cols[row, col] == x[n, c, i * 1 + kh, j * 2 + kw]
 
 
-@pytest.mark.parametrize("kernel, stride", [((4, 6), (2, 3)), ((16, 16), (8, 8)), ((2, 3), (1, 2))])
-def test_im2col_every_entry_is_its_window_pixel(rng, kernel, stride):
-    # Every entry against the formula, for taps copied in blocks of sh x sw (kernel a whole number of strides)
-    # and one at a time; and col2im is its adjoint there too.
+@pytest.mark.parametrize(
+    "kernel, stride",
+    [
+        ((4, 6), (2, 3)),  # a whole number of strides: whole blocks
+        ((16, 16), (8, 8)),
+        ((2, 3), (1, 2)),  # the last block of a row holds one tap of two
+        ((7, 7), (2, 2)),  # GoogLeNet's first convolution
+        ((11, 11), (4, 4)),  # AlexNet's
+        ((63, 5), (32, 3)),  # upsampling by 32 with an odd kernel
+        ((1, 2), (3, 3)),  # a kernel smaller than its stride
+        ((3, 3), (1, 1)),  # stride 1: one tap at a time
+    ],
+)
+@pytest.mark.parametrize("room", [True, False], ids=["room for blocks", "exact reach"])
+def test_im2col_every_entry_is_its_window_pixel(rng, kernel, stride, room):
+    # Every entry against the formula, for taps copied in blocks of sh x sw (whole or, where the kernel is not a
+    # whole number of strides, partial ones) and, where the input reaches no further than the windows, one at a
+    # time; and col2im is its adjoint there too.
     N, C, R, OW = 2, 3, 3, 4
-    x = rng.standard_normal((N, C, (R + 1) * stride[0] + kernel[0], OW * stride[1] + kernel[1]))
     rows = (1, 1 + R)
+    if room:
+        shape = [conv_module.padded_extent(n, k, s, 1) for n, k, s in zip((rows[1], OW), kernel, stride)]
+        assert conv_module._blocks_fit(shape, kernel, stride, (1, 1), (rows[1], OW)) == (stride != (1, 1))
+    else:  # blocks fit here only where the kernel is a whole number of strides
+        shape = [(n - 1) * s + k for n, k, s in zip((rows[1], OW), kernel, stride)]
+    x = rng.standard_normal((N, C, *shape))
     cols = F.im2col(x, kernel, stride, (1, 1), rows, OW).reshape(C, *kernel, N, R, OW)
     expected = np.empty_like(cols)
     for c, kh, kw, n, i, j in np.ndindex(*cols.shape):

@@ -92,9 +92,10 @@ def im2col(xpad: Any, kernel: Pair, stride: Pair, dilation: Pair, rows: Pair, OW
 
     The loop runs over the kernel's taps, never over pixels: for one tap
     (kh, kw), what every output pixel reads is one strided view of the whole
-    input (all images, channels and pixels), copied at once. Where the kernel
-    is a whole number of strides (the FCNs' upsampling: kernel 2f, stride f),
-    the taps go in blocks of sh x sw (``_tap_blocks``): one copy per block.
+    input (all images, channels and pixels), copied at once. With a stride
+    over 1 (the FCNs' upsampling: kernel 2f, stride f) the taps go in blocks
+    of sh x sw (``_tap_blocks``): one copy per block, where ``xpad`` reaches
+    as far as ``padded_extent`` says.
     ``out``, a flat array of at least that many elements, receives the
     columns instead of a new array (the convolutions reuse one buffer).
     """
@@ -116,29 +117,55 @@ def _tap_blocks(xpad: Any, kernel: Pair, stride: Pair, dilation: Pair, rows: Pai
 
     One tap at a time in general: tap (kh, kw) reads
     ``xpad[n, c, (r0 + i)*sh + kh*dh, j*sw + kw*dw]``, a strided view.
-    When the kernel is a whole number of strides and not dilated, the taps
-    kh = bh*sh + ph (0 <= ph < sh) of block bh read row (r0 + i + bh)*sh + ph:
-    the rows from (r0 + bh)*sh on, cut into R groups of sh. So a block of
-    sh x sw taps reads one rectangle of the input, reshaped to
-    (N, C, R, sh, OW, sw): (KH/sh) x (KW/sw) blocks instead of KH x KW taps,
-    4 instead of 256 for FCN-8s's 16x16 upsampling by 8.
+    With a stride over 1 and no dilation, the taps go in blocks of sh x sw:
+    the taps kh = bh*sh + ph (0 <= ph < sh) of block bh read row
+    (r0 + i + bh)*sh + ph, the rows from (r0 + bh)*sh on cut into R groups of
+    sh. So a block reads one rectangle of the input, reshaped to
+    (N, C, R, sh, OW, sw): 4 blocks instead of 256 taps for FCN-8s's 16x16
+    upsampling by 8, 4 instead of 3969 for a 63x63 one by 32. Where the
+    kernel is not a whole number of strides, the last block of a row or
+    column holds fewer taps, and its rectangle reaches past the kernel by
+    less than a stride: ``padded_extent`` pads that far.
     """
-    (KH, KW), (sh, sw), (dh, dw), (r0, r1) = kernel, stride, dilation, rows
+    (KH, KW), (sh, sw), (r0, r1) = kernel, stride, rows
     N, C = xpad.shape[:2]
     R = r1 - r0
-    if dilation == (1, 1) and KH % sh == 0 and KW % sw == 0 and (sh, sw) != (1, 1):
-        for bh in range(KH // sh):
-            for bw in range(KW // sw):
+    if _blocks_fit(xpad.shape[2:], kernel, stride, dilation, (r1, OW)):
+        for bh in range(-(-KH // sh)):
+            th = min(sh, KH - bh * sh)  # taps of this block, down
+            for bw in range(-(-KW // sw)):
+                tw = min(sw, KW - bw * sw)
                 rect = xpad[:, :, (r0 + bh) * sh : (r1 + bh) * sh, bw * sw : (OW + bw) * sw]
-                taps = (slice(None), slice(bh * sh, (bh + 1) * sh), slice(bw * sw, (bw + 1) * sw))
-                yield taps, rect.reshape(N, C, R, sh, OW, sw).transpose(1, 3, 5, 0, 2, 4)
+                tiles = rect.reshape(N, C, R, sh, OW, sw)[:, :, :, :th, :, :tw]
+                taps = (slice(None), slice(bh * sh, bh * sh + th), slice(bw * sw, bw * sw + tw))
+                yield taps, tiles.transpose(1, 3, 5, 0, 2, 4)
         return
+    (dh, dw) = dilation
     for kh in range(KH):
         h0 = r0 * sh + kh * dh
         for kw in range(KW):
             w0 = kw * dw
             window = xpad[:, :, h0 : h0 + (R - 1) * sh + 1 : sh, w0 : w0 + (OW - 1) * sw + 1 : sw]
             yield (slice(None), kh, kw), window.transpose(1, 0, 2, 3)  # (C, N, R, OW)
+
+
+def _blocks_fit(padded_hw: Pair, kernel: Pair, stride: Pair, dilation: Pair, ends: Pair) -> bool:
+    """Whether ``_tap_blocks`` can take the taps in blocks: a stride over 1, no dilation, and a padded
+    input that holds every block's whole rectangle for output rows up to ``ends[0]`` and ``ends[1]`` columns."""
+    if dilation != (1, 1) or stride == (1, 1):
+        return False
+    return all(p >= (e - 1 + -(-k // s)) * s for p, k, s, e in zip(padded_hw, kernel, stride, ends))
+
+
+def padded_extent(out: int, k: int, s: int, d: int) -> int:
+    """How far along one axis the padded input (or its gradient) must reach for ``out`` outputs.
+
+    The windows reach (out - 1)*s + span; with a stride over 1 and no
+    dilation, the tap blocks of ``_tap_blocks`` reach on to a whole number of
+    strides, at most s - 1 more (zeros, never part of a window).
+    """
+    reach = (out - 1) * s + kernel_span(k, d)
+    return (out - 1 + -(-k // s)) * s if s > 1 and d == 1 else reach
 
 
 def im2col_flat(xpad: Any, kernel: Pair, dilation: Pair, rows: Pair, out: Any = None) -> Any:
@@ -250,8 +277,8 @@ def _columns_of(x: Any, kernel: Pair, stride: Pair, padding: Pair, dilation: Pai
     K = C * kernel[0] * kernel[1]
     if kernels.on_gpu(x):
         return _Unfolding(lambda rows: kernels.im2col(x, kernel, stride, padding, dilation, rows, OW), K, OW, False)
-    Hp = (OH - 1) * stride[0] + kernel_span(kernel[0], dilation[0])
-    Wp = (OW - 1) * stride[1] + kernel_span(kernel[1], dilation[1])
+    Hp = padded_extent(OH, kernel[0], stride[0], dilation[0])
+    Wp = padded_extent(OW, kernel[1], stride[1], dilation[1])
     flat = stride == (1, 1) and Wp - OW <= OW * FLAT_MAX_EXTRA
     width = Wp if flat else OW
     whole: list = []  # the padded input, once something asks for it
@@ -376,8 +403,8 @@ def _transposed_conv_by_col2im(gy: Any, w: Any, input_hw: Pair, stride: Pair, pa
                 _product(w2t, _channel_major(gy[:, :, r0:r1])), gx, (KH, KW), stride, padding, dilation, (r0, r1), OW
             )
         return gx
-    Hp = max(H + 2 * padding[0], (OH - 1) * stride[0] + kernel_span(KH, dilation[0]))
-    Wp = max(W + 2 * padding[1], (OW - 1) * stride[1] + kernel_span(KW, dilation[1]))
+    Hp = max(H + 2 * padding[0], padded_extent(OH, KH, stride[0], dilation[0]))
+    Wp = max(W + 2 * padding[1], padded_extent(OW, KW, stride[1], dilation[1]))
     gxpad = xp.zeros((N, C, Hp, Wp), dtype=gy.dtype)
     for r0, r1 in bands:
         gcols = _product(w2t, _channel_major(gy[:, :, r0:r1]))  # (C*KH*KW, N*R*OW)
