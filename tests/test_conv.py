@@ -260,6 +260,7 @@ def _on_threads(monkeypatch, parts, tiles):
     """Every CPU product split over ``parts`` threads; with ``tiles``, every flat convolution in tiles of one row."""
     monkeypatch.setattr(threads, "blas_threads", lambda: parts)
     monkeypatch.setattr(threads, "MIN_PRODUCT", 0)
+    monkeypatch.setattr(threads, "OWN_THREAD_PRODUCT", 0)
     monkeypatch.setattr(conv_module, "TILE_MIN_BYTES", 0 if tiles else 2**60)
     monkeypatch.setattr(conv_module, "TILE_BYTES", 1)
 
@@ -314,6 +315,7 @@ def test_tiles_on_threads_give_one_result_every_run(rng, monkeypatch):
 def test_split_product_equals_the_whole(rng, monkeypatch):
     # threads.matmul: each column block is one BLAS call over the whole of K, into a strided view of the result.
     monkeypatch.setattr(threads, "MIN_PRODUCT", 0)
+    monkeypatch.setattr(threads, "OWN_THREAD_PRODUCT", 0)
     a, b = rng.standard_normal((5, 7)), rng.standard_normal((7, 11))
     for parts in (1, 2, 3, 11, 12):
         monkeypatch.setattr(threads, "blas_threads", lambda: parts)

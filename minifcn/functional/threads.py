@@ -41,6 +41,9 @@ THREADS = min(4, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity"
 MIN_BYTES = 4 * 2**20
 #: Below this many multiply-adds a matrix product runs on one thread, for the same reason.
 MIN_PRODUCT = 2**22
+#: Up to this many multiply-adds OpenBLAS runs a product on the calling thread by itself (its
+#: GEMM_MULTITHREAD_THRESHOLD of 4 times 65536): ``matmul`` hands these straight to it.
+OWN_THREAD_PRODUCT = 2**18
 
 _pool: ThreadPoolExecutor | None = None
 
@@ -82,6 +85,8 @@ def matmul(a: Any, b: Any, out: Any = None) -> Any:
     """
     M, K = a.shape
     N = b.shape[1]
+    if M * N * K <= OWN_THREAD_PRODUCT:  # BLAS keeps these on the calling thread itself
+        return numpy.matmul(a, b) if out is None else numpy.matmul(a, b, out=out)
     if out is None:
         out = numpy.empty((M, N), dtype=numpy.result_type(a, b))
     parts = blas_threads() if M * N * K >= MIN_PRODUCT else 1
