@@ -36,6 +36,7 @@ import numpy as np
 
 from .backend import get_array_module, to_device
 from .cuda import kernels
+from .functional import threads
 from .nn.parameter import Parameter
 
 
@@ -109,7 +110,12 @@ class _FlatGroup:
                 self.state[name] = xp.zeros_like(self.data)
         g = self.flat_gradient()
         if g is not None:
-            rule(self.data, g, *(self.state[name] for name in state_names))
+            arrays = (self.data, g, *(self.state[name] for name in state_names))
+            if xp is not np:
+                rule(*arrays)
+                return
+            # An elementwise rule: on the CPU, each thread updates its own range of the buffer.
+            threads.by_channels(lambda i0, i1: rule(*(a[i0:i1] for a in arrays)), g.size, g.nbytes)
             return
         for k, p in enumerate(self.params):  # rare: a parameter without a gradient keeps its value and state
             if p.grad is not None:

@@ -65,7 +65,11 @@ def by_parts(job: Callable[[int, int], Any], count: int, parts: int) -> list:
 
 
 def by_channels(job: Callable[[int, int], None], channels: int, nbytes: int) -> None:
-    """Run ``job(c0, c1)`` on contiguous channel ranges covering [0, channels), on up to ``count()`` threads."""
+    """Run ``job(c0, c1)`` on contiguous channel ranges covering [0, channels), on up to ``count()`` threads.
+
+    One thread where the pass moves less than MIN_BYTES. Any elementwise job
+    splits this way (the optimisers split their flat buffers by elements).
+    """
     by_parts(job, channels, min(count(), channels) if nbytes >= MIN_BYTES else 1)
 
 
