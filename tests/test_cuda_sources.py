@@ -149,6 +149,37 @@ def host_libraries():
     return host.build()
 
 
+def test_host_builds_are_kept_and_a_changed_source_builds_anew(host_libraries, monkeypatch):
+    # A later process loads the kept libraries (here: a fresh table, and a g++ that must not be called); a
+    # source that changed is compiled under a new name, the others are not touched.
+    folder = host.cache_folder()
+    kept = {f: os.path.getmtime(os.path.join(folder, f)) for f in os.listdir(folder) if f.endswith(".so")}
+    monkeypatch.setattr(host, "_LIBRARIES", {})
+
+    popen = subprocess.Popen
+
+    def no_compiler(args, *rest, **kwargs):
+        if "-o" in args:
+            raise AssertionError("compiled although every library was kept")
+        return popen(args, *rest, **kwargs)  # asking g++ its version is fine
+
+    monkeypatch.setattr(host.subprocess, "Popen", no_compiler)
+    assert sorted(host.build()) == sorted(host_libraries)
+    monkeypatch.undo()
+
+    monkeypatch.setattr(host, "_LIBRARIES", {})
+    original = host.host_source
+    monkeypatch.setattr(host, "host_source", lambda f: original(f) + ("// changed\n" if f == "optim.cu" else ""))
+    host.build()
+    now = {f: os.path.getmtime(os.path.join(folder, f)) for f in os.listdir(folder) if f.endswith(".so")}
+    assert [f for f in now if f not in kept] == [next(f for f in now if f not in kept)]
+    changed = next(f for f in now if f not in kept)
+    assert changed.startswith("optim-")
+    assert all(now[f] == t for f, t in kept.items())
+    assert not [f for f in os.listdir(folder) if f.endswith(".part")]
+    os.remove(os.path.join(folder, changed))
+
+
 @pytest.fixture
 def on_host(host_libraries):
     """Take every op's GPU branch with NumPy arrays, running the host-compiled kernels.

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import hashlib
 import os
 import platform
 import re
@@ -114,24 +115,60 @@ def _cpu_has_fma() -> bool:
 _LIBRARIES: dict[str, ctypes.CDLL] = {}
 
 
+def cache_folder() -> str:
+    """Where built kernels are kept between processes: ``$MINIFCN_CACHE/host-kernels``, else
+    ``$XDG_CACHE_HOME/minifcn/host-kernels``, else ``~/.cache/minifcn/host-kernels``."""
+    root = os.environ.get("MINIFCN_CACHE") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache"), "minifcn"
+    )
+    return os.path.join(root, "host-kernels")
+
+
 def build(folder: str | None = None) -> dict[str, ctypes.CDLL]:
-    """Every ``.cu`` file compiled for the CPU as a shared library, once per process: filename -> library."""
+    """Every ``.cu`` file compiled for the CPU as a shared library, once per process: filename -> library.
+
+    The libraries are kept in ``folder`` (by default ``cache_folder()``, or a
+    temporary folder where that cannot be written), each named by a hash of
+    its source, the flags and the compiler's version: a later process loads
+    them instead of compiling again, and any change compiles anew. The files
+    that are missing compile at once, one ``g++`` each; each is written under
+    a temporary name and renamed, so a process never loads a half-written one.
+    """
     if not available():
         raise RuntimeError("building the CUDA kernels for the CPU needs g++, which is not on this machine")
-    if not _LIBRARIES:
-        folder = folder or tempfile.mkdtemp(prefix="minifcn-host-")
-        for filename in sorted({f for f, _ in launch.SIGNATURES.values()}):
-            path = os.path.join(folder, filename.replace(".cu", ".so"))
-            done = subprocess.run(
-                ["g++", "-x", "c++", *compiler_flags(), "-o", path, "-"],
-                input=host_source(filename),
-                capture_output=True,
+    if _LIBRARIES:
+        return _LIBRARIES
+    folder = folder or cache_folder()
+    try:
+        os.makedirs(folder, exist_ok=True)
+    except OSError:
+        folder = tempfile.mkdtemp(prefix="minifcn-host-")
+    flags = compiler_flags()
+    version = subprocess.run(["g++", "--version"], capture_output=True, text=True).stdout.split("\n")[0]
+    sources = {f: host_source(f) for f in sorted({f for f, _ in launch.SIGNATURES.values()})}
+    paths, running = {}, {}
+    for filename, text in sources.items():
+        key = hashlib.sha256("\0".join([text, *flags, version]).encode()).hexdigest()[:16]
+        paths[filename] = os.path.join(folder, f"{filename.replace('.cu', '')}-{key}.so")
+        if not os.path.exists(paths[filename]):
+            partial = f"{paths[filename]}.{os.getpid()}.part"
+            compiler = subprocess.Popen(
+                ["g++", "-x", "c++", *flags, "-o", partial, "-"],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
                 text=True,
-                timeout=300,
             )
-            if done.returncode != 0:
-                raise RuntimeError(f"minifcn/cuda/{filename} did not compile for the host:\n{done.stderr}")
-            _LIBRARIES[filename] = ctypes.CDLL(path)
+            compiler.stdin.write(text)
+            compiler.stdin.close()
+            running[filename] = (compiler, partial)
+    for filename, (compiler, partial) in running.items():
+        errors = compiler.stderr.read()
+        if compiler.wait(timeout=300) != 0:
+            raise RuntimeError(f"minifcn/cuda/{filename} did not compile for the host:\n{errors}")
+        os.replace(partial, paths[filename])
+    for filename, path in paths.items():
+        _LIBRARIES[filename] = ctypes.CDLL(path)
     return _LIBRARIES
 
 
