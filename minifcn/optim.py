@@ -111,7 +111,7 @@ class _FlatGroup:
         g = self.flat_gradient()
         if g is not None:
             arrays = (self.data, g, *(self.state[name] for name in state_names))
-            if xp is not np:
+            if kernels.on_gpu(self.data):  # one launch for the whole buffer
                 rule(*arrays)
                 return
             # An elementwise rule: on the CPU, each thread updates its own range of the buffer.
