@@ -5,6 +5,7 @@ import pytest
 
 import minifcn as mf
 import minifcn.functional as F
+from minifcn.functional import threads
 from minifcn.gradcheck import gradcheck
 
 
@@ -52,7 +53,12 @@ def test_add_refuses_to_broadcast_or_cast():
         F.mul(mf.Tensor(np.zeros(3, np.float32)), mf.Tensor(np.zeros(3)))
 
 
-def test_sum_and_relu(rng):
+@pytest.mark.parametrize("split", [False, True], ids=["one thread", "channels split"])
+def test_sum_and_relu(rng, split, monkeypatch):
+    # On the CPU, large maps are rectified a range of channels per thread: forced here, three ranges.
+    if split:
+        monkeypatch.setattr(threads, "MIN_BYTES", 0)
+        monkeypatch.setattr(threads, "count", lambda: 3)
     x = rng.standard_normal((2, 3, 4))
     x[np.abs(x) < 1e-3] = 0.5  # keep away from relu's kink
     assert np.isclose(F.sum(mf.Tensor(x)).item(), x.sum())
@@ -61,7 +67,11 @@ def test_sum_and_relu(rng):
     gradcheck(lambda t: F.sum(t), [mf.Tensor(x, requires_grad=True)])
 
 
-def test_relu_inplace_writes_over_its_input_with_the_same_values_and_gradient(rng):
+@pytest.mark.parametrize("split", [False, True], ids=["one thread", "channels split"])
+def test_relu_inplace_writes_over_its_input_with_the_same_values_and_gradient(rng, split, monkeypatch):
+    if split:
+        monkeypatch.setattr(threads, "MIN_BYTES", 0)
+        monkeypatch.setattr(threads, "count", lambda: 2)
     x = rng.standard_normal((2, 3, 4))
     x[np.abs(x) < 1e-3] = 0.5
     a = x.copy()

@@ -259,8 +259,10 @@ def test_banded_transposed_conv_matches(rng, monkeypatch):
 def _on_threads(monkeypatch, parts, tiles):
     """Every CPU product split over ``parts`` threads; with ``tiles``, every flat convolution in tiles of one row."""
     monkeypatch.setattr(threads, "blas_threads", lambda: parts)
+    monkeypatch.setattr(threads, "count", lambda: parts)
     monkeypatch.setattr(threads, "MIN_PRODUCT", 0)
     monkeypatch.setattr(threads, "OWN_THREAD_PRODUCT", 0)
+    monkeypatch.setattr(threads, "MIN_BYTES", 0)
     monkeypatch.setattr(conv_module, "TILE_MIN_BYTES", 0 if tiles else 2**60)
     monkeypatch.setattr(conv_module, "TILE_BYTES", 1)
 
@@ -289,6 +291,23 @@ def test_tiles_and_split_products_match_loops_and_gradients(
     np.testing.assert_allclose(y.data, conv2d_loop(x, w, b, (1, 1), padding, dilation), rtol=1e-10, atol=1e-10)
     tensors = [mf.Tensor(a, requires_grad=True) for a in (x, w, b)]
     gradcheck(lambda x, w, b: F.conv2d(x, w, b, 1, padding, dilation), tensors)
+
+
+@pytest.mark.parametrize("parts", [2, 3])
+def test_strided_and_transposed_convolutions_on_threads(rng, monkeypatch, parts):
+    # Their products split over the threads, and col2im adding each range of channels back on its own thread:
+    # the direct loops, and central differences.
+    _on_threads(monkeypatch, parts, tiles=False)
+    x, w, b = _random_conv(rng, (2, 3, 8, 7), (4, 3, 3))
+    y = F.conv2d(mf.Tensor(x), mf.Tensor(w), mf.Tensor(b), (2, 1), (1, 2))
+    np.testing.assert_allclose(y.data, conv2d_loop(x, w, b, (2, 1), (1, 2), (1, 1)), rtol=1e-10, atol=1e-10)
+    tensors = [mf.Tensor(a, requires_grad=True) for a in (x, w, b)]
+    gradcheck(lambda x, w, b: F.conv2d(x, w, b, (2, 1), (1, 2)), tensors)
+    x, w, b = _random_conv(rng, (2, 3, 4, 5), (4, 4, 4), transposed=True)
+    y = F.conv_transpose2d(mf.Tensor(x), mf.Tensor(w), mf.Tensor(b), 2, 1)
+    np.testing.assert_allclose(y.data, conv_transpose2d_loop(x, w, b, (2, 2), (1, 1), (1, 1)), rtol=1e-10, atol=1e-10)
+    tensors = [mf.Tensor(a, requires_grad=True) for a in (x, w, b)]
+    gradcheck(lambda x, w, b: F.conv_transpose2d(x, w, b, 2, 1), tensors)
 
 
 def test_tiles_on_threads_give_one_result_every_run(rng, monkeypatch):

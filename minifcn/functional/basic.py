@@ -9,9 +9,12 @@ from __future__ import annotations
 import numbers
 from typing import Any, Sequence
 
+import numpy as np
+
 from .. import rng
 from ..autograd import Function, Tensor
 from ..backend import get_array_module
+from . import threads
 from .geometry import pair
 from .reduce import total
 
@@ -125,11 +128,21 @@ class ReLU(Function):
 
     def forward(self, x: Any) -> Any:
         xp = get_array_module(x)
-        self.y = xp.maximum(x, 0, out=x if self.inplace else None)
+        if xp is not np or x.ndim < 2:
+            self.y = xp.maximum(x, 0, out=x if self.inplace else None)
+            return self.y
+        self.y = x if self.inplace else np.empty_like(x)
+        threads.by_channels(lambda c0, c1: np.maximum(x[:, c0:c1], 0, out=self.y[:, c0:c1]), x.shape[1], x.nbytes)
         return self.y
 
     def backward(self, gy: Any) -> Any:
-        return gy * (self.y > 0)
+        if get_array_module(gy) is not np or gy.ndim < 2:
+            return gy * (self.y > 0)
+        gx = np.empty_like(gy)
+        threads.by_channels(
+            lambda c0, c1: np.multiply(gy[:, c0:c1], self.y[:, c0:c1] > 0, out=gx[:, c0:c1]), gy.shape[1], gy.nbytes
+        )
+        return gx
 
 
 def relu(x: Tensor, inplace: bool = False) -> Tensor:

@@ -406,9 +406,14 @@ def _transposed_conv_by_col2im(gy: Any, w: Any, input_hw: Pair, stride: Pair, pa
     Hp = max(H + 2 * padding[0], padded_extent(OH, KH, stride[0], dilation[0]))
     Wp = max(W + 2 * padding[1], padded_extent(OW, KW, stride[1], dilation[1]))
     gxpad = xp.zeros((N, C, Hp, Wp), dtype=gy.dtype)
+    taps = KH * KW
     for r0, r1 in bands:
         gcols = _product(w2t, _channel_major(gy[:, :, r0:r1]))  # (C*KH*KW, N*R*OW)
-        col2im(gcols, gxpad, (KH, KW), stride, dilation, (r0, r1), OW)
+
+        def channels(c0: int, c1: int) -> None:  # each thread adds its channels' columns back
+            col2im(gcols[c0 * taps : c1 * taps], gxpad[:, c0:c1], (KH, KW), stride, dilation, (r0, r1), OW)
+
+        threads.by_channels(channels, C, gcols.nbytes)
     if (Hp, Wp) == (H, W):  # no padding to strip
         return gxpad
     return xp.ascontiguousarray(gxpad[:, :, padding[0] : padding[0] + H, padding[1] : padding[1] + W])
@@ -485,8 +490,9 @@ def _tiles(columns: _Unfolding, OC: int, N: int, OH: int, itemsize: int) -> list
     """
     if not columns.flat or OC > TILE_MAX_CHANNELS or columns.K * N * OH * columns.width * itemsize < TILE_MIN_BYTES:
         return []
-    per_tile = max(1, TILE_BYTES // (columns.K * columns.width * itemsize))
-    return [(n, r0, min(r0 + per_tile, OH)) for n in range(N) for r0 in range(0, OH, per_tile)]
+    per_image = -(-OH * columns.K * columns.width * itemsize // TILE_BYTES)  # tiles per image, rounded up
+    bounds = [OH * t // per_image for t in range(per_image + 1)]  # rows split evenly: no thin last tile
+    return [(n, r0, r1) for n in range(N) for r0, r1 in zip(bounds, bounds[1:]) if r1 > r0]
 
 
 def _forward_by_tiles(columns: _Unfolding, tiles: list, w2: Any, b: Any, y_shape: tuple) -> Any:
