@@ -1,6 +1,10 @@
 """Time minifcn's conv2d (forward + backward) on VGG16's layer shapes, beside PyTorch's.
 
-    python benchmarks/bench_conv.py [--repeats 15] [--threads 2] [--no-memory]
+    python benchmarks/bench_conv.py [--shapes vgg16|quick] [--repeats 15] [--threads 2] [--no-memory]
+
+``--shapes quick``: the 3x3 layers of the quick preset's tiny-bn FCN-8s
+instead, at its sizes (128x128 images, conv1 at 326x326 after pad 100),
+batch 4 unless ``--batch`` says otherwise.
 
 For each shape, the median wall time over ``--repeats`` runs (after warm-up)
 of one forward pass and one backward pass (dX, dW and db, as in the middle of
@@ -40,6 +44,17 @@ VGG16_SHAPES = [
     ("conv2_2", 128, 128, 56),
     ("conv3_2", 256, 256, 56),
     ("conv4_2", 512, 512, 28),
+]
+QUICK_SHAPES = [
+    ("conv1_2", 4, 4, 326),
+    ("conv2_1", 4, 8, 163),
+    ("conv2_2", 8, 8, 163),
+    ("conv3_1", 8, 32, 82),
+    ("conv3_2", 32, 32, 82),
+    ("conv4_1", 32, 64, 41),
+    ("conv4_2", 64, 64, 41),
+    ("conv5_1", 64, 128, 21),
+    ("conv5_2", 128, 128, 21),
 ]
 
 
@@ -116,9 +131,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeats", type=int, default=15)
     parser.add_argument("--threads", type=int, default=os.cpu_count())
-    parser.add_argument("--batch", type=int, default=1)
+    parser.add_argument("--shapes", choices=("vgg16", "quick"), default="vgg16")
+    parser.add_argument("--batch", type=int, default=None, help="1 for vgg16, 4 for quick")
     parser.add_argument("--no-memory", action="store_true", help="skip the 698x698 memory case")
     args = parser.parse_args()
+    if args.batch is None:
+        args.batch = 4 if args.shapes == "quick" else 1
 
     warnings.filterwarnings("ignore")  # torch's deprecation notices would break the table
     try:
@@ -143,7 +161,7 @@ def main() -> None:
     print("-" * len(header))
     rng = np.random.default_rng(0)
     totals = [0.0, 0.0, 0.0]
-    for name, C, OC, H in VGG16_SHAPES:
+    for name, C, OC, H in QUICK_SHAPES if args.shapes == "quick" else VGG16_SHAPES:
         x = rng.standard_normal((args.batch, C, H, H), dtype=np.float32)
         w = (rng.standard_normal((OC, C, 3, 3), dtype=np.float32) * 0.05).astype(np.float32)
         b = rng.standard_normal(OC, dtype=np.float32)
@@ -171,7 +189,7 @@ def main() -> None:
             f"{totals[0] / totals[1]:>6.2f}x{totals[2] * 1e3:>11.1f}{totals[0] / totals[2]:>6.2f}x"
         )
 
-    if not args.no_memory:
+    if not args.no_memory and args.shapes == "vgg16":
         C, H = 64, 698
         x = rng.standard_normal((1, C, H, H), dtype=np.float32)
         w = (rng.standard_normal((C, C, 3, 3), dtype=np.float32) * 0.05).astype(np.float32)
