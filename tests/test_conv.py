@@ -331,6 +331,23 @@ def test_tiles_on_threads_give_one_result_every_run(rng, monkeypatch):
         np.testing.assert_allclose(a, c, rtol=1e-4, atol=1e-4 * np.abs(c).max())
 
 
+def test_pad2d_places_cuts_and_fills_a_given_array(rng):
+    x = rng.standard_normal((2, 3, 4, 5))
+    padded = F.geometry.pad2d(x, 1, 2, 6, 6, value=-1.0)  # two columns cut off the right
+    assert padded.shape == (2, 3, 6, 6)
+    np.testing.assert_array_equal(padded[:, :, 1:5, 2:6], x[:, :, :, :4])
+    assert (padded[:, :, 0] == -1).all() and (padded[:, :, 5] == -1).all() and (padded[..., :2] == -1).all()
+    assert F.geometry.pad2d(x, 0, 0, 4, 5) is x  # nothing to add
+    out = np.full((2, 3, 4, 5), np.nan)
+    assert F.geometry.pad2d(x, 0, 0, 4, 5, out=out) is out  # a given array is always filled
+    np.testing.assert_array_equal(out, x)
+    out = np.full((1, 3, 3, 7), np.nan)  # rows 1..2 of image 1, padded by one on each side, as a tile's slab
+    F.geometry.pad2d(x[1:2, :, 1:3], 1, 1, 3, 7, out=out)
+    expected = np.zeros((1, 3, 3, 7))
+    expected[0, :, 1:3, 1:6] = x[1, :, 1:3]
+    np.testing.assert_array_equal(out, expected)
+
+
 def test_split_product_equals_the_whole(rng, monkeypatch):
     # threads.matmul: each column block is one BLAS call over the whole of K, into a strided view of the result.
     monkeypatch.setattr(threads, "MIN_PRODUCT", 0)

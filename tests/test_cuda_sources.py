@@ -177,6 +177,13 @@ def test_host_builds_are_kept_and_a_changed_source_builds_anew(host_libraries, m
     assert len(new) == 1 and new[0].startswith("optim-") and new[0].endswith(".so")  # no .part left either
     assert all(now[f] == t for f, t in kept.items())
 
+    # A source g++ refuses: an error naming the file and g++'s complaint, and nothing half-written left behind.
+    monkeypatch.setattr(host, "_LIBRARIES", {})
+    monkeypatch.setattr(host, "host_source", lambda f: original(f) + ("this is not C++;\n" if f == "pool.cu" else ""))
+    with pytest.raises(RuntimeError, match=r"minifcn/cuda/pool.cu did not compile for the host:\n.*error"):
+        host.build(str(tmp_path))
+    assert sorted(os.listdir(tmp_path)) == sorted(now)
+
 
 @pytest.fixture
 def on_host(host_libraries):

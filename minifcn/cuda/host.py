@@ -159,14 +159,23 @@ def build(folder: str | None = None) -> dict[str, ctypes.CDLL]:
                 stderr=subprocess.PIPE,
                 text=True,
             )
-            compiler.stdin.write(text)
-            compiler.stdin.close()
+            try:
+                compiler.stdin.write(text)
+                compiler.stdin.close()
+            except BrokenPipeError:  # g++ stopped before reading it all: its errors say why
+                pass
             running[filename] = (compiler, partial)
-    for filename, (compiler, partial) in running.items():
+    failed = []
+    for filename, (compiler, partial) in running.items():  # every compiler waited for, even after a failure
         errors = compiler.stderr.read()
-        if compiler.wait(timeout=300) != 0:
-            raise RuntimeError(f"minifcn/cuda/{filename} did not compile for the host:\n{errors}")
-        os.replace(partial, paths[filename])
+        if compiler.wait(timeout=300) == 0:
+            os.replace(partial, paths[filename])
+        else:
+            failed.append(f"minifcn/cuda/{filename} did not compile for the host:\n{errors}")
+            if os.path.exists(partial):
+                os.remove(partial)
+    if failed:
+        raise RuntimeError("\n".join(failed))
     for filename, path in paths.items():
         _LIBRARIES[filename] = ctypes.CDLL(path)
     return _LIBRARIES

@@ -304,14 +304,11 @@ def _padded_rows(image: Any, first: int, count: int, padding: Pair, Wp: int) -> 
 
     Shapes: image (C, H, W) -> (1, C, count, Wp), in the calling thread's workspace.
     """
-    C, H, W = image.shape
-    pw, top = padding[1], first - padding[0]  # top: the image row at the slab's row 0
+    C, H, _ = image.shape
+    top = first - padding[0]  # the image's row at the slab's row 0
+    i0, i1 = max(top, 0), max(min(top + count, H), max(top, 0))  # the image's rows inside the slab
     slab = _workspace(C * count * Wp, image.dtype, "padded rows").reshape(1, C, count, Wp)
-    slab.fill(0)
-    i0, i1, w = max(top, 0), min(top + count, H), min(W, Wp - pw)
-    if i1 > i0:
-        slab[0, :, i0 - top : i1 - top, pw : pw + w] = image[:, i0:i1, :w]
-    return slab
+    return pad2d(image[None, :, i0:i1], i0 - top, padding[1], count, Wp, out=slab)
 
 
 def _channel_major(a: Any) -> Any:
@@ -481,12 +478,12 @@ def _tiles(columns: _Unfolding, OC: int, N: int, OH: int, itemsize: int) -> list
     come back, and that traffic, not the arithmetic, sets the time. In tiles
     of ``TILE_BYTES`` the columns are unfolded and multiplied while they are
     still in the core's cache, and each core takes its own tiles (BLAS on one
-    thread per core). On the tiny nets' layers (4 to 128 channels) this ran
-    1.4-2x faster, forward and weight gradient, and on VGG16's first two
-    stages (64 and 128 channels) 10-20% faster; on 256 channels and more,
-    where the products are bound by arithmetic, slower, so those keep the
-    bands (benchmarks/RESULTS.md). Only for flat columns (stride 1), on the
-    CPU.
+    thread per core). Measured on two cores (``benchmarks/bench_tiles.py``,
+    benchmarks/RESULTS.md): the tiny nets' layers ran 2.6-3.6x faster at 4
+    channels, about 1.3x at 64 and 1.0-1.15x at 128, forward and weight
+    gradient; VGG16's first two stages (64 and 128 channels) 10-20% faster;
+    256 channels and more, where the products are bound by arithmetic, slower,
+    so those keep the bands. Only for flat columns (stride 1), on the CPU.
     """
     if not columns.flat or OC > TILE_MAX_CHANNELS or columns.K * N * OH * columns.width * itemsize < TILE_MIN_BYTES:
         return []

@@ -66,18 +66,21 @@ def pair(value: Any, name: str) -> tuple[int, int]:
     raise TypeError(f"{name} must be an int or a pair of ints, got {value!r}")
 
 
-def pad2d(x: Any, top: int, left: int, height: int, width: int, value: float = 0.0) -> Any:
+def pad2d(x: Any, top: int, left: int, height: int, width: int, value: float = 0.0, out: Any = None) -> Any:
     """Place ``x`` (N, C, H, W) at (top, left) in a (N, C, height, width) array filled with ``value``.
 
     ``height`` and ``width`` may cut rows and columns off the bottom and
     right, when no window reads them. Returns ``x`` itself when nothing is
-    added or cut.
+    added or cut, unless ``out``, an (N, C, height, width) array to fill
+    instead of a new one, is given.
     """
     N, C, H, W = x.shape
-    if top == 0 and left == 0 and height == H and width == W:
-        return x
     xp = get_array_module(x)
-    if value == 0:  # zeros come from calloc: no pass over memory that is overwritten anyway
+    if out is not None:
+        out.fill(value)
+    elif top == 0 and left == 0 and height == H and width == W:
+        return x
+    elif value == 0:  # zeros come from calloc: no pass over memory that is overwritten anyway
         out = xp.zeros((N, C, height, width), dtype=x.dtype)
     else:
         out = xp.full((N, C, height, width), value, dtype=x.dtype)
