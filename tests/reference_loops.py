@@ -98,6 +98,30 @@ def max_pool2d_loop(x, kernel, stride, padding, dilation, ceil_mode):
     return y
 
 
+def max_pool2d_grad_loop(x, gy, kernel, stride, padding, dilation, ceil_mode):
+    """dL/dx of max pooling: each window's gradient added to its first maximum in window order (no NaN)."""
+    N, C, H, W = x.shape
+    rows = window_starts(H, kernel[0], stride[0], padding[0], dilation[0], ceil_mode)
+    cols = window_starts(W, kernel[1], stride[1], padding[1], dilation[1], ceil_mode)
+    gx = np.zeros(x.shape)
+    for n in range(N):
+        for c in range(C):
+            for i, r in enumerate(rows):
+                for j, c0 in enumerate(cols):
+                    taps = [
+                        (r + kh * dilation[0], c0 + kw * dilation[1])
+                        for kh in range(kernel[0])
+                        for kw in range(kernel[1])
+                        if 0 <= r + kh * dilation[0] < H and 0 <= c0 + kw * dilation[1] < W
+                    ]
+                    best = taps[0]
+                    for tap in taps[1:]:
+                        if x[n, c, tap[0], tap[1]] > x[n, c, best[0], best[1]]:  # a tie keeps the first
+                            best = tap
+                    gx[n, c, best[0], best[1]] += gy[n, c, i, j]
+    return gx
+
+
 def avg_pool2d_loop(x, kernel, stride, padding, ceil_mode):
     """Sum of the input pixels under each window over the number of window positions inside the padded input."""
     N, C, H, W = x.shape

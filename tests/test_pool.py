@@ -2,7 +2,7 @@
 
 import numpy as np
 import pytest
-from reference_loops import avg_pool2d_loop, max_pool2d_loop, window_starts
+from reference_loops import avg_pool2d_loop, max_pool2d_grad_loop, max_pool2d_loop, window_starts
 
 import minifcn as mf
 import minifcn.functional as F
@@ -156,27 +156,38 @@ def test_pool_rejects_bad_input():
 
 
 @pytest.mark.parametrize("kernel, stride", [(2, 2), (3, 2), (3, 1)])
-def test_max_pooling_split_over_threads_is_the_same(kernel, stride, monkeypatch, rng):
-    """Large maps are pooled on several threads, by channel ranges: the values of a direct loop; NaN where one
-    thread puts it."""
-    from minifcn.functional import threads
+@pytest.mark.parametrize("block_bytes", [100, 2000])  # bands of one or two rows of a channel; a few channels
+def test_max_pooling_in_blocks_on_threads_is_the_same(kernel, stride, block_bytes, monkeypatch, rng):
+    """Large maps are pooled in blocks (bands of rows, or groups of channels) shared out over threads: the
+    values and gradients of direct loops, ties included, and NaN where one block puts it."""
+    from minifcn.functional import pool, threads
 
     x = rng.standard_normal((2, 7, 13, 12))
     with_nan = x.copy()
     with_nan[1, 4, 3, 5] = np.nan
+    ties = rng.integers(0, 3, size=x.shape).astype(np.float64)  # most windows hold their maximum twice or more
+    g = rng.standard_normal((2, 7) + F.max_pool2d(mf.Tensor(x), kernel, stride, ceil_mode=True).shape[2:])
 
-    def pool(a):
+    def pool2d(a):
         with mf.no_grad():
             return F.max_pool2d(mf.Tensor(a), kernel, stride, ceil_mode=True).data
 
-    one_thread = pool(with_nan)
+    def routed(a):  # where each window's gradient goes: to its first maximum
+        t = mf.Tensor(a, requires_grad=True)
+        F.max_pool2d(t, kernel, stride, ceil_mode=True).backward(g)
+        return t.grad
+
+    whole = pool2d(with_nan), routed(with_nan), routed(ties)  # one block, one thread
+    monkeypatch.setattr(pool, "BLOCK_BYTES", block_bytes)
     monkeypatch.setattr(threads, "MIN_BYTES", 0)  # split even this small map
     monkeypatch.setattr(threads, "count", lambda: 3)
-    expected = max_pool2d_loop(x, (kernel, kernel), (stride, stride), (0, 0), (1, 1), True)
-    np.testing.assert_array_equal(pool(x), expected)
-    split = pool(with_nan)
-    np.testing.assert_array_equal(split, one_thread)
-    assert np.isnan(split).sum() == np.isnan(one_thread).sum() > 0
-    # Training: each thread also finds its channels' winners and routes their gradients (non-overlapping
-    # windows written, overlapping ones added): central differences.
-    gradcheck(lambda t: F.max_pool2d(t, kernel, stride, ceil_mode=True), [mf.Tensor(x, requires_grad=True)])
+    geometry = (kernel, kernel), (stride, stride), (0, 0), (1, 1), True
+    np.testing.assert_array_equal(pool2d(x), max_pool2d_loop(x, *geometry))
+    # Each block also finds its windows' winners and routes their gradients there (non-overlapping windows
+    # written, overlapping ones added).
+    for a in (x, ties):
+        np.testing.assert_allclose(routed(a), max_pool2d_grad_loop(a, g, *geometry), rtol=1e-14)
+    split = pool2d(with_nan), routed(with_nan), routed(ties)
+    for a, b in zip(split, whole):
+        np.testing.assert_array_equal(a, b)
+    assert np.isnan(split[0]).sum() > 0

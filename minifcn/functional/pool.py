@@ -4,6 +4,13 @@ Both loop over the KH*KW offsets inside a window, never over pixels: for one
 offset (kh, kw), the pixel that every output reads is a strided view of the
 padded input, so each step is one vectorised operation on the whole batch.
 
+On the CPU, max pooling takes those steps on blocks of about ``BLOCK_BYTES``
+of its input (a few channels, or a band of rows of one channel) rather than
+on the whole batch at once: a block's rows, their maxima, the comparisons
+that find each window's winner and, backward, the gradient routed to it stay
+in a core's cache from one step to the next, and the blocks are shared out
+over the cores.
+
 On a GPU (CuPy arrays) both run as the CUDA kernels of ``minifcn/cuda/pool.cu``
 instead: one thread per output in the forward pass, one per input pixel
 (gathering, no atomics) in the backward pass.
@@ -23,6 +30,11 @@ from ..backend import get_array_module
 from ..cuda import kernels
 from . import threads
 from .geometry import kernel_span, pad2d, pair, pool_output_size
+
+#: Max pooling on the CPU works on blocks reading about this many bytes of input each. Measured on VGG16's
+#: pool1 and the tiny nets' pools (benchmarks/RESULTS.md): 0.5 to 2 MiB ran alike, 4 MiB and whole-batch
+#: passes up to 2x slower, 64 KiB slower again.
+BLOCK_BYTES = 2**20
 
 
 def _window_views(xpad: Any, out_hw: tuple, kernel: tuple, stride: tuple, dilation: tuple):
@@ -111,6 +123,31 @@ def _unpad(gxpad: Any, padding: tuple, hw: tuple) -> Any:
     return xp.ascontiguousarray(gxpad[:, :, ph : ph + H, pw : pw + W])
 
 
+def _blocks(planes: int, OH: int, row_bytes: int, split_rows: bool = True) -> list[tuple[int, int, int, int]]:
+    """(p0, p1, r0, r1) blocks covering planes [0, planes) and output rows [0, OH), about BLOCK_BYTES of input each.
+
+    A plane is one channel of one image; ``row_bytes`` is what one output
+    row reads of the padded input. Small planes are grouped, large ones cut
+    into bands of output rows, unless ``split_rows`` is False (backward with
+    overlapping windows, where two bands would add into the same input rows).
+    """
+    if not split_rows or OH * row_bytes <= BLOCK_BYTES:
+        step = max(1, BLOCK_BYTES // (OH * row_bytes))
+        return [(p, min(p + step, planes), 0, OH) for p in range(0, planes, step)]
+    rows = max(1, BLOCK_BYTES // row_bytes)
+    return [(p, p + 1, r, min(r + rows, OH)) for p in range(planes) for r in range(0, OH, rows)]
+
+
+def _in_blocks(job: Any, blocks: list, nbytes: int) -> None:
+    """``job(p0, p1, r0, r1)`` for every block, the blocks shared out over the cores (one where nbytes is small)."""
+
+    def run(b0: int, b1: int) -> None:
+        for block in blocks[b0:b1]:
+            job(*block)
+
+    threads.by_channels(run, len(blocks), nbytes)  # memory-bound: both cores
+
+
 def _separable_max(xpad: Any, out_hw: tuple, kernel: tuple, stride: tuple, dilation: tuple, out: Any) -> None:
     """Each window's maximum, rows first, into ``out``: (N, C, Hp, Wp) -> (N, C, OH, OW).
 
@@ -139,15 +176,23 @@ def _separable_max(xpad: Any, out_hw: tuple, kernel: tuple, stride: tuple, dilat
 def _first_maximum(views: list, y: Any, argmax: Any = None) -> Any:
     """For each window, the first offset k whose value is the window's maximum ``y`` (the last NaN, if any).
 
-    Caffe and PyTorch route the gradient of a tie to the first maximum; the
-    offsets are visited from the last to the first so that the first one
-    written is the one that stays. Written into ``argmax`` when given.
+    Caffe and PyTorch route the gradient of a tie to the first maximum. With
+    miss_k = 1 where view k is not the maximum and 0 where it is, the first
+    offset that holds the maximum is the number of misses before the first hit:
+
+        k = miss_0 * (1 + miss_1 * (1 + ... * (1 + miss_{K-2})))
+
+    computed from the inside out in small integers (a window none of whose
+    offsets hits holds a NaN; it gets K-1, then the last NaN below). Written
+    into ``argmax`` when given.
     """
     xp = get_array_module(y)
     if argmax is None:
-        argmax = xp.zeros(y.shape, dtype=np.min_scalar_type(len(views) - 1))
-    for k in range(len(views) - 1, -1, -1):
-        xp.copyto(argmax, k, where=views[k] == y)
+        argmax = xp.empty(y.shape, dtype=np.min_scalar_type(len(views) - 1))
+    argmax[...] = 0
+    for view in views[-2::-1]:
+        argmax += 1
+        argmax *= (view != y).view(np.uint8)  # miss_k: the booleans read as bytes, 0 or 1
     if xp.isnan(y).any():  # NaN equals nothing: send its gradient to the window's last NaN, as the CUDA kernel
         for k, v in enumerate(views):
             xp.copyto(argmax, k, where=xp.isnan(v))
@@ -179,19 +224,24 @@ class MaxPool2d(Function):
             y, self.argmax = kernels.max_pool_forward(x, kernel, stride, padding, dilation, out_hw)
             return y
         xpad = pad2d(x, padding[0], padding[1], *pad_hw, value=-np.inf)
-        y = np.empty(x.shape[:2] + tuple(out_hw), dtype=x.dtype)
+        N, C, Hp, Wp = xpad.shape
+        OH, OW = out_hw
+        y = np.empty((N, C, OH, OW), dtype=x.dtype)
         needs_argmax = self.input_needs_grad(0)  # only backward reads which offset won
         if needs_argmax:
-            self.argmax = np.zeros(y.shape, dtype=np.min_scalar_type(kernel[0] * kernel[1] - 1))
+            self.argmax = np.empty(y.shape, dtype=np.min_scalar_type(kernel[0] * kernel[1] - 1))
+        planes = xpad.reshape(N * C, Hp, Wp)  # one plane per channel of each image
+        span = kernel_span(kernel[0], dilation[0])
 
-        def channels(c0: int, c1: int) -> None:
-            part, out = xpad[:, c0:c1], y[:, c0:c1]
-            _separable_max(part, out_hw, kernel, stride, dilation, out=out)
+        def block(p0: int, p1: int, r0: int, r1: int) -> None:  # output rows [r0, r1) of planes [p0, p1)
+            part = planes[None, p0:p1, r0 * stride[0] : (r1 - 1) * stride[0] + span]  # the input rows they read
+            out = y.reshape(1, N * C, OH, OW)[:, p0:p1, r0:r1]
+            _separable_max(part, (r1 - r0, OW), kernel, stride, dilation, out=out)
             if needs_argmax:
-                views = [part[view] for _, view in _window_views(part, out_hw, kernel, stride, dilation)]
-                _first_maximum(views, out, self.argmax[:, c0:c1])
+                views = [part[view] for _, view in _window_views(part, (r1 - r0, OW), kernel, stride, dilation)]
+                _first_maximum(views, out, self.argmax.reshape(1, N * C, OH, OW)[:, p0:p1, r0:r1])
 
-        threads.by_channels(channels, x.shape[1], xpad.nbytes)  # memory-bound: both cores
+        _in_blocks(block, _blocks(N * C, OH, stride[0] * Wp * x.itemsize), xpad.nbytes)
         return y
 
     def backward(self, gy: Any) -> Any:
@@ -200,20 +250,38 @@ class MaxPool2d(Function):
         if kernels.on_gpu(gy):
             return kernels.max_pool_backward(gy, self.argmax, self.x_shape, kernel, stride, padding, dilation)
         N, C, H, W = self.x_shape
-        gxpad = xp.zeros((N, C) + self.pad_hw, dtype=gy.dtype)
+        (OH, OW), (Hp, Wp) = out_hw, self.pad_hw
+        gxpad = xp.zeros((N, C, Hp, Wp), dtype=gy.dtype)
         windows_overlap = any(k_ * d > s for k_, d, s in zip(kernel, dilation, stride))
         zero = gy.dtype.type(0)
+        span = kernel_span(kernel[0], dilation[0])
+        gy = gy.reshape(1, N * C, OH, OW)
+        argmax = self.argmax.reshape(1, N * C, OH, OW)
 
-        def channels(c0: int, c1: int) -> None:
-            g, argmax, gx = gy[:, c0:c1], self.argmax[:, c0:c1], gxpad[:, c0:c1]
-            for k, view in _window_views(gx, out_hw, kernel, stride, dilation):
+        def block(p0: int, p1: int, r0: int, r1: int) -> None:
+            gx = gxpad.reshape(1, N * C, Hp, Wp)[:, p0:p1, r0 * stride[0] : (r1 - 1) * stride[0] + span]
+            g, won = gy[:, p0:p1, r0:r1], argmax[:, p0:p1, r0:r1]
+            for k, view in _window_views(gx, (r1 - r0, OW), kernel, stride, dilation):
                 if windows_overlap:
-                    gx[view] += xp.where(argmax == k, g, zero)
+                    gx[view] += xp.where(won == k, g, zero)
                 else:  # each input pixel is in one window at most (the FCNs' 2x2 stride 2): write, do not add
-                    xp.copyto(gx[view], g, where=argmax == k)
+                    _select_into(gx[view], g, won == k)
 
-        threads.by_channels(channels, C, gxpad.nbytes)
+        blocks = _blocks(N * C, OH, stride[0] * Wp * gy.itemsize, split_rows=not windows_overlap)
+        _in_blocks(block, blocks, gxpad.nbytes)
         return _unpad(gxpad, padding, (H, W))
+
+
+def _select_into(out: Any, g: Any, mask: Any) -> None:
+    """out = g where mask, +0.0 elsewhere, bit by bit.
+
+    The mask's booleans become whole words of ones or zeros (0 - 1 wraps to
+    all ones), and a bitwise and keeps g's bits or none: the same values as
+    ``where(mask, g, 0)``, an inf or a NaN in g included, in one pass that
+    writes straight into ``out`` (a strided view).
+    """
+    bits = np.dtype(f"u{g.itemsize}")
+    np.bitwise_and(g.view(bits), np.negative(mask.view(np.uint8), dtype=bits), out=out.view(bits))
 
 
 def max_pool2d(
