@@ -15,6 +15,10 @@ from minifcn.backend import cuda_available  # noqa: E402
 
 
 def pytest_collection_modifyitems(config, items):
+    # The tests marked slow (the lessons, the largest gradchecks) go first. pytest.ini hands the tests to the
+    # processes one at a time (--dist load --maxschedchunk 1), so each long one starts early, beside the
+    # others, and the short ones fill in after: no process is left running a long test alone at the end.
+    items.sort(key=lambda item: "slow" not in item.keywords)  # stable: otherwise in file order
     if cuda_available():
         return
     skip = pytest.mark.skip(reason="needs CuPy and a CUDA device; none here")

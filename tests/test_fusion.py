@@ -77,6 +77,7 @@ def test_late_fusion_is_the_sum_of_the_streams_at_first(rng):
     assert any(name.startswith("depth.fc7") for name, _ in fused.named_parameters())
 
 
+@pytest.mark.slow
 def test_late_fusion_gradcheck(rng):
     rgb_net, depth_net = (FCN32s(n_class=2, backbone="tiny", dtype=np.float64).eval() for _ in range(2))
     fused = LateFusionFCN32s(rgb_net, depth_net).eval()

@@ -115,6 +115,7 @@ def test_fcn_googlenet_geometry():
     assert model.crop_offsets == {"score": 98}
 
 
+@pytest.mark.slow
 def test_tiny_fcn_googlenet_any_size_and_gradcheck(rng):
     model = FCN32s(n_class=3, backbone="tiny-googlenet", dtype=np.float64, learnable_upsampling=True).eval()
     randomise(model, rng)  # small random values everywhere (no ReLU sits near a kink)

@@ -41,6 +41,7 @@ def test_stored_without_outputs(path):
     assert any("assert" in c.source for c in notebook.cells if c.cell_type == "code")  # its claims are checked
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("path", LESSONS, ids=os.path.basename)
 def test_runs_top_to_bottom(path, monkeypatch):
     from nbclient import NotebookClient
