@@ -1,5 +1,7 @@
 """conv2d and conv_transpose2d: forward against direct loops, gradients against central differences."""
 
+import threading
+
 import numpy as np
 import pytest
 from reference_loops import conv2d_loop, conv_transpose2d_loop
@@ -374,6 +376,23 @@ def test_single_threaded_blas_puts_the_count_back():
     with pytest.raises(ZeroDivisionError), threads.single_threaded_blas():
         1 / 0
     assert get() == before
+
+
+def test_products_inside_a_single_threaded_block_run(rng):
+    """A split product (or a tiled convolution) called within single_threaded_blas finishes: no lock waits on
+    itself. Run on a thread of its own, so that a wait fails the test instead of hanging the suite."""
+    a, b = rng.standard_normal((64, 64)), rng.standard_normal((64, 4096))
+    out = {}
+
+    def nested():
+        with threads.single_threaded_blas(), threads.single_threaded_blas():
+            out["product"] = threads.matmul(a, b)
+
+    worker = threading.Thread(target=nested, daemon=True)
+    worker.start()
+    worker.join(timeout=60)
+    assert not worker.is_alive(), "a product inside single_threaded_blas waited on the lock it holds"
+    np.testing.assert_allclose(out["product"], a @ b, rtol=1e-13, atol=1e-13)
 
 
 def test_input_grad_skipped_when_input_needs_none(rng):

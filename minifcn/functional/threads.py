@@ -136,7 +136,7 @@ def _find_openblas() -> tuple[Callable[[], int], Callable[[int], None]] | None:
 
 
 _openblas: Any = False  # False: not looked for yet; then the pair of functions, or None
-_blas_lock = threading.Lock()
+_blas_lock = threading.RLock()  # re-entrant: a product inside a single-threaded block runs, it does not wait
 
 
 def _blas() -> tuple[Callable[[], int], Callable[[int], None]] | None:
