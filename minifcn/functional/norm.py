@@ -127,11 +127,15 @@ class BatchNorm2d(Function):
             g, xh, out = gy[:, c0:c1], xhat[:, c0:c1], dx[:, c0:c1]
             sums = channel_sums(g, xh)
             dbeta[c0:c1], dgamma[c0:c1] = sums[0], sums[1]
-            scale = self.gamma[c0:c1] * self.inv_std[c0:c1]  # (c1 - c0,)
-            np.multiply(g, _per_channel(scale), out=out)
-            if self.training:  # with fixed statistics, dx is that per-channel affine map alone
-                out -= xh * _per_channel(scale * dgamma[c0:c1] / m)
-                out -= _per_channel(scale * dbeta[c0:c1] / m)
+            scale = _per_channel(self.gamma[c0:c1] * self.inv_std[c0:c1])
+            if not self.training:  # with fixed statistics, dx is a per-channel affine map of dy alone
+                np.multiply(g, scale, out=out)
+                return
+            # dx = scale * (dy - dbeta / m - xhat * dgamma / m), in place: no temporary as large as x
+            np.multiply(xh, _per_channel(-dgamma[c0:c1] / m), out=out)
+            out += g
+            out -= _per_channel(dbeta[c0:c1] / m)
+            out *= scale
 
         threads.by_channels(channels, C, gy.nbytes)
         return dx, dgamma, dbeta
