@@ -11,6 +11,11 @@ the fixed bilinear upsampling (as the reference trains). Times are medians
 over ``--repeats`` runs after one warm-up, minifcn and torch interleaved in
 one process so that their ratio is meaningful on a shared machine.
 
+The float32 GEMM rate of both (NumPy's BLAS and torch's, 2048x2048
+products on the same threads, interleaved) is printed first: where BLAS
+itself is the slower, minifcn's passes are bound to be slower by as much in
+their products (``profile_cpu.py`` says how much of a pass that is).
+
 Memory is measured in a fresh process per case: the peak resident memory
 (sampled every millisecond) during one pass, minus the resident memory
 just before it, so it counts what the pass needs beyond the weights
@@ -210,6 +215,22 @@ def measure_memory(kind: str, case: str, size: int, threads: int) -> int:
     return json.loads(out.stdout.strip().splitlines()[-1])["extra"]
 
 
+def gemm_rates(torch, n: int = 2048, repeats: int = 5) -> dict[str, float]:
+    """float32 GFLOP/s of an n x n x n product: NumPy's BLAS, and torch's when given; medians, interleaved."""
+    a = np.random.default_rng(0).standard_normal((n, n), dtype=np.float32)
+    products = {"numpy": lambda: a @ a}
+    if torch is not None:
+        t = torch.from_numpy(a)
+        products["torch"] = lambda: t @ t
+    times: dict[str, list[float]] = {k: [] for k in products}
+    for _ in range(repeats + 1):  # the first round warms up
+        for k, f in products.items():
+            t0 = time.perf_counter()
+            f()
+            times[k].append(time.perf_counter() - t0)
+    return {k: 2 * n**3 / statistics.median(v[1:]) / 1e9 for k, v in times.items()}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeats", type=int, default=5)
@@ -233,6 +254,11 @@ def main() -> None:
     print(
         f"machine: {cpu_name()}, {os.cpu_count()} cores; numpy {np.__version__} with OpenBLAS kernels "
         f"'{openblas_core()}'; torch {torch.__version__ if torch else 'not installed'} ({args.threads} threads)"
+    )
+    rates = gemm_rates(torch)
+    print(
+        f"float32 GEMM 2048^3: numpy {rates['numpy']:.0f} GFLOP/s"
+        + (f", torch {rates['torch']:.0f} GFLOP/s (numpy's at {rates['numpy'] / rates['torch']:.2f}x)" if torch else "")
     )
     print(
         f"FCN-8s, VGG16 backbone, {N_CLASS} classes, input 1x3x{S}x{S} float32; "
