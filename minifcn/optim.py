@@ -39,6 +39,11 @@ from .cuda import kernels
 from .functional import threads
 from .nn.parameter import Parameter
 
+#: On the CPU an update goes through its buffer this many elements at a time (each thread through its own
+#: range), so that the rule's temporaries stay in the cache and never grow with the net: 1.6x faster on the
+#: tiny-bn FCN-8s's 2.2 million parameters than whole ranges (benchmarks/RESULTS.md).
+UPDATE_CHUNK = 2**17
+
 
 def _parameter_list(optimiser: str, params: Iterable[Parameter]) -> list[Parameter]:
     """``params`` as a list, checked: not empty, and every item a Parameter (with lr_mult and decay_mult)."""
@@ -114,8 +119,13 @@ class _FlatGroup:
             if kernels.on_gpu(self.data):  # one launch for the whole buffer
                 rule(*arrays)
                 return
-            # An elementwise rule: on the CPU, each thread updates its own range of the buffer.
-            threads.by_channels(lambda i0, i1: rule(*(a[i0:i1] for a in arrays)), g.size, g.nbytes)
+
+            # An elementwise rule: on the CPU, each thread updates its own range of the buffer, a chunk at a time.
+            def elements(i0: int, i1: int) -> None:
+                for j in range(i0, i1, UPDATE_CHUNK):
+                    rule(*(a[j : min(j + UPDATE_CHUNK, i1)] for a in arrays))
+
+            threads.by_channels(elements, g.size, g.nbytes)
             return
         for k, p in enumerate(self.params):  # rare: a parameter without a gradient keeps its value and state
             if p.grad is not None:

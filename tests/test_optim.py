@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 import minifcn as mf
+from minifcn import optim
 from minifcn.functional import threads
 from minifcn.nn import Parameter
 from minifcn.optim import SGD, Adam
@@ -115,14 +116,16 @@ def _adam_by_hand(w, g, m, v, t, lr, b1=0.9, b2=0.999, eps=1e-8):
     return w - lr * (m / (1 - b1**t)) / (np.sqrt(v / (1 - b2**t)) + eps), m, v
 
 
-@pytest.mark.parametrize("split", [False, True], ids=["one thread", "buffer split over threads"])
+@pytest.mark.parametrize("split", [False, True], ids=["one thread", "buffer split over threads and chunks"])
 @pytest.mark.parametrize("optimiser", ["sgd", "adam"])
 def test_one_flat_update_equals_the_update_of_each_parameter(optimiser, split, rng, monkeypatch):
     """The parameters of one kind are views of one buffer, updated at once: each gets its own update, by hand.
-    On the CPU a large buffer is updated a range per thread: forced here, three ranges that cut parameters."""
+    On the CPU a large buffer is updated a range per thread, a chunk at a time: forced here, three ranges and
+    chunks of 7 elements that cut parameters."""
     if split:
         monkeypatch.setattr(threads, "MIN_BYTES", 0)
         monkeypatch.setattr(threads, "count", lambda: 3)
+        monkeypatch.setattr(optim, "UPDATE_CHUNK", 7)
     shapes = [(4, 3, 3, 3), (4,), (2, 4, 1, 1), (2,), (5,)]
     mults = [(1, 1), (2, 0), (1, 1), (2, 0), (0, 1)]  # weights, biases, and one fixed
     params = [Parameter(rng.standard_normal(s), lr_mult=lm, decay_mult=dm) for s, (lm, dm) in zip(shapes, mults)]
