@@ -43,7 +43,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), os.p
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from bench_conv import cpu_name, openblas_core  # noqa: E402
-from bench_fcn import N_CLASS, build_minifcn  # noqa: E402
+from bench_fcn import N_CLASS, build_minifcn, gemm_rates  # noqa: E402
 
 import minifcn as mf  # noqa: E402
 import minifcn.functional as F  # noqa: E402
@@ -173,17 +173,6 @@ def print_table(title: str, seconds: dict, nbytes: dict, calls: dict, wall: floa
     print()
 
 
-def gemm_rate(n: int = 2048, repeats: int = 5) -> float:
-    a = np.random.default_rng(0).standard_normal((n, n), dtype=np.float32)
-    a @ a
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        a @ a
-        times.append(time.perf_counter() - t0)
-    return 2 * n**3 / statistics.median(times) / 1e9
-
-
 def fcn_profile(size: int, repeats: int) -> None:
     model = build_minifcn()
     rng = np.random.default_rng(1)
@@ -232,7 +221,7 @@ def main() -> None:
     args = parser.parse_args()
     print(
         f"machine: {cpu_name()}, {os.cpu_count()} cores; numpy {np.__version__}, OpenBLAS '{openblas_core()}'; "
-        f"float32 GEMM {gemm_rate():.0f} GFLOP/s (2048^3)\n"
+        f"float32 GEMM {gemm_rates(None)['numpy']:.0f} GFLOP/s (2048^3)\n"
     )
     if not args.skip_fcn:
         fcn_profile(args.size, args.repeats)

@@ -120,6 +120,14 @@ def test_max_pool_nan_gradient_goes_to_the_last_nan_as_the_cuda_kernel():
     np.testing.assert_array_equal(x.grad, [[[[0.0, 0.0], [5.0, 0.0]]]])
 
 
+def test_max_pool_routes_inf_and_nan_gradients_to_the_winner_alone():
+    # Non-winners get exactly 0, never inf * 0 = NaN; the winners get the gradient's own value.
+    x = mf.Tensor(np.array([[[[1.0, 3.0, 0.0, 0.0], [2.0, 0.0, 0.0, 5.0]]]]), requires_grad=True)
+    F.max_pool2d(x, 2).backward(np.array([[[[np.inf, np.nan]]]]))
+    np.testing.assert_array_equal(x.grad, [[[[0.0, np.inf, 0.0, 0.0], [0.0, 0.0, 0.0, np.nan]]]])
+    assert not np.signbit(x.grad[np.isfinite(x.grad)]).any()  # +0.0, as where(mask, g, 0)
+
+
 def test_max_pool_without_gradients_keeps_no_argmax(rng):
     # Under no_grad (evaluation) the winning taps are not computed; the maxima are the same.
     x = rng.standard_normal((2, 3, 7, 9))

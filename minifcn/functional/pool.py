@@ -230,12 +230,13 @@ class MaxPool2d(Function):
         needs_argmax = self.input_needs_grad(0)  # only backward reads which offset won
         if needs_argmax:
             self.argmax = np.empty(y.shape, dtype=np.min_scalar_type(kernel[0] * kernel[1] - 1))
-        planes = xpad.reshape(N * C, Hp, Wp)  # one plane per channel of each image
+        # One plane per channel of each image, as (1, N*C, rows, columns) views: a block is a few planes.
+        planes, y_planes = xpad.reshape(1, N * C, Hp, Wp), y.reshape(1, N * C, OH, OW)
         span = kernel_span(kernel[0], dilation[0])
 
         def block(p0: int, p1: int, r0: int, r1: int) -> None:  # output rows [r0, r1) of planes [p0, p1)
-            part = planes[None, p0:p1, r0 * stride[0] : (r1 - 1) * stride[0] + span]  # the input rows they read
-            out = y.reshape(1, N * C, OH, OW)[:, p0:p1, r0:r1]
+            part = planes[:, p0:p1, r0 * stride[0] : (r1 - 1) * stride[0] + span]  # the input rows they read
+            out = y_planes[:, p0:p1, r0:r1]
             _separable_max(part, (r1 - r0, OW), kernel, stride, dilation, out=out)
             if needs_argmax:
                 views = [part[view] for _, view in _window_views(part, (r1 - r0, OW), kernel, stride, dilation)]
@@ -255,11 +256,10 @@ class MaxPool2d(Function):
         windows_overlap = any(k_ * d > s for k_, d, s in zip(kernel, dilation, stride))
         zero = gy.dtype.type(0)
         span = kernel_span(kernel[0], dilation[0])
-        gy = gy.reshape(1, N * C, OH, OW)
-        argmax = self.argmax.reshape(1, N * C, OH, OW)
+        gx_planes, gy, argmax = (a.reshape(1, N * C, *a.shape[2:]) for a in (gxpad, gy, self.argmax))
 
         def block(p0: int, p1: int, r0: int, r1: int) -> None:
-            gx = gxpad.reshape(1, N * C, Hp, Wp)[:, p0:p1, r0 * stride[0] : (r1 - 1) * stride[0] + span]
+            gx = gx_planes[:, p0:p1, r0 * stride[0] : (r1 - 1) * stride[0] + span]
             g, won = gy[:, p0:p1, r0:r1], argmax[:, p0:p1, r0:r1]
             for k, view in _window_views(gx, (r1 - r0, OW), kernel, stride, dilation):
                 if windows_overlap:
