@@ -218,6 +218,34 @@ def test_stride1_conv_either_columns_match_loops_and_gradients(
     gradcheck(lambda x, w, b: F.conv2d(x, w, b, 1, padding, dilation), tensors)
 
 
+@pytest.mark.parametrize(
+    "shape, kshape, padding, dilation",
+    [
+        ((2, 3, 5, 4), (4, 3, 3), (9, 9), (1, 1)),  # conv1_1's case: most windows in the padding
+        ((1, 2, 6, 5), (3, 3, 2), (7, 1), (2, 1)),  # beyond the reach in height only, dilated
+        ((1, 2, 4, 6), (2, 2, 3), (1, 4), (1, 2)),  # in width only
+    ],
+)
+def test_windows_wholly_in_the_padding(rng, monkeypatch, shape, kshape, padding, dilation):
+    # Output rows whose windows read only padding are the bias; the convolution runs with padding span - 1
+    # and the border is filled in. In float64 the forward pass equals the direct loop (the border equal to b
+    # exactly), and the gradients pass central differences. The spy checks the smaller padding was used.
+    used = []
+    forward = conv_module._conv_forward
+    monkeypatch.setattr(conv_module, "_conv_forward", lambda x, w, s, p, *a: used.append(p) or forward(x, w, s, p, *a))
+    x, w, b = _random_conv(rng, shape, kshape)
+    y = F.conv2d(mf.Tensor(x), mf.Tensor(w), mf.Tensor(b), 1, padding, dilation).data
+    np.testing.assert_allclose(y, conv2d_loop(x, w, b, (1, 1), padding, dilation), rtol=1e-10, atol=1e-10)
+    reach = [(k - 1) * d for k, d in zip(kshape[1:], dilation)]
+    assert used[-1] == tuple(min(p, r) for p, r in zip(padding, reach))
+    th, tw = (max(p - r, 0) for p, r in zip(padding, reach))
+    border = np.ones(y.shape, dtype=bool)
+    border[:, :, th : y.shape[2] - th, tw : y.shape[3] - tw] = False
+    np.testing.assert_array_equal(y[border], np.broadcast_to(b.reshape(1, -1, 1, 1), y.shape)[border])
+    tensors = [mf.Tensor(a, requires_grad=True) for a in (x, w, b)]
+    gradcheck(lambda x, w, b: F.conv2d(x, w, b, 1, padding, dilation), tensors)
+
+
 def test_flat_and_strided_columns_give_the_same_gradients(rng, monkeypatch):
     # The same convolution with either columns, and the flat ones banded one output row at a time:
     # equal to rounding in float64.

@@ -331,6 +331,28 @@ def _product(a: Any, b: Any, out: Any = None) -> Any:
 # The three kernels
 
 
+def _in_the_padding(x: Any, kernel: Pair, stride: Pair, padding: Pair, dilation: Pair) -> Pair:
+    """How many output rows and columns at each edge have windows wholly in the zero padding (CPU, stride 1).
+
+    With stride 1, output row i reads padded rows i .. i + span - 1, and the
+    image starts at padded row p: the first p - (span - 1) rows of windows
+    (and as many at the bottom) read nothing but zeros, so their output is
+    the bias and they add nothing to the weight gradient. conv1_1's pad 100
+    (Sec. 4.1, so that small inputs still reach fc6) makes most of its map so: on
+    a 128x128 image, 326x326 outputs of which 130x130 see the image. The
+    convolution is computed with padding span - 1 and the border filled in.
+    (The input gradient crops those rows already: see
+    ``_transposed_conv_as_conv``.) On a GPU the im2col kernel reads padding
+    without copying it, and every window is computed as it is.
+    """
+    if kernels.on_gpu(x) or stride != (1, 1):
+        return (0, 0)
+    return (
+        max(padding[0] - (kernel_span(kernel[0], dilation[0]) - 1), 0),
+        max(padding[1] - (kernel_span(kernel[1], dilation[1]) - 1), 0),
+    )
+
+
 def _conv_forward(x: Any, w: Any, stride: Pair, padding: Pair, dilation: Pair, b: Any = None) -> Any:
     """y = conv(x, w) + b: im2col and one matrix product (per band of output rows).
 
@@ -344,6 +366,15 @@ def _conv_forward(x: Any, w: Any, stride: Pair, padding: Pair, dilation: Pair, b
     OC, _, KH, KW = w.shape
     OH = conv_output_size(H, KH, stride[0], padding[0], dilation[0])
     OW = conv_output_size(W, KW, stride[1], padding[1], dilation[1])
+    th, tw = _in_the_padding(x, (KH, KW), stride, padding, dilation)
+    if th or tw:  # the windows that see only zeros give b: compute the rest, with padding they reach
+        inner = _conv_forward(x, w, stride, (padding[0] - th, padding[1] - tw), dilation, b)
+        y = np.empty((N, OC, OH, OW), dtype=x.dtype)
+        edge = 0 if b is None else b.reshape(OC, 1, 1)
+        for strip in (y[:, :, :th], y[:, :, OH - th :], y[:, :, th : OH - th, :tw], y[:, :, th : OH - th, OW - tw :]):
+            strip[...] = edge
+        y[:, :, th : OH - th, tw : OW - tw] = inner
+        return y
     columns = _columns_of(x, (KH, KW), stride, padding, dilation, (OH, OW))
     w2 = w.reshape(OC, C * KH * KW)
     tiles = _tiles(columns, OC, N, OH, x.itemsize)
@@ -448,6 +479,10 @@ def _conv_backward_weight(x: Any, gy: Any, kernel: Pair, stride: Pair, padding: 
     N, C, H, W = x.shape
     _, OC, OH, OW = gy.shape
     KH, KW = kernel
+    th, tw = _in_the_padding(x, kernel, stride, padding, dilation)
+    if th or tw:  # the windows that see only zeros add nothing to dw
+        inner = gy[:, :, th : OH - th, tw : OW - tw]
+        return _conv_backward_weight(x, inner, kernel, stride, (padding[0] - th, padding[1] - tw), dilation)
     columns = _columns_of(x, kernel, stride, padding, dilation, (OH, OW))
     tiles = _tiles(columns, OC, N, OH, x.itemsize)
     if tiles:
