@@ -150,11 +150,17 @@ class SoftmaxCrossEntropy(Function):
         else:
             valid = self.labels != self.ignore_index  # (N, H, W)
             target = xp.where(valid, self.labels, 0)[:, None]  # (N, 1, H, W), ignored pixels point at class 0
-            logp = _log_softmax(scores, axis=1)
-            picked = xp.take_along_axis(logp, target, axis=1)[:, 0]  # log p(true class) per pixel
+            # log p = z - log(sum of exp z), z = scores - their max. One array as large as the scores holds z,
+            # then exp z, then the softmax, in place: on a large image each new one costs its page faults.
+            probs = scores - scores.max(axis=1, keepdims=True)
+            picked = xp.take_along_axis(probs, target, axis=1)[:, 0]  # z of the true class
+            xp.exp(probs, out=probs)
+            sums = probs.sum(axis=1, keepdims=True)
+            picked -= xp.log(sums[:, 0])  # log p(true class) per pixel
+            probs /= sums
             counted = valid if self.weight is None else xp.where(valid, self.weight[target[:, 0]], 0)  # each weight
             losses = -xp.where(valid, picked, 0) * counted
-            self.softmax, self.target, self.counted = xp.exp(logp), target, counted
+            self.softmax, self.target, self.counted = probs, target, counted
         count = total(counted)
         # 'mean' of no pixels (or of weight 0) is 0, not NaN: an all-void crop teaches nothing.
         self.scale = 1 / xp.where(count > 0, count, 1) if self.reduction == "mean" else xp.ones((), np.float64)
@@ -169,8 +175,9 @@ class SoftmaxCrossEntropy(Function):
             )
         C = self.softmax.shape[1]
         classes = xp.arange(C).reshape((1, C) + (1,) * (self.softmax.ndim - 2))
-        onehot = classes == self.target  # (N, C, H, W)
-        return (self.softmax - onehot) * (self.counted[:, None] * scale)
+        g = xp.subtract(self.softmax, classes == self.target)  # softmax - onehot (N, C, H, W): one new array
+        g *= self.counted[:, None] * scale  # 0 on ignored pixels
+        return g
 
 
 def softmax_cross_entropy(
