@@ -246,6 +246,35 @@ def test_windows_wholly_in_the_padding(rng, monkeypatch, shape, kshape, padding,
     gradcheck(lambda x, w, b: F.conv2d(x, w, b, 1, padding, dilation), tensors)
 
 
+@pytest.mark.parametrize(
+    "shape, kshape, stride, padding",
+    [
+        ((2, 3, 9, 11), (2, 4, 4), (2, 2), (1, 1)),  # upsampling's 2f by f
+        ((1, 2, 13, 10), (3, 6, 4), (3, 2), (2, 0)),  # three strides down, two across
+        ((2, 2, 18, 17), (2, 8, 8), (4, 4), (0, 3)),  # rows and columns past the last window: no gradient
+    ],
+)
+def test_kernels_a_whole_number_of_strides_run_on_blocks(rng, monkeypatch, shape, kshape, stride, padding):
+    # Such a convolution runs at stride 1 on the input's s x s blocks made channels; its transposed convolution
+    # likewise, put back into pixels. In float64, both ops against the direct loops, and their gradients (input,
+    # weight, bias) by central differences; the spy checks that the blocks were used, forward and backward.
+    blocked = []
+    to_blocks = conv_module._space_to_depth
+    monkeypatch.setattr(conv_module, "_space_to_depth", lambda x, s: blocked.append(s) or to_blocks(x, s))
+    x, w, b = _random_conv(rng, shape, kshape)
+    y = F.conv2d(mf.Tensor(x), mf.Tensor(w), mf.Tensor(b), stride, padding).data
+    np.testing.assert_allclose(y, conv2d_loop(x, w, b, stride, padding, (1, 1)), rtol=1e-10, atol=1e-10)
+    assert blocked
+    tensors = [mf.Tensor(a, requires_grad=True) for a in (x, w, b)]
+    gradcheck(lambda x, w, b: F.conv2d(x, w, b, stride, padding), tensors)
+    xt, wt, bt = _random_conv(rng, (shape[0], kshape[0], 4, 3), (shape[1], *kshape[1:]), transposed=True)
+    yt = F.conv_transpose2d(mf.Tensor(xt), mf.Tensor(wt), mf.Tensor(bt), stride, padding).data
+    np.testing.assert_allclose(yt, conv_transpose2d_loop(xt, wt, bt, stride, padding, (1, 1)), rtol=1e-10, atol=1e-10)
+    tensors = [mf.Tensor(a, requires_grad=True) for a in (xt, wt, bt)]
+    gradcheck(lambda x, w, b: F.conv_transpose2d(x, w, b, stride, padding), tensors)
+    assert len(blocked) > 6
+
+
 def test_flat_and_strided_columns_give_the_same_gradients(rng, monkeypatch):
     # The same convolution with either columns, and the flat ones banded one output row at a time:
     # equal to rounding in float64.

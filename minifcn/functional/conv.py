@@ -31,8 +31,8 @@ Speed, on the CPU: the matrix products are BLAS's; what is ours is the copy
 into columns. A stride-1 convolution (all of VGG16's 3x3 layers, and their
 input gradients) takes its columns from the flattened input as long
 contiguous runs (``im2col_flat``), at about twice the speed of the strided
-copies of ``im2col``; upsampling layers (kernel 2f, stride f) copy their
-taps in blocks of f x f. A layer with few channels (at most 128 outputs) is
+copies of ``im2col``; upsampling layers (kernel 2f, stride f) run as
+stride-1 convolutions on blocks of f x f pixels made channels. A layer with few channels (at most 128 outputs) is
 computed in tiles of a few output rows, each unfolded and multiplied while
 it is in a core's cache, the tiles spread over the cores (``_tiles``); every
 other product is split over the same threads (``threads.matmul``).
@@ -328,6 +328,61 @@ def _product(a: Any, b: Any, out: Any = None) -> Any:
 
 
 # ---------------------------------------------------------------------------
+# Strided convolutions as stride-1 ones on blocks of pixels
+
+
+def _by_blocks(x: Any, kernel: Pair, stride: Pair, dilation: Pair) -> bool:
+    """Whether a strided convolution runs as a stride-1 one on its input's blocks of pixels (CPU).
+
+    With stride s and a kernel of m*s taps (no dilation), tap A*s + a of
+    output i reads pixel (i + A)*s + a: pixel a of block i + A. Cut the
+    padded input into s x s blocks and make each block's pixels channels
+    (``_space_to_depth``), and the convolution is a stride-1 convolution
+    with an m x m kernel (``_blocked_weight``), which runs on the tiles of
+    flat columns; the transposed convolution likewise, its output put back
+    into pixels (``_depth_to_space``). The FCNs' upsampling layers (kernel
+    2f, stride f) are such: upsampling by 8 at camvid-cpu's 480x360 took
+    62-77 ms instead of 130-136, its backward 66-75 instead of 115-128
+    (benchmarks/RESULTS.md). Other strided convolutions (AlexNet's conv1,
+    11 by 4) take im2col's columns.
+    """
+    return (
+        not kernels.on_gpu(x)
+        and stride != (1, 1)
+        and dilation == (1, 1)
+        and kernel[0] % stride[0] == 0
+        and kernel[1] % stride[1] == 0
+    )
+
+
+def _space_to_depth(x: Any, stride: Pair) -> Any:
+    """(N, C, H, W) -> (N, C*sh*sw, H/sh, W/sw): pixel (a, b) of each sh x sw block is channel (c, a, b)."""
+    N, C, H, W = x.shape
+    sh, sw = stride
+    blocks = x.reshape(N, C, H // sh, sh, W // sw, sw).transpose(0, 1, 3, 5, 2, 4)
+    return blocks.reshape(N, C * sh * sw, H // sh, W // sw)
+
+
+def _depth_to_space(x: Any, stride: Pair) -> Any:
+    """The inverse of ``_space_to_depth``: (N, C*sh*sw, Hb, Wb) -> (N, C, Hb*sh, Wb*sw)."""
+    N, CB, Hb, Wb = x.shape
+    sh, sw = stride
+    pixels = x.reshape(N, CB // (sh * sw), sh, sw, Hb, Wb).transpose(0, 1, 4, 2, 5, 3)
+    return pixels.reshape(N, CB // (sh * sw), Hb * sh, Wb * sw)
+
+
+def _blocked_weight(w: Any, stride: Pair) -> Any:
+    """(OC, C, mh*sh, mw*sw) -> (OC, C*sh*sw, mh, mw): w'[o, (c, a, b), A, B] = w[o, c, A*sh + a, B*sw + b]."""
+    return np.ascontiguousarray(_space_to_depth(w, stride))
+
+
+def _padded_to_blocks(x: Any, out_hw: Pair, kernel: Pair, stride: Pair, padding: Pair) -> Any:
+    """x zero-padded as far as the windows of ``out_hw`` outputs reach, a whole number of blocks (or cut there)."""
+    Hp, Wp = (padded_extent(o, k, s, 1) for o, k, s in zip(out_hw, kernel, stride))
+    return pad2d(x, padding[0], padding[1], Hp, Wp)
+
+
+# ---------------------------------------------------------------------------
 # The three kernels
 
 
@@ -375,6 +430,9 @@ def _conv_forward(x: Any, w: Any, stride: Pair, padding: Pair, dilation: Pair, b
             strip[...] = edge
         y[:, :, th : OH - th, tw : OW - tw] = inner
         return y
+    if _by_blocks(x, (KH, KW), stride, dilation):
+        blocks = _space_to_depth(_padded_to_blocks(x, (OH, OW), (KH, KW), stride, padding), stride)
+        return _conv_forward(blocks, _blocked_weight(w, stride), (1, 1), (0, 0), (1, 1), b)
     columns = _columns_of(x, (KH, KW), stride, padding, dilation, (OH, OW))
     w2 = w.reshape(OC, C * KH * KW)
     tiles = _tiles(columns, OC, N, OH, x.itemsize)
@@ -413,6 +471,9 @@ def _conv_backward_input(gy: Any, w: Any, input_hw: Pair, stride: Pair, padding:
     _, _, OH, OW = gy.shape
     if stride == (1, 1) and input_hw[0] * input_hw[1] <= 1.25 * OH * OW:
         return _transposed_conv_as_conv(gy, w, padding, dilation)
+    if _by_blocks(gy, w.shape[2:], stride, dilation):  # stride 1 on blocks, then the blocks back to pixels
+        gxpad = _depth_to_space(_transposed_conv_as_conv(gy, _blocked_weight(w, stride), (0, 0), (1, 1)), stride)
+        return np.ascontiguousarray(pad2d(gxpad[:, :, padding[0] :, padding[1] :], 0, 0, *input_hw))
     return _transposed_conv_by_col2im(gy, w, input_hw, stride, padding, dilation)
 
 
@@ -483,6 +544,11 @@ def _conv_backward_weight(x: Any, gy: Any, kernel: Pair, stride: Pair, padding: 
     if th or tw:  # the windows that see only zeros add nothing to dw
         inner = gy[:, :, th : OH - th, tw : OW - tw]
         return _conv_backward_weight(x, inner, kernel, stride, (padding[0] - th, padding[1] - tw), dilation)
+    if _by_blocks(x, kernel, stride, dilation):
+        blocks = _space_to_depth(_padded_to_blocks(x, (OH, OW), kernel, stride, padding), stride)
+        m = (KH // stride[0], KW // stride[1])
+        gw_blocked = _conv_backward_weight(blocks, gy, m, (1, 1), (0, 0), (1, 1))  # (OC, C*sh*sw, mh, mw)
+        return np.ascontiguousarray(_depth_to_space(gw_blocked, stride))
     columns = _columns_of(x, kernel, stride, padding, dilation, (OH, OW))
     tiles = _tiles(columns, OC, N, OH, x.itemsize)
     if tiles:
