@@ -353,9 +353,13 @@ def _compare_branches(op, inputs, dtype):
     """The op's GPU branch (host kernels) against its NumPy branch: outputs and every gradient."""
     y_gpu, grads_gpu = _forward_backward(op, inputs)
     y_cpu, grads_cpu = _numpy_branch(lambda: _forward_backward(op, inputs))
-    np.testing.assert_allclose(y_gpu, y_cpu, **_tol(dtype))
-    for g_gpu, g_cpu in zip(grads_gpu, grads_cpu):
-        np.testing.assert_allclose(g_gpu, g_cpu, **_tol(dtype))
+    for a_gpu, a_cpu in zip([y_gpu, *grads_gpu], [y_cpu, *grads_cpu]):
+        tol = _tol(dtype)
+        if dtype == np.float32:  # a float32 sum is off by a few roundings of its largest terms, not of its own size:
+            # the input gradient of FCN-8s's 16x16 upsampling by 8 is 2.0e-5 from float64 on values up to 74, either
+            # way NumPy orders the sums (2.7e-7 of the largest); so the absolute part scales with the array's largest
+            tol["atol"] *= max(1.0, float(np.abs(a_cpu).max()))
+        np.testing.assert_allclose(a_gpu, a_cpu, **tol)
     return y_gpu
 
 
