@@ -88,18 +88,24 @@ class BatchNorm2d(Function):
                 mean, self.inv_std = self.running_mean, 1 / xp.sqrt(self.running_var + x.dtype.type(self.eps))
             self.xhat, y = kernels.batch_norm_forward(x, mean, self.inv_std, gamma, beta)
             return y
-        y, self.xhat, self.inv_std = xp.empty_like(x), xp.empty_like(x), xp.empty(C, dtype=x.dtype)
+        y, self.centered, self.inv_std = xp.empty_like(x), xp.empty_like(x), xp.empty(C, dtype=x.dtype)
         threads.by_channels(lambda c0, c1: self._forward_channels(x, gamma, beta, y, c0, c1), C, x.nbytes)
         return y
 
     def _forward_channels(self, x: Any, gamma: Any, beta: Any, y: Any, c0: int, c1: int) -> None:
-        """The CPU's forward pass for channels [c0, c1): statistics, running averages, xhat and y."""
+        """The CPU's forward pass for channels [c0, c1): statistics, running averages and y.
+
+        It keeps x - mean (``centered``) rather than xhat: y = (x - mean) *
+        (gamma / sqrt(var + eps)) + beta in one multiply and one add, a pass
+        over the map fewer than normalising first; backward scales by
+        1 / sqrt(var + eps) where it needs xhat.
+        """
         x, m, inv_std = x[:, c0:c1], x.size // x.shape[1], self.inv_std[c0:c1]
-        xhat = self.xhat[:, c0:c1]
+        centered = self.centered[:, c0:c1]
         if self.training:
             mean = (channel_sum(x) / m).astype(x.dtype)
-            np.subtract(x, _per_channel(mean), out=xhat)
-            var = (channel_dot(xhat, xhat) / m).astype(x.dtype)
+            np.subtract(x, _per_channel(mean), out=centered)
+            var = (channel_dot(centered, centered) / m).astype(x.dtype)
             t = x.dtype.type(self.momentum)
             running_mean, running_var = self.running_mean[c0:c1], self.running_var[c0:c1]
             running_mean *= 1 - t
@@ -108,31 +114,31 @@ class BatchNorm2d(Function):
             running_var += t * var * x.dtype.type(m / (m - 1))
         else:
             var = self.running_var[c0:c1]
-            np.subtract(x, _per_channel(self.running_mean[c0:c1]), out=xhat)
+            np.subtract(x, _per_channel(self.running_mean[c0:c1]), out=centered)
         inv_std[...] = 1 / np.sqrt(var + x.dtype.type(self.eps))
-        xhat *= _per_channel(inv_std)
         out = y[:, c0:c1]
-        np.multiply(xhat, _per_channel(gamma[c0:c1]), out=out)
+        np.multiply(centered, _per_channel(gamma[c0:c1] * inv_std), out=out)
         out += _per_channel(beta[c0:c1])
 
     def backward(self, gy: Any) -> tuple:
-        xhat, m = self.xhat, gy.size // gy.shape[1]
+        m = gy.size // gy.shape[1]
         if kernels.on_gpu(gy):  # the sums, then one pass for dx
-            sums = kernels.channel_sums(gy, xhat)
-            return kernels.batch_norm_backward(gy, xhat, sums, self.gamma, self.inv_std, m if self.training else 0)
+            sums = kernels.channel_sums(gy, self.xhat)
+            return kernels.batch_norm_backward(gy, self.xhat, sums, self.gamma, self.inv_std, m if self.training else 0)
         C = gy.shape[1]
         dx, dgamma, dbeta = np.empty_like(gy), np.empty(C, dtype=gy.dtype), np.empty(C, dtype=gy.dtype)
 
         def channels(c0: int, c1: int) -> None:
-            g, xh, out = gy[:, c0:c1], xhat[:, c0:c1], dx[:, c0:c1]
-            sums = channel_sums(g, xh)
-            dbeta[c0:c1], dgamma[c0:c1] = sums[0], sums[1]
-            scale = _per_channel(self.gamma[c0:c1] * self.inv_std[c0:c1])
+            g, xc, out = gy[:, c0:c1], self.centered[:, c0:c1], dx[:, c0:c1]
+            inv_std = self.inv_std[c0:c1]
+            sums = channel_sums(g, xc)  # sum of dy, and of dy * (x - mean): dgamma once scaled by 1 / std
+            dbeta[c0:c1], dgamma[c0:c1] = sums[0], sums[1] * inv_std
+            scale = _per_channel(self.gamma[c0:c1] * inv_std)
             if not self.training:  # with fixed statistics, dx is a per-channel affine map of dy alone
                 np.multiply(g, scale, out=out)
                 return
-            # dx = scale * (dy - dbeta / m - xhat * dgamma / m), in place: no temporary as large as x
-            np.multiply(xh, _per_channel(-dgamma[c0:c1] / m), out=out)
+            # dx = scale * (dy - dbeta / m - xhat * dgamma / m), xhat = (x - mean) / std, in place: no temporary
+            np.multiply(xc, _per_channel(-dgamma[c0:c1] * inv_std / m), out=out)
             out += g
             out -= _per_channel(dbeta[c0:c1] / m)
             out *= scale
