@@ -32,10 +32,11 @@ into columns. A stride-1 convolution (all of VGG16's 3x3 layers, and their
 input gradients) takes its columns from the flattened input as long
 contiguous runs (``im2col_flat``), at about twice the speed of the strided
 copies of ``im2col``; upsampling layers (kernel 2f, stride f) run as
-stride-1 convolutions on blocks of f x f pixels made channels. A layer with few channels (at most 128 outputs) is
-computed in tiles of a few output rows, each unfolded and multiplied while
-it is in a core's cache, the tiles spread over the cores (``_tiles``); every
-other product is split over the same threads (``threads.matmul``).
+stride-1 convolutions on blocks of f x f pixels made channels. A layer
+with few channels (at most 128 outputs) is computed in tiles of a few
+output rows, each unfolded and multiplied while it is in a core's cache,
+the tiles spread over the cores (``_tiles``); every other product is split
+over the same threads (``threads.matmul``).
 benchmarks/RESULTS.md has the profile.
 
 On a GPU (CuPy arrays) im2col and col2im are the CUDA kernels of
@@ -393,9 +394,10 @@ def _in_the_padding(x: Any, kernel: Pair, stride: Pair, padding: Pair, dilation:
     image starts at padded row p: the first p - (span - 1) rows of windows
     (and as many at the bottom) read nothing but zeros, so their output is
     the bias and they add nothing to the weight gradient. conv1_1's pad 100
-    (Sec. 4.1, so that small inputs still reach fc6) makes most of its map so: on
-    a 128x128 image, 326x326 outputs of which 130x130 see the image. The
-    convolution is computed with padding span - 1 and the border filled in.
+    (Sec. 4.1, so that small inputs still reach fc6) makes most of its map
+    so: on a 128x128 image, 130x130 of its 326x326 outputs see the image.
+    The convolution is computed with padding span - 1 and the border filled
+    in.
     (The input gradient crops those rows already: see
     ``_transposed_conv_as_conv``.) On a GPU the im2col kernel reads padding
     without copying it, and every window is computed as it is.
