@@ -122,11 +122,14 @@ def _tap_blocks(xpad: Any, kernel: Pair, stride: Pair, dilation: Pair, rows: Pai
     the taps kh = bh*sh + ph (0 <= ph < sh) of block bh read row
     (r0 + i + bh)*sh + ph, the rows from (r0 + bh)*sh on cut into R groups of
     sh. So a block reads one rectangle of the input, reshaped to
-    (N, C, R, sh, OW, sw): 4 blocks instead of 256 taps for FCN-8s's 16x16
+    (N, C, R, sh, OW, sw): 4 blocks instead of 256 taps for a 16x16
     upsampling by 8, 4 instead of 3969 for a 63x63 one by 32. Where the
     kernel is not a whole number of strides, the last block of a row or
     column holds fewer taps, and its rectangle reaches past the kernel by
-    less than a stride: ``padded_extent`` pads that far.
+    less than a stride: ``padded_extent`` pads that far. (On the CPU a
+    convolution whose kernel is a whole number of strides, such as FCN-8s's
+    upsampling, runs on blocks of pixels instead, ``_by_blocks``; the nets
+    bring the others here: the tiny GoogLeNet's 63x63 by 32, AlexNet's conv1.)
     """
     (KH, KW), (sh, sw), (r0, r1) = kernel, stride, rows
     N, C = xpad.shape[:2]
