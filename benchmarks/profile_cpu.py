@@ -22,9 +22,10 @@ it runs to the memory's speed.
 
 The split that matters for speed: "inside the products" (BLAS at its GEMM
 rate, printed at the top) against everything else. The few-channel
-convolutions run in tiles on worker threads, each unfolding and multiplying
+convolutions run in tiles on all the threads, each unfolding and multiplying
 in turn, so their rows ("tiles: ...") hold both and are counted apart. Work
-on the worker threads is timed only as part of the row that waits for it.
+split over the threads (``threads.by_parts``, the calling thread's share
+included) is timed only as part of the row that waits for it.
 """
 
 from __future__ import annotations
@@ -48,7 +49,7 @@ from bench_fcn import N_CLASS, build_minifcn, gemm_rates  # noqa: E402
 import minifcn as mf  # noqa: E402
 import minifcn.functional as F  # noqa: E402
 from minifcn import autograd, optim  # noqa: E402
-from minifcn.functional import conv, pool  # noqa: E402
+from minifcn.functional import conv, pool, threads  # noqa: E402
 from minifcn.models import FCN8s  # noqa: E402
 
 #: Helpers inside the ops, timed by name where the module has them: (module, attribute, row label).
@@ -89,13 +90,28 @@ class Profile:
     def __init__(self):
         self.seconds, self.bytes, self.calls = collections.Counter(), collections.Counter(), collections.Counter()
         self.saved, self.stack = [], []
+        self.splitting = 0  # > 0 inside threads.by_parts: its parts are the waiting row's time
+
+    def split(self):
+        """threads.by_parts, with the rows inside its parts left untimed (the calling thread runs one part)."""
+        original = threads.by_parts
+
+        def untimed_parts(*args, **kwargs):
+            self.splitting += 1
+            try:
+                return original(*args, **kwargs)
+            finally:
+                self.splitting -= 1
+
+        self.saved.append((threads, "by_parts", original))
+        threads.by_parts = untimed_parts
 
     def wrap(self, owner, attribute, label):
         original = getattr(owner, attribute)
 
         def timed(*args, **kwargs):
-            if threading.current_thread() is not threading.main_thread():
-                return original(*args, **kwargs)  # inside a row of the main thread, which waits for it
+            if threading.current_thread() is not threading.main_thread() or self.splitting:
+                return original(*args, **kwargs)  # a part of a split pass: the row that waits for it holds it
             self.stack.append(0.0)
             t0 = time.perf_counter()
             result = original(*args, **kwargs)
@@ -119,6 +135,7 @@ class Profile:
         for owner, attribute, label in list(INNER) + list(extra):
             if hasattr(owner, attribute):
                 self.wrap(owner, attribute, label)
+        self.split()
         return self
 
     def remove(self):

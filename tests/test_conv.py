@@ -1,6 +1,7 @@
 """conv2d and conv_transpose2d: forward against direct loops, gradients against central differences."""
 
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -419,6 +420,34 @@ def test_split_product_equals_the_whole(rng, monkeypatch):
         out = np.full((5, 11), np.nan)
         assert threads.matmul(a, b, out) is out
         np.testing.assert_allclose(out, a @ b, rtol=1e-14, atol=1e-14)
+
+
+def test_by_parts_runs_the_first_range_here_and_waits_for_all():
+    """The ranges are fixed by the sizes, the calling thread runs the first, the results come in range order,
+    and when one range raises, every other has finished before the error reaches the caller."""
+    ran = {}
+
+    def job(i0, i1):
+        ran[(i0, i1)] = threading.current_thread()
+        return list(range(i0, i1))
+
+    assert threads.by_parts(job, 10, 3) == [[0, 1, 2], [3, 4, 5], [6, 7, 8, 9]]
+    assert ran[(0, 3)] is threading.current_thread()
+    assert ran[(3, 6)] is not threading.current_thread() and ran[(6, 10)] is not threading.current_thread()
+    assert threads.by_parts(job, 2, 4) == [[0], [1]]  # empty ranges are not run
+    assert threads.by_parts(job, 0, 2) == []
+
+    finished = threading.Event()
+
+    def failing(i0, i1):
+        if i0 == 0:
+            raise ZeroDivisionError("the first range fails at once")
+        time.sleep(0.05)  # the other range is still writing when the first fails
+        finished.set()
+
+    with pytest.raises(ZeroDivisionError, match="fails at once"):
+        threads.by_parts(failing, 2, 2)
+    assert finished.is_set(), "by_parts returned while a range was still running"
 
 
 def test_single_threaded_blas_puts_the_count_back():
