@@ -88,6 +88,27 @@ def test_relu_inplace_writes_over_its_input_with_the_same_values_and_gradient(rn
     gradcheck(lambda t: F.relu(t * 2.0, inplace=True), [mf.Tensor(x, requires_grad=True)])
 
 
+@pytest.mark.parametrize("split", [False, True], ids=["one thread", "channels split"])
+def test_relu_of_maps_views_and_special_values(rng, split, monkeypatch):
+    """Maps are rectified plane by plane against a plane of zeros: the values of np.maximum(x, 0), NaN and
+    infinities included, also in place on a view that is not contiguous (whose planes are not)."""
+    if split:
+        monkeypatch.setattr(threads, "MIN_BYTES", 0)
+        monkeypatch.setattr(threads, "count", lambda: 2)
+    for dtype in (np.float32, np.float64):
+        x = rng.standard_normal((2, 3, 5, 7)).astype(dtype)
+        x[0, 1, 2, :4] = [np.nan, np.inf, -np.inf, -0.0]
+        expected = np.maximum(x, 0)
+        np.testing.assert_array_equal(F.relu(mf.Tensor(x.copy())).data, expected)
+        a = x.copy()
+        F.relu(mf.Tensor(a), inplace=True)
+        np.testing.assert_array_equal(a, expected)
+        base = x.copy()
+        F.relu(mf.Tensor(base[:, :, :, ::2]), inplace=True)  # every other column, in place
+        np.testing.assert_array_equal(base[..., ::2], expected[..., ::2])
+        np.testing.assert_array_equal(base[..., 1::2], x[..., 1::2])  # the columns between left alone
+
+
 def test_dropout_is_inverted_and_reproducible(rng):
     x = np.ones((200, 200), np.float32)
     mf.manual_seed(3)
