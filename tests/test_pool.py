@@ -199,3 +199,31 @@ def test_max_pooling_in_blocks_on_threads_is_the_same(kernel, stride, block_byte
     for a, b in zip(split, whole):
         np.testing.assert_array_equal(a, b)
     assert np.isnan(split[0]).sum() > 0
+
+
+@pytest.mark.parametrize("size, kernel, stride, padding, dilation, ceil_mode", POOL_CASES)
+@pytest.mark.parametrize("blocks", [False, True], ids=["whole", "in blocks on threads"])
+def test_max_pool_backward_writes_every_pixel_it_does_not_zero(
+    rng, size, kernel, stride, padding, dilation, ceil_mode, blocks, monkeypatch
+):
+    """Where the windows tile the padded input exactly (the FCN pools), backward starts from an uninitialised
+    array and writes every pixel; elsewhere it starts from zeros. Made visible here: uninitialised memory
+    reads as NaN, and the gradient must still be the direct loop's, also when bands of rows are split over
+    threads."""
+    from minifcn.functional import pool, threads
+
+    if blocks:
+        monkeypatch.setattr(pool, "BLOCK_BYTES", 16)  # a row of a plane per block
+        monkeypatch.setattr(threads, "MIN_BYTES", 0)
+        monkeypatch.setattr(threads, "count", lambda: 3)
+    x = rng.standard_normal(size)
+    t = mf.Tensor(x, requires_grad=True)
+    y = F.max_pool2d(t, kernel, stride, padding, dilation, ceil_mode)
+    g = rng.standard_normal(y.shape)
+    empty = np.empty
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(pool.np, "empty", lambda shape, dtype=float: np.full(shape, np.nan, dtype))
+        y.backward(g)
+    assert np.empty is empty
+    expected = max_pool2d_grad_loop(x, g, kernel, stride, padding, dilation, ceil_mode)
+    np.testing.assert_allclose(t.grad, expected, rtol=1e-14, atol=0)  # overlapping windows add in another order

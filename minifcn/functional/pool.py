@@ -252,8 +252,10 @@ class MaxPool2d(Function):
             return kernels.max_pool_backward(gy, self.argmax, self.x_shape, kernel, stride, padding, dilation)
         N, C, H, W = self.x_shape
         (OH, OW), (Hp, Wp) = out_hw, self.pad_hw
-        gxpad = xp.zeros((N, C, Hp, Wp), dtype=gy.dtype)
         windows_overlap = any(k_ * d > s for k_, d, s in zip(kernel, dilation, stride))
+        gxpad = (xp.empty if _windows_tile(kernel, stride, dilation, out_hw, (Hp, Wp)) else xp.zeros)(
+            (N, C, Hp, Wp), dtype=gy.dtype
+        )
         zero = gy.dtype.type(0)
         span = kernel_span(kernel[0], dilation[0])
         gx_planes, gy, argmax = (a.reshape(1, N * C, *a.shape[2:]) for a in (gxpad, gy, self.argmax))
@@ -270,6 +272,15 @@ class MaxPool2d(Function):
         blocks = _blocks(N * C, OH, stride[0] * Wp * gy.itemsize, split_rows=not windows_overlap)
         _in_blocks(block, blocks, gxpad.nbytes)
         return _unpad(gxpad, padding, (H, W))
+
+
+def _windows_tile(kernel: tuple, stride: tuple, dilation: tuple, out_hw: tuple, padded_hw: tuple) -> bool:
+    """Whether the windows cover the padded input exactly once, pixel by pixel (the FCNs' 2x2 pools, stride 2).
+
+    Then backward writes every pixel of the input gradient (the winner's
+    gradient or zero) and it needs no zeros first.
+    """
+    return kernel == stride and dilation == (1, 1) and padded_hw == (out_hw[0] * stride[0], out_hw[1] * stride[1])
 
 
 def _select_into(out: Any, g: Any, mask: Any) -> None:
