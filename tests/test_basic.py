@@ -107,6 +107,8 @@ def test_relu_of_maps_views_and_special_values(rng, split, monkeypatch):
         F.relu(mf.Tensor(base[:, :, :, ::2]), inplace=True)  # every other column, in place
         np.testing.assert_array_equal(base[..., ::2], expected[..., ::2])
         np.testing.assert_array_equal(base[..., 1::2], x[..., 1::2])  # the columns between left alone
+    for empty in ((0, 3, 4, 4), (2, 3, 0, 5)):  # no images, no rows: nothing to rectify, no error
+        assert F.relu(mf.Tensor(np.zeros(empty, np.float32))).shape == empty
 
 
 def test_dropout_is_inverted_and_reproducible(rng):

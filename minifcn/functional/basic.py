@@ -6,6 +6,7 @@ one shape, or a tensor and a Python number.
 
 from __future__ import annotations
 
+import math
 import numbers
 from typing import Any, Sequence
 
@@ -133,7 +134,7 @@ class ReLU(Function):
             return self.y
         self.y = x if self.inplace else np.empty_like(x)
         N, C = x.shape[:2]
-        zeros = _zeros(x[0, 0].size, x.dtype)  # one plane of zeros, shared by every (n, c)
+        zeros = _zeros(math.prod(x.shape[2:]), x.dtype)  # one plane of zeros, shared by every (n, c)
 
         def channels(c0: int, c1: int) -> None:  # (N, c, plane) views: each plane is contiguous
             planes = (N, c1 - c0, zeros.size)
@@ -156,7 +157,7 @@ def _zeros(n: int, dtype: Any) -> np.ndarray:
     """n zeros of ``dtype``, read-only: a slice of one buffer per dtype, grown to the largest plane asked for.
 
     NumPy's ``maximum`` runs its vector loop when both operands are arrays:
-    ReLU against a plane of zeros took a quarter to a third of the time of
+    ReLU against a plane of zeros took a fifth to a third of the time of
     ``maximum(x, 0)`` on the quick net's maps (benchmarks/RESULTS.md).
     """
     zeros = _ZEROS.get(np.dtype(dtype))
