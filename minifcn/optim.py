@@ -36,7 +36,7 @@ import numpy as np
 
 from .backend import get_array_module, to_device
 from .cuda import kernels
-from .functional import threads
+from .functional.cpu import threads
 from .nn.parameter import Parameter
 
 #: On the CPU an update goes through its buffer this many elements at a time (each thread through its own

@@ -5,7 +5,7 @@ import pytest
 
 import minifcn as mf
 import minifcn.functional as F
-from minifcn.functional import threads
+from minifcn.functional.cpu import threads
 from minifcn.gradcheck import gradcheck
 
 

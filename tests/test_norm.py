@@ -6,7 +6,7 @@ import pytest
 import minifcn as mf
 import minifcn.functional as F
 import minifcn.nn as nn
-from minifcn.functional import threads
+from minifcn.functional.cpu import threads
 from minifcn.gradcheck import gradcheck
 
 

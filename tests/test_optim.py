@@ -5,7 +5,7 @@ import pytest
 
 import minifcn as mf
 from minifcn import optim
-from minifcn.functional import threads
+from minifcn.functional.cpu import threads
 from minifcn.nn import Parameter
 from minifcn.optim import SGD, Adam
 

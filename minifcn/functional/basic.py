@@ -6,16 +6,14 @@ one shape, or a tensor and a Python number.
 
 from __future__ import annotations
 
-import math
 import numbers
 from typing import Any, Sequence
-
-import numpy as np
 
 from .. import rng
 from ..autograd import Function, Tensor
 from ..backend import get_array_module
-from . import threads
+from . import routes
+from .cpu import relu as cpu_relu
 from .geometry import pair
 from .reduce import total
 
@@ -115,6 +113,10 @@ def sum(x: Tensor) -> Tensor:  # noqa: A001 - mirrors numpy.sum / torch.sum
     return Sum()(x)
 
 
+RELU = routes.declare("relu", "reference", "zero planes")
+RELU_BACKWARD = routes.declare("relu backward", "reference", "channels")
+
+
 class ReLU(Function):
     """y = max(x, 0). Backward: dy where y > 0, else 0.
 
@@ -122,52 +124,30 @@ class ReLU(Function):
     no new array for the largest maps of a net. It is safe only where nothing
     else reads x afterwards, such as the output of a convolution or a batch
     norm that feeds this ReLU alone (neither keeps its output for backward).
+
+    Routes (both passes): the reference as written above, on a GPU too; on
+    the CPU, for maps whose planes are contiguous, ``cpu/relu.py`` (planes
+    against a plane of zeros, channels over the cores).
     """
 
     def __init__(self, inplace: bool = False):
         self.inplace = inplace
 
     def forward(self, x: Any) -> Any:
-        xp = get_array_module(x)
-        if xp is not np or x.ndim < 2 or not x.flags.c_contiguous:  # (a view's planes are not contiguous)
-            self.y = xp.maximum(x, 0, out=x if self.inplace else None)
-            return self.y
-        self.y = x if self.inplace else np.empty_like(x)
-        N, C = x.shape[:2]
-        zeros = _zeros(math.prod(x.shape[2:]), x.dtype)  # one plane of zeros, shared by every (n, c)
-
-        def channels(c0: int, c1: int) -> None:  # (N, c, plane) views: each plane is contiguous
-            planes = (N, c1 - c0, zeros.size)
-            np.maximum(x[:, c0:c1].reshape(planes), zeros, out=self.y[:, c0:c1].reshape(planes))
-
-        threads.by_channels(channels, C, x.nbytes)
+        if routes.use_reference() or not cpu_relu.applies(x):
+            routes.took(RELU, "reference")
+            self.y = get_array_module(x).maximum(x, 0, out=x if self.inplace else None)
+        else:
+            routes.took(RELU, "zero planes")
+            self.y = cpu_relu.forward(x, self.inplace)
         return self.y
 
     def backward(self, gy: Any) -> Any:
-        if get_array_module(gy) is not np or gy.ndim < 2:
+        if routes.use_reference() or not cpu_relu.applies(gy):
+            routes.took(RELU_BACKWARD, "reference")
             return gy * (self.y > 0)
-        gx = np.empty_like(gy)
-        threads.by_channels(
-            lambda c0, c1: np.multiply(gy[:, c0:c1], self.y[:, c0:c1] > 0, out=gx[:, c0:c1]), gy.shape[1], gy.nbytes
-        )
-        return gx
-
-
-def _zeros(n: int, dtype: Any) -> np.ndarray:
-    """n zeros of ``dtype``, read-only: a slice of one buffer per dtype, grown to the largest plane asked for.
-
-    NumPy's ``maximum`` runs its vector loop when both operands are arrays:
-    ReLU against a plane of zeros took a fifth to a third of the time of
-    ``maximum(x, 0)`` on the quick net's maps (benchmarks/RESULTS.md).
-    """
-    zeros = _ZEROS.get(np.dtype(dtype))
-    if zeros is None or zeros.size < n:
-        zeros = _ZEROS[np.dtype(dtype)] = np.zeros(n, dtype)
-        zeros.flags.writeable = False
-    return zeros[:n]
-
-
-_ZEROS: dict = {}
+        routes.took(RELU_BACKWARD, "channels")
+        return cpu_relu.backward(gy, self.y)
 
 
 def relu(x: Tensor, inplace: bool = False) -> Tensor:

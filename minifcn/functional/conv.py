@@ -1,11 +1,11 @@
-"""Convolution and transposed convolution ("deconvolution"), by im2col and one matrix product.
+"""Convolution and transposed convolution ("deconvolution"): im2col and one matrix product.
 
 A convolution computes, for every output pixel, a dot product between the
 filter and the input window under it (Sec. 3 of the paper: y_ij = f_ks(...)).
 im2col copies every window into one column of a matrix, so that all of those
-dot products become one matrix product that BLAS (or cuBLAS) does fast:
+dot products become one matrix product:
 
-    cols = im2col(x)            # (C*KH*KW, N*OH*OW): one column per output pixel
+    cols = im2col(x)                  # (C*KH*KW, N*OH*OW): one column per output pixel
     y    = w.reshape(OC, -1) @ cols   # (OC, N*OH*OW), then viewed as (N, OC, OH, OW)
 
 The backward pass uses the same two pieces the other way round:
@@ -14,642 +14,226 @@ The backward pass uses the same two pieces the other way round:
     dL/dw    = dL/dy @ cols^T                                -- im2col of x again
 
 So the input gradient of a convolution IS a transposed convolution with the
-same weights, and the input gradient of a transposed convolution is a
-convolution. Both ops below are built from the three kernels
-``_conv_forward``, ``_conv_backward_input`` and ``_conv_backward_weight``.
-(With stride 1, a transposed convolution is itself a convolution with the
-kernel flipped, which is how ``_conv_backward_input`` computes it then.)
+same weights (the paper's "deconvolution", Sec. 3.3), and the input gradient
+of a transposed convolution is a convolution.
 
-Memory: the column matrix is KH*KW times the size of the input. For conv1_2 of
-an FCN on a 500x500 image (64 channels at 698x698 after pad 100) it is about
-1.1 GB. Whenever it would exceed ``IM2COL_BUDGET_BYTES`` it is built and used a
-band of output rows at a time (one matrix product per band), always in the
-same reused buffer; the backward pass rebuilds it from the saved input
-instead of keeping it for every layer.
-
-Speed, on the CPU: the matrix products are BLAS's; what is ours is the copy
-into columns. A stride-1 convolution (all of VGG16's 3x3 layers, and their
-input gradients) takes its columns from the flattened input as long
-contiguous runs (``im2col_flat``), at about twice the speed of the strided
-copies of ``im2col``; upsampling layers (kernel 2f, stride f) run as
-stride-1 convolutions on blocks of f x f pixels made channels. A layer
-with few channels (at most 128 outputs) is computed in tiles of a few
-output rows, each unfolded and multiplied while it is in a core's cache,
-the tiles spread over the cores (``_tiles``); every other product is split
-over the same threads (``threads.matmul``).
-benchmarks/RESULTS.md has the profile.
-
-On a GPU (CuPy arrays) im2col and col2im are the CUDA kernels of
-``minifcn/cuda/im2col.cu``, which read the padding implicitly instead of
-copying the input into a padded one; the matrix products go to cuBLAS.
+This file reads top to bottom: first the plain reference of these three
+passes, then the two ops, which hand each pass to its dispatcher. A
+dispatcher's docstring is the table of its routes: the GPU's (the CUDA
+kernels of cuda/im2col.cu and cuBLAS, ``conv_gpu.py``), the reference, and
+the fast CPU routes of ``functional/cpu/``, each tested against the reference.
 """
 
 from __future__ import annotations
 
-import threading
-from typing import Any, Callable, NamedTuple
-
-import numpy as np
-from numpy.lib.stride_tricks import as_strided
+from typing import Any
 
 from ..autograd import Function, Tensor
 from ..backend import get_array_module
 from ..cuda import kernels
-from . import threads
+from . import conv_gpu, routes
+from .cpu import blocks, flat, flipped, padding_skip, tiles
 from .geometry import conv_output_size, conv_transpose_output_size, kernel_span, pad2d, pair
 from .reduce import channel_sum
 
-#: Largest im2col buffer built at once; larger ones are processed in bands of output rows. 32 MiB: on
-#: VGG16's layers bands of 8 to 1024 MiB ran equally fast, 2 MiB slower (benchmarks/RESULTS.md), and the
-#: buffer is part of every pass's memory.
-IM2COL_BUDGET_BYTES = 32 * 2**20
-
-#: A stride-1 convolution takes its columns from the flattened input (``im2col_flat``) when that computes
-#: at most this fraction more outputs than it keeps.
-FLAT_MAX_EXTRA = 1 / 8
-
-#: On the CPU, a convolution with flat columns, at most this many output channels and at least
-#: TILE_MIN_BYTES of columns runs in tiles (``_tiles``, below).
-TILE_MAX_CHANNELS = 128
-TILE_MIN_BYTES = 8 * 2**20
-#: The columns of one tile: whole output rows of one image, this many bytes at most (or one row, if larger).
-TILE_BYTES = 2 * 2**20
-
 Pair = tuple[int, int]
 
-
 # ---------------------------------------------------------------------------
-# im2col / col2im
+# The reference: im2col, one matrix product, col2im
 
 
-def im2col(xpad: Any, kernel: Pair, stride: Pair, dilation: Pair, rows: Pair, OW: int, out: Any = None) -> Any:
-    """Unfold the windows of output rows ``rows = (r0, r1)`` into columns.
+def im2col(x: Any, kernel: Pair, stride: Pair = (1, 1), padding: Pair = (0, 0), dilation: Pair = (1, 1)) -> Any:
+    """Every window of the (zero-padded) input as one column.
 
-    Shapes:
-        xpad: (N, C, Hp, Wp), the input already padded
-        returns: (C*KH*KW, N*R*OW) with R = r1 - r0; the entry at row
-        (c, kh, kw) and column (n, i, j) is
-        ``xpad[n, c, (r0 + i)*sh + kh*dh, j*sw + kw*dw]``.
+    Shapes: x (N, C, H, W) -> cols (C*KH*KW, N*OH*OW); the entry at row
+    (c, kh, kw) and column (n, i, j) is ``xpad[n, c, i*sh + kh*dh, j*sw + kw*dw]``.
 
-    The loop runs over the kernel's taps, never over pixels: for one tap
-    (kh, kw), what every output pixel reads is one strided view of the whole
-    input (all images, channels and pixels), copied at once. With a stride
-    over 1 (the FCNs' upsampling: kernel 2f, stride f) the taps go in blocks
-    of sh x sw (``_tap_blocks``): one copy per block, where ``xpad`` reaches
-    as far as ``padded_extent`` says.
-    ``out``, a flat array of at least that many elements, receives the
-    columns instead of a new array (the convolutions reuse one buffer).
+    The loop runs over the kernel's taps, never over pixels: what tap
+    (kh, kw) reads for every output pixel is one strided view of the padded
+    input, copied at once.
     """
-    xp = get_array_module(xpad)
-    N, C = xpad.shape[:2]
-    (KH, KW), (r0, r1) = kernel, rows
-    R = r1 - r0
-    if KH == KW == 1 and stride == (1, 1) and N == 1 and R == xpad.shape[2] and OW == xpad.shape[3]:
-        return xpad.reshape(C, R * OW)  # a 1x1 convolution needs no unfolding: the input is its columns
-    shape = (C, KH, KW, N, R, OW)
-    cols = xp.empty(shape, dtype=xpad.dtype) if out is None else out[: C * KH * KW * N * R * OW].reshape(shape)
-    for taps, tiles in _tap_blocks(xpad, kernel, stride, dilation, rows, OW):
-        cols[taps] = tiles  # (C, taps in the block, N, R, OW)
-    return cols.reshape(C * KH * KW, N * R * OW)
-
-
-def _tap_blocks(xpad: Any, kernel: Pair, stride: Pair, dilation: Pair, rows: Pair, OW: int):
-    """Yield (index of some taps in the columns (C, KH, KW, ...), the input those taps read, as a view).
-
-    One tap at a time in general: tap (kh, kw) reads
-    ``xpad[n, c, (r0 + i)*sh + kh*dh, j*sw + kw*dw]``, a strided view.
-    With a stride over 1 and no dilation, the taps go in blocks of sh x sw:
-    the taps kh = bh*sh + ph (0 <= ph < sh) of block bh read row
-    (r0 + i + bh)*sh + ph, the rows from (r0 + bh)*sh on cut into R groups of
-    sh. So a block reads one rectangle of the input, reshaped to
-    (N, C, R, sh, OW, sw): 4 blocks instead of 256 taps for a 16x16
-    upsampling by 8, 4 instead of 3969 for a 63x63 one by 32. Where the
-    kernel is not a whole number of strides, the last block of a row or
-    column holds fewer taps, and its rectangle reaches past the kernel by
-    less than a stride: ``padded_extent`` pads that far. (On the CPU a
-    convolution whose kernel is a whole number of strides, such as FCN-8s's
-    upsampling, runs on blocks of pixels instead, ``_by_blocks``; the nets
-    bring the others here: the tiny GoogLeNet's 63x63 by 32, AlexNet's conv1.)
-    """
-    (KH, KW), (sh, sw), (r0, r1) = kernel, stride, rows
-    N, C = xpad.shape[:2]
-    R = r1 - r0
-    if _blocks_fit(xpad.shape[2:], kernel, stride, dilation, (r1, OW)):
-        for bh in range(-(-KH // sh)):
-            th = min(sh, KH - bh * sh)  # taps of this block, down
-            for bw in range(-(-KW // sw)):
-                tw = min(sw, KW - bw * sw)
-                rect = xpad[:, :, (r0 + bh) * sh : (r1 + bh) * sh, bw * sw : (OW + bw) * sw]
-                tiles = rect.reshape(N, C, R, sh, OW, sw)[:, :, :, :th, :, :tw]
-                taps = (slice(None), slice(bh * sh, bh * sh + th), slice(bw * sw, bw * sw + tw))
-                yield taps, tiles.transpose(1, 3, 5, 0, 2, 4)
-        return
-    (dh, dw) = dilation
+    xp = get_array_module(x)
+    N, C, H, W = x.shape
+    (KH, KW), (sh, sw), (ph, pw), (dh, dw) = kernel, stride, padding, dilation
+    OH, OW = conv_output_size(H, KH, sh, ph, dh), conv_output_size(W, KW, sw, pw, dw)
+    xpad = pad2d(x, ph, pw, H + 2 * ph, W + 2 * pw)  # (N, C, Hp, Wp)
+    cols = xp.empty((C, KH, KW, N, OH, OW), dtype=x.dtype)
     for kh in range(KH):
-        h0 = r0 * sh + kh * dh
         for kw in range(KW):
-            w0 = kw * dw
-            window = xpad[:, :, h0 : h0 + (R - 1) * sh + 1 : sh, w0 : w0 + (OW - 1) * sw + 1 : sw]
-            yield (slice(None), kh, kw), window.transpose(1, 0, 2, 3)  # (C, N, R, OW)
+            h0, w0 = kh * dh, kw * dw
+            tap = xpad[:, :, h0 : h0 + (OH - 1) * sh + 1 : sh, w0 : w0 + (OW - 1) * sw + 1 : sw]  # (N, C, OH, OW)
+            cols[:, kh, kw] = tap.transpose(1, 0, 2, 3)
+    return cols.reshape(C * KH * KW, N * OH * OW)
 
 
-def _blocks_fit(padded_hw: Pair, kernel: Pair, stride: Pair, dilation: Pair, ends: Pair) -> bool:
-    """Whether ``_tap_blocks`` can take the taps in blocks: a stride over 1, no dilation, and a padded
-    input that holds every block's whole rectangle for output rows up to ``ends[0]`` and ``ends[1]`` columns."""
-    if dilation != (1, 1) or stride == (1, 1):
-        return False
-    return all(p >= (e - 1 + -(-k // s)) * s for p, k, s, e in zip(padded_hw, kernel, stride, ends))
+def col2im(
+    cols: Any, x_shape: tuple, kernel: Pair, stride: Pair = (1, 1), padding: Pair = (0, 0), dilation: Pair = (1, 1)
+) -> Any:
+    """The adjoint of :func:`im2col`: add every column entry back onto the input pixel it came from.
 
-
-def padded_extent(out: int, k: int, s: int, d: int) -> int:
-    """How far along one axis the padded input (or its gradient) must reach for ``out`` outputs.
-
-    The windows reach (out - 1)*s + span; with a stride over 1 and no
-    dilation, the tap blocks of ``_tap_blocks`` reach on to a whole number of
-    strides, at most s - 1 more (zeros, never part of a window).
+    Shapes: cols (C*KH*KW, N*OH*OW) -> dx (N, C, H, W) = x_shape. Within
+    one tap the windows read distinct pixels, so each step is one ``+=`` into
+    a strided view; windows that overlap add up across the taps.
     """
-    reach = (out - 1) * s + kernel_span(k, d)
-    return (out - 1 + -(-k // s)) * s if s > 1 and d == 1 else reach
+    xp = get_array_module(cols)
+    N, C, H, W = x_shape
+    (KH, KW), (sh, sw), (ph, pw), (dh, dw) = kernel, stride, padding, dilation
+    OH, OW = conv_output_size(H, KH, sh, ph, dh), conv_output_size(W, KW, sw, pw, dw)
+    cols = cols.reshape(C, KH, KW, N, OH, OW)
+    gxpad = xp.zeros((N, C, H + 2 * ph, W + 2 * pw), dtype=cols.dtype)
+    for kh in range(KH):
+        for kw in range(KW):
+            h0, w0 = kh * dh, kw * dw
+            gxpad[:, :, h0 : h0 + (OH - 1) * sh + 1 : sh, w0 : w0 + (OW - 1) * sw + 1 : sw] += cols[
+                :, kh, kw
+            ].transpose(1, 0, 2, 3)
+    return xp.ascontiguousarray(gxpad[:, :, ph : ph + H, pw : pw + W])
 
 
-def im2col_flat(xpad: Any, kernel: Pair, dilation: Pair, rows: Pair, out: Any = None) -> Any:
-    """The columns of a stride-1 convolution, each row of them one run of the flattened input.
-
-    Shapes:
-        xpad: (N, C, Hp + 1, Wp), the input padded, and one spare row of zeros at the bottom
-        returns: (C*KH*KW, N*R*Wp), R = r1 - r0: the columns of output rows ``rows``
-        computed as wide as the padded input, Wp columns each instead of OW.
-
-    Flatten each padded image into one line of Hp*Wp values. With stride 1,
-    tap (kh, kw) of output pixel (i, j) reads value (i + kh*dh)*Wp + j + kw*dw,
-    so along a whole output row, and on into the next, the tap reads
-    consecutive values: row (c, kh, kw) of the columns is one contiguous run
-    of the input, and all of them together are one strided view of it.
-    Copying that view is a handful of long memory copies instead of KH*KW
-    strided ones (twice as fast as :func:`im2col` on VGG16's layers). The price:
-    the last Wp - OW columns of every output row are windows that wrap around
-    the edge into the next row (the spare row keeps the last ones inside the
-    array); their products are computed and thrown away, a cost of
-    (Wp - OW) / OW more arithmetic, which is why ``_columns_of`` uses this
-    form only where that is small. NumPy only: on a GPU the im2col kernel
-    reads the padding in place and needs neither.
-    """
-    N, C, Hq, Wp = xpad.shape
-    (KH, KW), (dh, dw), (r0, r1) = kernel, dilation, rows
-    L = (r1 - r0) * Wp  # output pixels per image in this band, wrap-around columns included
-    flat = xpad.reshape(N, C, Hq * Wp)[:, :, r0 * Wp :]
-    sN, sC, s1 = flat.strides
-    windows = as_strided(flat, (C, KH, KW, N, L), (sC, dh * Wp * s1, dw * s1, sN, s1), writeable=False)
-    size = C * KH * KW * N * L
-    cols = np.empty(windows.shape, dtype=xpad.dtype) if out is None else out[:size].reshape(windows.shape)
-    cols[...] = windows
-    return cols.reshape(C * KH * KW, N * L)
-
-
-def col2im(cols: Any, gxpad: Any, kernel: Pair, stride: Pair, dilation: Pair, rows: Pair, OW: int) -> None:
-    """The adjoint of :func:`im2col`: add each column entry back onto the pixel it came from.
-
-    Shapes:
-        cols: (C*KH*KW, N*R*OW), as im2col returns for output rows ``rows``
-        gxpad: (N, C, Hp, Wp), accumulated in place
-
-    Within one tap (or one block of taps, see ``_tap_blocks``) the output
-    pixels read distinct input pixels, so each step is a plain ``+=`` into a
-    view of gxpad.
-    """
-    N, C = gxpad.shape[:2]
-    (KH, KW), (r0, r1) = kernel, rows
-    cols = cols.reshape(C, KH, KW, N, r1 - r0, OW)
-    for taps, tiles in _tap_blocks(gxpad, kernel, stride, dilation, rows, OW):
-        tiles += cols[taps]  # tiles is a view of gxpad: splitting an axis in two never copies
-
-
-def _row_bands(n_rows: int, bytes_per_row: int) -> list[Pair]:
-    """Split output rows into bands whose column matrix fits IM2COL_BUDGET_BYTES."""
-    per_band = max(1, IM2COL_BUDGET_BYTES // max(1, bytes_per_row))
-    return [(r0, min(r0 + per_band, n_rows)) for r0 in range(0, n_rows, per_band)]
-
-
-def _workspace(n: int, dtype: Any, use: str = "columns") -> Any:
-    """A flat array of ``n`` elements for one band's ``use``, the same memory for every band and layer.
-
-    A new array of hundreds of MiB costs a page fault per 4 KiB the first
-    time it is written, about as long as the copy itself; one buffer, grown
-    when a layer needs more (at most IM2COL_BUDGET_BYTES but for a single
-    row that is larger), is faulted in once. Its contents live until the
-    next band: each band's columns are used by one matrix product and dropped.
-    Each thread has its own buffers (the tiles below run on several at once).
-    """
-    dtype = np.dtype(dtype)
-    buffers = _WORKSPACE.__dict__
-    buffer = buffers.get((use, dtype))
-    if buffer is None or buffer.size < n:
-        buffer = buffers[(use, dtype)] = np.empty(n, dtype=dtype)
-    return buffer[:n]
-
-
-_WORKSPACE = threading.local()
-
-
-class _Unfolding(NamedTuple):
-    """A convolution's input as columns, band by band.
-
-    ``of(rows)`` is (K, N*R*width) for output rows ``rows`` of every image;
-    ``of(rows, n)`` the same for image n alone, (K, R*width).
-    """
-
-    of: Callable[..., Any]
-    K: int  # rows of the columns: C*KH*KW
-    width: int  # columns per output row: OW, or the padded width Wp when ``im2col_flat`` computes more
-    flat: bool  # made by ``im2col_flat``
-
-
-def _columns_of(x: Any, kernel: Pair, stride: Pair, padding: Pair, dilation: Pair, out_hw: Pair) -> _Unfolding:
-    """How the columns of the convolution of ``x`` are made, a band of output rows at a time.
-
-    On a GPU it is the im2col kernel, padding implicit. On the CPU a stride-1
-    convolution whose output rows are much wider than its kernel takes its
-    columns as runs of the flattened, padded input (``im2col_flat``), any
-    other one from strided views (``im2col``), both into the calling thread's
-    workspace. The padded input: for a band of every image, the whole input
-    padded once (only as far as the windows reach), on first use; for one
-    image's tile (``of(rows, n)``, flat columns), only the rows the tile
-    reads, padded in the thread's workspace, while they are in its cache.
-    """
-    OH, OW = out_hw
-    N, C = x.shape[:2]
-    K = C * kernel[0] * kernel[1]
-    if kernels.on_gpu(x):
-        return _Unfolding(lambda rows: kernels.im2col(x, kernel, stride, padding, dilation, rows, OW), K, OW, False)
-    Hp = padded_extent(OH, kernel[0], stride[0], dilation[0])
-    Wp = padded_extent(OW, kernel[1], stride[1], dilation[1])
-    flat = stride == (1, 1) and Wp - OW <= OW * FLAT_MAX_EXTRA
-    width = Wp if flat else OW
-    whole: list = []  # the padded input, once something asks for it
-
-    def of(rows: Pair, n: int | None = None) -> Any:
-        R = rows[1] - rows[0]
-        if n is not None and flat:
-            slab = _padded_rows(x[n], rows[0], R + kernel_span(kernel[0], dilation[0]), padding, Wp)
-            return im2col_flat(slab, kernel, dilation, (0, R), _workspace(K * R * width, x.dtype))
-        if not whole:
-            whole.append(pad2d(x, padding[0], padding[1], Hp + 1 if flat else Hp, Wp))
-        images = whole[0] if n is None else whole[0][n : n + 1]
-        out = _workspace(K * images.shape[0] * R * width, x.dtype)
-        if flat:
-            return im2col_flat(images, kernel, dilation, rows, out)
-        return im2col(images, kernel, stride, dilation, rows, OW, out)
-
-    return _Unfolding(of, K, width, flat)
-
-
-def _padded_rows(image: Any, first: int, count: int, padding: Pair, Wp: int) -> Any:
-    """Rows [first, first + count) of one image zero-padded by ``padding`` and cut to Wp columns.
-
-    Shapes: image (C, H, W) -> (1, C, count, Wp), in the calling thread's workspace.
-    """
-    C, H, _ = image.shape
-    top = first - padding[0]  # the image's row at the slab's row 0
-    i0, i1 = max(top, 0), max(min(top + count, H), max(top, 0))  # the image's rows inside the slab
-    slab = _workspace(C * count * Wp, image.dtype, "padded rows").reshape(1, C, count, Wp)
-    return pad2d(image[None, :, i0:i1], i0 - top, padding[1], count, Wp, out=slab)
-
-
-def _channel_major(a: Any) -> Any:
-    """(N, C, R, W) -> (C, N*R*W): the layout of im2col's columns (a view when N == 1)."""
-    return a.transpose(1, 0, 2, 3).reshape(a.shape[1], -1)
-
-
-def _product(a: Any, b: Any, out: Any = None) -> Any:
-    """The matrix product at the heart of every convolution: cuBLAS on a GPU; on the CPU, BLAS on every core.
-
-    On the CPU it is split over the cores by ``threads.matmul`` (BLAS on one
-    thread in each), the same threads the tiles and the pooling use.
-    """
-    if kernels.on_gpu(a):
-        return a @ b if out is None else get_array_module(a).matmul(a, b, out=out)
-    return threads.matmul(a, b, out)
-
-
-# ---------------------------------------------------------------------------
-# Strided convolutions as stride-1 ones on blocks of pixels
-
-
-def _by_blocks(x: Any, kernel: Pair, stride: Pair, dilation: Pair) -> bool:
-    """Whether a strided convolution runs as a stride-1 one on its input's blocks of pixels (CPU).
-
-    With stride s and a kernel of m*s taps (no dilation), tap A*s + a of
-    output i reads pixel (i + A)*s + a: pixel a of block i + A. Cut the
-    padded input into s x s blocks and make each block's pixels channels
-    (``_space_to_depth``), and the convolution is a stride-1 convolution
-    with an m x m kernel (``_blocked_weight``), which runs on the tiles of
-    flat columns; the transposed convolution likewise, its output put back
-    into pixels (``_depth_to_space``). The FCNs' upsampling layers (kernel
-    2f, stride f) are such: upsampling by 8 at camvid-cpu's 480x360 took
-    62-77 ms instead of 130-136, its backward 66-75 instead of 115-128
-    (benchmarks/RESULTS.md). Other strided convolutions (AlexNet's conv1,
-    11 by 4) take im2col's columns.
-    """
-    return (
-        not kernels.on_gpu(x)
-        and stride != (1, 1)
-        and dilation == (1, 1)
-        and kernel[0] % stride[0] == 0
-        and kernel[1] % stride[1] == 0
-    )
-
-
-def _space_to_depth(x: Any, stride: Pair) -> Any:
-    """(N, C, H, W) -> (N, C*sh*sw, H/sh, W/sw): pixel (a, b) of each sh x sw block is channel (c, a, b)."""
-    N, C, H, W = x.shape
-    sh, sw = stride
-    blocks = x.reshape(N, C, H // sh, sh, W // sw, sw).transpose(0, 1, 3, 5, 2, 4)
-    return blocks.reshape(N, C * sh * sw, H // sh, W // sw)
-
-
-def _depth_to_space(x: Any, stride: Pair) -> Any:
-    """The inverse of ``_space_to_depth``: (N, C*sh*sw, Hb, Wb) -> (N, C, Hb*sh, Wb*sw)."""
-    N, CB, Hb, Wb = x.shape
-    sh, sw = stride
-    pixels = x.reshape(N, CB // (sh * sw), sh, sw, Hb, Wb).transpose(0, 1, 4, 2, 5, 3)
-    return pixels.reshape(N, CB // (sh * sw), Hb * sh, Wb * sw)
-
-
-def _blocked_weight(w: Any, stride: Pair) -> Any:
-    """(OC, C, mh*sh, mw*sw) -> (OC, C*sh*sw, mh, mw): w'[o, (c, a, b), A, B] = w[o, c, A*sh + a, B*sw + b]."""
-    return np.ascontiguousarray(_space_to_depth(w, stride))
-
-
-def _padded_to_blocks(x: Any, out_hw: Pair, kernel: Pair, stride: Pair, padding: Pair) -> Any:
-    """x zero-padded as far as the windows of ``out_hw`` outputs reach, a whole number of blocks (or cut there)."""
-    Hp, Wp = (padded_extent(o, k, s, 1) for o, k, s in zip(out_hw, kernel, stride))
-    return pad2d(x, padding[0], padding[1], Hp, Wp)
-
-
-# ---------------------------------------------------------------------------
-# The three kernels
-
-
-def _in_the_padding(x: Any, kernel: Pair, stride: Pair, padding: Pair, dilation: Pair) -> Pair:
-    """How many output rows and columns at each edge have windows wholly in the zero padding (CPU, stride 1).
-
-    With stride 1, output row i reads padded rows i .. i + span - 1, and the
-    image starts at padded row p: the first p - (span - 1) rows of windows
-    (and as many at the bottom) read nothing but zeros, so their output is
-    the bias and they add nothing to the weight gradient. conv1_1's pad 100
-    (Sec. 4.1, so that small inputs still reach fc6) makes most of its map
-    so: on a 128x128 image, 130x130 of its 326x326 outputs see the image.
-    The convolution is computed with padding span - 1 and the border filled
-    in.
-    (The input gradient crops those rows already: see
-    ``_transposed_conv_as_conv``.) On a GPU the im2col kernel reads padding
-    without copying it, and every window is computed as it is.
-    """
-    if kernels.on_gpu(x) or stride != (1, 1):
-        return (0, 0)
-    return (
-        max(padding[0] - (kernel_span(kernel[0], dilation[0]) - 1), 0),
-        max(padding[1] - (kernel_span(kernel[1], dilation[1]) - 1), 0),
-    )
-
-
-def _conv_forward(x: Any, w: Any, stride: Pair, padding: Pair, dilation: Pair, b: Any = None) -> Any:
-    """y = conv(x, w) + b: im2col and one matrix product (per band of output rows).
-
-    Shapes: x (N, C, H, W), w (OC, C, KH, KW), b (OC,) or None -> y (N, OC, OH, OW).
-
-    Each band's product is laid into y, wrap-around columns dropped, with the
-    bias added in the same pass.
-    """
+def conv2d_reference(x: Any, w: Any, b: Any, stride: Pair, padding: Pair, dilation: Pair) -> Any:
+    """y = conv(x, w) + b. Shapes: x (N, C, H, W), w (OC, C, KH, KW), b (OC,) or None -> y (N, OC, OH, OW)."""
     xp = get_array_module(x, w)
-    N, C, H, W = x.shape
-    OC, _, KH, KW = w.shape
+    N, _, H, W = x.shape
+    OC, C, KH, KW = w.shape
     OH = conv_output_size(H, KH, stride[0], padding[0], dilation[0])
     OW = conv_output_size(W, KW, stride[1], padding[1], dilation[1])
-    th, tw = _in_the_padding(x, (KH, KW), stride, padding, dilation)
-    if th or tw:  # the windows that see only zeros give b: compute the rest, with padding they reach
-        inner = _conv_forward(x, w, stride, (padding[0] - th, padding[1] - tw), dilation, b)
-        y = np.empty((N, OC, OH, OW), dtype=x.dtype)
-        edge = 0 if b is None else b.reshape(OC, 1, 1)
-        for strip in (y[:, :, :th], y[:, :, OH - th :], y[:, :, th : OH - th, :tw], y[:, :, th : OH - th, OW - tw :]):
-            strip[...] = edge
-        y[:, :, th : OH - th, tw : OW - tw] = inner
-        return y
-    if _by_blocks(x, (KH, KW), stride, dilation):
-        blocks = _space_to_depth(_padded_to_blocks(x, (OH, OW), (KH, KW), stride, padding), stride)
-        return _conv_forward(blocks, _blocked_weight(w, stride), (1, 1), (0, 0), (1, 1), b)
-    columns = _columns_of(x, (KH, KW), stride, padding, dilation, (OH, OW))
-    w2 = w.reshape(OC, C * KH * KW)
-    tiles = _tiles(columns, OC, N, OH, x.itemsize)
-    if tiles:
-        return _forward_by_tiles(columns, tiles, w2, b, (N, OC, OH, OW))
-    bias = None if b is None else b.reshape(OC, 1, 1, 1)
-    bands = _row_bands(OH, C * KH * KW * N * columns.width * x.itemsize)
-    if len(bands) == 1 and columns.width == OW and N == 1:
-        y = _product(w2, columns.of((0, OH)))  # (OC, OH*OW): already y's layout
-        if bias is not None:
-            y += bias.reshape(OC, 1)
-        return y.reshape(N, OC, OH, OW)
-    y = xp.empty((N, OC, OH, OW), dtype=x.dtype)
-    for r0, r1 in bands:
-        band = _product(w2, columns.of((r0, r1))).reshape(OC, N, r1 - r0, columns.width)[..., :OW]
-        into = y[:, :, r0:r1].transpose(1, 0, 2, 3)  # (OC, N, R, OW), a view of y
-        if bias is None:
-            into[...] = band
-        else:
-            xp.add(band, bias, out=into)
-    return y
+    cols = im2col(x, (KH, KW), stride, padding, dilation)  # (C*KH*KW, N*OH*OW)
+    y = w.reshape(OC, C * KH * KW) @ cols  # (OC, N*OH*OW): every output pixel's dot product at once
+    if b is not None:
+        y += b.reshape(OC, 1)
+    return xp.ascontiguousarray(y.reshape(OC, N, OH, OW).transpose(1, 0, 2, 3))
 
 
-def _conv_backward_input(gy: Any, w: Any, input_hw: Pair, stride: Pair, padding: Pair, dilation: Pair) -> Any:
-    """dL/dx of y = conv(x, w), given gy = dL/dy. This is the transposed convolution of gy with w.
+def conv2d_input_grad_reference(gy: Any, w: Any, input_hw: Pair, stride: Pair, padding: Pair, dilation: Pair) -> Any:
+    """dL/dx of y = conv(x, w): col2im(w^T @ dL/dy), the transposed convolution of dL/dy with w.
 
-    Shapes: gy (N, OC, OH, OW), w (OC, C, KH, KW) -> dx (N, C, H, W), H, W = input_hw.
-
-    With stride 1 it is computed as a convolution (im2col is cheaper than
-    col2im), unless dx is much larger than dy: that convolution's product has
-    one column per pixel of dx, col2im's one per pixel of dy, so for fc6 (a 7x7
-    kernel without padding, 22x22 -> 16x16 at 500x500) it would do 1.9 times
-    the arithmetic. Otherwise, and for strided convolutions: one matrix
-    product and col2im.
+    Shapes: gy (N, OC, OH, OW), w (OC, C, KH, KW) -> dx (N, C, H, W), (H, W) = input_hw.
     """
-    _, _, OH, OW = gy.shape
-    if stride == (1, 1) and input_hw[0] * input_hw[1] <= 1.25 * OH * OW:
-        return _transposed_conv_as_conv(gy, w, padding, dilation)
-    if _by_blocks(gy, w.shape[2:], stride, dilation):  # stride 1 on blocks, then the blocks back to pixels
-        gxpad = _depth_to_space(_transposed_conv_as_conv(gy, _blocked_weight(w, stride), (0, 0), (1, 1)), stride)
-        return np.ascontiguousarray(pad2d(gxpad[:, :, padding[0] :, padding[1] :], 0, 0, *input_hw))
-    return _transposed_conv_by_col2im(gy, w, input_hw, stride, padding, dilation)
-
-
-def _transposed_conv_by_col2im(gy: Any, w: Any, input_hw: Pair, stride: Pair, padding: Pair, dilation: Pair) -> Any:
-    """dcols = w^T @ gy (one matrix product), then col2im adds each column back onto its window."""
-    xp = get_array_module(gy, w)
-    N, OC, OH, OW = gy.shape
+    N, OC = gy.shape[:2]
     _, C, KH, KW = w.shape
-    H, W = input_hw
-    w2t = w.reshape(OC, C * KH * KW).T  # (C*KH*KW, OC), a transposed view: BLAS reads it as is
-    bands = _row_bands(OH, C * KH * KW * N * OW * gy.itemsize)
-    if kernels.on_gpu(gy):  # the col2im kernel adds straight into dx: no padded buffer
-        gx = xp.zeros((N, C, H, W), dtype=gy.dtype)
-        for r0, r1 in bands:
-            kernels.col2im(
-                _product(w2t, _channel_major(gy[:, :, r0:r1])), gx, (KH, KW), stride, padding, dilation, (r0, r1), OW
-            )
-        return gx
-    Hp = max(H + 2 * padding[0], padded_extent(OH, KH, stride[0], dilation[0]))
-    Wp = max(W + 2 * padding[1], padded_extent(OW, KW, stride[1], dilation[1]))
-    gxpad = xp.zeros((N, C, Hp, Wp), dtype=gy.dtype)
-    taps = KH * KW
-    for r0, r1 in bands:
-        gcols = _product(w2t, _channel_major(gy[:, :, r0:r1]))  # (C*KH*KW, N*R*OW)
-
-        def channels(c0: int, c1: int) -> None:  # each thread adds its channels' columns back
-            col2im(gcols[c0 * taps : c1 * taps], gxpad[:, c0:c1], (KH, KW), stride, dilation, (r0, r1), OW)
-
-        threads.by_channels(channels, C, gcols.nbytes)
-    if (Hp, Wp) == (H, W):  # no padding to strip
-        return gxpad
-    return xp.ascontiguousarray(gxpad[:, :, padding[0] : padding[0] + H, padding[1] : padding[1] + W])
+    gcols = w.reshape(OC, C * KH * KW).T @ gy.transpose(1, 0, 2, 3).reshape(OC, -1)  # (C*KH*KW, N*OH*OW)
+    return col2im(gcols, (N, C) + tuple(input_hw), (KH, KW), stride, padding, dilation)
 
 
-def _transposed_conv_as_conv(gy: Any, w: Any, padding: Pair, dilation: Pair) -> Any:
-    """A stride-1 transposed convolution is a convolution with the flipped kernel.
-
-    Each input pixel x[i] reaches y[i + p - k*d] through tap k, so dL/dx[i]
-    gathers dL/dy over the same taps in reverse order: a convolution of dL/dy
-    with the kernel flipped in space and its two channel axes swapped, padded
-    by span - 1 - p (or cropped, where that is negative: conv1_1's pad 100).
-    """
-    xp = get_array_module(gy, w)
-    _, _, OH, OW = gy.shape
-    _, _, KH, KW = w.shape
-    w_flipped = xp.ascontiguousarray(w[:, :, ::-1, ::-1].transpose(1, 0, 2, 3))  # (C, OC, KH, KW)
-    qh = kernel_span(KH, dilation[0]) - 1 - padding[0]
-    qw = kernel_span(KW, dilation[1]) - 1 - padding[1]
-    ch, cw = max(-qh, 0), max(-qw, 0)  # a negative padding is a crop
-    if ch or cw:
-        gy = gy[:, :, ch : OH - ch, cw : OW - cw]
-    return _conv_forward(gy, w_flipped, (1, 1), (max(qh, 0), max(qw, 0)), dilation)
-
-
-def _conv_backward_weight(x: Any, gy: Any, kernel: Pair, stride: Pair, padding: Pair, dilation: Pair) -> Any:
-    """dL/dw of y = conv(x, w): dL/dy (OC, N*OH*OW) @ im2col(x)^T.
-
-    Shapes: x (N, C, H, W), gy (N, OC, OH, OW) -> dw (OC, C, KH, KW).
-
-    Where the columns are ``im2col_flat``'s, dL/dy is widened with zeros in
-    the wrap-around columns, so that those windows add nothing.
-    """
-    xp = get_array_module(x, gy)
-    N, C, H, W = x.shape
-    _, OC, OH, OW = gy.shape
-    KH, KW = kernel
-    th, tw = _in_the_padding(x, kernel, stride, padding, dilation)
-    if th or tw:  # the windows that see only zeros add nothing to dw
-        inner = gy[:, :, th : OH - th, tw : OW - tw]
-        return _conv_backward_weight(x, inner, kernel, stride, (padding[0] - th, padding[1] - tw), dilation)
-    if _by_blocks(x, kernel, stride, dilation):
-        blocks = _space_to_depth(_padded_to_blocks(x, (OH, OW), kernel, stride, padding), stride)
-        m = (KH // stride[0], KW // stride[1])
-        gw_blocked = _conv_backward_weight(blocks, gy, m, (1, 1), (0, 0), (1, 1))  # (OC, C*sh*sw, mh, mw)
-        return np.ascontiguousarray(_depth_to_space(gw_blocked, stride))
-    columns = _columns_of(x, kernel, stride, padding, dilation, (OH, OW))
-    tiles = _tiles(columns, OC, N, OH, x.itemsize)
-    if tiles:
-        return _weight_grad_by_tiles(columns, tiles, gy).reshape(OC, C, KH, KW)
-    gw = None
-    for r0, r1 in _row_bands(OH, C * KH * KW * N * columns.width * x.itemsize):
-        g = gy[:, :, r0:r1]
-        if columns.width != OW:
-            wide = xp.zeros((OC, N, r1 - r0, columns.width), dtype=gy.dtype)
-            wide[..., :OW] = g.transpose(1, 0, 2, 3)
-            g = wide.reshape(OC, -1)
-        else:
-            g = _channel_major(g)
-        part = _product(g, columns.of((r0, r1)).T)  # (OC, C*KH*KW)
-        gw = part if gw is None else gw + part
-    return gw.reshape(OC, C, KH, KW)
+def conv2d_weight_grad_reference(x: Any, gy: Any, kernel: Pair, stride: Pair, padding: Pair, dilation: Pair) -> Any:
+    """dL/dw of y = conv(x, w): dL/dy @ im2col(x)^T. Shapes: x (N, C, H, W), gy (N, OC, OH, OW) -> (OC, C, KH, KW)."""
+    OC, C = gy.shape[1], x.shape[1]
+    cols = im2col(x, kernel, stride, padding, dilation)  # (C*KH*KW, N*OH*OW)
+    gw = gy.transpose(1, 0, 2, 3).reshape(OC, -1) @ cols.T  # (OC, C*KH*KW): summed over every output pixel
+    return gw.reshape(OC, C, *kernel)
 
 
 # ---------------------------------------------------------------------------
-# Tiles: the few-channel layers on the CPU
+# The dispatchers: which route computes each pass
+
+FORWARD = routes.declare("conv2d", "gpu", "reference", "padding skip", "blocks", "tiles", "flat columns")
+INPUT_GRAD = routes.declare("conv2d input gradient", "gpu", "reference", "flipped kernel", "blocks")
+WEIGHT_GRAD = routes.declare(
+    "conv2d weight gradient", "gpu", "reference", "padding skip", "blocks", "tiles", "flat columns"
+)
 
 
-def _tiles(columns: _Unfolding, OC: int, N: int, OH: int, itemsize: int) -> list[tuple[int, int, int]]:
-    """The (image, first row, end row) tiles of a convolution computed tile by tile; empty where it is not.
+def _forward(x: Any, w: Any, b: Any, stride: Pair, padding: Pair, dilation: Pair) -> Any:
+    """y = conv(x, w) + b by the first route whose condition holds.
 
-    A product with few output channels does little arithmetic per byte of
-    its columns: made in bands of 32 MiB, the columns go out to memory and
-    come back, and that traffic, not the arithmetic, sets the time. In tiles
-    of ``TILE_BYTES`` the columns are unfolded and multiplied while they are
-    still in the core's cache, and each core takes its own tiles (BLAS on one
-    thread per core). Measured on two cores (``benchmarks/bench_tiles.py``,
-    benchmarks/RESULTS.md): the tiny nets' layers ran 2.6-3.6x faster at 4
-    channels, about 1.3x at 64 and 1.0-1.15x at 128, forward and weight
-    gradient; VGG16's first two stages (64 and 128 channels) 10-20% faster;
-    256 channels and more, where the products are bound by arithmetic, slower,
-    so those keep the bands. Only for flat columns (stride 1), on the CPU.
+    | route        | when                                                  | what it does                       |
+    |--------------|-------------------------------------------------------|------------------------------------|
+    | gpu          | CuPy arrays                                           | im2col kernel, cuBLAS, bands       |
+    | reference    | ``minifcn.reference()``                               | ``conv2d_reference``               |
+    | padding skip | stride 1, windows wholly in the padding (pad 100)     | the windows that see the image     |
+    | blocks       | stride > 1 divides the kernel, no dilation (upscore)  | stride 1 on s x s blocks           |
+    | tiles        | flat columns, <= 128 outputs, >= 8 MiB of columns     | cache-sized tiles over the cores   |
+    | flat columns | stride 1, wrap-around adds <= 1/8 to the columns      | runs of the flat input, in bands   |
+    | reference    | anything else                                         | ``conv2d_reference``               |
+
+    The first three hand a smaller or stride-1 convolution back to this table.
     """
-    if not columns.flat or OC > TILE_MAX_CHANNELS or columns.K * N * OH * columns.width * itemsize < TILE_MIN_BYTES:
-        return []
-    per_image = -(-OH * columns.K * columns.width * itemsize // TILE_BYTES)  # tiles per image, rounded up
-    bounds = [OH * t // per_image for t in range(per_image + 1)]  # rows split evenly: no thin last tile
-    return [(n, r0, r1) for n in range(N) for r0, r1 in zip(bounds, bounds[1:]) if r1 > r0]
+    geometry = (stride, padding, dilation)
+    if kernels.on_gpu(x):
+        routes.took(FORWARD, "gpu")
+        return conv_gpu.forward(x, w, b, *geometry)
+    if not routes.use_reference():
+        if padding_skip.applies(w.shape, *geometry):
+            routes.took(FORWARD, "padding skip")
+            return padding_skip.forward(_forward, x, w, b, *geometry)
+        if blocks.applies(w.shape, stride, dilation):
+            routes.took(FORWARD, "blocks")
+            return blocks.forward(_forward, x, w, b, stride, padding)
+        if tiles.applies(x.shape, w.shape, *geometry, x.itemsize):
+            routes.took(FORWARD, "tiles")
+            return tiles.forward(x, w, b, padding, dilation)
+        if flat.applies(x.shape, w.shape, *geometry):
+            routes.took(FORWARD, "flat columns")
+            return flat.forward(x, w, b, padding, dilation)
+    routes.took(FORWARD, "reference")
+    return conv2d_reference(x, w, b, *geometry)
 
 
-def _forward_by_tiles(columns: _Unfolding, tiles: list, w2: Any, b: Any, y_shape: tuple) -> Any:
-    """y = w2 @ columns + b, tile by tile: each tile's product, wrap-around columns dropped, laid into y."""
-    OC, OW = y_shape[1], y_shape[3]
-    y = np.empty(y_shape, dtype=w2.dtype)
-    bias = None if b is None else b.reshape(OC, 1, 1)
+def _input_grad(gy: Any, w: Any, input_hw: Pair, stride: Pair, padding: Pair, dilation: Pair) -> Any:
+    """dL/dx of y = conv(x, w), the transposed convolution of dL/dy with w, by the first route that holds.
 
-    def run(t0: int, t1: int) -> None:
-        for n, r0, r1 in tiles[t0:t1]:
-            cols = columns.of((r0, r1), n)  # (K, R*width), in this thread's workspace
-            band = np.matmul(w2, cols, out=_workspace(OC * cols.shape[1], w2.dtype, "product").reshape(OC, -1))
-            band = band.reshape(OC, r1 - r0, columns.width)[..., :OW]
-            if bias is None:
-                y[n, :, r0:r1] = band
-            else:
-                np.add(band, bias, out=y[n, :, r0:r1])
+    | route          | when                                        | what it does                                  |
+    |----------------|---------------------------------------------|-----------------------------------------------|
+    | gpu            | CuPy arrays                                 | cuBLAS, then the col2im kernel (a gather)     |
+    | reference      | ``minifcn.reference()``                     | ``conv2d_input_grad_reference``               |
+    | flipped kernel | stride 1, dx at most 1.25x dy's pixels      | a convolution with the kernel flipped         |
+    | blocks         | stride > 1 divides the kernel, no dilation  | flipped kernel on s x s blocks, back to pixels |
+    | reference      | anything else (fc6's 7x7, AlexNet's conv1)  | ``conv2d_input_grad_reference``               |
 
-    _on_the_cores(run, len(tiles))
-    return y
-
-
-def _weight_grad_by_tiles(columns: _Unfolding, tiles: list, gy: Any) -> Any:
-    """dL/dw (OC, K) = sum over tiles of dL/dy's tile @ its columns^T, each tile's part added in float64.
-
-    dL/dy is widened with zeros in the wrap-around columns, tile by tile. Each
-    thread adds its tiles' parts in order, then the threads' sums are added in
-    order: the same result every run (the split of the tiles depends on the
-    thread count, so runs on different thread counts may differ in the last bit).
+    The flipped-kernel routes hand a stride-1 convolution to ``_forward``'s table.
     """
-    OC, OW = gy.shape[1], gy.shape[3]
+    geometry = (stride, padding, dilation)
+    if kernels.on_gpu(gy):
+        routes.took(INPUT_GRAD, "gpu")
+        return conv_gpu.input_grad(gy, w, input_hw, *geometry)
+    if not routes.use_reference():
+        if flipped.applies(gy.shape[2:], input_hw, stride):
+            routes.took(INPUT_GRAD, "flipped kernel")
+            return flipped.input_grad(_forward, gy, w, padding, dilation)
+        if blocks.applies(w.shape, stride, dilation):
+            routes.took(INPUT_GRAD, "blocks")
+            return blocks.input_grad(_forward, gy, w, input_hw, stride, padding)
+    routes.took(INPUT_GRAD, "reference")
+    return conv2d_input_grad_reference(gy, w, input_hw, *geometry)
 
-    def run(t0: int, t1: int) -> Any:
-        total = np.zeros((OC, columns.K))  # float64: a sum over every pixel keeps its digits
-        for n, r0, r1 in tiles[t0:t1]:
-            cols = columns.of((r0, r1), n)
-            wide = _workspace(OC * cols.shape[1], gy.dtype, "gradient").reshape(OC, r1 - r0, columns.width)
-            wide[..., :OW] = gy[n, :, r0:r1]
-            wide[..., OW:] = 0
-            total += wide.reshape(OC, -1) @ cols.T
-        return total
 
-    return sum(_on_the_cores(run, len(tiles))).astype(gy.dtype)
+def _weight_grad(x: Any, gy: Any, kernel: Pair, stride: Pair, padding: Pair, dilation: Pair) -> Any:
+    """dL/dw of y = conv(x, w) by the first route that holds: the routes and conditions of ``_forward``.
 
-
-def _on_the_cores(run: Callable[[int, int], Any], count: int) -> list:
-    """``run(t0, t1)`` over tiles [0, count), split over as many threads as BLAS has, each with BLAS on one thread."""
-    parts = threads.blas_threads()
-    with threads.single_threaded_blas():
-        return threads.by_parts(run, count, parts)
+    | route        | when                                              | what it does                                |
+    |--------------|---------------------------------------------------|---------------------------------------------|
+    | gpu          | CuPy arrays                                       | im2col kernel and cuBLAS, in bands of rows  |
+    | reference    | ``minifcn.reference()``                           | ``conv2d_weight_grad_reference``            |
+    | padding skip | stride 1, windows wholly in the padding           | those windows add nothing: left out         |
+    | blocks       | stride > 1 divides the kernel, no dilation        | the blocked convolution's, back to pixels   |
+    | tiles        | flat columns, <= 128 outputs, >= 8 MiB of columns | tile by tile, summed in float64             |
+    | flat columns | stride 1, wrap-around costs <= 1/8 more columns   | flat columns, dL/dy widened with zeros      |
+    | reference    | anything else                                     | ``conv2d_weight_grad_reference``            |
+    """
+    geometry = (stride, padding, dilation)
+    w_shape = (gy.shape[1], x.shape[1]) + tuple(kernel)
+    if kernels.on_gpu(x):
+        routes.took(WEIGHT_GRAD, "gpu")
+        return conv_gpu.weight_grad(x, gy, kernel, *geometry)
+    if not routes.use_reference():
+        if padding_skip.applies(w_shape, *geometry):
+            routes.took(WEIGHT_GRAD, "padding skip")
+            return padding_skip.weight_grad(_weight_grad, x, gy, kernel, *geometry)
+        if blocks.applies(w_shape, stride, dilation):
+            routes.took(WEIGHT_GRAD, "blocks")
+            return blocks.weight_grad(_weight_grad, x, gy, kernel, stride, padding)
+        if tiles.applies(x.shape, w_shape, *geometry, x.itemsize):
+            routes.took(WEIGHT_GRAD, "tiles")
+            return tiles.weight_grad(x, gy, kernel, padding, dilation)
+        if flat.applies(x.shape, w_shape, *geometry):
+            routes.took(WEIGHT_GRAD, "flat columns")
+            return flat.weight_grad(x, gy, kernel, padding, dilation)
+    routes.took(WEIGHT_GRAD, "reference")
+    return conv2d_weight_grad_reference(x, gy, kernel, *geometry)
 
 
 # ---------------------------------------------------------------------------
-# Checks shared by both ops
+# The two ops
 
 
 def _check_inputs(op: str, x: Any, w: Any, b: Any, x_channels_axis: int, out_channels_axis: int, w_layout: str) -> None:
@@ -672,14 +256,6 @@ def _check_inputs(op: str, x: Any, w: Any, b: Any, x_channels_axis: int, out_cha
             raise TypeError(f"{op}: bias dtype {b.dtype} differs from input dtype {x.dtype}")
 
 
-def _check_hyper(op: str, stride: Pair, padding: Pair, dilation: Pair) -> None:
-    if min(stride) < 1 or min(dilation) < 1 or min(padding) < 0:
-        raise ValueError(
-            f"{op}: need stride >= 1, dilation >= 1 and padding >= 0, got stride={stride}, "
-            f"padding={padding}, dilation={dilation}"
-        )
-
-
 class _Convolution(Function):
     """What both convolutions share: stride, padding and dilation, and the bias gradient."""
 
@@ -689,15 +265,15 @@ class _Convolution(Function):
         self.stride = pair(stride, "stride")
         self.padding = pair(padding, "padding")
         self.dilation = pair(dilation, "dilation")
-        _check_hyper(self.op, self.stride, self.padding, self.dilation)
+        if min(self.stride) < 1 or min(self.dilation) < 1 or min(self.padding) < 0:
+            raise ValueError(
+                f"{self.op}: need stride >= 1, dilation >= 1 and padding >= 0, got stride={self.stride}, "
+                f"padding={self.padding}, dilation={self.dilation}"
+            )
 
     def _with_bias_grad(self, gx: Any, gw: Any, gy: Any) -> tuple:
         """(dx, dw) and, when there is a bias, db: dy summed over N, OH and OW (in float64, see reduce.py)."""
         return (gx, gw, channel_sum(gy).astype(gy.dtype)) if self.has_bias else (gx, gw)
-
-
-# ---------------------------------------------------------------------------
-# conv2d
 
 
 class Conv2d(_Convolution):
@@ -726,17 +302,16 @@ class Conv2d(_Convolution):
                     f"{kernel_span(k, d)} pixels in {axis}, more than the padded input: "
                     f"input {H}x{W} with padding {self.padding}"
                 )
-        y = _conv_forward(x, w, self.stride, self.padding, self.dilation, b)
         self.x, self.w, self.has_bias = x, w, b is not None
-        return y
+        return _forward(x, w, b, self.stride, self.padding, self.dilation)
 
     def backward(self, gy: Any) -> tuple:
         geometry = (self.stride, self.padding, self.dilation)
         gx = gw = None
         if self.needs_input_grad[0]:
-            gx = _conv_backward_input(gy, self.w, self.x.shape[2:], *geometry)
+            gx = _input_grad(gy, self.w, self.x.shape[2:], *geometry)
         if self.needs_input_grad[1]:
-            gw = _conv_backward_weight(self.x, gy, self.w.shape[2:], *geometry)
+            gw = _weight_grad(self.x, gy, self.w.shape[2:], *geometry)
         return self._with_bias_grad(gx, gw, gy)
 
 
@@ -748,17 +323,13 @@ def conv2d(
     return f(x, weight) if bias is None else f(x, weight, bias)
 
 
-# ---------------------------------------------------------------------------
-# conv_transpose2d
-
-
 class ConvTranspose2d(_Convolution):
     """2-D transposed convolution, the paper's "deconvolution" (Sec. 3.3).
 
     Each input pixel scatters a copy of the filter, scaled by its value,
     into the output at stride ``s``; overlaps add up. It is exactly the input
     gradient of ``conv2d`` with the same weight, stride, padding and dilation,
-    and that is how it is computed.
+    and that is how it is computed (by ``_input_grad``'s routes).
 
     Shapes:
         x: (N, C, H, W); w: (C, OC, KH, KW); b: (OC,)
@@ -782,7 +353,7 @@ class ConvTranspose2d(_Convolution):
                 f"conv_transpose2d: output would be {out_hw[0]}x{out_hw[1]} for input {H}x{W}, "
                 f"kernel {w.shape[2]}x{w.shape[3]}, stride {self.stride}, padding {self.padding}"
             )
-        y = _conv_backward_input(x, w, out_hw, self.stride, self.padding, self.dilation)
+        y = _input_grad(x, w, out_hw, self.stride, self.padding, self.dilation)
         if b is not None:
             y += b.reshape(1, -1, 1, 1)
         self.x, self.w, self.has_bias = x, w, b is not None
@@ -792,9 +363,9 @@ class ConvTranspose2d(_Convolution):
         geometry = (self.stride, self.padding, self.dilation)
         gx = gw = None
         if self.needs_input_grad[0]:
-            gx = _conv_forward(gy, self.w, *geometry)
+            gx = _forward(gy, self.w, None, *geometry)
         if self.needs_input_grad[1]:
-            gw = _conv_backward_weight(gy, self.x, self.w.shape[2:], *geometry)
+            gw = _weight_grad(gy, self.x, self.w.shape[2:], *geometry)
         return self._with_bias_grad(gx, gw, gy)
 
 

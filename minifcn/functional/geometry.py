@@ -87,3 +87,26 @@ def pad2d(x: Any, top: int, left: int, height: int, width: int, value: float = 0
     h, w = min(H, height - top), min(W, width - left)
     out[:, :, top : top + h, left : left + w] = x[:, :, :h, :w]
     return out
+
+
+#: The largest column matrix the fast routes (and the GPU) build at once; larger ones are built and multiplied a
+#: band of output rows at a time. 32 MiB: on VGG16's layers bands of 8 to 1024 MiB ran equally fast and 2 MiB
+#: slower (docs/performance.md), and the buffer is part of every pass's memory.
+IM2COL_BUDGET_BYTES = 32 * 2**20
+
+
+def row_bands(n_rows: int, bytes_per_row: int) -> list[tuple[int, int]]:
+    """Output rows [0, n_rows) cut into bands whose columns fit IM2COL_BUDGET_BYTES (at least one row each)."""
+    per_band = max(1, IM2COL_BUDGET_BYTES // max(1, bytes_per_row))
+    return [(r0, min(r0 + per_band, n_rows)) for r0 in range(0, n_rows, per_band)]
+
+
+def window_views(out_hw: tuple, kernel: tuple, stride: tuple, dilation: tuple):
+    """Yield (k, index) for each tap k = kh*KW + kw of a window: ``xpad[index][n, c, i, j]`` is
+    ``xpad[n, c, i*sh + kh*dh, j*sw + kw*dw]``, that tap of window (i, j), for every window at once."""
+    (OH, OW), (KH, KW), (sh, sw), (dh, dw) = out_hw, kernel, stride, dilation
+    for kh in range(KH):
+        for kw in range(KW):
+            h0, w0 = kh * dh, kw * dw
+            rows, cols = slice(h0, h0 + (OH - 1) * sh + 1, sh), slice(w0, w0 + (OW - 1) * sw + 1, sw)
+            yield kh * KW + kw, (slice(None), slice(None), rows, cols)

@@ -18,7 +18,11 @@ import numpy as np
 from ..autograd import Function, Tensor
 from ..backend import device_of, get_array_module
 from ..cuda import kernels
+from . import routes
+from .cpu import loss as cpu_loss
 from .reduce import total
+
+FORWARD = routes.declare("softmax_cross_entropy", "gpu", "reference", "in place")
 
 
 def _log_softmax(x: Any, axis: int) -> Any:
@@ -125,6 +129,14 @@ class SoftmaxCrossEntropy(Function):
     Backward: dscores = w[label] * (softmax(scores) - onehot(labels)) on
     counted pixels, 0 on ignored ones; times 1 / (sum of the counted weights)
     for 'mean'.
+
+    Routes of the forward pass (the backward pass is one on each device):
+
+    | route     | when                    | what it does                                           |
+    |-----------|-------------------------|--------------------------------------------------------|
+    | gpu       | CuPy arrays             | one fused kernel (cuda/softmax_loss.cu)                |
+    | reference | ``minifcn.reference()`` | log-softmax, the true class's log p, exp of it         |
+    | in place  | any other CPU input     | one array for z, exp z and the softmax (cpu/loss.py)   |
     """
 
     def __init__(self, labels: Any, ignore_index: int = 255, reduction: str = "mean", weight: Any = None):
@@ -147,20 +159,21 @@ class SoftmaxCrossEntropy(Function):
             if self.weight is None:
                 self.weight = xp.ones(scores.shape[1], dtype=scores.dtype)
             losses, counted = kernels.softmax_loss_forward(self.scores, self.labels, self.weight, self.ignore_index)
+            routes.took(FORWARD, "gpu")
         else:
             valid = self.labels != self.ignore_index  # (N, H, W)
             target = xp.where(valid, self.labels, 0)[:, None]  # (N, 1, H, W), ignored pixels point at class 0
-            # log p = z - log(sum of exp z), z = scores - their max. One array as large as the scores holds z,
-            # then exp z, then the softmax, in place: on a large image each new one costs its page faults.
-            probs = scores - scores.max(axis=1, keepdims=True)
-            picked = xp.take_along_axis(probs, target, axis=1)[:, 0]  # z of the true class
-            xp.exp(probs, out=probs)
-            sums = probs.sum(axis=1, keepdims=True)
-            picked -= xp.log(sums[:, 0])  # log p(true class) per pixel
-            probs /= sums
+            if routes.use_reference():
+                routes.took(FORWARD, "reference")
+                log_p = _log_softmax(scores, axis=1)
+                picked = xp.take_along_axis(log_p, target, axis=1)[:, 0]  # log p(true class) per pixel
+                self.softmax = xp.exp(log_p)
+            else:
+                routes.took(FORWARD, "in place")
+                self.softmax, picked = cpu_loss.forward(scores, target)
             counted = valid if self.weight is None else xp.where(valid, self.weight[target[:, 0]], 0)  # each weight
             losses = -xp.where(valid, picked, 0) * counted
-            self.softmax, self.target, self.counted = probs, target, counted
+            self.target, self.counted = target, counted
         count = total(counted)
         # 'mean' of no pixels (or of weight 0) is 0, not NaN: an all-void crop teaches nothing.
         self.scale = 1 / xp.where(count > 0, count, 1) if self.reduction == "mean" else xp.ones((), np.float64)

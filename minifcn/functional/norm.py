@@ -25,7 +25,9 @@ accumulated in float64 (``reduce.channel_sums``), whatever the data's dtype:
 dbeta and dgamma are small differences of large sums, and float32 running
 sums over a large map lose most of their digits.
 
-On a GPU the same formulas run as four launches forward and three backward
+That is the reference (``BatchNorm2d._forward_reference`` and its
+backward). On the CPU the fast route of ``cpu/norm.py`` splits the channels
+over the cores. On a GPU the same formulas run as four launches forward and three backward
 (cuda/reduce.cu for the sums, cuda/batch_norm.cu for the rest) instead of a
 dozen CuPy operations: a small net's step is made of launches, and each one
 costs the host ~10 microseconds.
@@ -35,13 +37,12 @@ from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
-
 from ..autograd import Function, Tensor
 from ..backend import get_array_module
 from ..cuda import kernels
-from . import threads
-from .reduce import channel_dot, channel_sum, channel_sums
+from . import routes
+from .cpu import norm as cpu_norm
+from .reduce import channel_dot, channel_sum
 
 
 def _per_channel(v: Any) -> Any:
@@ -49,36 +50,70 @@ def _per_channel(v: Any) -> Any:
     return v.reshape(1, -1, 1, 1)
 
 
+FORWARD = routes.declare("batch_norm", "gpu", "reference", "channels")
+BACKWARD = routes.declare("batch_norm backward", "gpu", "reference", "channels")
+
+
 class BatchNorm2d(Function):
     """y = gamma * (x - mean) / sqrt(var + eps) + beta per channel; batch statistics while training.
 
     Shapes: x (N, C, H, W); gamma, beta, running_mean, running_var (C,).
     The running arrays are updated in place while training.
+
+    Routes, forward and backward alike:
+
+    | route     | when                    | what it does                                                |
+    |-----------|-------------------------|-------------------------------------------------------------|
+    | gpu       | CuPy arrays             | four launches forward, three backward (cuda/batch_norm.cu)  |
+    | reference | ``minifcn.reference()`` | the formulas above, in ``_forward_reference`` and its pair   |
+    | channels  | any other CPU input     | channels over the cores, x - mean kept (cpu/norm.py)        |
     """
 
     def __init__(self, running_mean: Any, running_var: Any, training: bool, momentum: float, eps: float):
         self.running_mean, self.running_var = running_mean, running_var
         self.training, self.momentum, self.eps = training, momentum, eps
 
+    def _forward_reference(self, x: Any, gamma: Any, beta: Any) -> Any:
+        """The formulas, on the whole map: keeps x - mean and 1 / std (xhat is their product)."""
+        xp = get_array_module(x)
+        m = x.size // x.shape[1]
+        if self.training:
+            mean = (channel_sum(x) / m).astype(x.dtype)  # sums in float64 (reduce.py)
+            self.centered = x - _per_channel(mean)
+            var = (channel_dot(self.centered, self.centered) / m).astype(x.dtype)
+            self.update_running(mean, var, m, 0, x.shape[1])
+        else:
+            var = self.running_var
+            self.centered = x - _per_channel(self.running_mean)
+        self.inv_std = 1 / xp.sqrt(var + x.dtype.type(self.eps))
+        xhat = self.centered * _per_channel(self.inv_std)
+        return _per_channel(gamma) * xhat + _per_channel(beta)
+
+    def _backward_reference(self, gy: Any) -> tuple:
+        m = gy.size // gy.shape[1]
+        xhat = self.centered * _per_channel(self.inv_std)
+        dbeta = channel_sum(gy).astype(gy.dtype)
+        dgamma = channel_dot(gy, xhat).astype(gy.dtype)
+        scale = _per_channel(self.gamma * self.inv_std)
+        if not self.training:  # fixed statistics: y is an affine map of x alone
+            return gy * scale, dgamma, dbeta
+        return scale * (gy - _per_channel(dbeta / m) - xhat * _per_channel(dgamma / m)), dgamma, dbeta
+
+    def update_running(self, mean: Any, var: Any, m: int, c0: int, c1: int) -> None:
+        """running = (1 - momentum) * running + momentum * batch, for channels [c0, c1); the variance unbiased."""
+        t = mean.dtype.type(self.momentum)
+        running_mean, running_var = self.running_mean[c0:c1], self.running_var[c0:c1]
+        running_mean *= 1 - t
+        running_mean += t * mean
+        running_var *= 1 - t
+        running_var += t * var * mean.dtype.type(m / (m - 1))
+
     def forward(self, x: Any, gamma: Any, beta: Any) -> Any:
         xp = get_array_module(x)
-        if x.ndim != 4:
-            raise ValueError(f"batch_norm: input must be 4-D (N, C, H, W), got shape {x.shape}")
-        C = x.shape[1]
-        for name, a in (
-            ("weight", gamma),
-            ("bias", beta),
-            ("running_mean", self.running_mean),
-            ("running_var", self.running_var),
-        ):
-            if a.shape != (C,):
-                raise ValueError(f"batch_norm: {name} must have shape ({C},) for input {x.shape}, got {a.shape}")
-            if a.dtype != x.dtype:
-                raise TypeError(f"batch_norm: {name} dtype {a.dtype} differs from input dtype {x.dtype}")
-        if self.training and x.size // C < 2:
-            raise ValueError(f"batch_norm: training needs more than one value per channel, input {x.shape}")
-        self.gamma, m = gamma, x.size // C
+        _check(x, gamma, beta, self.running_mean, self.running_var, self.training)
+        self.gamma, m = gamma, x.size // x.shape[1]
         if kernels.on_gpu(x):  # four launches: the sums, the statistics, one pass for xhat and y (cuda/batch_norm.cu)
+            routes.took(FORWARD, "gpu")
             if self.training:
                 sums = kernels.channel_sums(x, x)
                 mean, self.inv_std = kernels.batch_norm_statistics(
@@ -88,63 +123,35 @@ class BatchNorm2d(Function):
                 mean, self.inv_std = self.running_mean, 1 / xp.sqrt(self.running_var + x.dtype.type(self.eps))
             self.xhat, y = kernels.batch_norm_forward(x, mean, self.inv_std, gamma, beta)
             return y
-        y, self.centered, self.inv_std = xp.empty_like(x), xp.empty_like(x), xp.empty(C, dtype=x.dtype)
-        threads.by_channels(lambda c0, c1: self._forward_channels(x, gamma, beta, y, c0, c1), C, x.nbytes)
-        return y
-
-    def _forward_channels(self, x: Any, gamma: Any, beta: Any, y: Any, c0: int, c1: int) -> None:
-        """The CPU's forward pass for channels [c0, c1): statistics, running averages and y.
-
-        It keeps x - mean (``centered``) rather than xhat: y = (x - mean) *
-        (gamma / sqrt(var + eps)) + beta in one multiply and one add, a pass
-        over the map fewer than normalising first; backward scales by
-        1 / sqrt(var + eps) where it needs xhat.
-        """
-        x, m, inv_std = x[:, c0:c1], x.size // x.shape[1], self.inv_std[c0:c1]
-        centered = self.centered[:, c0:c1]
-        if self.training:
-            mean = (channel_sum(x) / m).astype(x.dtype)
-            np.subtract(x, _per_channel(mean), out=centered)
-            var = (channel_dot(centered, centered) / m).astype(x.dtype)
-            t = x.dtype.type(self.momentum)
-            running_mean, running_var = self.running_mean[c0:c1], self.running_var[c0:c1]
-            running_mean *= 1 - t
-            running_mean += t * mean
-            running_var *= 1 - t
-            running_var += t * var * x.dtype.type(m / (m - 1))
-        else:
-            var = self.running_var[c0:c1]
-            np.subtract(x, _per_channel(self.running_mean[c0:c1]), out=centered)
-        inv_std[...] = 1 / np.sqrt(var + x.dtype.type(self.eps))
-        out = y[:, c0:c1]
-        np.multiply(centered, _per_channel(gamma[c0:c1] * inv_std), out=out)
-        out += _per_channel(beta[c0:c1])
+        if routes.use_reference():
+            routes.took(FORWARD, "reference")
+            self.route = "reference"
+            return self._forward_reference(x, gamma, beta)
+        routes.took(FORWARD, "channels")
+        self.route = "channels"
+        return cpu_norm.forward(self, x, gamma, beta)
 
     def backward(self, gy: Any) -> tuple:
         m = gy.size // gy.shape[1]
         if kernels.on_gpu(gy):  # the sums, then one pass for dx
+            routes.took(BACKWARD, "gpu")
             sums = kernels.channel_sums(gy, self.xhat)
             return kernels.batch_norm_backward(gy, self.xhat, sums, self.gamma, self.inv_std, m if self.training else 0)
-        C = gy.shape[1]
-        dx, dgamma, dbeta = np.empty_like(gy), np.empty(C, dtype=gy.dtype), np.empty(C, dtype=gy.dtype)
+        routes.took(BACKWARD, self.route)  # what the forward pass kept decides
+        return self._backward_reference(gy) if self.route == "reference" else cpu_norm.backward(self, gy)
 
-        def channels(c0: int, c1: int) -> None:
-            g, xc, out = gy[:, c0:c1], self.centered[:, c0:c1], dx[:, c0:c1]
-            inv_std = self.inv_std[c0:c1]
-            sums = channel_sums(g, xc)  # sum of dy, and of dy * (x - mean): dgamma once scaled by 1 / std
-            dbeta[c0:c1], dgamma[c0:c1] = sums[0], sums[1] * inv_std
-            scale = _per_channel(self.gamma[c0:c1] * inv_std)
-            if not self.training:  # with fixed statistics, dx is a per-channel affine map of dy alone
-                np.multiply(g, scale, out=out)
-                return
-            # dx = scale * (dy - dbeta / m - xhat * dgamma / m), xhat = (x - mean) / std, in place: no temporary
-            np.multiply(xc, _per_channel(-dgamma[c0:c1] * inv_std / m), out=out)
-            out += g
-            out -= _per_channel(dbeta[c0:c1] / m)
-            out *= scale
 
-        threads.by_channels(channels, C, gy.nbytes)
-        return dx, dgamma, dbeta
+def _check(x: Any, gamma: Any, beta: Any, running_mean: Any, running_var: Any, training: bool) -> None:
+    if x.ndim != 4:
+        raise ValueError(f"batch_norm: input must be 4-D (N, C, H, W), got shape {x.shape}")
+    C = x.shape[1]
+    for name, a in (("weight", gamma), ("bias", beta), ("running_mean", running_mean), ("running_var", running_var)):
+        if a.shape != (C,):
+            raise ValueError(f"batch_norm: {name} must have shape ({C},) for input {x.shape}, got {a.shape}")
+        if a.dtype != x.dtype:
+            raise TypeError(f"batch_norm: {name} dtype {a.dtype} differs from input dtype {x.dtype}")
+    if training and x.size // C < 2:
+        raise ValueError(f"batch_norm: training needs more than one value per channel, input {x.shape}")
 
 
 def batch_norm(

@@ -8,10 +8,10 @@ Two kinds of pass cannot keep two cores busy by themselves:
 - A convolution with few channels is a matrix product with little arithmetic
   per byte of its columns. Cut into tiles that stay in a core's cache, each
   thread unfolding and multiplying its own tiles with BLAS on one thread, it
-  runs faster than one large product over BLAS's threads (``conv.py`` says
-  which layers, benchmarks/RESULTS.md by how much). ``by_parts`` with
-  ``single_threaded_blas`` does that, and ``matmul`` splits every other
-  product of the convolutions over the same threads.
+  runs faster than one large product over BLAS's threads (``tiles.py`` says
+  which layers, docs/performance.md by how much). ``by_parts`` with
+  ``single_threaded_blas`` does that, and ``matmul`` splits the other
+  products of the fast convolution routes over the same threads.
 
 NumPy releases the GIL inside its loops and BLAS calls, so the threads run at
 once. The split is fixed (it depends on the sizes and the thread count, never
@@ -22,6 +22,12 @@ BLAS's thread count is OpenBLAS's (NumPy's wheels ship it), found by name in
 the loaded library. Where it cannot be found (another BLAS, another system),
 ``blas_threads`` says 1: the work runs on the calling thread and BLAS's own
 threads, slower on few channels, never wrong.
+
+A part of a split pass must not split again: it would wait for threads (or
+for BLAS's lock) that wait for it. So inside a part, ``by_parts`` with more
+than one range and ``single_threaded_blas`` raise ``NestedPassError`` at
+once, on whichever thread the part runs; ``matmul`` on a product small
+enough for one thread, or a plain ``numpy.matmul``, is what a part may call.
 """
 
 from __future__ import annotations
@@ -46,6 +52,29 @@ MIN_PRODUCT = 2**22
 OWN_THREAD_PRODUCT = 2**18
 
 _pool: ThreadPoolExecutor | None = None
+_in_part = threading.local()  # .on: this thread is running a part of a split pass
+_forced: int | None = None  # set by ``using``
+
+
+class NestedPassError(RuntimeError):
+    """A part of a split pass tried to split again (or to take BLAS's lock): it would deadlock."""
+
+
+def _check_not_in_part(what: str) -> None:
+    if getattr(_in_part, "on", False):
+        raise NestedPassError(
+            f"{what} inside a part of a split pass would wait for the threads that wait for it; "
+            "a part may call numpy.matmul (BLAS is on one thread there), not another split"
+        )
+
+
+def _as_part(job: Callable[[int, int], Any], i0: int, i1: int) -> Any:
+    """Run ``job(i0, i1)`` marked as a part, so that a nested split raises instead of waiting forever."""
+    _in_part.on = True
+    try:
+        return job(i0, i1)
+    finally:
+        _in_part.on = False
 
 
 def by_parts(job: Callable[[int, int], Any], count: int, parts: int) -> list:
@@ -64,11 +93,12 @@ def by_parts(job: Callable[[int, int], Any], count: int, parts: int) -> list:
     ranges = [(i0, i1) for i0, i1 in zip(bounds, bounds[1:]) if i1 > i0]
     if len(ranges) < 2:
         return [job(i0, i1) for i0, i1 in ranges]
+    _check_not_in_part("a split pass")
     if _pool is None:
         _pool = ThreadPoolExecutor(THREADS, thread_name_prefix="minifcn")
-    others = [_pool.submit(job, i0, i1) for i0, i1 in ranges[1:]]
+    others = [_pool.submit(_as_part, job, i0, i1) for i0, i1 in ranges[1:]]
     try:
-        first = job(*ranges[0])
+        first = _as_part(job, *ranges[0])
     finally:
         wait(others)  # no range may still be writing when the caller goes on, error or not
     return [first] + [done.result() for done in others]
@@ -163,8 +193,22 @@ def count() -> int:
     ``OMP_NUM_THREADS``) limit minifcn too, as ``OMP_NUM_THREADS`` limits
     PyTorch's threads.
     """
+    if _forced is not None:
+        return _forced
     blas = _blas()
     return THREADS if blas is None else max(1, min(THREADS, blas[0]()))
+
+
+@contextmanager
+def using(n: int) -> Iterator[None]:
+    """Within the block, passes split over ``n`` threads whatever BLAS's count (the tests run the splits
+    with two or more threads this way, where each test process has one core's share)."""
+    global _forced
+    before, _forced = _forced, n
+    try:
+        yield
+    finally:
+        _forced = before
 
 
 def blas_threads() -> int:
@@ -173,12 +217,13 @@ def blas_threads() -> int:
     1 where BLAS's thread count cannot be set (then ``single_threaded_blas``
     does nothing, and the calling thread runs the products on BLAS's threads).
     """
-    return 1 if _blas() is None else count()
+    return 1 if _blas() is None and _forced is None else count()
 
 
 @contextmanager
 def single_threaded_blas() -> Iterator[None]:
     """Within the block, BLAS runs each product on the thread that calls it; then its count is put back."""
+    _check_not_in_part("single_threaded_blas")
     blas = _blas()
     if blas is None:
         yield
