@@ -16,7 +16,7 @@ noisy shared machine.
 The last row is the memory case from the FCN: conv1_2 on a 500x500 image
 (64 channels at 698x698 after conv1_1's pad 100), whose im2col buffer would
 be about 1.1 GB; it is processed in bands of output rows within
-``minifcn.functional.conv.IM2COL_BUDGET_BYTES``. Its peak memory is traced with
+``minifcn.functional.geometry.IM2COL_BUDGET_BYTES``. Its peak memory is traced with
 tracemalloc (NumPy reports its allocations there).
 """
 
@@ -36,7 +36,7 @@ import numpy as np
 
 import minifcn as mf
 import minifcn.functional as F
-from minifcn.functional import conv as conv_module
+from minifcn.functional import geometry
 
 # name, in channels, out channels, input height = width (3x3 kernels, pad 1, stride 1)
 VGG16_SHAPES = [
@@ -203,7 +203,7 @@ def main() -> None:
         seconds = time.perf_counter() - t0
         _, peak = tracemalloc.get_traced_memory()
         tracemalloc.stop()
-        budget = conv_module.IM2COL_BUDGET_BYTES
+        budget = geometry.IM2COL_BUDGET_BYTES
         print(
             f"\nFCN conv1_2 on a 500x500 image: 64->64 @ {H}x{H}: full im2col buffer {full_cols / 2**30:.2f} GiB, "
             f"budget {budget / 2**20:.0f} MiB -> bands of output rows"

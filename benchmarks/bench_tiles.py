@@ -2,7 +2,7 @@
 
     python benchmarks/bench_tiles.py [--shapes quick|vgg16] [--rounds 3] [--tiles 1,2,4]
 
-On the CPU, ``minifcn.functional.conv`` computes a convolution with at most
+On the CPU, ``minifcn.functional.cpu.tiles`` computes a convolution with at most
 ``TILE_MAX_CHANNELS`` output channels in tiles: a few output rows of one
 image, padded, unfolded and multiplied while in a core's cache, the tiles
 spread over the threads, BLAS on one thread in each. Any other convolution
@@ -32,7 +32,8 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from bench_conv import cpu_name, openblas_core  # noqa: E402
 
-from minifcn.functional import conv, threads  # noqa: E402
+from minifcn.functional import conv  # noqa: E402
+from minifcn.functional.cpu import threads, tiles  # noqa: E402
 
 #: (N, C, OC, H = W): each a 3x3 convolution with padding 1.
 SHAPES = {
@@ -59,19 +60,19 @@ def one_shape(shape: tuple, tile_mib: list[float], rounds: int) -> dict:
     w = rng.standard_normal((OC, C, 3, 3), dtype=np.float32)
     gy = rng.standard_normal((N, OC, S, S), dtype=np.float32)
     one = (1, 1)
-    variants = {"bands": (0, conv.TILE_BYTES)} | {f"tiles {m:g} MiB": (10**9, int(m * 2**20)) for m in tile_mib}
+    variants = {"bands": (0, tiles.TILE_BYTES)} | {f"tiles {m:g} MiB": (10**9, int(m * 2**20)) for m in tile_mib}
     results: dict[str, list] = {name: [] for name in variants}
-    kept = conv.TILE_MAX_CHANNELS, conv.TILE_BYTES, conv.TILE_MIN_BYTES
+    kept = tiles.TILE_MAX_CHANNELS, tiles.TILE_BYTES, tiles.TILE_MIN_BYTES
     try:
-        conv.TILE_MIN_BYTES = 0
+        tiles.TILE_MIN_BYTES = 0
         for _ in range(rounds):
             for name, (max_channels, tile_bytes) in variants.items():
-                conv.TILE_MAX_CHANNELS, conv.TILE_BYTES = max_channels, tile_bytes
-                forward = timed(lambda: conv._conv_forward(x, w, one, one, one))
-                weight = timed(lambda: conv._conv_backward_weight(x, gy, (3, 3), one, one, one))
+                tiles.TILE_MAX_CHANNELS, tiles.TILE_BYTES = max_channels, tile_bytes
+                forward = timed(lambda: conv._forward(x, w, None, one, one, one))
+                weight = timed(lambda: conv._weight_grad(x, gy, (3, 3), one, one, one))
                 results[name].append((forward, weight))
     finally:
-        conv.TILE_MAX_CHANNELS, conv.TILE_BYTES, conv.TILE_MIN_BYTES = kept
+        tiles.TILE_MAX_CHANNELS, tiles.TILE_BYTES, tiles.TILE_MIN_BYTES = kept
     return {name: tuple(statistics.median(r[i] for r in runs) for i in range(2)) for name, runs in results.items()}
 
 

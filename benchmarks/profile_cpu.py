@@ -13,7 +13,7 @@ Two profiles, on the CPU, with the threads NumPy's BLAS has:
 
 Every Function's forward and backward is timed (wall clock), and so are the
 pieces inside the convolutions that the profile can see by name: the matrix
-products (``conv._product``), im2col, col2im, padding and layout copies. The
+products, im2col, col2im, padding and layout copies. The
 rows add up to the pass: "autograd and the rest" is the pass's time minus
 everything timed below it (the graph's own Python, allocation of Tensors,
 the loss's labels check, ...). "MiB" is what each row's calls read and wrote
@@ -49,22 +49,22 @@ from bench_fcn import N_CLASS, build_minifcn, gemm_rates  # noqa: E402
 import minifcn as mf  # noqa: E402
 import minifcn.functional as F  # noqa: E402
 from minifcn import autograd, optim  # noqa: E402
-from minifcn.functional import conv, pool, threads  # noqa: E402
+from minifcn.functional import conv  # noqa: E402
+from minifcn.functional.cpu import flat, padding_skip, threads, tiles  # noqa: E402
+from minifcn.functional.cpu import pool as cpu_pool  # noqa: E402
 from minifcn.models import FCN8s  # noqa: E402
 
 #: Helpers inside the ops, timed by name where the module has them: (module, attribute, row label).
 INNER = [
-    (conv, "_product", "  matrix products"),
-    (conv, "_forward_by_tiles", "  tiles: columns and products, forward"),
-    (conv, "_weight_grad_by_tiles", "  tiles: columns and products, weight gradient"),
-    (conv, "im2col", "  im2col"),
-    (conv, "im2col_flat", "  im2col_flat"),
-    (conv, "col2im", "  col2im"),
-    (conv, "pad2d", "  padding (conv)"),
-    (conv, "_channel_major", "  channel-major copies"),
+    (tiles, "forward", "  tiles: columns and products, forward"),
+    (tiles, "weight_grad", "  tiles: columns and products, weight gradient"),
+    (flat, "im2col_flat", "  im2col_flat (bands)"),
+    (conv, "im2col", "  im2col (reference)"),
+    (conv, "col2im", "  col2im (reference)"),
+    (flat, "pad2d", "  padding (flat columns)"),
+    (padding_skip, "forward", "  windows in the padding: the rest"),
     (conv, "channel_sum", "  bias gradients"),
-    (pool, "pad2d", "  padding (pool)"),
-    (pool, "_first_maximum", "  max pooling's argmax"),
+    (cpu_pool, "first_maximum", "  max pooling's argmax"),
 ]
 
 

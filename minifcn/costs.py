@@ -85,9 +85,25 @@ def layer_costs(
         dtype = np.float32 if first is None else first.dtype
     x = Tensor(np.random.default_rng(seed).standard_normal(input_shape).astype(dtype), requires_grad=False)
     rows: list[LayerCost] = []
-    of_call: dict[int, LayerCost] = {}  # id(Function instance) -> its row, for the backward pass
     where = ["model"]  # the innermost module running
+    restore_modules = _name_the_layers(model, where)
+    restore_ops = _record_the_ops(rows, where, backward)
+    try:
+        with contextlib.nullcontext() if backward else autograd.no_grad():
+            out = model(x)
+            if loss is not None:
+                where.append("loss")  # the loss's ops are named after it
+                value = loss(out)
+                if backward:
+                    value.backward()
+    finally:
+        restore_ops()
+        restore_modules()
+    return rows
 
+
+def _name_the_layers(model: Module | Callable, where: list[str]) -> Callable[[], None]:
+    """Make each leaf module push its name on ``where`` while it runs; returns what undoes it."""
     modules = dict(model.named_modules()) if isinstance(model, Module) else {}
     originals = {}
     for name, module in modules.items():
@@ -103,25 +119,32 @@ def layer_costs(
 
             module.forward = entered
 
-    call, back = Function.__call__, {}
+    def restore() -> None:
+        for name, original in originals.items():
+            if original is None:
+                del modules[name].forward
+            else:
+                modules[name].forward = original
+
+    return restore
+
+
+def _record_the_ops(rows: list[LayerCost], where: list[str], backward: bool) -> Callable[[], None]:
+    """Make every Function call add a row to ``rows`` (and, with ``backward``, time its backward pass into
+    that row); returns what undoes it."""
+    call, back, of_call = Function.__call__, {}, {}  # of_call: id(Function instance) -> its row
 
     def recorded_call(self: Function, *inputs: Any) -> Any:
         arrays = [t.data if isinstance(t, Tensor) else np.asarray(t) for t in inputs]
         start = time.perf_counter()
         out = call(self, *inputs)
         seconds = time.perf_counter() - start
-        first = out[0] if isinstance(out, tuple) else out
+        outs = out if isinstance(out, tuple) else (out,)
         op = type(self).__name__
         name = where[-1] if where[-1] != "model" else op.lower()
-        row = LayerCost(
-            name,
-            op,
-            tuple(first.shape),
-            op_multiply_adds(op, arrays, first.data),
-            int(sum(a.nbytes for a in arrays)),
-            int(sum(o.data.nbytes for o in (out if isinstance(out, tuple) else (out,)))),
-            seconds,
-        )
+        multiply_adds = op_multiply_adds(op, arrays, outs[0].data)
+        read, written = int(sum(a.nbytes for a in arrays)), int(sum(o.data.nbytes for o in outs))
+        row = LayerCost(name, op, tuple(outs[0].shape), multiply_adds, read, written, seconds)
         rows.append(row)
         of_call[id(self)] = row
         if backward and type(self) not in back:
@@ -138,27 +161,16 @@ def layer_costs(
         return out
 
     Function.__call__ = recorded_call
-    try:
-        with contextlib.nullcontext() if backward else autograd.no_grad():
-            out = model(x)
-            if loss is not None:
-                where.append("loss")  # the loss's ops are named after it
-                value = loss(out)
-                if backward:
-                    value.backward()
-    finally:
+
+    def restore() -> None:
         Function.__call__ = call
         for cls, original in back.items():
             if original is None:
                 del cls.backward
             else:
                 cls.backward = original
-        for name, original in originals.items():
-            if original is None:
-                del modules[name].forward
-            else:
-                modules[name].forward = original
-    return rows
+
+    return restore
 
 
 def format_costs(rows: list[LayerCost]) -> str:

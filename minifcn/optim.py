@@ -40,8 +40,7 @@ from .functional.cpu import threads
 from .nn.parameter import Parameter
 
 #: On the CPU an update goes through its buffer this many elements at a time (each thread through its own
-#: range), so that the rule's temporaries stay in the cache and never grow with the net: 1.6x faster on the
-#: tiny-bn FCN-8s's 2.2 million parameters than whole ranges (benchmarks/RESULTS.md).
+#: range), so that the rule's temporaries stay in the cache and never grow with the net (docs/performance.md).
 UPDATE_CHUNK = 2**17
 
 

@@ -19,7 +19,7 @@ ValueError with the flag and the file named.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable
+from typing import Any, Callable
 
 from . import rng
 from .checkpoint import Checkpoint, load_checkpoint, model_from_checkpoint, preprocessing_of
@@ -27,6 +27,7 @@ from .config import Config
 from .heads import Heads
 from .models import MultiHeadFCN, StreamFCN, add_input_channels, build_fcn
 from .nn import Module
+from .optim import SGD, Adam
 from .preprocessing import CAFFE, TORCHVISION, Preprocessing, with_depth
 from .surgery import randomise_scores, set_n_class, stage, transplant
 from .weights import read
@@ -127,3 +128,20 @@ def _join_streams(model: Module, c: Config, heads: Heads, say: Callable[[str], N
         report = transplant(state, model)  # by name: rgb.conv1_1.weight ... (depth.upscore is not used)
         say(f"minifcn: the {stream} stream from {path}: copied {len(report.copied)} arrays")
     return preprocessing_of(ckpt)
+
+
+def optimizer_for(c: Config, model: Any, resumed: Checkpoint | None) -> tuple[SGD | Adam, int, float]:
+    """The optimiser of ``c``, and the iteration and best mean IU to go on from (a resumed run takes back
+    the optimiser's state and the RNG's)."""
+    if c.optimizer == "adam":
+        optimizer: SGD | Adam = Adam(model.parameters(), lr=c.lr, weight_decay=c.weight_decay)
+    else:
+        optimizer = SGD(model.parameters(), lr=c.lr, momentum=c.momentum, weight_decay=c.weight_decay)
+    if resumed is None:
+        return optimizer, 0, -1.0
+    first = int(resumed.meta["iteration"])
+    if first >= c.iters:
+        raise ValueError(f"--resume {c.resume!r} is at iteration {first}, already >= --iters {c.iters}")
+    optimizer.load_state_dict(resumed.optim)
+    rng.set_state(resumed.meta["rng"])
+    return optimizer, first, float(resumed.meta.get("best_mean_iu", -1.0))

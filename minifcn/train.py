@@ -24,9 +24,9 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from . import cli, rng
+from . import cli
 from .backend import to_device
-from .checkpoint import Checkpoint, training_meta
+from .checkpoint import training_meta
 from .config import PAPER_LR, PRESETS, Config
 from .data import Augment, BatchLoader, median_frequency_weights, read_class_weights
 from .heads import Heads
@@ -34,9 +34,9 @@ from .inference import evaluate_heads
 from .loop import Loop
 from .metrics import scores_json
 from .models import BACKBONES, MODELS, check_fcn
-from .optim import SGD, Adam, learning_rate
+from .optim import learning_rate
 from .plots import sample_saver
-from .start import starting_point
+from .start import optimizer_for, starting_point
 
 AUGMENTS = ("none", "flip", "flip-scale")
 OPTIMIZERS = ("sgd", "adam")
@@ -172,7 +172,7 @@ def prepare(c: Config, say: Callable[[str], None] = cli.say) -> tuple[Loop, Head
     loader = BatchLoader(train_set, c.batch_size, start.preprocessing, augment, seed=c.seed)
 
     # 3. The optimiser; a resumed run takes back its state, the RNG's and its iteration.
-    optimizer, first, best = make_optimizer(c, model, start.resumed)
+    optimizer, first, best = optimizer_for(c, model, start.resumed)
 
     # 4. The loop: loss, schedule, evaluation, checkpoints.
     dtype = next(iter(model.parameters())).dtype  # the weights go to the device once, not every step
@@ -223,23 +223,6 @@ def load_data(c: Config) -> tuple[Config, Any, Any, Heads]:
         return c, train_set, val_set, Heads.of_dataset(train_set, wanted)
     except ValueError as e:
         raise cli.UserError(f"--heads {c.heads!r}: {e}") from None
-
-
-def make_optimizer(c: Config, model: Any, resumed: Checkpoint | None) -> tuple[SGD | Adam, int, float]:
-    """The optimiser of ``c``, and the iteration and best mean IU to go on from (a resumed run takes back
-    the optimiser's state and the RNG's)."""
-    if c.optimizer == "adam":
-        optimizer: SGD | Adam = Adam(model.parameters(), lr=c.lr, weight_decay=c.weight_decay)
-    else:
-        optimizer = SGD(model.parameters(), lr=c.lr, momentum=c.momentum, weight_decay=c.weight_decay)
-    if resumed is None:
-        return optimizer, 0, -1.0
-    first = int(resumed.meta["iteration"])
-    if first >= c.iters:
-        raise cli.UserError(f"--resume {c.resume!r} is at iteration {first}, already >= --iters {c.iters}")
-    optimizer.load_state_dict(resumed.optim)
-    rng.set_state(resumed.meta["rng"])
-    return optimizer, first, float(resumed.meta.get("best_mean_iu", -1.0))
 
 
 def choose_class_weights(c: Config, train_set: Any, heads: Heads, say: Callable[[str], None]) -> np.ndarray | None:

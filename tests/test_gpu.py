@@ -82,12 +82,52 @@ def test_conv_transpose2d(stride, padding, kernel, dtype, rng):
 
 def test_conv2d_in_bands(monkeypatch, rng):
     """A layer whose columns exceed the budget is done band by band on the GPU too."""
-    from minifcn.functional import conv
+    from minifcn.functional import geometry
 
-    monkeypatch.setattr(conv, "IM2COL_BUDGET_BYTES", 4000)
+    monkeypatch.setattr(geometry, "IM2COL_BUDGET_BYTES", 4000)
     x, w = rng.standard_normal((2, 3, 13, 9)), rng.standard_normal((4, 3, 3, 3))
     _compare(lambda d, x, w: F.conv2d(x, w, None, 2, 1), [x, w])
     _compare(lambda d, x, w: F.conv_transpose2d(x, w, None, 2, 1), [x, rng.standard_normal((3, 2, 4, 4))])
+
+
+def test_each_op_takes_its_one_gpu_route_and_matches_the_reference(rng):
+    """On a GPU every dispatcher takes its GPU route, even inside minifcn.reference(); the results are the
+    CPU references' in float64."""
+    from minifcn.functional import routes
+
+    x = rng.standard_normal((2, 3, 12, 10))
+    w, b = rng.standard_normal((4, 3, 4, 4)), rng.standard_normal(4)
+    labels = rng.integers(0, 4, (2, 3, 2))
+
+    def net(d, x, w, b, gamma, beta):
+        h = F.conv2d(x, w, b, stride=2, padding=3)
+        h = F.batch_norm(h, to_device(np.zeros(4), d), to_device(np.ones(4), d), gamma, beta)
+        h = F.max_pool2d(F.relu(h), 2, ceil_mode=True)
+        return h
+
+    with mf.reference():
+        y_cpu, g_cpu = _forward_backward(net, [x, w, b, np.ones(4), np.zeros(4)], "cpu")
+    before = routes.counts()
+    with mf.reference():
+        y_gpu, g_gpu = _forward_backward(net, [x, w, b, np.ones(4), np.zeros(4)], "cuda")
+    taken = {key for key, n in routes.counts().items() if n > before.get(key, 0)}
+    for op in (
+        "conv2d",
+        "conv2d input gradient",
+        "conv2d weight gradient",
+        "batch_norm",
+        "batch_norm backward",
+        "max_pool2d",
+        "max_pool2d backward",
+    ):
+        assert (op, "gpu") in taken, (op, taken)
+    np.testing.assert_allclose(y_gpu, y_cpu, rtol=1e-10, atol=1e-10)
+    for a, c in zip(g_gpu, g_cpu):
+        np.testing.assert_allclose(a, c, rtol=1e-10, atol=1e-10)
+    scores = mf.Tensor(rng.standard_normal((2, 4, 3, 2))).to("cuda")
+    before = routes.counts()
+    F.softmax_cross_entropy(scores, to_device(labels, "cuda"))
+    assert routes.counts()[("softmax_cross_entropy", "gpu")] > before.get(("softmax_cross_entropy", "gpu"), 0)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)

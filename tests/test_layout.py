@@ -67,3 +67,37 @@ def test_no_command_line_module_imports_another():
     graph = _graph()
     for command in COMMANDS:
         assert not graph[command] & (COMMANDS - {command}), (command, graph[command] & COMMANDS)
+
+
+def _code_lines(node: ast.AST, source: list[str]) -> int:
+    """Lines of a function that hold code: not blank, not a comment, not its docstring."""
+    skip = set()
+    body = getattr(node, "body", [])
+    if body and isinstance(body[0], ast.Expr) and isinstance(getattr(body[0], "value", None), ast.Constant):
+        skip = set(range(body[0].lineno, body[0].end_lineno + 1))
+    lines = range(node.lineno, node.end_lineno + 1)
+    return sum(
+        1 for i in lines if i not in skip and source[i - 1].strip() and not source[i - 1].strip().startswith("#")
+    )
+
+
+def test_files_and_functions_stay_short_enough_to_read():
+    """No file in minifcn/ over 500 lines, no function over 50 lines of code, train.py at most 280 lines."""
+    long_files, long_functions = [], []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        source = path.read_text(encoding="utf-8").splitlines()
+        if len(source) > 500:
+            long_files.append((path.name, len(source)))
+        for node in ast.walk(ast.parse("\n".join(source))):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and _code_lines(node, source) > 50:
+                long_functions.append((path.name, node.name, _code_lines(node, source)))
+    assert long_files == [] and long_functions == [], (long_files, long_functions)
+    assert len((PACKAGE / "train.py").read_text(encoding="utf-8").splitlines()) <= 280
+
+
+def test_the_convolution_file_reaches_its_matrix_product_early():
+    """A reader who opens functional/conv.py for "im2col and one matrix product" meets the product within 150
+    lines of the top: the reference comes first."""
+    tree = ast.parse((PACKAGE / "functional" / "conv.py").read_text(encoding="utf-8"))
+    products = [n.lineno for n in ast.walk(tree) if isinstance(n, ast.BinOp) and isinstance(n.op, ast.MatMult)]
+    assert products and min(products) <= 150, products

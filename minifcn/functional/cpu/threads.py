@@ -83,9 +83,8 @@ def by_parts(job: Callable[[int, int], Any], count: int, parts: int) -> list:
     Range p is [count*p // parts, count*(p + 1) // parts): a function of the
     sizes alone. Empty ranges are not run. The calling thread runs the first
     range itself while the pool's threads run the others: one thread fewer
-    to wake and one less hand-over per pass (waking a sleeping thread costs
-    about 0.1-0.3 ms on the 2-core machine of benchmarks/RESULTS.md, and a
-    network makes dozens of these passes a step). Every range has finished
+    to wake and one less hand-over per pass (a network makes dozens of these
+    passes a step; docs/performance.md, "The threads"). Every range has finished
     when this returns, even when one raised; the first error is raised here.
     """
     global _pool
