@@ -131,3 +131,30 @@ def test_workspace_buffers_are_reused_bounded_and_released():
     assert workspace.kept_bytes() < workspace.KEEP_BYTES  # the large one was not kept
     workspace.release()
     assert workspace.kept_bytes() == 0
+
+
+def test_the_tiles_split_over_as_many_threads_as_blas_has(rng, monkeypatch):
+    """The tile route asks BLAS's thread count before it sets BLAS to one thread per part: with BLAS on two
+    threads, the tiles go to two parts (inside the block the count reads 1, and all would run on one)."""
+    import minifcn as mf
+    import minifcn.functional as F
+    from minifcn.functional.cpu import tiles
+
+    blas = threads._blas()
+    if blas is None:
+        pytest.skip("this NumPy's BLAS is not OpenBLAS: its thread count cannot be set")
+    get, set_ = blas
+    parts_seen = []
+    split = threads.by_parts
+    monkeypatch.setattr(threads, "by_parts", lambda job, n, parts: parts_seen.append(parts) or split(job, n, parts))
+    monkeypatch.setattr(tiles, "TILE_MIN_BYTES", 0)
+    monkeypatch.setattr(tiles, "TILE_BYTES", 1)
+    before = get()
+    set_(2)
+    try:
+        if get() != 2:
+            pytest.skip("OpenBLAS would not take two threads here")
+        F.conv2d(mf.Tensor(rng.standard_normal((1, 2, 6, 20))), mf.Tensor(rng.standard_normal((3, 2, 3, 3))), padding=1)
+    finally:
+        set_(before)
+    assert 2 in parts_seen, parts_seen

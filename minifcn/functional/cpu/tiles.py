@@ -70,8 +70,9 @@ def _tile_columns(x: Any, n: int, rows: Pair, kernel: Pair, padding: Pair, dilat
 
 def _on_the_cores(run: Callable[[int, int], Any], count: int) -> list:
     """``run(t0, t1)`` over tiles [0, count), split over as many threads as BLAS has, each with BLAS on one."""
+    parts = threads.blas_threads()  # asked before the block, inside which BLAS's own count reads 1
     with threads.single_threaded_blas():
-        return threads.by_parts(run, count, threads.blas_threads())
+        return threads.by_parts(run, count, parts)
 
 
 def forward(x: Any, w: Any, b: Any, padding: Pair, dilation: Pair) -> Any:
