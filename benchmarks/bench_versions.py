@@ -4,7 +4,7 @@
 
 ``DIR`` is another checkout of minifcn (for example ``git worktree add
 /tmp/base HEAD~3``); this checkout is "new". Each round runs every kind
-once in each version, alternating (base, new, base, new, ...), each in a
+once in each version, alternating (base, new, then new, base, ...), each in a
 fresh process with that version first on the import path, so that a noisy
 machine slows both alike. A worker reports the median of its timed runs:
 
@@ -113,7 +113,8 @@ def main() -> None:
     results: dict = {}
     for r in range(args.rounds):
         for kind in args.kinds.split(","):
-            for side, tree in (("base", os.path.abspath(args.base)), ("new", NEW)):
+            sides = [("base", os.path.abspath(args.base)), ("new", NEW)]
+            for side, tree in sides if r % 2 == 0 else sides[::-1]:  # who goes first alternates by round
                 figures = run_worker(tree, kind, args.steps, args.data_root)
                 for name, value in figures.items():
                     results.setdefault((kind, name), {"base": [], "new": []})[side].append(value)

@@ -17,7 +17,7 @@ import pytest
 import minifcn as mf
 import minifcn.functional as F
 from minifcn.functional import basic, conv, loss, norm, pool, routes
-from minifcn.functional.cpu import flat, threads, tiles
+from minifcn.functional.cpu import flat, split_product, threads, tiles
 from minifcn.functional.cpu import pool as cpu_pool
 
 FWD, IG, WG = conv.FORWARD, conv.INPUT_GRAD, conv.WEIGHT_GRAD
@@ -107,6 +107,31 @@ CONV_CASES = [
         {},
     ),
     (
+        "split product",
+        (2, 16, 12, 12),
+        (32, 7, 7),
+        1,
+        0,
+        1,
+        False,
+        {FWD: "split product", IG: "split product", WG: "split product"},
+        {},
+        {},
+    ),
+    (
+        "split product edge: 2^18",
+        (1, 64, 11, 11),
+        (64, 2, 2),
+        3,
+        0,
+        1,
+        False,
+        {FWD: "reference"},
+        {FWD: "split product"},
+        {},
+    ),
+    ("split product edge: over 2^18", (1, 64, 11, 11), (65, 2, 2), 3, 0, 1, False, {FWD: "split product"}, {}, {}),
+    (
         "reference: 3 by 2",
         (2, 3, 9, 8),
         (4, 3, 3),
@@ -158,6 +183,9 @@ def test_the_edges_above_sit_where_the_conditions_turn():
     # The edge cases are at the boundary: one step the other way and the condition flips.
     assert flat.applies((1, 2, 6, 18), (3, 2, 3, 3), (1, 1), (0, 0), (1, 1))
     assert not flat.applies((1, 2, 6, 17), (3, 2, 3, 3), (1, 1), (0, 0), (1, 1))
+    assert 64 * 64 * 2 * 2 * 4 * 4 == split_product.MIN_MULTIPLY_ADDS  # "split product edge: 2^18"
+    assert not split_product.applies((1, 64, 11, 11), (64, 64, 2, 2), (3, 3), (0, 0), (1, 1))
+    assert split_product.applies((1, 64, 11, 11), (65, 64, 2, 2), (3, 3), (0, 0), (1, 1))
     columns_bytes = 2 * 9 * 1 * 8 * 26 * 8  # C*KH*KW * N * OH * Wp * itemsize of "tiles edge: bytes"
     assert columns_bytes == 29952
     assert tiles.applies((1, 2, 8, 24), (4, 2, 3, 3), (1, 1), (1, 1), (1, 1), 8) == (

@@ -32,7 +32,7 @@ from ..autograd import Function, Tensor
 from ..backend import get_array_module
 from ..cuda import kernels
 from . import conv_gpu, routes
-from .cpu import blocks, flat, flipped, padding_skip, tiles
+from .cpu import blocks, flat, flipped, padding_skip, split_product, tiles
 from .geometry import conv_output_size, conv_transpose_output_size, kernel_span, pad2d, pair
 from .reduce import channel_sum
 
@@ -126,25 +126,28 @@ def conv2d_weight_grad_reference(x: Any, gy: Any, kernel: Pair, stride: Pair, pa
 # ---------------------------------------------------------------------------
 # The dispatchers: which route computes each pass
 
-FORWARD = routes.declare("conv2d", "gpu", "reference", "padding skip", "blocks", "tiles", "flat columns")
-INPUT_GRAD = routes.declare("conv2d input gradient", "gpu", "reference", "flipped kernel", "blocks")
+FORWARD = routes.declare(
+    "conv2d", "gpu", "reference", "padding skip", "blocks", "tiles", "flat columns", "split product"
+)
+INPUT_GRAD = routes.declare("conv2d input gradient", "gpu", "reference", "flipped kernel", "blocks", "split product")
 WEIGHT_GRAD = routes.declare(
-    "conv2d weight gradient", "gpu", "reference", "padding skip", "blocks", "tiles", "flat columns"
+    "conv2d weight gradient", "gpu", "reference", "padding skip", "blocks", "tiles", "flat columns", "split product"
 )
 
 
 def _forward(x: Any, w: Any, b: Any, stride: Pair, padding: Pair, dilation: Pair) -> Any:
     """y = conv(x, w) + b by the first route whose condition holds.
 
-    | route        | when                                                  | what it does                       |
-    |--------------|-------------------------------------------------------|------------------------------------|
-    | gpu          | CuPy arrays                                           | im2col kernel, cuBLAS, bands       |
-    | reference    | ``minifcn.reference()``                               | ``conv2d_reference``               |
-    | padding skip | stride 1, windows wholly in the padding (pad 100)     | the windows that see the image     |
-    | blocks       | stride > 1 divides the kernel, no dilation (upscore)  | stride 1 on s x s blocks           |
-    | tiles        | flat columns, <= 128 outputs, >= 8 MiB of columns     | cache-sized tiles over the cores   |
-    | flat columns | stride 1, wrap-around adds <= 1/8 to the columns      | runs of the flat input, in bands   |
-    | reference    | anything else                                         | ``conv2d_reference``               |
+    | route         | when                                                 | what it does                          |
+    |---------------|------------------------------------------------------|---------------------------------------|
+    | gpu           | CuPy arrays                                          | im2col kernel, cuBLAS, bands          |
+    | reference     | ``minifcn.reference()``                              | ``conv2d_reference``                  |
+    | padding skip  | stride 1, windows wholly in the padding (pad 100)    | the windows that see the image        |
+    | blocks        | stride > 1 divides the kernel, no dilation (upscore) | stride 1 on s x s blocks              |
+    | tiles         | flat columns, <= 128 outputs, >= 8 MiB of columns    | cache-sized tiles over the cores      |
+    | flat columns  | stride 1, wrap-around adds <= 1/8 to the columns     | runs of the flat input, in bands      |
+    | split product | more than 2^18 multiply-adds                         | the reference, product on our threads |
+    | reference     | anything else                                        | ``conv2d_reference``                  |
 
     The first three hand a smaller or stride-1 convolution back to this table.
     """
@@ -165,6 +168,9 @@ def _forward(x: Any, w: Any, b: Any, stride: Pair, padding: Pair, dilation: Pair
         if flat.applies(x.shape, w.shape, *geometry):
             routes.took(FORWARD, "flat columns")
             return flat.forward(x, w, b, padding, dilation)
+        if split_product.applies(x.shape, w.shape, *geometry):
+            routes.took(FORWARD, "split product")
+            return split_product.forward(im2col, x, w, b, *geometry)
     routes.took(FORWARD, "reference")
     return conv2d_reference(x, w, b, *geometry)
 
@@ -172,13 +178,14 @@ def _forward(x: Any, w: Any, b: Any, stride: Pair, padding: Pair, dilation: Pair
 def _input_grad(gy: Any, w: Any, input_hw: Pair, stride: Pair, padding: Pair, dilation: Pair) -> Any:
     """dL/dx of y = conv(x, w), the transposed convolution of dL/dy with w, by the first route that holds.
 
-    | route          | when                                        | what it does                                  |
-    |----------------|---------------------------------------------|-----------------------------------------------|
-    | gpu            | CuPy arrays                                 | cuBLAS, then the col2im kernel (a gather)     |
-    | reference      | ``minifcn.reference()``                     | ``conv2d_input_grad_reference``               |
-    | flipped kernel | stride 1, dx at most 1.25x dy's pixels      | a convolution with the kernel flipped         |
-    | blocks         | stride > 1 divides the kernel, no dilation  | flipped kernel on s x s blocks, back to pixels |
-    | reference      | anything else (fc6's 7x7, AlexNet's conv1)  | ``conv2d_input_grad_reference``               |
+    | route          | when                                       | what it does                                   |
+    |----------------|--------------------------------------------|------------------------------------------------|
+    | gpu            | CuPy arrays                                | cuBLAS, then the col2im kernel (a gather)      |
+    | reference      | ``minifcn.reference()``                    | ``conv2d_input_grad_reference``                |
+    | flipped kernel | stride 1, dx at most 1.25x dy's pixels     | a convolution with the kernel flipped          |
+    | blocks         | stride > 1 divides the kernel, no dilation | flipped kernel on s x s blocks, back to pixels |
+    | split product  | more than 2^18 multiply-adds (fc6's 7x7)   | the reference, product on our threads          |
+    | reference      | anything else                              | ``conv2d_input_grad_reference``                |
 
     The flipped-kernel routes hand a stride-1 convolution to ``_forward``'s table.
     """
@@ -193,6 +200,9 @@ def _input_grad(gy: Any, w: Any, input_hw: Pair, stride: Pair, padding: Pair, di
         if blocks.applies(w.shape, stride, dilation):
             routes.took(INPUT_GRAD, "blocks")
             return blocks.input_grad(_forward, gy, w, input_hw, stride, padding)
+        if split_product.applies((gy.shape[0], w.shape[1]) + tuple(input_hw), w.shape, *geometry):
+            routes.took(INPUT_GRAD, "split product")
+            return split_product.input_grad(col2im, gy, w, input_hw, *geometry)
     routes.took(INPUT_GRAD, "reference")
     return conv2d_input_grad_reference(gy, w, input_hw, *geometry)
 
@@ -200,15 +210,16 @@ def _input_grad(gy: Any, w: Any, input_hw: Pair, stride: Pair, padding: Pair, di
 def _weight_grad(x: Any, gy: Any, kernel: Pair, stride: Pair, padding: Pair, dilation: Pair) -> Any:
     """dL/dw of y = conv(x, w) by the first route that holds: the routes and conditions of ``_forward``.
 
-    | route        | when                                              | what it does                                |
-    |--------------|---------------------------------------------------|---------------------------------------------|
-    | gpu          | CuPy arrays                                       | im2col kernel and cuBLAS, in bands of rows  |
-    | reference    | ``minifcn.reference()``                           | ``conv2d_weight_grad_reference``            |
-    | padding skip | stride 1, windows wholly in the padding           | those windows add nothing: left out         |
-    | blocks       | stride > 1 divides the kernel, no dilation        | the blocked convolution's, back to pixels   |
-    | tiles        | flat columns, <= 128 outputs, >= 8 MiB of columns | tile by tile, summed in float64             |
-    | flat columns | stride 1, wrap-around costs <= 1/8 more columns   | flat columns, dL/dy widened with zeros      |
-    | reference    | anything else                                     | ``conv2d_weight_grad_reference``            |
+    | route         | when                                              | what it does                               |
+    |---------------|---------------------------------------------------|--------------------------------------------|
+    | gpu           | CuPy arrays                                       | im2col kernel and cuBLAS, in bands of rows |
+    | reference     | ``minifcn.reference()``                           | ``conv2d_weight_grad_reference``           |
+    | padding skip  | stride 1, windows wholly in the padding           | those windows add nothing: left out        |
+    | blocks        | stride > 1 divides the kernel, no dilation        | the blocked convolution's, back to pixels  |
+    | tiles         | flat columns, <= 128 outputs, >= 8 MiB of columns | tile by tile, summed in float64            |
+    | flat columns  | stride 1, wrap-around costs <= 1/8 more columns   | flat columns, dL/dy widened with zeros     |
+    | split product | more than 2^18 multiply-adds                      | the reference, product on our threads      |
+    | reference     | anything else                                     | ``conv2d_weight_grad_reference``           |
     """
     geometry = (stride, padding, dilation)
     w_shape = (gy.shape[1], x.shape[1]) + tuple(kernel)
@@ -228,6 +239,9 @@ def _weight_grad(x: Any, gy: Any, kernel: Pair, stride: Pair, padding: Pair, dil
         if flat.applies(x.shape, w_shape, *geometry):
             routes.took(WEIGHT_GRAD, "flat columns")
             return flat.weight_grad(x, gy, kernel, padding, dilation)
+        if split_product.applies(x.shape, w_shape, *geometry):
+            routes.took(WEIGHT_GRAD, "split product")
+            return split_product.weight_grad(im2col, x, gy, kernel, *geometry)
     routes.took(WEIGHT_GRAD, "reference")
     return conv2d_weight_grad_reference(x, gy, kernel, *geometry)
 

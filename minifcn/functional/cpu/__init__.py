@@ -12,6 +12,7 @@ conv routes   padding_skip.py  windows wholly in the zero padding left out (conv
               flipped.py       a stride-1 transposed convolution as a convolution with the kernel flipped
               flat.py          stride-1 columns as runs of the flattened input, in bands
               tiles.py         few-channel convolutions in cache-sized tiles, over the cores
+              split_product.py the rest: the reference with its products on our threads
 other routes  pool.py          max pooling in cache-sized blocks over the cores
               relu.py          ReLU against a plane of zeros
               norm.py          batch norm by channels over the cores
