@@ -17,7 +17,7 @@ import pytest
 import minifcn as mf
 import minifcn.functional as F
 from minifcn.functional import basic, conv, loss, norm, pool, routes
-from minifcn.functional.cpu import flat, split_product, threads, tiles
+from minifcn.functional.cpu import blocks, flat, split_product, threads, tiles
 from minifcn.functional.cpu import pool as cpu_pool
 
 FWD, IG, WG = conv.FORWARD, conv.INPUT_GRAD, conv.WEIGHT_GRAD
@@ -81,9 +81,33 @@ CONV_CASES = [
     ("padding skip edge: pad = span - 1", (2, 3, 6, 7), (4, 3, 3), 1, 2, 1, False, {}, {FWD: "padding skip"}, {}),
     ("blocks", (2, 3, 5, 6), (4, 4, 6), (2, 3), 1, 1, False, {FWD: "blocks", IG: "blocks", WG: "blocks"}, {}, {}),
     ("blocks, upsampling", (2, 3, 4, 5), (2, 16, 16), 8, 4, 1, True, {IG: "blocks", FWD: "blocks"}, {}, {}),
+    (
+        "blocks, 17x9 by 6x3",
+        (2, 3, 20, 14),
+        (4, 17, 9),
+        (6, 3),
+        (2, 1),
+        1,
+        False,
+        {FWD: "blocks", IG: "blocks", WG: "blocks"},
+        {},
+        {},
+    ),
+    (
+        "blocks, 63 by 32",
+        (1, 2, 3, 4),
+        (2, 63, 63),
+        32,
+        16,
+        1,
+        True,
+        {IG: "blocks", FWD: "blocks", WG: "blocks"},
+        {},
+        {},
+    ),
     ("blocks edge: 5 by 2", (2, 3, 9, 8), (4, 5, 4), 2, 1, 1, False, {FWD: "reference"}, {FWD: "blocks"}, {}),
     ("blocks edge: dilation", (2, 3, 9, 8), (4, 4, 4), 2, 1, 2, False, {}, {FWD: "blocks", IG: "blocks"}, {}),
-    ("tiles", (2, 4, 20, 24), (6, 3, 3), 1, 1, 1, False, {FWD: "tiles", WG: "tiles"}, {}, {"TILE_BYTES": 4000}),
+    ("tiles", (2, 4, 20, 24), (6, 3, 3), 1, 1, 1, False, {FWD: "tiles", WG: "tiles"}, {}, {"TILE_BYTES": 30000}),
     ("tiles, one row each", (1, 2, 9, 18), (3, 3, 2), 1, (2, 1), (1, 2), False, {FWD: "tiles"}, {}, {"TILE_BYTES": 1}),
     ("tiles edge: 129 outputs", (1, 2, 8, 24), (129, 3, 3), 1, 1, 1, False, {FWD: "flat columns"}, {FWD: "tiles"}, {}),
     ("tiles edge: bytes", (1, 4, 8, 24), (2, 3, 3), 1, 1, 1, False, {}, {FWD: "tiles"}, {"TILE_MIN_BYTES": 59905}),
@@ -183,6 +207,10 @@ def test_the_edges_above_sit_where_the_conditions_turn():
     # The edge cases are at the boundary: one step the other way and the condition flips.
     assert flat.applies((1, 2, 6, 18), (3, 2, 3, 3), (1, 1), (0, 0), (1, 1))
     assert not flat.applies((1, 2, 6, 17), (3, 2, 3, 3), (1, 1), (0, 0), (1, 1))
+    assert blocks.applies((4, 3, 17, 9), (6, 3), (1, 1)) and blocks.applies((1, 1, 63, 63), (32, 32), (1, 1))
+    assert not blocks.applies((4, 3, 5, 4), (2, 2), (1, 1))  # 6x4 is 1.2 times 5x4: "blocks edge: 5 by 2"
+    assert blocks.applies((1, 1, 8, 1), (3, 1), (1, 1))  # 9 taps for 8: exactly 1/8 more
+    assert not blocks.applies((1, 1, 7, 1), (2, 1), (1, 1))  # 8 for 7: 1/7 more
     assert 64 * 64 * 2 * 2 * 4 * 4 == split_product.MIN_MULTIPLY_ADDS  # "split product edge: 2^18"
     assert not split_product.applies((1, 64, 11, 11), (64, 64, 2, 2), (3, 3), (0, 0), (1, 1))
     assert split_product.applies((1, 64, 11, 11), (65, 64, 2, 2), (3, 3), (0, 0), (1, 1))
@@ -191,6 +219,12 @@ def test_the_edges_above_sit_where_the_conditions_turn():
     assert tiles.applies((1, 2, 8, 24), (4, 2, 3, 3), (1, 1), (1, 1), (1, 1), 8) == (
         columns_bytes >= tiles.TILE_MIN_BYTES
     )
+
+
+def test_the_tiles_case_has_tiles_of_several_rows(monkeypatch):
+    # "tiles": 4 channels x 9 taps x 26 padded columns x 8 bytes = 7488 bytes a row; 30000 bytes a tile
+    monkeypatch.setattr(tiles, "TILE_BYTES", 30000)
+    assert tiles._tiles(2, 20, 4 * 9 * 26 * 8) == [(n, r, r + 4) for n in range(2) for r in range(0, 20, 4)]
 
 
 def test_tiles_edge_bytes_is_taken_one_byte_lower(rng, monkeypatch):

@@ -18,10 +18,12 @@ same weights (the paper's "deconvolution", Sec. 3.3), and the input gradient
 of a transposed convolution is a convolution.
 
 This file reads top to bottom: first the plain reference of these three
-passes, then the two ops, which hand each pass to its dispatcher. A
-dispatcher's docstring is the table of its routes: the GPU's (the CUDA
-kernels of cuda/im2col.cu and cuBLAS, ``conv_gpu.py``), the reference, and
-the fast CPU routes of ``functional/cpu/``, each tested against the reference.
+passes, just as written above; then one dispatcher per pass, whose
+docstring is the table of its routes (the GPU's: the CUDA kernels of
+cuda/im2col.cu and cuBLAS, ``conv_gpu.py``; the reference; the fast CPU
+routes of ``functional/cpu/``, each tested against the reference); then the
+two ops, which hand each pass to its dispatcher. ``minifcn.reference()``
+makes every CPU pass take the reference.
 """
 
 from __future__ import annotations
@@ -138,16 +140,16 @@ WEIGHT_GRAD = routes.declare(
 def _forward(x: Any, w: Any, b: Any, stride: Pair, padding: Pair, dilation: Pair) -> Any:
     """y = conv(x, w) + b by the first route whose condition holds.
 
-    | route         | when                                                 | what it does                          |
-    |---------------|------------------------------------------------------|---------------------------------------|
-    | gpu           | CuPy arrays                                          | im2col kernel, cuBLAS, bands          |
-    | reference     | ``minifcn.reference()``                              | ``conv2d_reference``                  |
-    | padding skip  | stride 1, windows wholly in the padding (pad 100)    | the windows that see the image        |
-    | blocks        | stride > 1 divides the kernel, no dilation (upscore) | stride 1 on s x s blocks              |
-    | tiles         | flat columns, <= 128 outputs, >= 8 MiB of columns    | cache-sized tiles over the cores      |
-    | flat columns  | stride 1, wrap-around adds <= 1/8 to the columns     | runs of the flat input, in bands      |
-    | split product | more than 2^18 multiply-adds                         | the reference, product on our threads |
-    | reference     | anything else                                        | ``conv2d_reference``                  |
+    | route         | when                                                  | what it does                          |
+    |---------------|-------------------------------------------------------|---------------------------------------|
+    | gpu           | CuPy arrays                                           | im2col kernel, cuBLAS, bands          |
+    | reference     | ``minifcn.reference()``                               | ``conv2d_reference``                  |
+    | padding skip  | stride 1, windows wholly in the padding (pad 100)     | the windows that see the image        |
+    | blocks        | stride > 1, kernel ~ m strides, no dilation (upscore) | stride 1 on s x s blocks              |
+    | tiles         | flat columns, <= 128 outputs, >= 8 MiB of columns     | cache-sized tiles over the cores      |
+    | flat columns  | stride 1, wrap-around adds <= 1/8 to the columns      | runs of the flat input, in bands      |
+    | split product | more than 2^18 multiply-adds                          | the reference, product on our threads |
+    | reference     | anything else                                         | ``conv2d_reference``                  |
 
     The first three hand a smaller or stride-1 convolution back to this table.
     """
@@ -178,14 +180,14 @@ def _forward(x: Any, w: Any, b: Any, stride: Pair, padding: Pair, dilation: Pair
 def _input_grad(gy: Any, w: Any, input_hw: Pair, stride: Pair, padding: Pair, dilation: Pair) -> Any:
     """dL/dx of y = conv(x, w), the transposed convolution of dL/dy with w, by the first route that holds.
 
-    | route          | when                                       | what it does                                   |
-    |----------------|--------------------------------------------|------------------------------------------------|
-    | gpu            | CuPy arrays                                | cuBLAS, then the col2im kernel (a gather)      |
-    | reference      | ``minifcn.reference()``                    | ``conv2d_input_grad_reference``                |
-    | flipped kernel | stride 1, dx at most 1.25x dy's pixels     | a convolution with the kernel flipped          |
-    | blocks         | stride > 1 divides the kernel, no dilation | flipped kernel on s x s blocks, back to pixels |
-    | split product  | more than 2^18 multiply-adds (fc6's 7x7)   | the reference, product on our threads          |
-    | reference      | anything else                              | ``conv2d_input_grad_reference``                |
+    | route          | when                                        | what it does                                   |
+    |----------------|---------------------------------------------|------------------------------------------------|
+    | gpu            | CuPy arrays                                 | cuBLAS, then the col2im kernel (a gather)      |
+    | reference      | ``minifcn.reference()``                     | ``conv2d_input_grad_reference``                |
+    | flipped kernel | stride 1, dx at most 1.25x dy's pixels      | a convolution with the kernel flipped          |
+    | blocks         | stride > 1, kernel ~ m strides, no dilation | flipped kernel on s x s blocks, back to pixels |
+    | split product  | more than 2^18 multiply-adds (fc6's 7x7)    | the reference, product on our threads          |
+    | reference      | anything else                               | ``conv2d_input_grad_reference``                |
 
     The flipped-kernel routes hand a stride-1 convolution to ``_forward``'s table.
     """
@@ -215,7 +217,7 @@ def _weight_grad(x: Any, gy: Any, kernel: Pair, stride: Pair, padding: Pair, dil
     | gpu           | CuPy arrays                                       | im2col kernel and cuBLAS, in bands of rows |
     | reference     | ``minifcn.reference()``                           | ``conv2d_weight_grad_reference``           |
     | padding skip  | stride 1, windows wholly in the padding           | those windows add nothing: left out        |
-    | blocks        | stride > 1 divides the kernel, no dilation        | the blocked convolution's, back to pixels  |
+    | blocks        | stride > 1, kernel ~ m strides, no dilation       | the blocked convolution's, back to pixels  |
     | tiles         | flat columns, <= 128 outputs, >= 8 MiB of columns | tile by tile, summed in float64            |
     | flat columns  | stride 1, wrap-around costs <= 1/8 more columns   | flat columns, dL/dy widened with zeros     |
     | split product | more than 2^18 multiply-adds                      | the reference, product on our threads      |

@@ -90,8 +90,8 @@ def pad2d(x: Any, top: int, left: int, height: int, width: int, value: float = 0
 
 
 #: The largest column matrix the fast routes (and the GPU) build at once; larger ones are built and multiplied a
-#: band of output rows at a time. 32 MiB: on VGG16's layers bands of 8 to 1024 MiB ran equally fast and 2 MiB
-#: slower (docs/performance.md), and the buffer is part of every pass's memory.
+#: band of output rows at a time; chosen by measurement (docs/performance.md, "Knobs"), and the buffer is part of
+#: every pass's memory.
 IM2COL_BUDGET_BYTES = 32 * 2**20
 
 

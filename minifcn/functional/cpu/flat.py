@@ -5,12 +5,11 @@ Flatten each padded image into one line of Hp*Wp values. With stride 1, tap
 along a whole output row, and on into the next, the tap reads consecutive
 values: row (c, kh, kw) of the columns is one contiguous run of the input,
 and all of them together are one strided view of it. Copying that view is a
-handful of long memory copies instead of KH*KW strided ones (about twice as
-fast as im2col's on VGG16's layers). The price: the last Wp - OW columns of
-every output row are windows that wrap around the edge into the next row
-(a spare row of zeros keeps the last ones inside the array); their products
-are computed and thrown away, (Wp - OW) / OW more arithmetic, so the route is
-taken only where that is at most ``FLAT_MAX_EXTRA``.
+handful of long memory copies instead of KH*KW strided ones. The price: the
+last Wp - OW columns of every output row are windows that wrap around the
+edge into the next row (a spare row of zeros keeps the last ones inside the
+array); their products are computed and thrown away, (Wp - OW) / OW more
+arithmetic, so the route is taken only where that is at most ``FLAT_MAX_EXTRA``.
 
 The columns are built a band of output rows at a time (at most
 ``geometry.IM2COL_BUDGET_BYTES``) into one reused buffer, and each product is

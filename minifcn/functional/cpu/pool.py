@@ -24,8 +24,7 @@ import numpy as np
 from ..geometry import kernel_span, window_views
 from . import threads
 
-#: A block reads about this many bytes of input: 0.5 to 2 MiB ran alike, 4 MiB and whole-batch passes up to 2x
-#: slower, 64 KiB slower again (docs/performance.md).
+#: A block reads about this many bytes of input, chosen by measurement (docs/performance.md, "Max pooling").
 BLOCK_BYTES = 2**20
 
 
