@@ -3,8 +3,9 @@
 What is left of the convolutions once the other routes have taken theirs
 (fc6's 7x7 on a small map, strided kernels that are not a whole number of
 strides, stride-1 layers on maps too narrow for the flat columns) is the
-reference itself, but for one thing: its products go to ``threads.matmul``
-(BLAS on one thread in each of our threads) instead of ``@``. A product of
+reference itself, but for two things: its products go to ``threads.matmul``
+(BLAS on one thread in each of our threads) instead of ``@``, and col2im's
+channels are split over the same threads. A product of
 more than ``MIN_MULTIPLY_ADDS`` multiply-adds would wake BLAS's own
 threads, and after it they spin for a while and take the cores from the
 passes that follow (the tiles, the pooling). Figures: docs/performance.md,
@@ -48,11 +49,19 @@ def forward(im2col: Callable, x: Any, w: Any, b: Any, stride: Pair, padding: Pai
 
 
 def input_grad(col2im: Callable, gy: Any, w: Any, input_hw: Pair, stride: Pair, padding: Pair, dilation: Pair) -> Any:
-    """``conv2d_input_grad_reference`` with the product on our threads."""
+    """``conv2d_input_grad_reference`` with the product on our threads, and col2im split by channels over them."""
     N, OC = gy.shape[:2]
     _, C, KH, KW = w.shape
     gcols = threads.matmul(w.reshape(OC, C * KH * KW).T, gy.transpose(1, 0, 2, 3).reshape(OC, -1))
-    return col2im(gcols, (N, C) + tuple(input_hw), (KH, KW), stride, padding, dilation)
+    gx = np.empty((N, C) + tuple(input_hw), dtype=gy.dtype)
+    taps = KH * KW
+
+    def channels(c0: int, c1: int) -> None:  # rows (c, kh, kw) of channels [c0, c1) add onto those channels alone
+        part = col2im(gcols[c0 * taps : c1 * taps], (N, c1 - c0) + tuple(input_hw), (KH, KW), stride, padding, dilation)
+        gx[:, c0:c1] = part
+
+    threads.by_channels(channels, C, gcols.nbytes)
+    return gx
 
 
 def weight_grad(im2col: Callable, x: Any, gy: Any, kernel: Pair, stride: Pair, padding: Pair, dilation: Pair) -> Any:
