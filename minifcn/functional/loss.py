@@ -132,11 +132,11 @@ class SoftmaxCrossEntropy(Function):
 
     Routes of the forward pass (the backward pass is one on each device):
 
-    | route     | when                    | what it does                                           |
-    |-----------|-------------------------|--------------------------------------------------------|
-    | gpu       | CuPy arrays             | one fused kernel (cuda/softmax_loss.cu)                |
-    | reference | ``minifcn.reference()`` | log-softmax, the true class's log p, exp of it         |
-    | in place  | any other CPU input     | one array for z, exp z and the softmax (cpu/loss.py)   |
+    | route     | when                    | what it does                                         |
+    |-----------|-------------------------|------------------------------------------------------|
+    | gpu       | CuPy arrays             | one fused kernel (cuda/softmax_loss.cu)              |
+    | reference | ``minifcn.reference()`` | log-softmax, the true class's log p, exp of it       |
+    | in place  | any other CPU input     | one array for z, exp z and the softmax (cpu/loss.py) |
     """
 
     def __init__(self, labels: Any, ignore_index: int = 255, reduction: str = "mean", weight: Any = None):

@@ -62,11 +62,11 @@ class BatchNorm2d(Function):
 
     Routes, forward and backward alike:
 
-    | route     | when                    | what it does                                                |
-    |-----------|-------------------------|-------------------------------------------------------------|
-    | gpu       | CuPy arrays             | four launches forward, three backward (cuda/batch_norm.cu)  |
-    | reference | ``minifcn.reference()`` | the formulas above, in ``_forward_reference`` and its pair   |
-    | channels  | any other CPU input     | channels over the cores, x - mean kept (cpu/norm.py)        |
+    | route     | when                    | what it does                                               |
+    |-----------|-------------------------|------------------------------------------------------------|
+    | gpu       | CuPy arrays             | four launches forward, three backward (cuda/batch_norm.cu) |
+    | reference | ``minifcn.reference()`` | the formulas above, in ``_forward_reference`` and its pair |
+    | channels  | any other CPU input     | channels over the cores, x - mean kept (cpu/norm.py)       |
     """
 
     def __init__(self, running_mean: Any, running_var: Any, training: bool, momentum: float, eps: float):

@@ -78,10 +78,10 @@ def _max_forward(
 ) -> tuple:
     """(y, argmax or None) by the first route that holds.
 
-    | route     | when                    | what it does                                              |
-    |-----------|-------------------------|-----------------------------------------------------------|
-    | gpu       | CuPy arrays             | one thread per output (cuda/pool.cu)                      |
-    | reference | ``minifcn.reference()`` | ``max_pool2d_reference``                                  |
+    | route     | when                    | what it does                                                |
+    |-----------|-------------------------|-------------------------------------------------------------|
+    | gpu       | CuPy arrays             | one thread per output (cuda/pool.cu)                        |
+    | reference | ``minifcn.reference()`` | ``max_pool2d_reference``                                    |
     | blocks    | any other CPU input     | cache-sized blocks over the cores, rows first (cpu/pool.py) |
     """
     if kernels.on_gpu(x):
@@ -101,12 +101,12 @@ def _max_backward(
 ) -> Any:
     """dL/dx by the first route that holds.
 
-    | route         | when                                        | what it does                                  |
-    |---------------|---------------------------------------------|-----------------------------------------------|
-    | gpu           | CuPy arrays                                 | one thread per input pixel, gathering          |
-    | reference     | ``minifcn.reference()``                     | ``max_pool2d_backward_reference``             |
-    | tiled windows | the windows tile the padded input exactly   | blocks, every pixel written: no zeros first   |
-    | blocks        | any other CPU input                         | blocks over the cores, from zeros             |
+    | route         | when                                      | what it does                                |
+    |---------------|-------------------------------------------|---------------------------------------------|
+    | gpu           | CuPy arrays                               | one thread per input pixel, gathering       |
+    | reference     | ``minifcn.reference()``                   | ``max_pool2d_backward_reference``           |
+    | tiled windows | the windows tile the padded input exactly | blocks, every pixel written: no zeros first |
+    | blocks        | any other CPU input                       | blocks over the cores, from zeros           |
     """
     if kernels.on_gpu(gy):
         routes.took(MAX_BACKWARD, "gpu")
