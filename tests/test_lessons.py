@@ -16,13 +16,11 @@ SHARED_DATA = os.path.join(os.path.dirname(LESSONS_DIR), "..", "shared", "data")
 # Lessons that read real files a user's clone lacks: the variable each reads, and where it looks without it.
 # Without the files, a lesson whose data cells are tagged "needs-data" runs all its other cells, then the
 # test skips, saying what did not run; a lesson that is about the data (11) is skipped whole.
-NEEDS = {
-    "08_metrics.ipynb": ("MINIFCN_VOC_MINI", [os.path.join(SHARED_DATA, "voc_mini")]),
-    "11_real_images_and_the_receptive_field.ipynb": (
-        "CAMVID",
-        [os.path.join(os.path.dirname(LESSONS_DIR), "data", "CamVid"), os.path.join(SHARED_DATA, "CamVid")],
-    ),  # where `python -m minifcn.download camvid` puts it from the repository's root, then the shared data
-}
+CAMVID = (
+    "CAMVID",
+    [os.path.join(os.path.dirname(LESSONS_DIR), "data", "CamVid"), os.path.join(SHARED_DATA, "CamVid")],
+)  # where `python -m minifcn.download camvid` puts it from the repository's root, then this project's copy
+NEEDS = {"08_metrics.ipynb": CAMVID, "11_real_images_and_the_receptive_field.ipynb": CAMVID}
 
 nbformat = pytest.importorskip("nbformat", reason="nbformat is part of the test extra: pip install -e '.[test]'")
 
