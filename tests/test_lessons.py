@@ -1,7 +1,10 @@
-"""The lessons: every notebook in lessons/ runs top to bottom (its asserts are the lesson's claims),
-and none is stored with outputs."""
+"""The lessons: every notebook in lessons/ is stored with its outputs (made by `python lessons/render.py`), runs
+top to bottom (its asserts are the lesson's claims), and still prints what it shows (lessons/render.py's
+``compare``)."""
 
+import base64
 import glob
+import importlib.util
 import os
 
 import pytest
@@ -11,7 +14,7 @@ from minifcn.backend import cuda_available
 from minifcn.cuda import host
 
 LESSONS_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "lessons")
-LESSONS = sorted(glob.glob(os.path.join(LESSONS_DIR, "*.ipynb")))
+LESSONS = sorted(glob.glob(os.path.join(LESSONS_DIR, "[0-9][0-9]_*.ipynb")))
 SHARED_DATA = os.path.join(os.path.dirname(LESSONS_DIR), "..", "shared", "data")
 # Lessons that read real files a user's clone lacks: the variable each reads, and where it looks without it.
 # Without the files, a lesson whose data cells are tagged "needs-data" runs all its other cells, then the
@@ -23,6 +26,9 @@ CAMVID = (
 NEEDS = {"08_metrics.ipynb": CAMVID, "11_real_images_and_the_receptive_field.ipynb": CAMVID}
 
 nbformat = pytest.importorskip("nbformat", reason="nbformat is part of the test extra: pip install -e '.[test]'")
+_spec = importlib.util.spec_from_file_location("render", os.path.join(LESSONS_DIR, "render.py"))
+render = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(render)
 
 
 def test_the_lessons_are_there():
@@ -31,27 +37,36 @@ def test_the_lessons_are_there():
 
 
 @pytest.mark.parametrize("path", LESSONS, ids=os.path.basename)
-def test_stored_without_outputs(path):
+def test_stored_with_small_outputs(path):
     notebook = nbformat.read(path, as_version=4)
+    code = [c for c in notebook.cells if c.cell_type == "code"]
+    fix = f"run `python lessons/render.py {os.path.basename(path)[:2]}`"
+    assert [c.execution_count for c in code] == list(range(1, len(code) + 1)), f"not stored as one run: {fix}"
+    assert any("assert" in c.source for c in code)  # its claims are checked
+    assert "widgets" not in notebook.metadata
     for i, cell in enumerate(notebook.cells):
-        if cell.cell_type == "code":
-            assert cell.outputs == [] and cell.execution_count is None, f"cell {i} has outputs: clear them"
-    assert any("assert" in c.source for c in notebook.cells if c.cell_type == "code")  # its claims are checked
+        assert "execution" not in cell.metadata, f"cell {i} stores its timing: {fix}"
+        for output in cell.get("outputs", []):
+            assert output.output_type != "error", f"cell {i} is stored with an error: {fix}"
+            data = output.get("data", {})
+            assert not any("widget" in kind for kind in data), f"cell {i} stores a widget"
+            if "image/png" in data:
+                size = len(base64.b64decode(data["image/png"]))
+                assert size <= render.MAX_IMAGE_BYTES, f"cell {i}: a {size // 1000} KB figure: {fix}"
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("path", LESSONS, ids=os.path.basename)
-def test_runs_top_to_bottom(path, monkeypatch):
-    from nbclient import NotebookClient
-
+def test_runs_and_shows_what_is_stored(path):
+    stored = nbformat.read(path, as_version=4)
     notebook = nbformat.read(path, as_version=4)
     if os.path.basename(path).startswith("12_") and not (cuda_available() or host.available()):
         missing_tool("lesson 12 runs the CUDA kernels: it needs a GPU with CuPy, or g++ to build them for the CPU")
-    missing = None
+    missing, env = None, {}
     if os.path.basename(path) in NEEDS:
         variable, places = NEEDS[os.path.basename(path)]
         folder = os.path.abspath(os.environ.get(variable) or next((p for p in places if os.path.isdir(p)), places[0]))
-        monkeypatch.setenv(variable, folder)  # the lesson looks exactly where this test looked
+        env[variable] = folder  # the lesson looks exactly where this test looked
         if not os.path.isdir(folder):
             missing = f"{folder} is not here (set {variable})"
             tagged = [c for c in notebook.cells if "needs-data" in c.metadata.get("tags", [])]
@@ -59,11 +74,11 @@ def test_runs_top_to_bottom(path, monkeypatch):
                 pytest.skip(f"needs its data: {missing}")
             notebook.cells = [c for c in notebook.cells if c not in tagged]
 
-    # The kernel imports minifcn from this checkout, installed or not.
-    root = os.path.dirname(LESSONS_DIR)
-    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")])))
-
-    client = NotebookClient(notebook, timeout=900, kernel_name="python3", resources={"metadata": {"path": LESSONS_DIR}})
-    client.execute()  # raises CellExecutionError, with the cell and its traceback, on any error or failed assert
+    render.execute(notebook, env)  # raises CellExecutionError, with the cell and its traceback, on a failed assert
+    problems = render.compare(stored, notebook)
+    assert not problems, (
+        f"{os.path.basename(path)} no longer shows what is stored; if the change is meant, run "
+        f"`python lessons/render.py {os.path.basename(path)[:2]}`:\n" + "\n".join(problems)
+    )
     if missing:
         pytest.skip(f"ran every cell but those on real data: {missing}")
