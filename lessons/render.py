@@ -5,8 +5,8 @@ on the repository's page without running anything.
     python lessons/render.py 06 07      # the lessons whose names start so
 
 Each lesson runs top to bottom in a fresh kernel, in the lessons/ folder, with one BLAS thread (as the test suite
-runs it on two cores, so that a lesson's trained numbers come out the same there), and the notebook is written back
-with its outputs. The figures are stored as PNGs of at most 256 colours, which keeps each to a few tens of KB.
+runs it on two cores), and the notebook is written back with its outputs, and with the fingerprint of how this
+machine rounds (``rounding``). The figures are stored as PNGs of at most 256 colours, a few tens of KB each.
 
 Lessons 08 and 11 read CamVid: ``python -m minifcn.download camvid`` (into data/CamVid), or ``CAMVID=DIR``. This
 command refuses to store a lesson with a part left out.
@@ -21,21 +21,22 @@ import glob
 import io
 import os
 import re
+import subprocess
 import sys
 import time
 
 LESSONS_DIR = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(LESSONS_DIR)
 # Cells whose output depends on the machine (timings, the device found) carry the tag "machine": only the kinds of
-# their outputs are compared. Cells that print the result of a training run carry "trained": their numbers may
-# move by TRAINED_TOLERANCE, since a different BLAS can round a sum differently and a short training run amplifies it.
+# their outputs are compared. Cells that print the result of a training run carry "trained": a machine that rounds
+# float32 differently (another BLAS kernel, another NumPy) trains to other numbers, so there only their words are
+# compared; on a machine that rounds as the one that rendered them, their numbers are compared as any other's.
 MACHINE, TRAINED = "machine", "trained"
-TRAINED_TOLERANCE = 0.05  # relative to max(1, |value|); see docs/tests.md for where it comes from
 MAX_IMAGE_BYTES = 100_000
 NUMBER = re.compile(r"[-+]?(?:\d+\.\d*|\.\d+|\d+)(?:[eE][-+]?\d+)?")
 # A number followed by one of these units is a time or a speed: it is never compared.
 TIMED = re.compile(
-    r"[-+]?(?:\d+\.\d*|\.\d+|\d+)(?:[eE][-+]?\d+)?(?=\s*(?:s|ms|us|µs|min|x)\b|\s*(?:[GMk] ?)?[A-Za-z-]*/s\b)"
+    r"(?<![\w.-])(?:\d+\.\d*|\.\d+|\d+)(?:[eE][-+]?\d+)?(?=\s*(?:s|ms|us|µs|min|x)\b|\s*(?:[GMk] ?)?[A-Za-z-]*/s\b)"
 )
 
 
@@ -44,6 +45,23 @@ def environment(extra: dict | None = None) -> dict:
     env = {"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [ROOT, os.environ.get("PYTHONPATH")]))
     return {**env, **(extra or {})}
+
+
+ROUNDING = """
+import hashlib, numpy as np
+rng = np.random.default_rng(0)
+a, b = rng.standard_normal((257, 300)).astype(np.float32), rng.standard_normal((300, 129)).astype(np.float32)
+parts = [a @ b, a.sum(axis=1), np.exp(a), np.log1p(np.abs(a)), np.sqrt(np.abs(a)), np.tanh(a)]
+print(hashlib.sha256(np.__version__.encode() + b"".join(p.tobytes() for p in parts)).hexdigest()[:16])
+"""
+
+
+def rounding(env: dict | None = None) -> str:
+    """A fingerprint of how NumPy and its BLAS round float32 here (a product, sums, exp, log, sqrt, tanh, and
+    NumPy's version), in the environment a lesson's kernel gets. Two machines with the same fingerprint train a
+    lesson's nets to the same bits; the BLAS kernel chosen for the CPU (AVX2, AVX-512) changes it."""
+    out = subprocess.run([sys.executable, "-c", ROUNDING], env={**os.environ, **environment(env)}, capture_output=True)
+    return out.stdout.decode().strip()
 
 
 def execute(notebook, env: dict | None = None):
@@ -100,10 +118,8 @@ def summarise(cell) -> list[tuple[str, str]]:
     return ([("text", "".join(printed))] if printed else []) + results
 
 
-def _numbers_agree(stored: str, fresh: str, trained: bool) -> bool:
+def _numbers_agree(stored: str, fresh: str) -> bool:
     a, b = float(stored), float(fresh)
-    if trained:
-        return abs(a - b) <= TRAINED_TOLERANCE * max(1.0, abs(a))
     digits = stored.lower().split("e")[0]
     last_place = 10.0 ** -(len(digits.split(".")[1]) if "." in digits else 0)
     if "e" in stored.lower():
@@ -111,30 +127,30 @@ def _numbers_agree(stored: str, fresh: str, trained: bool) -> bool:
     return abs(a - b) <= 1.01 * last_place + 1e-12 * abs(a)  # one unit in the last printed place: a rounding flip
 
 
-def compare_text(stored: str, fresh: str, trained: bool = False) -> str | None:
+def compare_text(stored: str, fresh: str, numbers: bool = True) -> str | None:
     """None when ``fresh`` says what ``stored`` says, else the first difference, in words.
 
     The words must be equal. Times and speeds (a number followed by s, ms, us, min, x or a rate per second) are not
-    compared. Every other number must agree to one unit in its last printed place, or, in a trained cell, to
-    TRAINED_TOLERANCE x max(1, |value|)."""
+    compared. With ``numbers``, every other number must agree to one unit in its last printed place."""
     stored, fresh = TIMED.sub("<time>", stored), TIMED.sub("<time>", fresh)
     if NUMBER.split(stored) != NUMBER.split(fresh):
         for s_line, f_line in zip(stored.splitlines() + ["(end)"], fresh.splitlines() + ["(end)"]):
             if NUMBER.split(s_line) != NUMBER.split(f_line):
                 return f"stored {s_line.strip()!r}, now {f_line.strip()!r}"
-    for s, f in zip(NUMBER.findall(stored), NUMBER.findall(fresh)):
-        if not _numbers_agree(s, f, trained):
+    for s, f in zip(NUMBER.findall(stored), NUMBER.findall(fresh)) if numbers else ():
+        if not _numbers_agree(s, f):
             line = next(line for line in fresh.splitlines() if f in line)
             return f"stored {s}, now {f} (in {line.strip()!r})"
     return None
 
 
-def compare(stored_notebook, fresh_notebook) -> list[str]:
+def compare(stored_notebook, fresh_notebook, same_rounding: bool = True) -> list[str]:
     """Every difference between the stored outputs and a fresh run's, by cell (matched by id), in words.
 
-    Cells tagged "machine": only the kinds of their outputs (text, figures). Cells tagged "trained": numbers within
-    TRAINED_TOLERANCE. Other cells: the text, with each number to one unit in its last printed place. Figures are
-    compared by count only: a figure may move by pixels, its numbers are asserted in the cell that draws it."""
+    Cells tagged "machine": only the kinds of their outputs (text, figures). Other cells: the text, each number to
+    one unit in its last printed place; but in cells tagged "trained", only the words unless ``same_rounding`` (the
+    fresh run rounded as the stored one did). Figures are compared by count only: a figure may move by pixels, the
+    numbers it shows are asserted in the cell that draws it."""
     stored = {c.id: c for c in stored_notebook.cells if c.cell_type == "code"}
     problems = []
     for i, cell in enumerate(fresh_notebook.cells):
@@ -152,7 +168,8 @@ def compare(stored_notebook, fresh_notebook) -> list[str]:
         if MACHINE in tags:
             continue
         for (kind, s), (_, f) in zip(old, new):
-            if kind != "figure" and (difference := compare_text(s, f, TRAINED in tags)):
+            numbers = same_rounding or TRAINED not in tags
+            if kind != "figure" and (difference := compare_text(s, f, numbers)):
                 problems.append(f"{where}: {difference}")
     return problems
 
@@ -179,12 +196,12 @@ def render(path: str) -> None:
     execute(notebook, data_for(name))
     shrink_images(notebook)
     notebook.metadata.pop("widgets", None)
+    notebook.metadata["minifcn"] = {"rounding": rounding()}
     nbformat.write(notebook, path)
     largest = max((len(o["data"]["image/png"]) * 3 // 4 for c in notebook.cells for o in c.get("outputs", [])
                    if "image/png" in o.get("data", {})), default=0)  # fmt: skip
-    print(
-        f"{name}: {time.perf_counter() - start:.0f} s, {os.path.getsize(path) // 1000} KB, largest figure {largest // 1000} KB"
-    )
+    seconds, size = time.perf_counter() - start, os.path.getsize(path) // 1000
+    print(f"{name}: {seconds:.0f} s, {size} KB, largest figure {largest // 1000} KB")
 
 
 def main(argv: list[str]) -> None:
