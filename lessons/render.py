@@ -28,10 +28,11 @@ import time
 LESSONS_DIR = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(LESSONS_DIR)
 # Cells whose output depends on the machine (timings, the device found) carry the tag "machine": only the kinds of
-# their outputs are compared. Cells that print the result of a training run carry "trained": a machine that rounds
-# float32 differently (another BLAS kernel, another NumPy) trains to other numbers, so there only their words are
-# compared; on a machine that rounds as the one that rendered them, their numbers are compared as any other's.
-MACHINE, TRAINED = "machine", "trained"
+# their outputs are compared. Cells whose numbers depend on how the machine rounds (the result of a training run, a
+# difference at the level of rounding) carry "rounding": a machine that rounds float32 differently (another BLAS
+# kernel, another NumPy) trains to other numbers, so there only their words are compared; on a machine that rounds
+# as the one that rendered them, their numbers are compared as any other's.
+MACHINE, ROUNDING_TAG = "machine", "rounding"
 MAX_IMAGE_BYTES = 100_000
 NUMBER = re.compile(r"[-+]?(?:\d+\.\d*|\.\d+|\d+)(?:[eE][-+]?\d+)?")
 # A number followed by one of these units is a time or a speed: it is never compared.
@@ -127,15 +128,20 @@ def _numbers_agree(stored: str, fresh: str) -> bool:
     return abs(a - b) <= 1.01 * last_place + 1e-12 * abs(a)  # one unit in the last printed place: a rounding flip
 
 
+def _words(text: str) -> list[str]:
+    """The text between the numbers, without spaces (a table's or an array's padding follows its numbers' widths)."""
+    return ["".join(part.split()) for part in NUMBER.split(text)]
+
+
 def compare_text(stored: str, fresh: str, numbers: bool = True) -> str | None:
     """None when ``fresh`` says what ``stored`` says, else the first difference, in words.
 
-    The words must be equal. Times and speeds (a number followed by s, ms, us, min, x or a rate per second) are not
-    compared. With ``numbers``, every other number must agree to one unit in its last printed place."""
+    The words must be equal, spaces aside. Times and speeds (a number followed by s, ms, us, min, x or a rate per
+    second) are not compared. With ``numbers``, every other number must agree to one unit in its last printed place."""
     stored, fresh = TIMED.sub("<time>", stored), TIMED.sub("<time>", fresh)
-    if NUMBER.split(stored) != NUMBER.split(fresh):
+    if _words(stored) != _words(fresh):
         for s_line, f_line in zip(stored.splitlines() + ["(end)"], fresh.splitlines() + ["(end)"]):
-            if NUMBER.split(s_line) != NUMBER.split(f_line):
+            if _words(s_line) != _words(f_line):
                 return f"stored {s_line.strip()!r}, now {f_line.strip()!r}"
     for s, f in zip(NUMBER.findall(stored), NUMBER.findall(fresh)) if numbers else ():
         if not _numbers_agree(s, f):
@@ -148,7 +154,7 @@ def compare(stored_notebook, fresh_notebook, same_rounding: bool = True) -> list
     """Every difference between the stored outputs and a fresh run's, by cell (matched by id), in words.
 
     Cells tagged "machine": only the kinds of their outputs (text, figures). Other cells: the text, each number to
-    one unit in its last printed place; but in cells tagged "trained", only the words unless ``same_rounding`` (the
+    one unit in its last printed place; but in cells tagged "rounding", only the words unless ``same_rounding`` (the
     fresh run rounded as the stored one did). Figures are compared by count only: a figure may move by pixels, the
     numbers it shows are asserted in the cell that draws it."""
     stored = {c.id: c for c in stored_notebook.cells if c.cell_type == "code"}
@@ -168,7 +174,7 @@ def compare(stored_notebook, fresh_notebook, same_rounding: bool = True) -> list
         if MACHINE in tags:
             continue
         for (kind, s), (_, f) in zip(old, new):
-            numbers = same_rounding or TRAINED not in tags
+            numbers = same_rounding or ROUNDING_TAG not in tags
             if kind != "figure" and (difference := compare_text(s, f, numbers)):
                 problems.append(f"{where}: {difference}")
     return problems

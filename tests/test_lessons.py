@@ -76,7 +76,7 @@ def test_runs_and_shows_what_is_stored(path):
             notebook.cells = [c for c in notebook.cells if c not in tagged]
 
     render.execute(notebook, env)  # raises CellExecutionError, with the cell and its traceback, on a failed assert
-    # Where this machine rounds as the rendering one did, the trained cells' numbers are compared too.
+    # Where this machine rounds as the rendering one did, the numbers of the cells tagged rounding are compared too.
     same_rounding = render.rounding(env) == stored.metadata.get("minifcn", {}).get("rounding")
     problems = render.compare(stored, notebook, same_rounding)
     assert not problems, (
