@@ -120,12 +120,13 @@ def summarise(cell) -> list[tuple[str, str]]:
 
 
 def _numbers_agree(stored: str, fresh: str) -> bool:
-    a, b = float(stored), float(fresh)
-    digits = stored.lower().split("e")[0]
-    last_place = 10.0 ** -(len(digits.split(".")[1]) if "." in digits else 0)
-    if "e" in stored.lower():
-        last_place *= 10.0 ** int(stored.lower().split("e")[1])
-    return abs(a - b) <= 1.01 * last_place + 1e-12 * abs(a)  # one unit in the last printed place: a rounding flip
+    """Integers (counts, shapes) exactly; a decimal to one unit in its last printed place, a rounding flip."""
+    mantissa, _, exponent = stored.lower().partition("e")
+    if "." not in mantissa and not exponent:
+        return stored.lstrip("+") == fresh.lstrip("+")
+    decimals = mantissa.partition(".")[2]
+    last_place = 10.0 ** -len(decimals) * 10.0 ** int(exponent or 0)
+    return abs(float(stored) - float(fresh)) <= 1.01 * last_place
 
 
 def _words(text: str) -> list[str]:
@@ -137,7 +138,8 @@ def compare_text(stored: str, fresh: str, numbers: bool = True) -> str | None:
     """None when ``fresh`` says what ``stored`` says, else the first difference, in words.
 
     The words must be equal, spaces aside. Times and speeds (a number followed by s, ms, us, min, x or a rate per
-    second) are not compared. With ``numbers``, every other number must agree to one unit in its last printed place."""
+    second) are not compared. With ``numbers``, every other integer must be equal, and every decimal must agree to
+    one unit in its last printed place."""
     stored, fresh = TIMED.sub("<time>", stored), TIMED.sub("<time>", fresh)
     if _words(stored) != _words(fresh):
         for s_line, f_line in zip(stored.splitlines() + ["(end)"], fresh.splitlines() + ["(end)"]):

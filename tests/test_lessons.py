@@ -36,6 +36,23 @@ def test_the_lessons_are_there():
     assert names == sorted(set(names)) and names[0] == "01"
 
 
+def test_the_comparison_of_printed_text():
+    same = render.compare_text
+    assert same("mean IU 0.212, 92 arrays", "mean IU 0.213, 92 arrays") is None  # a rounding flip in the last place
+    assert "0.214" in same("mean IU 0.212", "mean IU 0.214")
+    assert "now 6" in same("shape (1, 5, 7)", "shape (1, 6, 7)")  # integers exactly
+    assert same("1.92e+07 and 7.7e-10", "1.93e+07 and 7.8e-10") is None
+    assert "1.94e+07" in same("1.92e+07", "1.94e+07")
+    assert (
+        same("FCN-8s: 200 iterations in 28 s, 1.4x, 106 GFLOP/s", "FCN-8s: 200 iterations in 41 s, 2.0x, 90 GFLOP/s")
+        is None
+    )
+    assert "FCN-16s" in same("FCN-8s: in 28 s", "FCN-16s: in 28 s")  # a name is not a time
+    assert same("[0.9  0.43 0.  ]", "[0.9  0.43 0.  ]") is None and same("a  b", "a b") is None  # padding
+    assert "now 'colour'" in same("shape", "colour")
+    assert same("mean IU 0.246", "mean IU 0.269", numbers=False) is None  # words only, for a rounding cell
+
+
 @pytest.mark.parametrize("path", LESSONS, ids=os.path.basename)
 def test_stored_with_small_outputs(path):
     notebook = nbformat.read(path, as_version=4)
