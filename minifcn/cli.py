@@ -38,6 +38,8 @@ from .models import BACKBONES, MODELS
 from .preprocessing import Preprocessing
 
 DATASETS = ("shapes", "voc", "sbd", "camvid", "folder", "rgbd-shapes", "rgbd-folder", "two-label-shapes", "siftflow")
+GENERATED_DATASETS = ("shapes", "rgbd-shapes", "two-label-shapes")  # drawn by minifcn at --image-size
+GENERATED_SIZE = 64  # their size when neither the preset nor --image-size sets one
 RGBD_DATASETS = ("rgbd-shapes", "rgbd-folder")  # images with a depth channel (Sec. 5, NYUDv2)
 MULTITASK_DATASETS = ("two-label-shapes", "siftflow")  # two labels per pixel (Sec. 5, SIFT Flow)
 
@@ -134,7 +136,13 @@ def add_data_arguments(p: argparse.ArgumentParser, dataset_default: Any = "shape
     )
     g.add_argument("--voc-root", help="sbd's seg11valid split: the VOC2011 devkit")
     g.add_argument("--n-class", type=int, help="number of classes (folder datasets; checked against the others)")
-    g.add_argument("--image-size", type=int, default=None, help="shapes: the image size (default 64)")
+    g.add_argument(
+        "--image-size",
+        type=int,
+        default=None,
+        help=f"shapes and the other generated datasets: the image size (the quick preset's 128; {GENERATED_SIZE} "
+        "where a preset sets none)",
+    )
 
 
 def build_dataset(
@@ -146,11 +154,11 @@ def build_dataset(
     image_size: int | None = None,
 ) -> Any:
     """A dataset by its command-line name and split; errors name the flag or the file."""
-    if kind in ("shapes", "rgbd-shapes", "two-label-shapes"):
+    if kind in GENERATED_DATASETS:
         if root is not None:
             raise UserError(f"--data-root is for datasets read from files; the {kind} dataset is generated, not read")
         generated = {"shapes": Shapes, "rgbd-shapes": RGBDShapes, "two-label-shapes": TwoLabelShapes}[kind]
-        data = generated(split, size=image_size or 64)
+        data = generated(split, size=image_size or GENERATED_SIZE)
     elif root is None:
         raise UserError(f"--dataset {kind} needs --data-root (the folder that holds it)")
     elif kind == "voc":

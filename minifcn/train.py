@@ -28,7 +28,7 @@ from . import cli
 from .backend import to_device
 from .checkpoint import training_meta
 from .config import PAPER_LR, PRESETS, Config
-from .data import Augment, BatchLoader, median_frequency_weights, read_class_weights
+from .data import Augment, BatchLoader, Shapes, median_frequency_weights, read_class_weights
 from .heads import Heads
 from .inference import evaluate_heads
 from .loop import Loop
@@ -110,6 +110,8 @@ def parse_config(argv: Sequence[str] | None) -> Config:
         values["out"] = os.path.join("runs", preset)
     if values.get("dataset") in cli.RGBD_DATASETS and values.get("fusion") is None:
         values["fusion"] = "early"
+    if values.get("dataset") in cli.GENERATED_DATASETS and values.get("image_size") is None:
+        values["image_size"] = cli.GENERATED_SIZE  # recorded as used, in config.json and the checkpoints
     config = Config(**{k: v for k, v in values.items() if k in {f.name for f in dataclasses.fields(Config)}})
     check_config(config)
     return config
@@ -132,6 +134,11 @@ def check_config(c: Config) -> None:
         raise cli.UserError(f"--momentum must lie in [0, 1), got {c.momentum}")
     if c.weight_decay < 0:
         raise cli.UserError(f"--weight-decay must be >= 0, got {c.weight_decay}")
+    if c.dataset in cli.GENERATED_DATASETS and c.image_size is not None and c.image_size < Shapes.MIN_SIZE:
+        raise cli.UserError(
+            f"--image-size must be at least {Shapes.MIN_SIZE} (the smallest image the {c.dataset} dataset draws), "
+            f"got {c.image_size}"
+        )
     if c.crop_size is not None and c.crop_size < 1:
         raise cli.UserError(f"--crop-size must be at least 1, got {c.crop_size}")
     check_fcn(c.model, c.backbone, c.fusion)  # the net exists (build_fcn's own check)

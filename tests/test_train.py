@@ -227,6 +227,8 @@ def test_a_parameter_that_overflows_is_never_saved(tmp_path, capsys):
         (["--dataset", "folder", "--data-root", "."], "--dataset folder needs --n-class"),
         (["--iters", "0"], "--iters must be at least 1"),
         (["--lr", "-1"], "--lr must be a positive number"),
+        (["--image-size", "0"], "--image-size must be at least 16"),
+        (["--image-size", "8", "--dataset", "rgbd-shapes"], "--image-size must be at least 16"),
         (["--model", "fcn8s", "--backbone", "alexnet"], "alexnet exists for --model fcn32s only"),
         (["--n-class", "3"], "--n-class 3 does not match the shapes dataset, which has 6"),
         (["--resume", "/no/such/last.npz"], "no such file '/no/such/last.npz'"),
@@ -239,6 +241,12 @@ def test_user_mistakes_give_one_line(args, message, capsys, tmp_path):
     assert code != 0
     lines = err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("minifcn: error: ") and message in lines[0], err
+
+
+def test_the_image_size_used_is_the_one_recorded():
+    assert train.parse_config(["--preset", "paper", "--dataset", "shapes"]).image_size == 64  # the paper sets none
+    assert train.parse_config([]).image_size == 128  # the quick preset's
+    assert train.parse_config(["--image-size", "40"]).image_size == 40
 
 
 def test_evaluate_and_predict_mistakes(trained, tmp_path, capsys):

@@ -34,13 +34,14 @@ class Shapes:
 
     classes = CLASSES
     n_class = len(CLASSES)
+    MIN_SIZE = 16  # the smallest image the shapes fit in
 
     def __init__(self, split: str = "train", size: int = 64, length: int | None = None, seed: int = 0):
         what = type(self).__name__
         if split not in _SPLITS:
             raise ValueError(f"{what}: split must be one of {', '.join(_SPLITS)}, got {split!r}")
-        if size < 16:
-            raise ValueError(f"{what}: size must be at least 16 pixels, got {size}")
+        if size < self.MIN_SIZE:
+            raise ValueError(f"{what}: size must be at least {self.MIN_SIZE} pixels, got {size}")
         self.split, self.size, self.seed = split, size, seed
         self.length = length if length is not None else (2000 if split == "train" else 100)
 
