@@ -78,8 +78,11 @@ def model_from_checkpoint(checkpoint: Checkpoint) -> FCN:
             f"model {meta.get('model')!r}); was it written by python -m minifcn.train?"
         )
     heads = heads_of(checkpoint)
+    pad = int(meta.get("pad", 100))  # checkpoints written before conv1's padding was a setting: the paper's
     if heads.several:  # a multi-task net (Sec. 5, SIFT Flow)
-        model = MultiHeadFCN(meta["model"], heads.sizes(), meta["backbone"], bool(meta.get("learnable_upsampling")))
+        model = MultiHeadFCN(
+            meta["model"], heads.sizes(), meta["backbone"], bool(meta.get("learnable_upsampling")), pad=pad
+        )
     else:
         model = build_fcn(
             meta["model"],
@@ -87,6 +90,7 @@ def model_from_checkpoint(checkpoint: Checkpoint) -> FCN:
             meta["backbone"],
             bool(meta.get("learnable_upsampling")),
             meta.get("fusion"),
+            pad,
         )
     try:
         model.load_state_dict(checkpoint.model)
@@ -128,6 +132,7 @@ def training_meta(
         preprocessing=preprocessing.name,
         palette=palette,
         learnable_upsampling=c.learnable_upsampling,
+        pad=c.pad,
         fusion=c.fusion,
         iteration=iteration,
         best_mean_iu=best,

@@ -36,6 +36,7 @@ from .fetch import CATALOGUE, MIRROR_VARIABLE, download
 from .heads import Heads
 from .models import BACKBONES, MODELS
 from .preprocessing import Preprocessing
+from .receptive import smallest_input
 
 DATASETS = ("shapes", "voc", "sbd", "camvid", "folder", "rgbd-shapes", "rgbd-folder", "two-label-shapes", "siftflow")
 GENERATED_DATASETS = ("shapes", "rgbd-shapes", "two-label-shapes")  # drawn by minifcn at --image-size
@@ -143,6 +144,31 @@ def add_data_arguments(p: argparse.ArgumentParser, dataset_default: Any = "shape
         help=f"shapes and the other generated datasets: the image size (the quick preset's 128; {GENERATED_SIZE} "
         "where a preset sets none)",
     )
+
+
+def check_input_size(dataset: str, image_size: int | None, model: str, backbone: str, pad: int) -> None:
+    """--image-size and --pad: a generated dataset's images at least Shapes.MIN_SIZE, a padding that keeps the
+    scores over the image, and images at least as large as that padding needs (``receptive.smallest_input``)."""
+    generated = dataset in GENERATED_DATASETS and image_size is not None
+    if generated and image_size < Shapes.MIN_SIZE:
+        raise UserError(
+            f"--image-size must be at least {Shapes.MIN_SIZE} (the smallest image the {dataset} dataset draws), "
+            f"got {image_size}"
+        )
+    if pad == 100:
+        return  # the paper's padding takes inputs of any size
+    if pad < 0:
+        raise UserError(f"--pad must be >= 0, got {pad}")
+    twin = "tiny" if backbone in ("vgg16", "tiny", "tiny-bn") else backbone  # the same geometry, cheap to build
+    try:
+        smallest = smallest_input(MODELS[model](2, twin, pad=pad))
+    except ValueError as e:
+        raise UserError(f"--pad {pad}: {e}") from None
+    if generated and image_size < smallest:
+        raise UserError(
+            f"--image-size {image_size} is too small for --pad {pad}: {model} then needs at least {smallest} "
+            "pixels (or --pad 100, which takes any size)"
+        )
 
 
 def build_dataset(

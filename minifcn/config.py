@@ -42,6 +42,7 @@ class Config:
     loss_reduction: str = "mean"
     score_init: str = "zero"
     learnable_upsampling: bool = False
+    pad: int = 100
     fusion: str | None = None
     heads: str | None = None
     init: str | None = None

@@ -245,6 +245,27 @@ def crop_offsets(model: Module) -> dict[str, int]:
     return offsets
 
 
+def fits(model: Module, size: int) -> bool:
+    """Whether an input ``size`` pixels long (along every axis) gives ``model`` a whole output: every map at
+    least one unit long, and each cropped map long enough to cover what it is aligned with at its crop."""
+    rows = trace(model, input_size=size)
+    if any(row.length is not None and row.length < 1 for row in rows.values()):
+        return False
+    paths, ends = model.paths(), {name: chain[-1] for name, chain in model.paths().items()}
+    for crop, (cropped, reference) in model.CROPS.items():
+        covered = size if reference == "input" else rows[ends[reference]].length
+        if cropped in paths and rows[ends[cropped]].length < model.crop_offsets[crop] + covered:
+            return False
+    return True
+
+
+def smallest_input(model: Module, largest: int = 512) -> int:
+    """The least input size from which every size up to ``largest`` fits the model (``fits``): 1 for the paper's
+    pad 100, more for less padding (57 for an FCN-8s on VGG16's geometry with pad 69)."""
+    failing = [size for size in range(1, largest + 1) if not fits(model, size)]
+    return failing[-1] + 1 if failing else 1
+
+
 # ---------------------------------------------------------------------------
 # summary: the trace with shapes and parameter counts, for lessons and users
 

@@ -66,9 +66,9 @@ def starting_point(c: Config, heads: Heads, say: Callable[[str], None] = print) 
 
 def _build(c: Config, heads: Heads) -> Module:
     if heads.several:
-        return MultiHeadFCN(c.model, heads.sizes(), c.backbone, c.learnable_upsampling)
+        return MultiHeadFCN(c.model, heads.sizes(), c.backbone, c.learnable_upsampling, pad=c.pad)
     late = "late" if c.fusion == "late" else None
-    return build_fcn(c.model, heads.first.n_class, c.backbone, c.learnable_upsampling, late)
+    return build_fcn(c.model, heads.first.n_class, c.backbone, c.learnable_upsampling, late, c.pad)
 
 
 def _resume(c: Config, heads: Heads, say: Callable[[str], None]) -> Start:

@@ -28,7 +28,7 @@ from . import cli
 from .backend import to_device
 from .checkpoint import training_meta
 from .config import PAPER_LR, PRESETS, Config
-from .data import Augment, BatchLoader, Shapes, median_frequency_weights, read_class_weights
+from .data import Augment, BatchLoader, median_frequency_weights, read_class_weights
 from .heads import Heads
 from .inference import evaluate_heads
 from .loop import Loop
@@ -72,6 +72,8 @@ def build_parser() -> cli.ArgumentParser:
     a("--score-init", choices=("zero", "normal"), help="score layers start at zero (paper, for trained trunks) "
       "or small random (quick: a random trunk learns nothing through zero scores)")
     a("--learnable-upsampling", action="store_true", default=None, help="let the upsampling layers learn")
+    a("--pad", type=int, help="conv1's padding: the paper's 100 (the default) lets an input of any size through; "
+      "less is cheaper and needs larger inputs (VGG16's geometry: at least 69, for inputs of 57 pixels or more)")
     a("--fusion", choices=("early", "late", "rgb", "depth"), help="RGB-D data (Sec. 5, NYUDv2): depth as a 4th "
       "input channel (early, the default), or a second FCN-32s stream whose scores are added (late); rgb or depth "
       "trains one stream alone, to start late fusion from (--init RGB.npz --init-depth DEPTH.npz)")
@@ -134,11 +136,7 @@ def check_config(c: Config) -> None:
         raise cli.UserError(f"--momentum must lie in [0, 1), got {c.momentum}")
     if c.weight_decay < 0:
         raise cli.UserError(f"--weight-decay must be >= 0, got {c.weight_decay}")
-    if c.dataset in cli.GENERATED_DATASETS and c.image_size is not None and c.image_size < Shapes.MIN_SIZE:
-        raise cli.UserError(
-            f"--image-size must be at least {Shapes.MIN_SIZE} (the smallest image the {c.dataset} dataset draws), "
-            f"got {c.image_size}"
-        )
+    cli.check_input_size(c.dataset, c.image_size, c.model, c.backbone, c.pad)
     if c.crop_size is not None and c.crop_size < 1:
         raise cli.UserError(f"--crop-size must be at least 1, got {c.crop_size}")
     check_fcn(c.model, c.backbone, c.fusion)  # the net exists (build_fcn's own check)

@@ -198,3 +198,27 @@ def test_crop_offsets_must_agree_along_both_axes_and_summary_checks_its_shape():
         receptive.crop_offsets(Lopsided((1, 3)))
     with pytest.raises(ValueError, match=r"input_shape must be \(N, C, H, W\), got \(3, 8, 8\)"):
         mf.summary(Lopsided((1, 2)), (3, 8, 8))
+
+
+@pytest.mark.parametrize("Net, least", [(FCN32s, 81), (FCN16s, 73), (FCN8s, 69)])
+def test_less_padding_moves_only_the_last_crop(Net, least):
+    at_100 = receptive.crop_offsets(Net(3, "tiny"))
+    net = Net(3, "tiny", pad=least)  # the least padding: the scores' first unit sits on the image's first pixel
+    assert net.crop_offsets == {**at_100, "score": at_100["score"] - (100 - least)} and net.crop_offsets["score"] == 0
+    with pytest.raises(ValueError, match=f"pad {least - 1} is too small: below {least}"):
+        Net(3, "tiny", pad=least - 1)
+
+
+def test_smallest_input_is_where_the_net_starts_to_run():
+    net = FCN8s(3, "tiny", pad=69).eval()
+    assert receptive.smallest_input(net) == 57 and receptive.smallest_input(FCN8s(3, "tiny")) == 1
+    for size in (50, 56, 57, 58, 63, 64, 90):  # fits() against the net itself, its input-size check bypassed
+        x = mf.Tensor(np.zeros((1, 3, size, size + 3), np.float32))
+        try:
+            with mf.no_grad():
+                runs = net.decode(net.features(x), (size, size + 3)).shape[2:] == (size, size + 3)
+        except ValueError:
+            runs = False
+        assert receptive.fits(net, size) == runs == (size >= 57), size
+    with pytest.raises(ValueError, match="pad 69 needs inputs of at least 57 pixels a side, got 56x60"):
+        net(mf.Tensor(np.zeros((1, 3, 56, 60), np.float32)))

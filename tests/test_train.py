@@ -229,6 +229,12 @@ def test_a_parameter_that_overflows_is_never_saved(tmp_path, capsys):
         (["--lr", "-1"], "--lr must be a positive number"),
         (["--image-size", "0"], "--image-size must be at least 16"),
         (["--image-size", "8", "--dataset", "rgbd-shapes"], "--image-size must be at least 16"),
+        (["--pad", "60"], "--pad 60: FCN8s on tiny: pad 60 is too small: below 69"),
+        (
+            ["--pad", "69", "--image-size", "40"],
+            "--image-size 40 is too small for --pad 69: fcn8s then needs at least 57",
+        ),
+        (["--pad", "-1"], "--pad must be >= 0"),
         (["--model", "fcn8s", "--backbone", "alexnet"], "alexnet exists for --model fcn32s only"),
         (["--n-class", "3"], "--n-class 3 does not match the shapes dataset, which has 6"),
         (["--resume", "/no/such/last.npz"], "no such file '/no/such/last.npz'"),
@@ -241,6 +247,18 @@ def test_user_mistakes_give_one_line(args, message, capsys, tmp_path):
     assert code != 0
     lines = err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("minifcn: error: ") and message in lines[0], err
+
+
+def test_less_padding_is_recorded_and_evaluate_rebuilds_the_net(tmp_path, capsys):
+    out = str(tmp_path / "pad69")
+    args = SMALL + ["--image-size", "64", "--pad", "69", "--iters", "2", "--eval-every", "2", "--out", out]
+    assert cli.run(train.main, args) == 0
+    checkpoint = load_checkpoint(os.path.join(out, "last.npz"))
+    assert checkpoint.meta["pad"] == 69 and checkpoint.meta["image_size"] == 64
+    model = model_from_checkpoint(checkpoint)
+    assert model.conv1_1.padding == (69, 69) and model.crop_offsets["score"] == 0
+    code, _, err = run_cli(evaluate.main, ["--checkpoint", os.path.join(out, "last.npz"), "--limit", "2"], capsys)
+    assert code == 0, err
 
 
 def test_the_image_size_used_is_the_one_recorded():

@@ -42,18 +42,24 @@ def check_fcn(model: str, backbone: str, fusion: str | None = None) -> None:
 
 
 def build_fcn(
-    model: str, n_class: int, backbone: str = "vgg16", learnable_upsampling: bool = False, fusion: str | None = None
+    model: str,
+    n_class: int,
+    backbone: str = "vgg16",
+    learnable_upsampling: bool = False,
+    fusion: str | None = None,
+    pad: int = 100,
 ) -> FCN:
     """An FCN by its command-line name: 'fcn32s', 'fcn16s', 'fcn8s' or 'fcn8s-atonce'.
 
     ``fusion`` builds an RGB-D net (Sec. 5): 'early' (a fourth input channel),
     'late' (two FCN-32s streams, ``LateFusionFCN32s``), or one stream alone,
-    'rgb' or 'depth' (``StreamFCN``: trained alone, then joined by late fusion).
+    'rgb' or 'depth' (``StreamFCN``: trained alone, then joined by late fusion). ``pad``: conv1's padding
+    (the paper's 100; see ``FCN``).
     """
     check_fcn(model, backbone, fusion)
     if fusion == "late":
-        return LateFusionFCN32s(*(FCN32s(n_class, backbone, learnable_upsampling) for _ in range(2)))
-    net = MODELS[model](n_class=n_class, backbone=backbone, learnable_upsampling=learnable_upsampling)
+        return LateFusionFCN32s(*(FCN32s(n_class, backbone, learnable_upsampling, pad=pad) for _ in range(2)))
+    net = MODELS[model](n_class=n_class, backbone=backbone, learnable_upsampling=learnable_upsampling, pad=pad)
     if fusion in ("rgb", "depth"):
         return StreamFCN(net, fusion)
     return add_input_channels(net, 1) if fusion == "early" else net

@@ -155,20 +155,20 @@ def googlenet_features(divisor: int, first_padding: int, ceil_mode: bool, dtype:
     return layers
 
 
-def fcn_trunk(backbone: str, dtype: Any) -> tuple[dict[str, nn.Module], int]:
-    """The FCN trunk of ``backbone``: its features with pad 100 and ceil-mode pooling, then fc6 and fc7
-    as convolutions (Sec. 3.1: fc6 covers pool5's 7x7 grid, 6x6 for AlexNet; fc7 is 1x1).
+def fcn_trunk(backbone: str, dtype: Any, pad: int = 100) -> tuple[dict[str, nn.Module], int]:
+    """The FCN trunk of ``backbone``: its features with conv1 padded by ``pad`` (the paper's 100) and ceil-mode
+    pooling, then fc6 and fc7 as convolutions (Sec. 3.1: fc6 covers pool5's 7x7 grid, 6x6 for AlexNet; fc7 is 1x1).
     GoogLeNet has no fc6 or fc7: its trunk ends at inception_5b and a dropout (0.4, its classifier's).
     Returns the layers and the width of the last layer, which score_fr reads."""
     if backbone in ("googlenet", "tiny-googlenet"):
-        layers = googlenet_features(16 if backbone == "tiny-googlenet" else 1, 100, True, dtype)
+        layers = googlenet_features(16 if backbone == "tiny-googlenet" else 1, pad, True, dtype)
         layers["drop5"] = nn.Dropout(0.4)
         return layers, layers["inception_5b"].out_channels
     if backbone == "alexnet":
-        layers, last, fc, fc6_kernel = alexnet_features(100, True, dtype), ALEXNET_WIDTHS[-1], ALEXNET_FC, 6
+        layers, last, fc, fc6_kernel = alexnet_features(pad, True, dtype), ALEXNET_WIDTHS[-1], ALEXNET_FC, 6
     elif backbone in ("vgg16", "tiny", "tiny-bn"):
         widths, fc = vgg16_widths(backbone.removesuffix("-bn"))
-        layers, last, fc6_kernel = vgg16_features(widths, 100, True, dtype), widths[-1], 7
+        layers, last, fc6_kernel = vgg16_features(widths, pad, True, dtype), widths[-1], 7
     else:
         raise ValueError(f"unknown backbone {backbone!r}; choose one of {', '.join(BACKBONES)}")
     layers.update({

@@ -17,8 +17,11 @@ fresh net predicts class 0 everywhere until it has learnt something.
 Each map that is added to another, and the final scores, are cropped so that
 unit i sits over the same input pixel; the offsets are derived from the
 layers by ``minifcn.receptive`` (``model.crop_offsets``), never typed in.
-Conv1_1's padding of 100 makes the trunk's maps big enough for any input
+Conv1_1's padding of 100 (``pad``) makes the trunk's maps big enough for any input
 size, so the scores always come out (N, n_class, H, W) for an (N, 3, H, W) input.
+Less padding is cheaper, and works for inputs of at least
+``receptive.smallest_input(model)`` pixels; below 69 (VGG16's geometry) the
+scores would not cover the image.
 """
 
 from __future__ import annotations
@@ -30,7 +33,7 @@ import numpy as np
 from .. import functional as F
 from .. import nn
 from ..autograd import Tensor
-from ..receptive import crop_offsets
+from ..receptive import crop_offsets, smallest_input
 from .backbones import ONLY_FCN32S, conv, fcn_trunk
 
 
@@ -78,7 +81,7 @@ class FCN(nn.Module):
     #: The trunk outputs the scoring layers read ("top": the trunk's last layer, fc7 or GoogLeNet's drop5).
     TAPS: tuple[str, ...] = ("top",)
 
-    def __init__(self, n_class: int, backbone: str, learnable_upsampling: bool, dtype: Any):
+    def __init__(self, n_class: int, backbone: str, learnable_upsampling: bool, dtype: Any, pad: int = 100):
         super().__init__()
         if isinstance(n_class, bool) or not isinstance(n_class, (int, np.integer)) or n_class < 1:
             raise ValueError(f"{type(self).__name__}: n_class must be a positive integer, got {n_class!r}")
@@ -88,9 +91,11 @@ class FCN(nn.Module):
                 f"{', '.join(repr(b) for b in self.BACKBONES)}"
                 + (" (AlexNet and GoogLeNet have only FCN32s, as in the paper)" if backbone in ONLY_FCN32S else "")
             )
-        self.n_class, self.backbone = int(n_class), backbone
+        if isinstance(pad, bool) or not isinstance(pad, (int, np.integer)) or pad < 0:
+            raise ValueError(f"{type(self).__name__}: pad must be a whole number >= 0, got {pad!r}")
+        self.n_class, self.backbone, self.pad = int(n_class), backbone, int(pad)
         self.learnable_upsampling = learnable_upsampling
-        layers, fc_width = fcn_trunk(backbone, dtype)
+        layers, fc_width = fcn_trunk(backbone, dtype, self.pad)
         for name, layer in layers.items():
             setattr(self, name, layer)
         self.trunk_names = list(layers)
@@ -105,7 +110,18 @@ class FCN(nn.Module):
         return trunk_taps(self, self.trunk_names, self.TAPS, x)
 
     def forward(self, x: Tensor) -> Tensor:
+        if self.pad != 100 and min(x.shape[2:]) < self.smallest_input():
+            raise ValueError(
+                f"{type(self).__name__} with pad {self.pad} needs inputs of at least {self.smallest_input()} pixels "
+                f"a side, got {x.shape[2]}x{x.shape[3]} (the paper's pad 100 takes any size)"
+            )
         return self.decode(self.features(x), x.shape[2:])
+
+    def smallest_input(self) -> int:
+        """The least input size, in pixels a side, from which every size gives whole scores (1 at pad 100)."""
+        if getattr(self, "_smallest", None) is None:
+            self._smallest = 1 if self.pad == 100 else smallest_input(self)
+        return self._smallest
 
     def decode(self, taps: dict[str, Tensor], size: tuple[int, int]) -> Tensor:  # pragma: no cover - abstract
         """Scores (N, n_class, H, W) for an input of ``size`` (H, W) from the trunk's ``taps``."""
@@ -116,8 +132,28 @@ class FCN(nn.Module):
         size = like.shape[2:] if isinstance(like, Tensor) else like
         return F.crop(x, size, self.crop_offsets[crop])
 
+    def derive_crops(self) -> dict[str, int]:
+        """The crop offsets (``receptive.crop_offsets``), or a ValueError that names the least padding that works.
+
+        One pixel less of padding moves every map one pixel to the right: the skips' crops stay (both maps they
+        align move), and the last crop, which aligns the scores with the image, shrinks by one. The paper's 100
+        leaves it at 31 for VGG16; below 100 - 31 = 69 the scores would start after the image's first pixel.
+        """
+        try:
+            return crop_offsets(self)
+        except ValueError:
+            first = getattr(self, self.trunk_names[0])
+            first.padding, pad = (100, 100), self.pad
+            least = 100 - crop_offsets(self)["score"]
+            first.padding = (pad, pad)
+            raise ValueError(
+                f"{type(self).__name__} on {self.backbone}: pad {pad} is too small: below {least}, the upsampled "
+                "scores no longer cover the image's first pixels"
+            ) from None
+
     def extra_repr(self) -> str:
-        return f"n_class={self.n_class}, backbone={self.backbone!r}, crop_offsets={self.crop_offsets}"
+        pad = "" if self.pad == 100 else f", pad={self.pad}"
+        return f"n_class={self.n_class}, backbone={self.backbone!r}{pad}, crop_offsets={self.crop_offsets}"
 
 
 class FCN32s(FCN):
@@ -127,14 +163,19 @@ class FCN32s(FCN):
     CROPS = {"score": ("upscore", "input")}
 
     def __init__(
-        self, n_class: int = 21, backbone: str = "vgg16", learnable_upsampling: bool = False, dtype: Any = np.float32
+        self,
+        n_class: int = 21,
+        backbone: str = "vgg16",
+        learnable_upsampling: bool = False,
+        dtype: Any = np.float32,
+        pad: int = 100,
     ):
-        super().__init__(n_class, backbone, learnable_upsampling, dtype)
+        super().__init__(n_class, backbone, learnable_upsampling, dtype, pad)
         # AlexNet's reference net upsamples with a 63x63 kernel (stride 32); VGG16's with 64x64. The odd
         # kernel keeps whole-pixel alignment for trunks of odd kernels only; GoogLeNet is one of them.
         kernel = 64 if backbone in ("vgg16", "tiny", "tiny-bn") else 63
         self.upscore = upsampling_layer(self.n_class, 32, learnable_upsampling, dtype, kernel)  # 1/1
-        self.crop_offsets = crop_offsets(self)
+        self.crop_offsets = self.derive_crops()
 
     def paths(self) -> dict[str, list[str]]:
         return {"upscore": self.trunk_names + ["score_fr", "upscore"]}
@@ -152,14 +193,19 @@ class FCN16s(FCN):
     TAPS = ("pool4", "top")
 
     def __init__(
-        self, n_class: int = 21, backbone: str = "vgg16", learnable_upsampling: bool = False, dtype: Any = np.float32
+        self,
+        n_class: int = 21,
+        backbone: str = "vgg16",
+        learnable_upsampling: bool = False,
+        dtype: Any = np.float32,
+        pad: int = 100,
     ):
-        super().__init__(n_class, backbone, learnable_upsampling, dtype)
+        super().__init__(n_class, backbone, learnable_upsampling, dtype, pad)
         n = self.n_class
         self.upscore2 = upsampling_layer(n, 2, learnable_upsampling, dtype)  # 1/16
         self.score_pool4 = zero_score_layer(self.conv4_3.out_channels, n, dtype)  # 1/16
         self.upscore16 = upsampling_layer(n, 16, learnable_upsampling, dtype)  # 1/1
-        self.crop_offsets = crop_offsets(self)
+        self.crop_offsets = self.derive_crops()
 
     def paths(self) -> dict[str, list[str]]:
         upscore2 = self.trunk_names + ["score_fr", "upscore2"]
@@ -192,16 +238,21 @@ class FCN8s(FCN):
     TAPS = ("pool3", "pool4", "top")
 
     def __init__(
-        self, n_class: int = 21, backbone: str = "vgg16", learnable_upsampling: bool = False, dtype: Any = np.float32
+        self,
+        n_class: int = 21,
+        backbone: str = "vgg16",
+        learnable_upsampling: bool = False,
+        dtype: Any = np.float32,
+        pad: int = 100,
     ):
-        super().__init__(n_class, backbone, learnable_upsampling, dtype)
+        super().__init__(n_class, backbone, learnable_upsampling, dtype, pad)
         n = self.n_class
         self.upscore2 = upsampling_layer(n, 2, learnable_upsampling, dtype)  # 1/16
         self.score_pool4 = zero_score_layer(self.conv4_3.out_channels, n, dtype)  # 1/16
         self.upscore_pool4 = upsampling_layer(n, 2, learnable_upsampling, dtype)  # 1/8
         self.score_pool3 = zero_score_layer(self.conv3_3.out_channels, n, dtype)  # 1/8
         self.upscore8 = upsampling_layer(n, 8, learnable_upsampling, dtype)  # 1/1
-        self.crop_offsets = crop_offsets(self)
+        self.crop_offsets = self.derive_crops()
 
     def paths(self) -> dict[str, list[str]]:
         upscore2 = self.trunk_names + ["score_fr", "upscore2"]
@@ -241,12 +292,17 @@ class FCN8sAtOnce(FCN8s):
     """
 
     def __init__(
-        self, n_class: int = 21, backbone: str = "vgg16", learnable_upsampling: bool = False, dtype: Any = np.float32
+        self,
+        n_class: int = 21,
+        backbone: str = "vgg16",
+        learnable_upsampling: bool = False,
+        dtype: Any = np.float32,
+        pad: int = 100,
     ):
-        super().__init__(n_class, backbone, learnable_upsampling, dtype)
+        super().__init__(n_class, backbone, learnable_upsampling, dtype, pad)
         self.scale_pool4 = nn.Scale(0.01)
         self.scale_pool3 = nn.Scale(0.0001)
-        self.crop_offsets = crop_offsets(self)  # the same: scaling moves no unit
+        self.crop_offsets = self.derive_crops()  # the same: scaling moves no unit
 
 
 # The FCNs by their command-line names (``build_fcn``, ``MultiHeadFCN``, the checkpoints' "model").

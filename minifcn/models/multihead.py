@@ -35,6 +35,7 @@ class MultiHeadFCN(nn.Module):
         backbone: str = "vgg16",
         learnable_upsampling: bool = False,
         dtype: Any = np.float32,
+        pad: int = 100,
     ):
         super().__init__()
         heads = {"semantic": 33, "geometric": 3} if heads is None else dict(heads)
@@ -42,7 +43,9 @@ class MultiHeadFCN(nn.Module):
             raise ValueError(f"MultiHeadFCN: unknown model {model!r}; choose one of {', '.join(MODELS)}")
         if len(heads) < 1:
             raise ValueError("MultiHeadFCN: needs at least one head")
-        nets: dict[str, FCN] = {h: MODELS[model](n, backbone, learnable_upsampling, dtype) for h, n in heads.items()}
+        nets: dict[str, FCN] = {
+            h: MODELS[model](n, backbone, learnable_upsampling, dtype, pad) for h, n in heads.items()
+        }
         first = next(iter(nets.values()))
         for h in heads:
             if not h.isidentifier() or h in first.trunk_names or hasattr(nn.Module, h):
