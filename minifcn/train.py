@@ -136,10 +136,10 @@ def check_config(c: Config) -> None:
         raise cli.UserError(f"--momentum must lie in [0, 1), got {c.momentum}")
     if c.weight_decay < 0:
         raise cli.UserError(f"--weight-decay must be >= 0, got {c.weight_decay}")
-    cli.check_input_size(c.dataset, c.image_size, c.model, c.backbone, c.pad)
     if c.crop_size is not None and c.crop_size < 1:
         raise cli.UserError(f"--crop-size must be at least 1, got {c.crop_size}")
     check_fcn(c.model, c.backbone, c.fusion)  # the net exists (build_fcn's own check)
+    cli.check_input_size(c.dataset, c.image_size, c.model, c.backbone, c.pad)  # after: it builds a twin of it
     if c.fusion is not None and c.dataset not in cli.RGBD_DATASETS:
         raise cli.UserError(f"--fusion is for RGB-D datasets ({', '.join(cli.RGBD_DATASETS)}), not {c.dataset}")
     if c.fusion == "late" and bool(c.init) != bool(c.init_depth):

@@ -235,6 +235,7 @@ def test_a_parameter_that_overflows_is_never_saved(tmp_path, capsys):
             "--image-size 40 is too small for --pad 69: fcn8s then needs at least 57",
         ),
         (["--pad", "-1"], "--pad must be >= 0"),
+        (["--pad", "69", "--model", "fcn8s", "--backbone", "alexnet"], "alexnet exists for --model fcn32s only"),
         (["--model", "fcn8s", "--backbone", "alexnet"], "alexnet exists for --model fcn32s only"),
         (["--n-class", "3"], "--n-class 3 does not match the shapes dataset, which has 6"),
         (["--resume", "/no/such/last.npz"], "no such file '/no/such/last.npz'"),
