@@ -7,8 +7,8 @@ Two profiles, on the CPU, with the threads NumPy's BLAS has:
 1. **FCN-8s VGG16 on one 1x3xSxS image**: the forward pass (evaluation,
    no gradients) and a training pass (forward with dropout, the mean loss,
    backward), each the median over ``--repeats`` runs of every entry.
-2. **The quick preset's training step**: tiny-bn FCN-8s on a batch of
-   4x3x128x128 Shapes, the mean loss and Adam, as ``python -m minifcn.train``
+2. **The quick preset's training step**: tiny-bn FCN-8s (with the preset's
+   padding and upsampling) on a batch of 4x3x128x128 Shapes, the mean loss and Adam, as ``python -m minifcn.train``
    runs it, over ``--quick-steps`` steps.
 
 Every Function's forward and backward is timed (wall clock), and so are the
@@ -49,6 +49,7 @@ from bench_fcn import N_CLASS, build_minifcn, gemm_rates  # noqa: E402
 import minifcn as mf  # noqa: E402
 import minifcn.functional as F  # noqa: E402
 from minifcn import autograd, optim  # noqa: E402
+from minifcn.config import QUICK  # noqa: E402
 from minifcn.functional import conv  # noqa: E402
 from minifcn.functional.cpu import flat, padding_skip, threads, tiles  # noqa: E402
 from minifcn.functional.cpu import pool as cpu_pool  # noqa: E402
@@ -213,11 +214,11 @@ def fcn_profile(size: int, repeats: int) -> None:
 
 def quick_profile(steps: int) -> None:
     mf.manual_seed(0)
-    model = FCN8s(n_class=6, backbone="tiny-bn")
+    model = FCN8s(n_class=6, backbone="tiny-bn", pad=QUICK["pad"], learnable_upsampling=QUICK["learnable_upsampling"])
     rng = np.random.default_rng(0)
     x = mf.Tensor(rng.standard_normal((4, 3, 128, 128), dtype=np.float32))
     labels = rng.integers(0, 6, size=(4, 128, 128))
-    optimiser = optim.Adam(model.parameters(), lr=1e-3)
+    optimiser = optim.Adam(model.parameters(), lr=1e-3, betas=(0.9, QUICK["beta2"]))
 
     def step():
         model.train()
@@ -225,7 +226,7 @@ def quick_profile(steps: int) -> None:
         F.softmax_cross_entropy(model(x), labels).backward()
         optimiser.step()
 
-    print(f"## 2. The quick preset's step: tiny-bn FCN-8s, 4x3x128x128, Adam, median of {steps}\n")
+    print(f"## 2. The quick preset's step: tiny-bn FCN-8s (pad {QUICK['pad']}), 4x3x128x128, Adam, median of {steps}\n")
     print_table("training step", *profiled(step, steps, extra=[(optimiser, "step", "optimiser.step")]))
 
 

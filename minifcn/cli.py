@@ -146,9 +146,12 @@ def add_data_arguments(p: argparse.ArgumentParser, dataset_default: Any = "shape
     )
 
 
-def check_input_size(dataset: str, image_size: int | None, model: str, backbone: str, pad: int) -> None:
-    """--image-size and --pad: a generated dataset's images at least Shapes.MIN_SIZE, a padding that keeps the
-    scores over the image, and images at least as large as that padding needs (``receptive.smallest_input``)."""
+def check_input_size(
+    dataset: str, image_size: int | None, model: str, backbone: str, pad: int, crop_size: int | None = None
+) -> None:
+    """--image-size, --crop-size and --pad: a generated dataset's images at least Shapes.MIN_SIZE, a padding that
+    keeps the scores over the image, and images and crops at least as large as that padding needs
+    (``receptive.smallest_input``)."""
     generated = dataset in GENERATED_DATASETS and image_size is not None
     if generated and image_size < Shapes.MIN_SIZE:
         raise UserError(
@@ -164,11 +167,12 @@ def check_input_size(dataset: str, image_size: int | None, model: str, backbone:
         smallest = smallest_input(MODELS[model](2, twin, pad=pad))
     except ValueError as e:
         raise UserError(f"--pad {pad}: {e}") from None
-    if generated and image_size < smallest:
-        raise UserError(
-            f"--image-size {image_size} is too small for --pad {pad}: {model} then needs at least {smallest} "
-            "pixels (or --pad 100, which takes any size)"
-        )
+    for flag, size in (("--image-size", image_size if generated else None), ("--crop-size", crop_size)):
+        if size is not None and size < smallest:
+            raise UserError(
+                f"{flag} {size} is too small for --pad {pad}: {model} then needs at least {smallest} "
+                "pixels (or --pad 100, which takes any size)"
+            )
 
 
 def build_dataset(

@@ -76,11 +76,13 @@ def _resume(c: Config, heads: Heads, say: Callable[[str], None]) -> Start:
     meta = ckpt.meta
     if "iteration" not in meta or "rng" not in meta:
         raise ValueError(f"--resume {c.resume!r}: not a training checkpoint (no iteration or RNG state)")
-    for key in ("model", "backbone", "dataset", "optimizer", "fusion", "heads"):
-        theirs = meta.get("config", {}).get(key, meta.get(key))
+    written_before = {"pad": 100, "learnable_upsampling": False}  # by checkpoints older than these settings
+    for key in ("model", "backbone", "dataset", "optimizer", "fusion", "heads", "pad", "learnable_upsampling"):
+        theirs = meta.get("config", {}).get(key, meta.get(key, written_before.get(key)))
         if theirs != getattr(c, key):
+            flag = "--" + key.replace("_", "-")
             raise ValueError(
-                f"--resume {c.resume!r} was trained with --{key} {theirs}, this run asks for {getattr(c, key)}"
+                f"--resume {c.resume!r} was trained with {flag} {theirs}, this run asks for {getattr(c, key)}"
             )
     if int(meta["n_class"]) != heads.first.n_class:
         raise ValueError(f"--resume {c.resume!r} has {meta['n_class']} classes, the dataset {heads.first.n_class}")
@@ -134,7 +136,7 @@ def optimizer_for(c: Config, model: Any, resumed: Checkpoint | None) -> tuple[SG
     """The optimiser of ``c``, and the iteration and best mean IU to go on from (a resumed run takes back
     the optimiser's state and the RNG's)."""
     if c.optimizer == "adam":
-        optimizer: SGD | Adam = Adam(model.parameters(), lr=c.lr, weight_decay=c.weight_decay)
+        optimizer: SGD | Adam = Adam(model.parameters(), lr=c.lr, betas=(0.9, c.beta2), weight_decay=c.weight_decay)
     else:
         optimizer = SGD(model.parameters(), lr=c.lr, momentum=c.momentum, weight_decay=c.weight_decay)
     if resumed is None:

@@ -15,6 +15,7 @@ on the CPU, ends with the weights of a run never interrupted.
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import json
 import math
@@ -56,24 +57,26 @@ def build_parser() -> cli.ArgumentParser:
     a("--train-split", help="split to train on (default train)")
     a("--val-split", help="split to evaluate on (default val; sbd also seg11valid, with --voc-root)")
     cli.add_device_arguments(p)
-    a("--iters", type=int, help="iterations (quick 1000, paper 100000)")
+    a("--iters", type=int, help="iterations (quick 1500, paper 100000)")
     a("--batch-size", type=int, help="images per iteration (quick 4, paper 1: whole images)")
     a("--crop-size", type=int, help="train on random square crops of this size (padded with 255 labels)")
     a("--augment", choices=AUGMENTS, help="random flips (and scales 0.5-2): quick flip, paper none")
     a("--optimizer", choices=OPTIMIZERS, help="sgd (Caffe's, as the paper) or adam (quick)")
     a("--lr", type=float, help="base learning rate (quick 0.01; paper 1e-10, 1e-12, 1e-14 for 32s, 16s, 8s)")
     a("--lr-policy", choices=("fixed", "poly"), help="fixed, or poly: lr * (1 - t/iters)^0.9 (quick poly)")
-    a("--warmup", type=int, help="iterations of linear lr warm-up (quick 50)")
+    a("--warmup", type=int, help="iterations of linear lr warm-up (quick 100)")
     a("--momentum", type=float, help="SGD momentum (quick 0.9, paper 0.99)")
+    a("--beta2", type=float, help="Adam's decay of its mean squared gradient (quick 0.99; PyTorch's default 0.999)")
     a("--weight-decay", type=float, help="L2 weight decay (quick 0, paper 5e-4); biases and batch norm have none")
     a("--class-weights", help="none (default), median-freq (median frequency balancing of the training labels), "
       "or a file of one weight per class (.npy, or numbers in text)")
     a("--loss-reduction", choices=("mean", "sum"), help="mean over pixels (quick) or their sum (paper)")
     a("--score-init", choices=("zero", "normal"), help="score layers start at zero (paper, for trained trunks) "
       "or small random (quick: a random trunk learns nothing through zero scores)")
-    a("--learnable-upsampling", action="store_true", default=None, help="let the upsampling layers learn")
-    a("--pad", type=int, help="conv1's padding: the paper's 100 (the default) lets an input of any size through; "
-      "less is cheaper and needs larger inputs (VGG16's geometry: at least 69, for inputs of 57 pixels or more)")
+    a("--learnable-upsampling", action=argparse.BooleanOptionalAction, help="let the upsampling layers learn (quick)")
+    a("--pad", type=int, help="conv1's padding: the paper's 100 lets an input of any size through; less is cheaper "
+      "and needs larger inputs (VGG16's geometry: at least 69, for inputs of 57 pixels or more). quick 69, for its "
+      "FCN-8s; with another --model or --backbone, 100")
     a("--fusion", choices=("early", "late", "rgb", "depth"), help="RGB-D data (Sec. 5, NYUDv2): depth as a 4th "
       "input channel (early, the default), or a second FCN-32s stream whose scores are added (late); rgb or depth "
       "trains one stream alone, to start late fusion from (--init RGB.npz --init-depth DEPTH.npz)")
@@ -105,6 +108,9 @@ def parse_config(argv: Sequence[str] | None) -> Config:
     values = dict(PRESETS[preset])
     values.update({k: v for k, v in args.items() if v is not None})
     values["preset"] = preset
+    own_net = all(values.get(k) == PRESETS[preset].get(k) for k in ("model", "backbone"))
+    if args["pad"] is None and not own_net:
+        values["pad"] = 100  # a preset's padding is the least for its own net; another net starts at the paper's
     if values.get("lr") is None:
         values["lr"] = PAPER_LR[values["model"]]
     values.setdefault("out", None)
@@ -134,12 +140,14 @@ def check_config(c: Config) -> None:
         raise cli.UserError(f"--lr must be a positive number, got {c.lr}")
     if not 0 <= c.momentum < 1:
         raise cli.UserError(f"--momentum must lie in [0, 1), got {c.momentum}")
+    if not 0 <= c.beta2 < 1:
+        raise cli.UserError(f"--beta2 must lie in [0, 1), got {c.beta2}")
     if c.weight_decay < 0:
         raise cli.UserError(f"--weight-decay must be >= 0, got {c.weight_decay}")
     if c.crop_size is not None and c.crop_size < 1:
         raise cli.UserError(f"--crop-size must be at least 1, got {c.crop_size}")
     check_fcn(c.model, c.backbone, c.fusion)  # the net exists (build_fcn's own check)
-    cli.check_input_size(c.dataset, c.image_size, c.model, c.backbone, c.pad)  # after: it builds a twin of it
+    cli.check_input_size(c.dataset, c.image_size, c.model, c.backbone, c.pad, c.crop_size)  # builds a twin
     if c.fusion is not None and c.dataset not in cli.RGBD_DATASETS:
         raise cli.UserError(f"--fusion is for RGB-D datasets ({', '.join(cli.RGBD_DATASETS)}), not {c.dataset}")
     if c.fusion == "late" and bool(c.init) != bool(c.init_depth):

@@ -147,6 +147,8 @@ SMALL = [
     "1",
     "--crop-size",
     "24",
+    "--pad",  # crops this small need the paper's padding
+    "100",
 ]
 
 
@@ -242,7 +244,7 @@ def test_class_weights_refuse_several_heads(tmp_path, capsys):
         "--dataset",
         "two-label-shapes",
         "--image-size",
-        "32",
+        "64",
         "--iters",
         "1",
         "--class-weights",

@@ -73,7 +73,7 @@ def _quick_checkpoint(path: pathlib.Path) -> None:
     """A checkpoint of the quick preset's net, trained for one iteration on small images."""
     from minifcn import cli, train
 
-    args = ["--image-size", "32", "--batch-size", "2", "--iters", "1", "--eval-limit", "2", "--samples", "0"]
+    args = ["--image-size", "64", "--batch-size", "2", "--iters", "1", "--eval-limit", "2", "--samples", "0"]
     with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
         assert cli.run(train.main, args + ["--out", str(path.parent)]) == 0
     assert path.exists()

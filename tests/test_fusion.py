@@ -216,6 +216,8 @@ def test_rgbd_folder_refuses_a_colour_depth_image(tmp_path):
 
 
 SMALL = [
+    "--pad",  # images this small need the paper's padding
+    "100",
     "--dataset",
     "rgbd-shapes",
     "--image-size",

@@ -15,6 +15,8 @@ from minifcn.models import MultiHeadFCN
 from minifcn.preprocessing import TORCHVISION
 
 SMALL = [
+    "--pad",  # images this small need the paper's padding
+    "100",
     "--dataset",
     "two-label-shapes",
     "--image-size",

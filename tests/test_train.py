@@ -11,14 +11,14 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from minifcn import cli, evaluate, inference, loop, predict, train
+from minifcn import cli, evaluate, inference, loop, nn, predict, start, train
 from minifcn.checkpoint import load_checkpoint, model_from_checkpoint
 from minifcn.data import Shapes
 from minifcn.metrics import confusion_matrix, segmentation_scores
 from minifcn.preprocessing import TORCHVISION
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SMALL = ["--image-size", "32", "--batch-size", "2", "--eval-limit", "4", "--samples", "2"]
+SMALL = ["--image-size", "32", "--pad", "100", "--batch-size", "2", "--eval-limit", "4", "--samples", "2"]
 
 
 def run_cli(main, args, capsys):
@@ -206,6 +206,9 @@ def test_a_parameter_that_overflows_is_never_saved(tmp_path, capsys):
         "30",
         "--checkpoint-every",
         "1",
+        "--beta2",  # Adam's slower second moment and fixed upsampling keep the loss finite for a step
+        "0.999",
+        "--no-learnable-upsampling",
         "--out",
         str(tmp_path),
     ]
@@ -235,6 +238,9 @@ def test_a_parameter_that_overflows_is_never_saved(tmp_path, capsys):
             "--image-size 40 is too small for --pad 69: fcn8s then needs at least 57",
         ),
         (["--pad", "-1"], "--pad must be >= 0"),
+        (["--beta2", "1"], "--beta2 must lie in [0, 1), got 1.0"),
+        (["--image-size", "40"], "--image-size 40 is too small for --pad 69"),  # the quick preset's padding
+        (["--crop-size", "48"], "--crop-size 48 is too small for --pad 69: fcn8s then needs at least 57"),
         (["--pad", "69", "--model", "fcn8s", "--backbone", "alexnet"], "alexnet exists for --model fcn32s only"),
         (["--model", "fcn8s", "--backbone", "alexnet"], "alexnet exists for --model fcn32s only"),
         (["--n-class", "3"], "--n-class 3 does not match the shapes dataset, which has 6"),
@@ -265,7 +271,21 @@ def test_less_padding_is_recorded_and_evaluate_rebuilds_the_net(tmp_path, capsys
 def test_the_image_size_used_is_the_one_recorded():
     assert train.parse_config(["--preset", "paper", "--dataset", "shapes"]).image_size == 64  # the paper sets none
     assert train.parse_config([]).image_size == 128  # the quick preset's
-    assert train.parse_config(["--image-size", "40"]).image_size == 40
+    assert train.parse_config(["--image-size", "64"]).image_size == 64
+
+
+def test_a_presets_padding_is_for_its_own_net():
+    """The quick preset pads by the least its FCN-8s takes; another net starts from the paper's 100."""
+    assert train.parse_config([]).pad == 69
+    assert train.parse_config(["--backbone", "tiny-bn", "--model", "fcn8s"]).pad == 69
+    assert train.parse_config(["--model", "fcn32s"]).pad == 100  # 69 is below FCN-32s's least, 81
+    assert train.parse_config(["--model", "fcn32s", "--pad", "81"]).pad == 81
+    assert train.parse_config(["--preset", "camvid-cpu"]).pad == 100
+    quick = train.parse_config([])
+    assert quick.learnable_upsampling and quick.beta2 == 0.99
+    assert not train.parse_config(["--no-learnable-upsampling"]).learnable_upsampling
+    optimiser, _, _ = start.optimizer_for(quick, nn.Conv2d(3, 2, 1), None)
+    assert optimiser.betas == (0.9, 0.99)
 
 
 def test_evaluate_and_predict_mistakes(trained, tmp_path, capsys):
@@ -306,6 +326,16 @@ def test_resume_and_predict_mistakes_are_named(trained, tmp_path, capsys):
             train.main,
             SMALL + ["--resume", last, "--optimizer", "sgd", "--iters", "8", "--out", str(tmp_path)],
             "was trained with --optimizer adam, this run asks for sgd",
+        ),
+        (  # the net's geometry and its upsampling are the checkpoint's: a resumed run cannot change them
+            train.main,
+            SMALL + ["--resume", last, "--image-size", "64", "--pad", "69", "--iters", "8", "--out", str(tmp_path)],
+            "was trained with --pad 100, this run asks for 69",
+        ),
+        (
+            train.main,
+            SMALL + ["--resume", last, "--no-learnable-upsampling", "--iters", "8", "--out", str(tmp_path)],
+            "was trained with --learnable-upsampling True, this run asks for False",
         ),
         (
             train.main,
