@@ -145,5 +145,9 @@ def optimizer_for(c: Config, model: Any, resumed: Checkpoint | None) -> tuple[SG
     if first >= c.iters:
         raise ValueError(f"--resume {c.resume!r} is at iteration {first}, already >= --iters {c.iters}")
     optimizer.load_state_dict(resumed.optim)
+    if isinstance(optimizer, Adam) and optimizer.betas[1] != c.beta2:  # the state would silently win over the flag
+        raise ValueError(
+            f"--resume {c.resume!r} was trained with --beta2 {optimizer.betas[1]}, this run asks for {c.beta2}"
+        )
     rng.set_state(resumed.meta["rng"])
     return optimizer, first, float(resumed.meta.get("best_mean_iu", -1.0))

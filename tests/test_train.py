@@ -339,6 +339,11 @@ def test_resume_and_predict_mistakes_are_named(trained, tmp_path, capsys):
         ),
         (
             train.main,
+            SMALL + ["--resume", last, "--beta2", "0.999", "--iters", "8", "--out", str(tmp_path)],
+            "was trained with --beta2 0.99, this run asks for 0.999",
+        ),
+        (
+            train.main,
             SMALL + ["--resume", last, "--iters", "4", "--out", str(tmp_path)],
             "is at iteration 4, already >= --iters 4",
         ),
