@@ -214,7 +214,8 @@ def fcn_profile(size: int, repeats: int) -> None:
 
 def quick_profile(steps: int) -> None:
     mf.manual_seed(0)
-    model = FCN8s(n_class=6, backbone="tiny-bn", pad=QUICK["pad"], learnable_upsampling=QUICK["learnable_upsampling"])
+    geometry = dict(pad=QUICK["pad"], fc6_kernel=QUICK["fc6_kernel"])
+    model = FCN8s(n_class=6, backbone="tiny-bn", learnable_upsampling=QUICK["learnable_upsampling"], **geometry)
     rng = np.random.default_rng(0)
     x = mf.Tensor(rng.standard_normal((4, 3, 128, 128), dtype=np.float32))
     labels = rng.integers(0, 6, size=(4, 128, 128))
@@ -226,7 +227,11 @@ def quick_profile(steps: int) -> None:
         F.softmax_cross_entropy(model(x), labels).backward()
         optimiser.step()
 
-    print(f"## 2. The quick preset's step: tiny-bn FCN-8s (pad {QUICK['pad']}), 4x3x128x128, Adam, median of {steps}\n")
+    fc6 = QUICK["fc6_kernel"]
+    print(
+        f"## 2. The quick preset's step: tiny-bn FCN-8s (fc6 {fc6}x{fc6}, pad {QUICK['pad']}), 4x3x128x128, Adam, "
+        f"median of {steps}\n"
+    )
     print_table("training step", *profiled(step, steps, extra=[(optimiser, "step", "optimiser.step")]))
 
 

@@ -79,9 +79,15 @@ def model_from_checkpoint(checkpoint: Checkpoint) -> FCN:
         )
     heads = heads_of(checkpoint)
     pad = int(meta.get("pad", 100))  # checkpoints written before conv1's padding was a setting: the paper's
+    fc6 = meta.get("fc6_kernel")  # None: the classifier's own (also in checkpoints older than the setting)
     if heads.several:  # a multi-task net (Sec. 5, SIFT Flow)
         model = MultiHeadFCN(
-            meta["model"], heads.sizes(), meta["backbone"], bool(meta.get("learnable_upsampling")), pad=pad
+            meta["model"],
+            heads.sizes(),
+            meta["backbone"],
+            bool(meta.get("learnable_upsampling")),
+            pad=pad,
+            fc6_kernel=fc6,
         )
     else:
         model = build_fcn(
@@ -91,6 +97,7 @@ def model_from_checkpoint(checkpoint: Checkpoint) -> FCN:
             bool(meta.get("learnable_upsampling")),
             meta.get("fusion"),
             pad,
+            fc6,
         )
     try:
         model.load_state_dict(checkpoint.model)
@@ -133,6 +140,7 @@ def training_meta(
         palette=palette,
         learnable_upsampling=c.learnable_upsampling,
         pad=c.pad,
+        fc6_kernel=c.fc6_kernel,
         fusion=c.fusion,
         iteration=iteration,
         best_mean_iu=best,

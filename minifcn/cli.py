@@ -34,9 +34,8 @@ from .data import (
 )
 from .fetch import CATALOGUE, MIRROR_VARIABLE, download
 from .heads import Heads
-from .models import BACKBONES, MODELS
+from .models import BACKBONES, FC6_KERNEL, MODELS
 from .preprocessing import Preprocessing
-from .receptive import smallest_input
 
 DATASETS = ("shapes", "voc", "sbd", "camvid", "folder", "rgbd-shapes", "rgbd-folder", "two-label-shapes", "siftflow")
 GENERATED_DATASETS = ("shapes", "rgbd-shapes", "two-label-shapes")  # drawn by minifcn at --image-size
@@ -146,11 +145,34 @@ def add_data_arguments(p: argparse.ArgumentParser, dataset_default: Any = "shape
     )
 
 
+def add_geometry_arguments(p: argparse.ArgumentParser) -> None:
+    """--pad and --fc6-kernel: how much the trunk pads its input, and the size of fc6 that the padding pays for."""
+    p.add_argument(
+        "--pad",
+        type=int,
+        help="conv1's padding: the paper's 100 lets an input of any size through; less is cheaper and needs larger "
+        "inputs (VGG16's geometry: at least 69, for inputs of 57 pixels or more). quick 21, for its FCN-8s and fc6; "
+        "with another --model or --backbone, 100",
+    )
+    p.add_argument(
+        "--fc6-kernel",
+        type=int,
+        help="fc6's size: the classifier's 7x7 (6x6 AlexNet) by default; a trunk trained from scratch may take less, "
+        "and less padding with it (FCN-8s: 5 from pad 37, 4 from pad 21). quick 4, for its own net",
+    )
+
+
 def check_input_size(
-    dataset: str, image_size: int | None, model: str, backbone: str, pad: int, crop_size: int | None = None
+    dataset: str,
+    image_size: int | None,
+    model: str,
+    backbone: str,
+    pad: int,
+    crop_size: int | None = None,
+    fc6_kernel: int | None = None,
 ) -> None:
-    """--image-size, --crop-size and --pad: a generated dataset's images at least Shapes.MIN_SIZE, a padding that
-    keeps the scores over the image, and images and crops at least as large as that padding needs
+    """--image-size, --crop-size, --pad and --fc6-kernel: a generated dataset's images at least Shapes.MIN_SIZE, a
+    padding that keeps the scores over the image, and images and crops at least as large as that padding needs
     (``receptive.smallest_input``)."""
     generated = dataset in GENERATED_DATASETS and image_size is not None
     if generated and image_size < Shapes.MIN_SIZE:
@@ -158,20 +180,21 @@ def check_input_size(
             f"--image-size must be at least {Shapes.MIN_SIZE} (the smallest image the {dataset} dataset draws), "
             f"got {image_size}"
         )
-    if pad == 100:
-        return  # the paper's padding takes inputs of any size
     if pad < 0:
         raise UserError(f"--pad must be >= 0, got {pad}")
     twin = "tiny" if backbone in ("vgg16", "tiny", "tiny-bn") else backbone  # the same geometry, cheap to build
+    fc6 = "" if fc6_kernel in (None, FC6_KERNEL.get(backbone)) else f" --fc6-kernel {fc6_kernel}"
+    if pad == 100 and not fc6:
+        return  # the paper's padding and fc6 take inputs of any size
     try:
-        smallest = smallest_input(MODELS[model](2, twin, pad=pad))
+        smallest = MODELS[model](2, twin, pad=pad, fc6_kernel=fc6_kernel).smallest_input()
     except ValueError as e:
-        raise UserError(f"--pad {pad}: {e}") from None
+        raise UserError(f"--pad {pad}{fc6}: {e}") from None
     for flag, size in (("--image-size", image_size if generated else None), ("--crop-size", crop_size)):
         if size is not None and size < smallest:
             raise UserError(
-                f"{flag} {size} is too small for --pad {pad}: {model} then needs at least {smallest} "
-                "pixels (or --pad 100, which takes any size)"
+                f"{flag} {size} is too small for --pad {pad}{fc6}: {model} then needs at least {smallest} "
+                "pixels (or --pad 100 with fc6's own size, which takes any size)"
             )
 
 

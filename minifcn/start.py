@@ -25,7 +25,7 @@ from . import rng
 from .checkpoint import Checkpoint, load_checkpoint, model_from_checkpoint, preprocessing_of
 from .config import Config
 from .heads import Heads
-from .models import MultiHeadFCN, StreamFCN, add_input_channels, build_fcn
+from .models import FC6_KERNEL, MultiHeadFCN, StreamFCN, add_input_channels, build_fcn
 from .nn import Module
 from .optim import SGD, Adam
 from .preprocessing import CAFFE, TORCHVISION, Preprocessing, with_depth
@@ -66,9 +66,11 @@ def starting_point(c: Config, heads: Heads, say: Callable[[str], None] = print) 
 
 def _build(c: Config, heads: Heads) -> Module:
     if heads.several:
-        return MultiHeadFCN(c.model, heads.sizes(), c.backbone, c.learnable_upsampling, pad=c.pad)
+        return MultiHeadFCN(
+            c.model, heads.sizes(), c.backbone, c.learnable_upsampling, pad=c.pad, fc6_kernel=c.fc6_kernel
+        )
     late = "late" if c.fusion == "late" else None
-    return build_fcn(c.model, heads.first.n_class, c.backbone, c.learnable_upsampling, late, c.pad)
+    return build_fcn(c.model, heads.first.n_class, c.backbone, c.learnable_upsampling, late, c.pad, c.fc6_kernel)
 
 
 def _resume(c: Config, heads: Heads, say: Callable[[str], None]) -> Start:
@@ -76,8 +78,10 @@ def _resume(c: Config, heads: Heads, say: Callable[[str], None]) -> Start:
     meta = ckpt.meta
     if "iteration" not in meta or "rng" not in meta:
         raise ValueError(f"--resume {c.resume!r}: not a training checkpoint (no iteration or RNG state)")
-    written_before = {"pad": 100, "learnable_upsampling": False}  # by checkpoints older than these settings
-    for key in ("model", "backbone", "dataset", "optimizer", "fusion", "heads", "pad", "learnable_upsampling"):
+    # what checkpoints older than these settings were trained with
+    written_before = {"pad": 100, "learnable_upsampling": False, "fc6_kernel": FC6_KERNEL.get(meta.get("backbone"))}
+    net = ("model", "backbone", "dataset", "optimizer", "fusion", "heads", "pad", "fc6_kernel", "learnable_upsampling")
+    for key in net:
         theirs = meta.get("config", {}).get(key, meta.get(key, written_before.get(key)))
         if theirs != getattr(c, key):
             flag = "--" + key.replace("_", "-")

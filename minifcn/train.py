@@ -34,7 +34,7 @@ from .heads import Heads
 from .inference import evaluate_heads
 from .loop import Loop
 from .metrics import scores_json
-from .models import BACKBONES, MODELS, check_fcn
+from .models import BACKBONES, FC6_KERNEL, MODELS, check_fcn
 from .optim import learning_rate
 from .plots import sample_saver
 from .start import optimizer_for, starting_point
@@ -57,7 +57,7 @@ def build_parser() -> cli.ArgumentParser:
     a("--train-split", help="split to train on (default train)")
     a("--val-split", help="split to evaluate on (default val; sbd also seg11valid, with --voc-root)")
     cli.add_device_arguments(p)
-    a("--iters", type=int, help="iterations (quick 1500, paper 100000)")
+    a("--iters", type=int, help="iterations (quick 1200, paper 100000)")
     a("--batch-size", type=int, help="images per iteration (quick 4, paper 1: whole images)")
     a("--crop-size", type=int, help="train on random square crops of this size (padded with 255 labels)")
     a("--augment", choices=AUGMENTS, help="random flips (and scales 0.5-2): quick flip, paper none")
@@ -74,9 +74,7 @@ def build_parser() -> cli.ArgumentParser:
     a("--score-init", choices=("zero", "normal"), help="score layers start at zero (paper, for trained trunks) "
       "or small random (quick: a random trunk learns nothing through zero scores)")
     a("--learnable-upsampling", action=argparse.BooleanOptionalAction, help="let the upsampling layers learn (quick)")
-    a("--pad", type=int, help="conv1's padding: the paper's 100 lets an input of any size through; less is cheaper "
-      "and needs larger inputs (VGG16's geometry: at least 69, for inputs of 57 pixels or more). quick 69, for its "
-      "FCN-8s; with another --model or --backbone, 100")
+    cli.add_geometry_arguments(p)
     a("--fusion", choices=("early", "late", "rgb", "depth"), help="RGB-D data (Sec. 5, NYUDv2): depth as a 4th "
       "input channel (early, the default), or a second FCN-32s stream whose scores are added (late); rgb or depth "
       "trains one stream alone, to start late fusion from (--init RGB.npz --init-depth DEPTH.npz)")
@@ -103,14 +101,16 @@ def build_parser() -> cli.ArgumentParser:
 def parse_config(argv: Sequence[str] | None) -> Config:
     """The run's settings: the preset's, overridden by every flag given."""
     args = vars(build_parser().parse_args(argv))
-
     preset = args.pop("preset")
     values = dict(PRESETS[preset])
     values.update({k: v for k, v in args.items() if v is not None})
     values["preset"] = preset
     own_net = all(values.get(k) == PRESETS[preset].get(k) for k in ("model", "backbone"))
-    if args["pad"] is None and not own_net:
-        values["pad"] = 100  # a preset's padding is the least for its own net; another net starts at the paper's
+    for key, paper in (("pad", 100), ("fc6_kernel", None)):  # a preset's geometry is for its own net
+        if args[key] is None and not own_net:
+            values[key] = paper  # another net starts at the paper's
+    fc6 = values.get("fc6_kernel")  # recorded as used: the classifier's own size (7 for VGG16's geometry) if None
+    values["fc6_kernel"] = FC6_KERNEL.get(values["backbone"]) if fc6 is None else fc6
     if values.get("lr") is None:
         values["lr"] = PAPER_LR[values["model"]]
     values.setdefault("out", None)
@@ -147,7 +147,7 @@ def check_config(c: Config) -> None:
     if c.crop_size is not None and c.crop_size < 1:
         raise cli.UserError(f"--crop-size must be at least 1, got {c.crop_size}")
     check_fcn(c.model, c.backbone, c.fusion)  # the net exists (build_fcn's own check)
-    cli.check_input_size(c.dataset, c.image_size, c.model, c.backbone, c.pad, c.crop_size)  # builds a twin
+    cli.check_input_size(c.dataset, c.image_size, c.model, c.backbone, c.pad, c.crop_size, c.fc6_kernel)  # a twin
     if c.fusion is not None and c.dataset not in cli.RGBD_DATASETS:
         raise cli.UserError(f"--fusion is for RGB-D datasets ({', '.join(cli.RGBD_DATASETS)}), not {c.dataset}")
     if c.fusion == "late" and bool(c.init) != bool(c.init_depth):

@@ -298,7 +298,7 @@ def test_train_and_evaluate_download_what_they_need(server, tmp_path, monkeypatc
 
     data, out = str(tmp_path / "data"), str(tmp_path / "run")
     args = ["--dataset", "voc", "--download", data, "--iters", "1", "--batch-size", "1", "--samples", "0"]
-    args += ["--pad", "100"]  # its images are smaller than pad 69 takes
+    args += ["--pad", "100"]  # its images are smaller than the quick preset's padding takes
     assert cli.run(train.main, args + ["--out", out]) == 0
     assert "2 training and 1 val images, 21 classes" in capsys.readouterr().out
     assert os.path.exists(os.path.join(data, "VOCdevkit", "VOC2012", "JPEGImages", "a.jpg"))

@@ -80,7 +80,7 @@ def test_a_legacy_checkpoint_loads_scores_and_resumes(dataset, tmp_path, capsys)
         assert cli.run(predict.main, ["--checkpoint", path, "--out", str(tmp_path / "p"), str(image)]) == 0
 
     args = ["--dataset", dataset, "--image-size", "32", "--iters", "2", "--batch-size", "2", "--eval-limit", "2"]
-    args += ["--pad", "100", "--no-learnable-upsampling", "--beta2", "0.999"]  # as it was trained
+    args += ["--pad", "100", "--fc6-kernel", "7", "--no-learnable-upsampling", "--beta2", "0.999"]  # as it was trained
     args += ["--samples", "0", "--resume", path, "--out", str(tmp_path)]
     assert cli.run(train.main, args) == 0
     assert "resuming from" in capsys.readouterr().out

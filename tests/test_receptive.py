@@ -209,8 +209,47 @@ def test_less_padding_moves_only_the_last_crop(Net, least):
         Net(3, "tiny", pad=least - 1)
 
 
-def test_smallest_input_is_where_the_net_starts_to_run():
-    net = FCN8s(3, "tiny", pad=69).eval()
+@pytest.mark.parametrize("Net, least_at_7", [(FCN32s, 81), (FCN16s, 73), (FCN8s, 69)])
+@pytest.mark.parametrize("k", [6, 5, 4])
+def test_a_smaller_fc6_needs_less_padding(Net, least_at_7, k):
+    """fc6 is a valid convolution at stride 32: its first unit sits (k - 1) / 2 cells in, so each size less moves
+    every score half a cell (16 pixels) back towards the image's first pixel, and the least padding falls by 16."""
+    least = least_at_7 - 16 * (7 - k)
+    net = Net(3, "tiny", pad=least, fc6_kernel=k)
+    assert net.fc6.kernel_size == (k, k) and net.fc6_kernel == k and net.crop_offsets["score"] == 0
+    with pytest.raises(ValueError, match=f"and a {k}x{k} fc6: pad {least - 1} is too small: below {least}"):
+        Net(3, "tiny", pad=least - 1, fc6_kernel=k)
+    assert net.smallest_input() == receptive.smallest_input(net) and f"fc6_kernel={k}" in repr(net)
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        ((FCN8s, "tiny", 3), "its skip maps fall short of the upsampled scores for inputs of many sizes"),
+        ((FCN8s, "tiny", 1), "score_pool4 would need offset -1 to align with upscore2"),
+        ((FCN8s, "tiny", 0), "fc6_kernel 0: must be at least 1"),
+        ((FCN8s, "tiny", 2.0), "fc6_kernel must be a whole number or None, got 2.0"),
+        ((FCN32s, "tiny-googlenet", 5), "fc6_kernel 5: tiny-googlenet has no fc6"),
+    ],
+)
+def test_an_fc6_that_cannot_align_is_refused(args, message):
+    Net, backbone, k = args
+    with pytest.raises(ValueError, match=message):
+        Net(3, backbone, fc6_kernel=k)
+
+
+def test_an_fc6_of_3_fits_only_every_other_size():
+    """Why 3x3 is refused: its skip maps end a unit short of the upsampled scores for half of all input sizes."""
+    net = FCN8s(3, "tiny", pad=69, fc6_kernel=5)  # a net that builds, then its fc6 made 3x3 in place
+    net.fc6 = nn.Conv2d(net.fc6.in_channels, net.fc6.out_channels, 3)
+    net.crop_offsets = receptive.crop_offsets(net)
+    fitting = [size for size in range(400, 464) if receptive.fits(net, size)]
+    assert 0 < len(fitting) < 64 and receptive.smallest_input(net) == 513
+
+
+@pytest.mark.parametrize("pad, k", [(69, 7), (37, 5)])
+def test_smallest_input_is_where_the_net_starts_to_run(pad, k):
+    net = FCN8s(3, "tiny", pad=pad, fc6_kernel=k).eval()
     assert receptive.smallest_input(net) == 57 and receptive.smallest_input(FCN8s(3, "tiny")) == 1
     for size in (50, 56, 57, 58, 63, 64, 90):  # fits() against the net itself, its input-size check bypassed
         x = mf.Tensor(np.zeros((1, 3, size, size + 3), np.float32))
@@ -220,5 +259,5 @@ def test_smallest_input_is_where_the_net_starts_to_run():
         except ValueError:
             runs = False
         assert receptive.fits(net, size) == runs == (size >= 57), size
-    with pytest.raises(ValueError, match="pad 69 needs inputs of at least 57 pixels a side, got 56x60"):
+    with pytest.raises(ValueError, match=f"pad {pad}.* needs inputs of at least 57 pixels a side, got 56x60"):
         net(mf.Tensor(np.zeros((1, 3, 56, 60), np.float32)))

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from minifcn import cli, evaluate, inference, loop, nn, predict, start, train
+from minifcn import cli, evaluate, inference, loop, nn, predict, serialization, start, train
 from minifcn.checkpoint import load_checkpoint, model_from_checkpoint
 from minifcn.data import Shapes
 from minifcn.metrics import confusion_matrix, segmentation_scores
@@ -232,15 +232,25 @@ def test_a_parameter_that_overflows_is_never_saved(tmp_path, capsys):
         (["--lr", "-1"], "--lr must be a positive number"),
         (["--image-size", "0"], "--image-size must be at least 16"),
         (["--image-size", "8", "--dataset", "rgbd-shapes"], "--image-size must be at least 16"),
-        (["--pad", "60"], "--pad 60: FCN8s on tiny: pad 60 is too small: below 69"),
+        (["--pad", "60", "--fc6-kernel", "7"], "--pad 60: FCN8s on tiny: pad 60 is too small: below 69"),
+        (["--pad", "20"], "--pad 20 --fc6-kernel 4: FCN8s on tiny and a 4x4 fc6: pad 20 is too small: below 21"),
         (
-            ["--pad", "69", "--image-size", "40"],
+            ["--pad", "69", "--fc6-kernel", "7", "--image-size", "40"],
             "--image-size 40 is too small for --pad 69: fcn8s then needs at least 57",
+        ),
+        (["--fc6-kernel", "3"], "--fc6-kernel 3: FCN8s on tiny and a 3x3 fc6: its skip maps fall short"),
+        (["--fc6-kernel", "0"], "--fc6-kernel 0: fc6_kernel 0: must be at least 1"),
+        (
+            ["--model", "fcn32s", "--backbone", "tiny-googlenet", "--fc6-kernel", "5"],
+            "fc6_kernel 5: tiny-googlenet has no fc6",
         ),
         (["--pad", "-1"], "--pad must be >= 0"),
         (["--beta2", "1"], "--beta2 must lie in [0, 1), got 1.0"),
-        (["--image-size", "40"], "--image-size 40 is too small for --pad 69"),  # the quick preset's padding
-        (["--crop-size", "48"], "--crop-size 48 is too small for --pad 69: fcn8s then needs at least 57"),
+        (["--image-size", "40"], "--image-size 40 is too small for --pad 21 --fc6-kernel 4"),  # the quick preset's
+        (
+            ["--crop-size", "48"],
+            "--crop-size 48 is too small for --pad 21 --fc6-kernel 4: fcn8s then needs at least 57",
+        ),
         (["--pad", "69", "--model", "fcn8s", "--backbone", "alexnet"], "alexnet exists for --model fcn32s only"),
         (["--model", "fcn8s", "--backbone", "alexnet"], "alexnet exists for --model fcn32s only"),
         (["--n-class", "3"], "--n-class 3 does not match the shapes dataset, which has 6"),
@@ -257,13 +267,13 @@ def test_user_mistakes_give_one_line(args, message, capsys, tmp_path):
 
 
 def test_less_padding_is_recorded_and_evaluate_rebuilds_the_net(tmp_path, capsys):
-    out = str(tmp_path / "pad69")
-    args = SMALL + ["--image-size", "64", "--pad", "69", "--iters", "2", "--eval-every", "2", "--out", out]
-    assert cli.run(train.main, args) == 0
+    out = str(tmp_path / "pad21")
+    args = SMALL + ["--image-size", "64", "--pad", "21", "--fc6-kernel", "4", "--iters", "2", "--eval-every", "2"]
+    assert cli.run(train.main, args + ["--out", out]) == 0
     checkpoint = load_checkpoint(os.path.join(out, "last.npz"))
-    assert checkpoint.meta["pad"] == 69 and checkpoint.meta["image_size"] == 64
+    assert checkpoint.meta["pad"] == 21 and checkpoint.meta["fc6_kernel"] == 4 and checkpoint.meta["image_size"] == 64
     model = model_from_checkpoint(checkpoint)
-    assert model.conv1_1.padding == (69, 69) and model.crop_offsets["score"] == 0
+    assert model.conv1_1.padding == (21, 21) and model.fc6.kernel_size == (4, 4) and model.crop_offsets["score"] == 0
     code, _, err = run_cli(evaluate.main, ["--checkpoint", os.path.join(out, "last.npz"), "--limit", "2"], capsys)
     assert code == 0, err
 
@@ -275,12 +285,16 @@ def test_the_image_size_used_is_the_one_recorded():
 
 
 def test_a_presets_padding_is_for_its_own_net():
-    """The quick preset pads by the least its FCN-8s takes; another net starts from the paper's 100."""
-    assert train.parse_config([]).pad == 69
-    assert train.parse_config(["--backbone", "tiny-bn", "--model", "fcn8s"]).pad == 69
-    assert train.parse_config(["--model", "fcn32s"]).pad == 100  # 69 is below FCN-32s's least, 81
-    assert train.parse_config(["--model", "fcn32s", "--pad", "81"]).pad == 81
-    assert train.parse_config(["--preset", "camvid-cpu"]).pad == 100
+    """The quick preset's fc6 and padding (the least its FCN-8s takes) are for that net; another net starts from
+    the paper's: pad 100 and the classifier's fc6, whose size is recorded."""
+    geometry = lambda *argv: (lambda c: (c.pad, c.fc6_kernel))(train.parse_config(list(argv)))  # noqa: E731
+    assert geometry() == geometry("--backbone", "tiny-bn", "--model", "fcn8s") == (21, 4)
+    assert geometry("--model", "fcn32s") == (100, 7)  # 21 is below FCN-32s's least with a 4x4 fc6, 33
+    assert geometry("--model", "fcn32s", "--pad", "49", "--fc6-kernel", "5") == (49, 5)
+    assert geometry("--pad", "69", "--fc6-kernel", "7") == (69, 7)
+    assert geometry("--preset", "camvid-cpu") == geometry("--preset", "paper", "--dataset", "shapes") == (100, 7)
+    assert geometry("--model", "fcn32s", "--backbone", "tiny-googlenet") == (100, None)  # GoogLeNet has no fc6
+    assert geometry("--model", "fcn32s", "--backbone", "alexnet") == (100, 6)
     quick = train.parse_config([])
     assert quick.learnable_upsampling and quick.beta2 == 0.99
     assert not train.parse_config(["--no-learnable-upsampling"]).learnable_upsampling
@@ -331,6 +345,11 @@ def test_resume_and_predict_mistakes_are_named(trained, tmp_path, capsys):
             train.main,
             SMALL + ["--resume", last, "--image-size", "64", "--pad", "69", "--iters", "8", "--out", str(tmp_path)],
             "was trained with --pad 100, this run asks for 69",
+        ),
+        (
+            train.main,
+            SMALL + ["--resume", last, "--fc6-kernel", "7", "--iters", "8", "--out", str(tmp_path)],
+            "was trained with --fc6-kernel 4, this run asks for 7",
         ),
         (
             train.main,
@@ -458,3 +477,22 @@ def test_evaluate_and_predict_score_a_complete_caffemodel(tmp_path, capsys):
     args = ["--weights", str(tmp_path / "fcn16s.caffemodel"), "--model", "fcn8s", "--backbone", "tiny"]
     assert cli.run(evaluate.main, args) == 1
     assert "lacks ['score_pool3.weight', 'score_pool3.bias'] of fcn8s (tiny)" in capsys.readouterr().err
+
+
+def test_a_checkpoint_older_than_the_fc6_setting_has_the_classifiers_fc6(tmp_path, capsys):
+    """Checkpoints that do not record fc6's size were all trained with the classifier's: rebuilt and resumed so."""
+    out = str(tmp_path / "old")
+    args = SMALL + ["--fc6-kernel", "7", "--iters", "2", "--eval-every", "2", "--checkpoint-every", "2"]
+    assert cli.run(train.main, args + ["--out", out]) == 0
+    last = os.path.join(out, "last.npz")
+    arrays = dict(serialization.load(last))
+    meta = json.loads(str(arrays["meta"]))
+    del meta["fc6_kernel"], meta["config"]["fc6_kernel"]
+    serialization.save(last, {**arrays, "meta": json.dumps(meta)})
+    assert model_from_checkpoint(load_checkpoint(last)).fc6.kernel_size == (7, 7)
+    code, _, err = run_cli(train.main, SMALL + ["--resume", last, "--iters", "4", "--out", out], capsys)
+    assert code == 1 and "was trained with --fc6-kernel 7, this run asks for 4" in err  # the quick preset's 4
+    code, _, err = run_cli(
+        train.main, SMALL + ["--resume", last, "--fc6-kernel", "7", "--iters", "4", "--out", out], capsys
+    )
+    assert code == 0, err

@@ -4,7 +4,7 @@ from minifcn.models import VGG16, AlexNet, FCN32s, FCN16s, FCN8s, FCN8sAtOnce
 model = FCN8s(n_class=21, backbone="vgg16")   # or "tiny"; FCN32s also takes "alexnet"
 """
 
-from .backbones import BACKBONES, ONLY_FCN32S
+from .backbones import BACKBONES, FC6_KERNEL, ONLY_FCN32S
 from .classifiers import VGG16, AlexNet, Classifier
 from .fcn import FCN, MODELS, FCN8s, FCN8sAtOnce, FCN16s, FCN32s
 from .fusion import LateFusionFCN32s, StreamFCN, add_input_channels
@@ -20,6 +20,7 @@ __all__ = [
     "FCN8s",
     "FCN8sAtOnce",
     "BACKBONES",
+    "FC6_KERNEL",
     "LateFusionFCN32s",
     "StreamFCN",
     "MultiHeadFCN",
@@ -48,18 +49,20 @@ def build_fcn(
     learnable_upsampling: bool = False,
     fusion: str | None = None,
     pad: int = 100,
+    fc6_kernel: int | None = None,
 ) -> FCN:
     """An FCN by its command-line name: 'fcn32s', 'fcn16s', 'fcn8s' or 'fcn8s-atonce'.
 
     ``fusion`` builds an RGB-D net (Sec. 5): 'early' (a fourth input channel),
     'late' (two FCN-32s streams, ``LateFusionFCN32s``), or one stream alone,
     'rgb' or 'depth' (``StreamFCN``: trained alone, then joined by late fusion). ``pad``: conv1's padding
-    (the paper's 100; see ``FCN``).
+    (the paper's 100; see ``FCN``); ``fc6_kernel``: fc6's size (None: the classifier's, 7 for VGG16).
     """
     check_fcn(model, backbone, fusion)
     if fusion == "late":
-        return LateFusionFCN32s(*(FCN32s(n_class, backbone, learnable_upsampling, pad=pad) for _ in range(2)))
-    net = MODELS[model](n_class=n_class, backbone=backbone, learnable_upsampling=learnable_upsampling, pad=pad)
+        streams = (FCN32s(n_class, backbone, learnable_upsampling, pad=pad, fc6_kernel=fc6_kernel) for _ in range(2))
+        return LateFusionFCN32s(*streams)
+    net = MODELS[model](n_class, backbone, learnable_upsampling, pad=pad, fc6_kernel=fc6_kernel)
     if fusion in ("rgb", "depth"):
         return StreamFCN(net, fusion)
     return add_input_channels(net, 1) if fusion == "early" else net

@@ -39,6 +39,8 @@ ALEXNET_WIDTHS, ALEXNET_FC = (64, 192, 384, 256, 256), 4096  # torchvision's Ale
 
 BACKBONES = ("vgg16", "tiny", "tiny-bn", "alexnet", "googlenet", "tiny-googlenet")
 ONLY_FCN32S = ("alexnet", "googlenet", "tiny-googlenet")  # trunks the paper used for FCN-32s alone (Table 1)
+#: fc6's kernel: the pool5 grid the ImageNet classifier saw at 224x224 (GoogLeNet has no fc6).
+FC6_KERNEL = {"vgg16": 7, "tiny": 7, "tiny-bn": 7, "alexnet": 6}
 
 #: GoogLeNet's inception modules: name -> (n1x1, n3x3_reduce, n3x3, n5x5_reduce, n5x5, pool_proj), in order;
 #: each stage ends in a 3x3 stride-2 max pooling (pool3 after 3b, pool4 after 4e).
@@ -155,24 +157,34 @@ def googlenet_features(divisor: int, first_padding: int, ceil_mode: bool, dtype:
     return layers
 
 
-def fcn_trunk(backbone: str, dtype: Any, pad: int = 100) -> tuple[dict[str, nn.Module], int]:
+def fcn_trunk(
+    backbone: str, dtype: Any, pad: int = 100, fc6_kernel: int | None = None
+) -> tuple[dict[str, nn.Module], int]:
     """The FCN trunk of ``backbone``: its features with conv1 padded by ``pad`` (the paper's 100) and ceil-mode
     pooling, then fc6 and fc7 as convolutions (Sec. 3.1: fc6 covers pool5's 7x7 grid, 6x6 for AlexNet; fc7 is 1x1).
+    ``fc6_kernel`` sets another fc6 size, for a trunk trained from scratch (``FCN``); None keeps the classifier's.
     GoogLeNet has no fc6 or fc7: its trunk ends at inception_5b and a dropout (0.4, its classifier's).
     Returns the layers and the width of the last layer, which score_fr reads."""
+    if fc6_kernel is not None and (isinstance(fc6_kernel, bool) or not isinstance(fc6_kernel, (int, np.integer))):
+        raise ValueError(f"fc6_kernel must be a whole number or None, got {fc6_kernel!r}")
+    if fc6_kernel is not None and (fc6_kernel < 1 or backbone not in FC6_KERNEL):
+        raise ValueError(
+            f"fc6_kernel {fc6_kernel}: " + ("must be at least 1" if fc6_kernel < 1 else f"{backbone} has no fc6")
+        )
     if backbone in ("googlenet", "tiny-googlenet"):
         layers = googlenet_features(16 if backbone == "tiny-googlenet" else 1, pad, True, dtype)
         layers["drop5"] = nn.Dropout(0.4)
         return layers, layers["inception_5b"].out_channels
     if backbone == "alexnet":
-        layers, last, fc, fc6_kernel = alexnet_features(pad, True, dtype), ALEXNET_WIDTHS[-1], ALEXNET_FC, 6
+        layers, last, fc = alexnet_features(pad, True, dtype), ALEXNET_WIDTHS[-1], ALEXNET_FC
     elif backbone in ("vgg16", "tiny", "tiny-bn"):
         widths, fc = vgg16_widths(backbone.removesuffix("-bn"))
-        layers, last, fc6_kernel = vgg16_features(widths, pad, True, dtype), widths[-1], 7
+        layers, last = vgg16_features(widths, pad, True, dtype), widths[-1]
     else:
         raise ValueError(f"unknown backbone {backbone!r}; choose one of {', '.join(BACKBONES)}")
+    k = fc6_kernel or FC6_KERNEL[backbone]
     layers.update({
-        "fc6": conv(last, fc, fc6_kernel, dtype=dtype), "relu6": relu(), "drop6": nn.Dropout(0.5),  # 1/32
+        "fc6": conv(last, fc, k, dtype=dtype), "relu6": relu(), "drop6": nn.Dropout(0.5),  # 1/32
         "fc7": conv(fc, fc, 1, dtype=dtype), "relu7": relu(), "drop7": nn.Dropout(0.5),
     })  # fmt: skip
     if backbone == "tiny-bn":

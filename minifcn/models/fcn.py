@@ -22,6 +22,15 @@ size, so the scores always come out (N, n_class, H, W) for an (N, 3, H, W) input
 Less padding is cheaper, and works for inputs of at least
 ``receptive.smallest_input(model)`` pixels; below 69 (VGG16's geometry) the
 scores would not cover the image.
+
+Most of that padding pays for fc6. Its 7x7 kernel (the grid the ImageNet
+classifier saw) has no padding, so its first unit sits 3 cells of 32 pixels
+in, and every score after it starts 96 pixels late. A trunk trained from
+scratch may take a smaller fc6 (``fc6_kernel``): at 5x5 the scores start 64
+pixels in, and a padding of 37 is the least (inputs of 57 pixels or more).
+At 3x3 the skip maps fall a unit short for every other input size, and at
+1x1 upscore2 starts before pool4's first unit; the model refuses to build
+what its crops cannot align.
 """
 
 from __future__ import annotations
@@ -34,7 +43,7 @@ from .. import functional as F
 from .. import nn
 from ..autograd import Tensor
 from ..receptive import crop_offsets, smallest_input
-from .backbones import ONLY_FCN32S, conv, fcn_trunk
+from .backbones import FC6_KERNEL, ONLY_FCN32S, conv, fcn_trunk
 
 
 def zero_score_layer(in_channels: int, n_class: int, dtype: Any) -> nn.Conv2d:
@@ -81,7 +90,15 @@ class FCN(nn.Module):
     #: The trunk outputs the scoring layers read ("top": the trunk's last layer, fc7 or GoogLeNet's drop5).
     TAPS: tuple[str, ...] = ("top",)
 
-    def __init__(self, n_class: int, backbone: str, learnable_upsampling: bool, dtype: Any, pad: int = 100):
+    def __init__(
+        self,
+        n_class: int,
+        backbone: str,
+        learnable_upsampling: bool,
+        dtype: Any,
+        pad: int = 100,
+        fc6_kernel: int | None = None,
+    ):
         super().__init__()
         if isinstance(n_class, bool) or not isinstance(n_class, (int, np.integer)) or n_class < 1:
             raise ValueError(f"{type(self).__name__}: n_class must be a positive integer, got {n_class!r}")
@@ -95,11 +112,22 @@ class FCN(nn.Module):
             raise ValueError(f"{type(self).__name__}: pad must be a whole number >= 0, got {pad!r}")
         self.n_class, self.backbone, self.pad = int(n_class), backbone, int(pad)
         self.learnable_upsampling = learnable_upsampling
-        layers, fc_width = fcn_trunk(backbone, dtype, self.pad)
+        layers, fc_width = fcn_trunk(backbone, dtype, self.pad, fc6_kernel)
+        # fc6's size (None for GoogLeNet, which has none); the classifier's own unless fc6_kernel chose another
+        self.fc6_kernel = layers["fc6"].kernel_size[0] if "fc6" in layers else None
         for name, layer in layers.items():
             setattr(self, name, layer)
         self.trunk_names = list(layers)
         self.score_fr = zero_score_layer(fc_width, self.n_class, dtype)  # 1/32
+
+    def check_fc6(self) -> None:
+        """An fc6 other than the classifier's must leave some input size from which every larger one fits
+        (at 3x3, every other size leaves a skip map a unit short, however large). Subclasses call it last."""
+        if self.fc6_kernel != FC6_KERNEL.get(self.backbone) and self.smallest_input() > 512:
+            raise ValueError(
+                f"{type(self).__name__} on {self.backbone}{self._fc6_note()}: its skip maps fall short of the "
+                "upsampled scores for inputs of many sizes, however large; an fc6_kernel from 4 to 7 takes every size"
+            )
 
     def trunk_to(self, name: str) -> list[str]:
         """The trunk's layer names from the input up to and including ``name`` (e.g. 'pool4')."""
@@ -110,18 +138,27 @@ class FCN(nn.Module):
         return trunk_taps(self, self.trunk_names, self.TAPS, x)
 
     def forward(self, x: Tensor) -> Tensor:
-        if self.pad != 100 and min(x.shape[2:]) < self.smallest_input():
+        if not self.paper_geometry() and min(x.shape[2:]) < self.smallest_input():
             raise ValueError(
-                f"{type(self).__name__} with pad {self.pad} needs inputs of at least {self.smallest_input()} pixels "
-                f"a side, got {x.shape[2]}x{x.shape[3]} (the paper's pad 100 takes any size)"
+                f"{type(self).__name__} with pad {self.pad}{self._fc6_note()} needs inputs of at least "
+                f"{self.smallest_input()} pixels a side, got {x.shape[2]}x{x.shape[3]} (the paper's pad 100 and "
+                "fc6 take any size)"
             )
         return self.decode(self.features(x), x.shape[2:])
+
+    def paper_geometry(self) -> bool:
+        """Whether conv1 is padded by the paper's 100 and fc6 is the classifier's: then any input size works."""
+        return self.pad == 100 and self.fc6_kernel == FC6_KERNEL.get(self.backbone)
 
     def smallest_input(self) -> int:
         """The least input size, in pixels a side, from which every size gives whole scores (1 at pad 100)."""
         if getattr(self, "_smallest", None) is None:
-            self._smallest = 1 if self.pad == 100 else smallest_input(self)
+            self._smallest = 1 if self.paper_geometry() else smallest_input(self)
         return self._smallest
+
+    def _fc6_note(self) -> str:
+        own = FC6_KERNEL.get(self.backbone)
+        return "" if self.fc6_kernel == own else f" and a {self.fc6_kernel}x{self.fc6_kernel} fc6"
 
     def decode(self, taps: dict[str, Tensor], size: tuple[int, int]) -> Tensor:  # pragma: no cover - abstract
         """Scores (N, n_class, H, W) for an input of ``size`` (H, W) from the trunk's ``taps``."""
@@ -138,22 +175,29 @@ class FCN(nn.Module):
         One pixel less of padding moves every map one pixel to the right: the skips' crops stay (both maps they
         align move), and the last crop, which aligns the scores with the image, shrinks by one. The paper's 100
         leaves it at 31 for VGG16; below 100 - 31 = 69 the scores would start after the image's first pixel.
+        The least padding is found the same way, from a padding ample for any fc6.
         """
         try:
             return crop_offsets(self)
-        except ValueError:
-            first = getattr(self, self.trunk_names[0])
-            first.padding, pad = (100, 100), self.pad
-            least = 100 - crop_offsets(self)["score"]
-            first.padding = (pad, pad)
+        except ValueError as e:
+            first, pad = getattr(self, self.trunk_names[0]), self.pad
+            ample = 100 + 32 * (self.fc6_kernel or 0)  # more than any fc6 eats: the last crop then has room
+            first.padding = (ample, ample)
+            try:
+                least = ample - crop_offsets(self)["score"]
+            except ValueError:  # no padding helps: fc6's size cannot align the skips (an fc6 of 1x1, say)
+                raise ValueError(f"{type(self).__name__} on {self.backbone}{self._fc6_note()}: {e}") from None
+            finally:
+                first.padding = (pad, pad)
             raise ValueError(
-                f"{type(self).__name__} on {self.backbone}: pad {pad} is too small: below {least}, the upsampled "
-                "scores no longer cover the image's first pixels"
+                f"{type(self).__name__} on {self.backbone}{self._fc6_note()}: pad {pad} is too small: below {least}, "
+                "the upsampled scores no longer cover the image's first pixels"
             ) from None
 
     def extra_repr(self) -> str:
         pad = "" if self.pad == 100 else f", pad={self.pad}"
-        return f"n_class={self.n_class}, backbone={self.backbone!r}{pad}, crop_offsets={self.crop_offsets}"
+        fc6 = "" if self.fc6_kernel == FC6_KERNEL.get(self.backbone) else f", fc6_kernel={self.fc6_kernel}"
+        return f"n_class={self.n_class}, backbone={self.backbone!r}{pad}{fc6}, crop_offsets={self.crop_offsets}"
 
 
 class FCN32s(FCN):
@@ -169,13 +213,15 @@ class FCN32s(FCN):
         learnable_upsampling: bool = False,
         dtype: Any = np.float32,
         pad: int = 100,
+        fc6_kernel: int | None = None,
     ):
-        super().__init__(n_class, backbone, learnable_upsampling, dtype, pad)
+        super().__init__(n_class, backbone, learnable_upsampling, dtype, pad, fc6_kernel)
         # AlexNet's reference net upsamples with a 63x63 kernel (stride 32); VGG16's with 64x64. The odd
         # kernel keeps whole-pixel alignment for trunks of odd kernels only; GoogLeNet is one of them.
         kernel = 64 if backbone in ("vgg16", "tiny", "tiny-bn") else 63
         self.upscore = upsampling_layer(self.n_class, 32, learnable_upsampling, dtype, kernel)  # 1/1
         self.crop_offsets = self.derive_crops()
+        self.check_fc6()
 
     def paths(self) -> dict[str, list[str]]:
         return {"upscore": self.trunk_names + ["score_fr", "upscore"]}
@@ -199,13 +245,15 @@ class FCN16s(FCN):
         learnable_upsampling: bool = False,
         dtype: Any = np.float32,
         pad: int = 100,
+        fc6_kernel: int | None = None,
     ):
-        super().__init__(n_class, backbone, learnable_upsampling, dtype, pad)
+        super().__init__(n_class, backbone, learnable_upsampling, dtype, pad, fc6_kernel)
         n = self.n_class
         self.upscore2 = upsampling_layer(n, 2, learnable_upsampling, dtype)  # 1/16
         self.score_pool4 = zero_score_layer(self.conv4_3.out_channels, n, dtype)  # 1/16
         self.upscore16 = upsampling_layer(n, 16, learnable_upsampling, dtype)  # 1/1
         self.crop_offsets = self.derive_crops()
+        self.check_fc6()
 
     def paths(self) -> dict[str, list[str]]:
         upscore2 = self.trunk_names + ["score_fr", "upscore2"]
@@ -244,8 +292,9 @@ class FCN8s(FCN):
         learnable_upsampling: bool = False,
         dtype: Any = np.float32,
         pad: int = 100,
+        fc6_kernel: int | None = None,
     ):
-        super().__init__(n_class, backbone, learnable_upsampling, dtype, pad)
+        super().__init__(n_class, backbone, learnable_upsampling, dtype, pad, fc6_kernel)
         n = self.n_class
         self.upscore2 = upsampling_layer(n, 2, learnable_upsampling, dtype)  # 1/16
         self.score_pool4 = zero_score_layer(self.conv4_3.out_channels, n, dtype)  # 1/16
@@ -253,6 +302,7 @@ class FCN8s(FCN):
         self.score_pool3 = zero_score_layer(self.conv3_3.out_channels, n, dtype)  # 1/8
         self.upscore8 = upsampling_layer(n, 8, learnable_upsampling, dtype)  # 1/1
         self.crop_offsets = self.derive_crops()
+        self.check_fc6()
 
     def paths(self) -> dict[str, list[str]]:
         upscore2 = self.trunk_names + ["score_fr", "upscore2"]
@@ -298,8 +348,9 @@ class FCN8sAtOnce(FCN8s):
         learnable_upsampling: bool = False,
         dtype: Any = np.float32,
         pad: int = 100,
+        fc6_kernel: int | None = None,
     ):
-        super().__init__(n_class, backbone, learnable_upsampling, dtype, pad)
+        super().__init__(n_class, backbone, learnable_upsampling, dtype, pad, fc6_kernel)
         self.scale_pool4 = nn.Scale(0.01)
         self.scale_pool3 = nn.Scale(0.0001)
         self.crop_offsets = self.derive_crops()  # the same: scaling moves no unit

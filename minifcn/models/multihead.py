@@ -36,6 +36,7 @@ class MultiHeadFCN(nn.Module):
         learnable_upsampling: bool = False,
         dtype: Any = np.float32,
         pad: int = 100,
+        fc6_kernel: int | None = None,
     ):
         super().__init__()
         heads = {"semantic": 33, "geometric": 3} if heads is None else dict(heads)
@@ -44,7 +45,7 @@ class MultiHeadFCN(nn.Module):
         if len(heads) < 1:
             raise ValueError("MultiHeadFCN: needs at least one head")
         nets: dict[str, FCN] = {
-            h: MODELS[model](n, backbone, learnable_upsampling, dtype, pad) for h, n in heads.items()
+            h: MODELS[model](n, backbone, learnable_upsampling, dtype, pad, fc6_kernel) for h, n in heads.items()
         }
         first = next(iter(nets.values()))
         for h in heads:
