@@ -52,7 +52,7 @@ def build_parser() -> cli.ArgumentParser:
     p = cli.ArgumentParser(prog="minifcn.evaluate", description="Score a trained FCN on a dataset split.")
     cli.add_net_arguments(p)
     cli.add_data_arguments(p, dataset_default=None)
-    p.add_argument("--split", default="val", help="the split to score (default val)")
+    p.add_argument("--split", default="val", help="the split to score (default val; camvid also a drive, e.g. 0006R0)")
     cli.add_device_arguments(p)
     cli.add_download_argument(p)
     p.add_argument("--batch-size", type=int, default=8, help="images of one size scored together")

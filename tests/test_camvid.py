@@ -13,14 +13,22 @@ from PIL import Image
 
 from minifcn import cli, evaluate, predict, train
 from minifcn.checkpoint import load_checkpoint
-from minifcn.data import CAMVID_CLASSES, CamVid, DataError, median_frequency_weights, read_class_weights
+from minifcn.data import (
+    CAMVID_CLASSES,
+    HELD_OUT_DRIVE,
+    CamVid,
+    DataError,
+    median_frequency_weights,
+    read_class_weights,
+)
 from minifcn.viz import CAMVID_COLOURS, colorize, overlay
 
 REAL = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data", "CamVid")
 
 
-def write_camvid(root, splits=("train", "val", "test"), n=3, size=(24, 32), seed=0):
-    """CamVid in miniature: <split>.txt with the authors' absolute paths, RGB PNGs, 'L' labels 0..11."""
+def write_camvid(root, splits=("train", "val", "test"), n=3, size=(24, 32), seed=0, drives=None):
+    """CamVid in miniature: <split>.txt with the authors' absolute paths, RGB PNGs, 'L' labels 0..11. Image k of a
+    split comes from drive ``drives[split][k % len(...)]`` (default: all from 0001TP)."""
     rng = np.random.default_rng(seed)
     labels = {}
     for split in splits:
@@ -28,7 +36,8 @@ def write_camvid(root, splits=("train", "val", "test"), n=3, size=(24, 32), seed
         os.makedirs(os.path.join(root, split + "annot"), exist_ok=True)
         lines = []
         for k in range(n):
-            name = f"0001TP_{k:06d}.png"
+            split_drives = (drives or {}).get(split, ("0001TP",))
+            name = f"{split_drives[k % len(split_drives)]}_{k:06d}.png"
             image = rng.integers(0, 256, size + (3,), dtype=np.uint8)
             label = rng.integers(0, 12, size).astype(np.uint8)  # 11 = void
             Image.fromarray(image).save(os.path.join(root, split, name))
@@ -73,10 +82,34 @@ def test_errors_name_the_file(tmp_path):
         CamVid(str(tmp_path), "train")[0]
 
 
+def test_a_drive_held_out_of_train(tmp_path):
+    """'train-without-<drive>' is train less that drive's images; '<drive>' is that drive's images in every split."""
+    drives = {"train": ("0001TP", "0006R0", "0016E5"), "val": ("0016E5",), "test": ("Seq05VD",)}
+    labels = write_camvid(tmp_path, n=6, drives=drives)
+    root = str(tmp_path)
+    rest, held = CamVid(root, "train-without-0006R0"), CamVid(root, HELD_OUT_DRIVE)
+    assert [rest.name(i) for i in range(len(rest))] == [
+        f"{d}_{k:06d}" for k, d in enumerate(drives["train"] * 2) if d != "0006R0"
+    ]
+    assert [held.name(i) for i in range(len(held))] == ["0006R0_000001", "0006R0_000004"]
+    assert held.drives() == {"0006R0": 2} and rest.drives() == {"0001TP": 2, "0016E5": 2}
+    expected = labels[("train", 4)].astype(np.int64)
+    expected[expected == 11] = 255
+    np.testing.assert_array_equal(held[1][1], expected)  # the same file as train's image 4
+    assert CamVid(root, "0016E5").drives() == {"0016E5": 8}  # 2 in train, 6 in val
+    assert len(CamVid(root, "train-without-Seq05VD")) == 6  # a drive train lacks takes nothing away
+    with pytest.raises(DataError, match=r"no split 'Seq06' .*drives: 0001TP, 0006R0, 0016E5, Seq05VD"):
+        CamVid(root, "Seq06")
+    with pytest.raises(DataError, match=r"no split 'train-without-X9'"):
+        CamVid(root, "train-without-X9")
+
+
 @pytest.mark.skipif(not os.path.isdir(REAL), reason="../shared/data/CamVid is not here")
 def test_the_real_files():
     train_set, val_set = CamVid(REAL, "train"), CamVid(REAL, "val")
     assert (len(train_set), len(val_set)) == (367, 101)
+    assert train_set.drives() == {"0001TP": 62, "0006R0": 101, "0016E5": 204} and val_set.drives() == {"0016E5": 101}
+    assert len(CamVid(REAL, "train-without-0006R0")) == 266 and len(CamVid(REAL, "0006R0")) == 101
     image, label = val_set[0]
     assert image.shape == (360, 480, 3) and label.shape == (360, 480)
     assert set(np.unique(label)) <= set(range(11)) | {255}
@@ -254,3 +287,20 @@ def test_class_weights_refuse_several_heads(tmp_path, capsys):
     ]
     assert cli.run(train.main, args) == 1
     assert "--class-weights median-freq: not available with several heads (shape, colour)" in capsys.readouterr().err
+
+
+def test_train_on_train_without_a_drive_and_score_on_it(tmp_path, capsys):
+    """The held-out recipe on the command line: median-frequency weights from the training split actually used."""
+    root = tmp_path / "CamVid"
+    write_camvid(root, size=(24, 32), n=4, drives={"train": ("0001TP", "0006R0"), "val": ("0016E5",)})
+    out = tmp_path / "run"
+    splits = ["--train-split", "train-without-0006R0", "--val-split", "0006R0", "--class-weights", "median-freq"]
+    assert cli.run(train.main, SMALL + ["--data-root", str(root), *splits, "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "2 training and 2 val images" in printed
+    meta = load_checkpoint(str(out / "last.npz")).meta
+    np.testing.assert_allclose(
+        meta["class_weights"], median_frequency_weights(CamVid(str(root), "train-without-0006R0"))
+    )
+    config = json.load(open(out / "config.json"))
+    assert (config["train_split"], config["val_split"]) == ("train-without-0006R0", "0006R0")

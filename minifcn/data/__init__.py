@@ -9,7 +9,7 @@ training batches.
 """
 
 from .balance import median_frequency_weights, read_class_weights
-from .camvid import CAMVID_CLASSES, CamVid
+from .camvid import CAMVID_CLASSES, HELD_OUT_DRIVE, CamVid
 from .files import IGNORE, DataError
 from .folder import FolderSegmentation
 from .loader import BatchLoader
@@ -37,6 +37,7 @@ __all__ = [
     "SIFTFlow",
     "CamVid",
     "CAMVID_CLASSES",
+    "HELD_OUT_DRIVE",
     "median_frequency_weights",
     "read_class_weights",
 ]
