@@ -29,7 +29,7 @@ from . import cli
 from .backend import to_device
 from .checkpoint import training_meta
 from .config import PAPER_LR, PRESETS, Config
-from .data import Augment, BatchLoader, median_frequency_weights, read_class_weights
+from .data import BALANCING, Augment, BatchLoader, read_class_weights
 from .heads import Heads
 from .inference import evaluate_heads
 from .loop import Loop
@@ -57,7 +57,7 @@ def build_parser() -> cli.ArgumentParser:
     a("--train-split", help="split to train on (default train; camvid also train-without-DRIVE, e.g. 0006R0)")
     a("--val-split", help="split to evaluate on (default val; sbd also seg11valid, with --voc-root; camvid a DRIVE)")
     cli.add_device_arguments(p)
-    a("--iters", type=int, help="iterations (quick 1200, paper 100000)")
+    a("--iters", type=int, help="iterations (quick 1100, paper 100000)")
     a("--batch-size", type=int, help="images per iteration (quick 4, paper 1: whole images)")
     a("--crop-size", type=int, help="train on random square crops of this size (padded with 255 labels)")
     a("--augment", choices=AUGMENTS, help="random flips (and scales 0.5-2): quick flip, paper none")
@@ -69,7 +69,7 @@ def build_parser() -> cli.ArgumentParser:
     a("--beta2", type=float, help="Adam's decay of its mean squared gradient (quick 0.99; PyTorch's default 0.999)")
     a("--weight-decay", type=float, help="L2 weight decay (quick 0, paper 5e-4); biases and batch norm have none")
     a("--class-weights", help="none (default), median-freq (median frequency balancing of the training labels), "
-      "or a file of one weight per class (.npy, or numbers in text)")
+      "enet (ENet's 1/ln(1.02 + share)), or a file of one weight per class (.npy, or numbers in text)")
     a("--loss-reduction", choices=("mean", "sum"), help="mean over pixels (quick) or their sum (paper)")
     a("--score-init", choices=("zero", "normal"), help="score layers start at zero (paper, for trained trunks) "
       "or small random (quick: a random trunk learns nothing through zero scores)")
@@ -239,14 +239,14 @@ def load_data(c: Config) -> tuple[Config, Any, Any, Heads]:
 
 
 def choose_class_weights(c: Config, train_set: Any, heads: Heads, say: Callable[[str], None]) -> np.ndarray | None:
-    """--class-weights: none, median-freq (from the training labels) or a file of one weight per class."""
+    """--class-weights: none, median-freq or enet (from the training labels), or a file of one weight per class."""
     if c.class_weights == "none":
         return None
     if heads.several:
         names = ", ".join(h.name for h in heads)
         raise cli.UserError(f"--class-weights {c.class_weights}: not available with several heads ({names})")
-    if c.class_weights == "median-freq":
-        weights = median_frequency_weights(train_set)
+    if c.class_weights in BALANCING:
+        weights = BALANCING[c.class_weights](train_set)
     else:
         weights = read_class_weights(c.class_weights, heads.first.n_class)
     shown = ", ".join(f"{name} {w:.3g}" for name, w in zip(heads.first.classes, weights))

@@ -5,6 +5,7 @@ split); the real files in ../shared/data/CamVid are read when present (a user's 
 """
 
 import json
+import math
 import os
 
 import numpy as np
@@ -18,6 +19,7 @@ from minifcn.data import (
     HELD_OUT_DRIVE,
     CamVid,
     DataError,
+    enet_weights,
     median_frequency_weights,
     read_class_weights,
 )
@@ -128,6 +130,8 @@ def test_median_frequency_weights_against_a_direct_count(tmp_path):
                 image_pixels[c] += labelled.sum()
     freq = pixels / image_pixels
     np.testing.assert_allclose(median_frequency_weights(data), np.median(freq) / freq, rtol=1e-12)
+    share = pixels / pixels.sum()  # ENet: each class's share of every labelled pixel of the split
+    np.testing.assert_allclose(enet_weights(data), [1 / math.log(1.02 + p) for p in share], rtol=1e-12)
 
 
 def test_a_class_that_never_appears_weighs_zero(tmp_path):
@@ -138,6 +142,8 @@ def test_a_class_that_never_appears_weighs_zero(tmp_path):
         )
     weights = median_frequency_weights(CamVid(str(tmp_path), "train"))
     assert weights[0] == weights[1] == pytest.approx(1.0) and (weights[2:] == 0).all()
+    weights = enet_weights(CamVid(str(tmp_path), "train"))  # sky and building, half the labelled pixels each
+    assert weights[0] == weights[1] == pytest.approx(1 / math.log(1.52)) and (weights[2:] == 0).all()
 
 
 def test_class_weights_from_a_file(tmp_path):

@@ -120,3 +120,28 @@ def test_register_buffer_names_and_refuses_a_clash():
     assert net.bn.running_var.tolist() == [3.0, 3.0]
     with pytest.raises(ValueError, match="'weight' is already a parameter or sub-module"):
         net.bn.register_buffer("weight", np.zeros(2))
+
+
+def test_recomputed_statistics_are_the_average_of_the_batches():
+    """After recompute_batch_norm each layer's running mean and variance are the plain averages, over the batches,
+    of its batch mean and unbiased batch variance (computed here directly from the layer's input)."""
+    rng = np.random.default_rng(0)
+    model = nn.Sequential({"conv": nn.Conv2d(2, 3, 3, dtype=np.float64), "bn": nn.BatchNorm2d(3, dtype=np.float64)})
+    model.bn.running_mean[:] = 5.0  # what training left: forgotten entirely
+    batches = [rng.standard_normal((2 + k, 2, 6, 5)) for k in range(3)]
+    weights = {k: v.copy() for k, v in model.state_dict().items() if "running" not in k}
+    model.eval()
+    assert nn.recompute_batch_norm(model, (mf.Tensor(x) for x in batches)) == 3
+    with mf.no_grad():
+        inputs = [model.conv(mf.Tensor(x)).data for x in batches]  # what bn saw, batch by batch
+    means = [h.mean(axis=(0, 2, 3)) for h in inputs]
+    variances = [h.var(axis=(0, 2, 3), ddof=1) for h in inputs]
+    np.testing.assert_allclose(model.bn.running_mean, np.mean(means, axis=0), rtol=1e-12)
+    np.testing.assert_allclose(model.bn.running_var, np.mean(variances, axis=0), rtol=1e-12)
+    assert not model.training and model.bn.momentum == 0.1  # its mode and momentum as they were
+    for k, v in model.state_dict().items():
+        if "running" not in k:
+            np.testing.assert_array_equal(v, weights[k])  # nothing learnt
+    assert nn.recompute_batch_norm(nn.Sequential(nn.ReLU()), iter(())) == 0  # no batch norm: nothing to do
+    with pytest.raises(ValueError, match="no batches given"):
+        nn.recompute_batch_norm(model, iter(()))

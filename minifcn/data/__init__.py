@@ -8,7 +8,7 @@ with 255 marking pixels to ignore; ``classes`` names the classes and
 training batches.
 """
 
-from .balance import median_frequency_weights, read_class_weights
+from .balance import BALANCING, enet_weights, median_frequency_weights, read_class_weights
 from .camvid import CAMVID_CLASSES, HELD_OUT_DRIVE, CamVid
 from .files import IGNORE, DataError
 from .folder import FolderSegmentation
@@ -39,5 +39,7 @@ __all__ = [
     "CAMVID_CLASSES",
     "HELD_OUT_DRIVE",
     "median_frequency_weights",
+    "enet_weights",
+    "BALANCING",
     "read_class_weights",
 ]

@@ -1,4 +1,4 @@
-"""Class weights for imbalanced data: median frequency balancing (Eigen and Fergus, 2015).
+"""Class weights for imbalanced data: median frequency balancing (Eigen and Fergus, 2015), and ENet's.
 
 On CamVid, road, building and sky cover 72% of the pixels and pole, sign,
 pedestrian and bicyclist about 1% each; a plain per-pixel loss learns the
@@ -8,9 +8,17 @@ large classes and little else. Median frequency balancing weighs class c by
     weight(c) = median over classes of freq / freq(c)
 
 so a class at the median frequency weighs 1, rarer ones more. This is the
-recipe of the published CamVid results (SegNet and others). Void (255)
-pixels count for nothing; a class that never appears gets weight 0, and is
-named, since no weight can teach it.
+recipe of the published CamVid results (SegNet and others). ENet (Paszke
+et al., 2016) weighs by the share of all labelled pixels instead:
+
+    p(c)      = pixels of class c / all labelled pixels
+    weight(c) = 1 / ln(1.02 + p(c))
+
+which lies between 1.4 (a class with every pixel) and 50.5 (a vanishing
+one): gentler on the rarest classes than median frequency, whose weights on
+CamVid span 0.2 to 10 times the median. Void (255) pixels count for nothing;
+a class that never appears gets weight 0 under both, since no weight can
+teach it.
 """
 
 from __future__ import annotations
@@ -51,6 +59,19 @@ def median_frequency_weights(dataset: Any) -> np.ndarray:
     weights = np.zeros(len(pixels))
     weights[present] = np.median(freq[present]) / freq[present]
     return weights
+
+
+def enet_weights(dataset: Any, c: float = 1.02) -> np.ndarray:
+    """ENet's weight of each class (float64, (n_class,)): 1 / ln(c + p), p its share of all labelled pixels."""
+    pixels, _ = class_pixel_counts(dataset)
+    if pixels.sum() == 0:
+        raise DataError(f"{dataset!r}: no labelled pixels, so no class frequencies")
+    share = pixels / pixels.sum()
+    return np.where(pixels > 0, 1.0 / np.log(c + share), 0.0)
+
+
+#: --class-weights by name: each computes one weight per class from the training labels.
+BALANCING = {"median-freq": median_frequency_weights, "enet": enet_weights}
 
 
 def read_class_weights(path: str, n_class: int) -> np.ndarray:

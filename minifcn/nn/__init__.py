@@ -19,6 +19,7 @@ from .layers import (
 )
 from .module import Module
 from .parameter import Parameter
+from .statistics import recompute_batch_norm
 
 __all__ = [
     "Module",
@@ -36,6 +37,7 @@ __all__ = [
     "BatchNorm2d",
     "LocalResponseNorm",
     "Inception",
+    "recompute_batch_norm",
     "bilinear_kernel",
     "bilinear_upsampling_weight",
     "uniform_fan_in",
