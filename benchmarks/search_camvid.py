@@ -114,7 +114,8 @@ def train(recipe: dict, train_set: Resized, seed: int, args) -> tuple:
     for t in range(args.iters):
         x, y = loader.batch(t)
         optimiser.lr = learning_rate(recipe["lr"], t, args.iters, "poly", warmup=recipe["warmup"])
-        loss = F.softmax_cross_entropy(model(mf.Tensor(to_device(x, args.device))), to_device(y, args.device), weight)
+        scores = model(mf.Tensor(to_device(x, args.device)))
+        loss = F.softmax_cross_entropy(scores, to_device(y, args.device), weight=weight)
         optimiser.zero_grad()
         loss.backward()
         optimiser.step()
