@@ -104,6 +104,9 @@ def test_a_drive_held_out_of_train(tmp_path):
         CamVid(root, "Seq06")
     with pytest.raises(DataError, match=r"no split 'train-without-X9'"):
         CamVid(root, "train-without-X9")
+    write_camvid(tmp_path / "one", splits=("train",), n=2)  # a single drive: nothing left once it is held out
+    with pytest.raises(DataError, match=r"split 'train-without-0001TP' .* holds no images: train has no other drive"):
+        CamVid(str(tmp_path / "one"), "train-without-0001TP")
 
 
 @pytest.mark.skipif(not os.path.isdir(REAL), reason="../shared/data/CamVid is not here")
@@ -144,6 +147,11 @@ def test_a_class_that_never_appears_weighs_zero(tmp_path):
     assert weights[0] == weights[1] == pytest.approx(1.0) and (weights[2:] == 0).all()
     weights = enet_weights(CamVid(str(tmp_path), "train"))  # sky and building, half the labelled pixels each
     assert weights[0] == weights[1] == pytest.approx(1 / math.log(1.52)) and (weights[2:] == 0).all()
+    for name in os.listdir(tmp_path / "trainannot"):  # every pixel void: no share to weigh by
+        Image.fromarray(np.full((6, 6), 11, np.uint8), mode="L").save(tmp_path / "trainannot" / name)
+    for weigh in (enet_weights, median_frequency_weights):
+        with pytest.raises(DataError, match="no labelled pixels, so no class frequencies"):
+            weigh(CamVid(str(tmp_path), "train"))
 
 
 def test_class_weights_from_a_file(tmp_path):
@@ -296,17 +304,15 @@ def test_class_weights_refuse_several_heads(tmp_path, capsys):
 
 
 def test_train_on_train_without_a_drive_and_score_on_it(tmp_path, capsys):
-    """The held-out recipe on the command line: median-frequency weights from the training split actually used."""
+    """The held-out recipe on the command line: ENet's weights from the training split actually used."""
     root = tmp_path / "CamVid"
     write_camvid(root, size=(24, 32), n=4, drives={"train": ("0001TP", "0006R0"), "val": ("0016E5",)})
     out = tmp_path / "run"
-    splits = ["--train-split", "train-without-0006R0", "--val-split", "0006R0", "--class-weights", "median-freq"]
+    splits = ["--train-split", "train-without-0006R0", "--val-split", "0006R0", "--class-weights", "enet"]
     assert cli.run(train.main, SMALL + ["--data-root", str(root), *splits, "--out", str(out)]) == 0
     printed = capsys.readouterr().out
     assert "2 training and 2 val images" in printed
     meta = load_checkpoint(str(out / "last.npz")).meta
-    np.testing.assert_allclose(
-        meta["class_weights"], median_frequency_weights(CamVid(str(root), "train-without-0006R0"))
-    )
+    np.testing.assert_allclose(meta["class_weights"], enet_weights(CamVid(str(root), "train-without-0006R0")))
     config = json.load(open(out / "config.json"))
     assert (config["train_split"], config["val_split"]) == ("train-without-0006R0", "0006R0")
