@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Everything to check on a GPU, in one call: the GPU tests, bench_gpu.py, the per-op
-# profile with the quick preset's step, and the quick preset itself. Each part has its own timeout
+# profile with the quick and camvid presets' steps, and the quick preset itself. Each part has its own timeout
 # and log; the whole stays under 8 minutes. Run from the repository root:
 #
 #     OUT=/tmp/gpu bash benchmarks/gpu_all.sh          # logs in $OUT (default: gpu-logs/)
@@ -28,6 +28,6 @@ part() {  # part NAME SECONDS COMMAND...: run it with a timeout, log to $OUT/NAM
 
 part gpu_tests 200 "$PY" -m pytest -o addopts=-ra -m gpu -q -p no:cacheprovider -x --durations=10
 part bench_gpu 100 "$PY" benchmarks/bench_gpu.py --repeats 20
-part profile_gpu 60 "$PY" benchmarks/profile_gpu.py
+part profile_gpu 80 "$PY" benchmarks/profile_gpu.py
 part quick_preset 100 "$PY" -m minifcn.train --device cuda --out "$OUT/quick"
 tail -n 3 "$OUT/gpu_tests.log" "$OUT/quick_preset.log" | tee -a "$OUT/summary.txt"

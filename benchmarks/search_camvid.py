@@ -45,8 +45,19 @@ DEFAULT_ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".
 RARE = ("pole", "sign", "pedestrian", "bicyclist")
 
 BASE = dict(
-    pad=100, fc6=7, learn_up=False, lr=0.01, beta2=0.999, warmup=50, weights="median-freq", augment="flip", batch=4
+    pad=100,
+    fc6=7,
+    learn_up=False,
+    lr=0.01,
+    beta2=0.999,
+    warmup=50,
+    weights="median-freq",
+    augment="flip",
+    colour=0.0,
+    weight_decay=0.0,
+    batch=4,
 )
+FINALIST = dict(pad=21, fc6=4, weights="enet", iters=1.8)
 QUICK = dict(learn_up=True, beta2=0.99, warmup=100)  # the quick preset's settings beside its geometry
 VARIANTS = {
     "presets' recipe": {},
@@ -61,7 +72,12 @@ VARIANTS = {
     "fc6 4x4, enet weights": dict(pad=21, fc6=4, weights="enet"),
     "fc6 4x4, no class weights": dict(pad=21, fc6=4, weights="none"),
     "fc6 4x4, 1.8x iterations": dict(pad=21, fc6=4, iters=1.8),
-    "fc6 4x4, enet weights, 1.8x iterations": dict(pad=21, fc6=4, weights="enet", iters=1.8),
+    "fc6 4x4, enet weights, 1.8x iterations": FINALIST,
+    # on the finalist: what another drive's light, fewer large weights, or no weights do
+    "finalist, colour jitter 0.3": dict(FINALIST, colour=0.3),
+    "finalist, weight decay 5e-4": dict(FINALIST, weight_decay=5e-4),
+    "finalist, colour jitter 0.3, weight decay 5e-4": dict(FINALIST, colour=0.3, weight_decay=5e-4),
+    "finalist, no class weights": dict(FINALIST, weights="none"),
 }
 
 
@@ -108,11 +124,15 @@ def train(recipe: dict, train_set: Resized, seed: int, args) -> tuple:
     model = FCN8s(train_set.n_class, "tiny-bn", recipe["learn_up"], pad=recipe["pad"], fc6_kernel=recipe["fc6"])
     randomise_scores(model, seed)
     model.to(args.device).train()
-    optimiser = Adam(model.parameters(), lr=recipe["lr"], betas=(0.9, recipe["beta2"]))
+    optimiser = Adam(
+        model.parameters(), lr=recipe["lr"], betas=(0.9, recipe["beta2"]), weight_decay=recipe["weight_decay"]
+    )
     H, W = train_set[0][1].shape
     scale = (0.5, 2.0) if recipe["augment"] == "flip-scale" else (1.0, 1.0)
     crop = (H, W) if recipe["augment"] == "flip-scale" else None  # the batch keeps one size
-    loader = BatchLoader(train_set, recipe["batch"], TORCHVISION, Augment(True, scale, crop), seed=seed)
+    loader = BatchLoader(
+        train_set, recipe["batch"], TORCHVISION, Augment(True, scale, crop, colour=recipe["colour"]), seed=seed
+    )
     weights = None if recipe["weights"] == "none" else BALANCING[recipe["weights"]](train_set)
     weight = None if weights is None else to_device(weights.astype(np.float32), args.device)
     start, iters = time.perf_counter(), round(args.iters * recipe.get("iters", 1))

@@ -17,7 +17,7 @@ from minifcn.data import (
     Shapes,
     VOCSegmentation,
 )
-from minifcn.data.transforms import hflip, pad_to, rescale
+from minifcn.data.transforms import hflip, jitter_colour, pad_to, rescale
 from minifcn.preprocessing import CAFFE
 from minifcn.viz import colorize
 
@@ -234,6 +234,31 @@ def test_augment_keeps_image_and_label_aligned():
         assert (a_image[~inside] == 250).all()
         # Bilinear blending only touches block borders; a one-pixel shift would break whole rows.
         assert np.mean(np.abs(a_image[..., 0][inside].astype(int) - a_label[inside] * 40) <= 20) > 0.8
+
+
+def test_colour_jitter_is_brightness_then_contrast_then_saturation_pixel_by_pixel():
+    """A direct loop over the pixels, in float64, with the factors drawn from the same generator."""
+    rng = np.random.default_rng(3)
+    image = rng.integers(0, 256, size=(5, 4, 4), dtype=np.uint8)  # RGB and a depth channel
+    label = rng.integers(0, 3, size=(5, 4))
+    b, c, s = np.random.default_rng(7).uniform(0.7, 1.3, 3)
+    rgb = image[:, :, :3].astype(np.float64) * b
+    grey = lambda p: 0.299 * p[0] + 0.587 * p[1] + 0.114 * p[2]  # noqa: E731
+    mean = np.mean([grey(rgb[i, j]) for i in range(5) for j in range(4)])
+    expected = image.copy()
+    for i in range(5):
+        for j in range(4):
+            p = mean + c * (rgb[i, j] - mean)
+            p = grey(p) + s * (p - grey(p))
+            expected[i, j, :3] = np.clip(np.rint(p), 0, 255)
+    out = jitter_colour(image, 0.3, np.random.default_rng(7))
+    assert out.dtype == np.uint8 and np.abs(out.astype(int) - expected).max() <= 1  # float32 against float64
+    assert np.array_equal(out[:, :, 3], image[:, :, 3])
+    assert np.array_equal(jitter_colour(image, 0.0, np.random.default_rng(7)), image)
+    # In Augment it comes first and leaves the label alone; off by default.
+    jittered, same_label = Augment(flip=False, colour=0.3)(image, label, np.random.default_rng(7))
+    assert np.array_equal(jittered, out) and same_label is label
+    assert Augment(flip=False)(image, label, np.random.default_rng(7))[0] is image
 
 
 # -- the batch stream ----------------------------------------------------------------------

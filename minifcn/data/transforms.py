@@ -70,6 +70,25 @@ def pad_to(
     return out_image, out_label
 
 
+def jitter_colour(image: np.ndarray, strength: float, rng: np.random.Generator) -> np.ndarray:
+    """Scale the brightness, contrast and saturation of the colour channels by factors drawn from [1 - s, 1 + s].
+
+    Brightness multiplies every channel; contrast moves each pixel towards or away from the image's mean grey;
+    saturation moves each pixel towards or away from its own grey (0.299 R + 0.587 G + 0.114 B). Another drive
+    is another day's light: the net should not learn a street's colour cast. A depth channel is left alone.
+    """
+    brightness, contrast, saturation = rng.uniform(1 - strength, 1 + strength, 3)
+    rgb = image[:, :, :3].astype(np.float32) * np.float32(brightness)
+    luma = np.asarray([0.299, 0.587, 0.114], np.float32)
+    mean_grey = np.float32((rgb @ luma).mean(dtype=np.float64))  # a float64 sum over the pixels
+    rgb = mean_grey + np.float32(contrast) * (rgb - mean_grey)
+    grey = rgb @ luma  # (H, W)
+    rgb = grey[:, :, None] + np.float32(saturation) * (rgb - grey[:, :, None])
+    out = image.copy()
+    out[:, :, :3] = np.clip(np.rint(rgb), 0, 255).astype(np.uint8)
+    return out
+
+
 def crop(image: np.ndarray, label: np.ndarray, top: int, left: int, size: tuple[int, int]):
     """The window of ``size`` (H, W) at (top, left) of both (views)."""
     return image[top : top + size[0], left : left + size[1]], label[top : top + size[0], left : left + size[1]]
@@ -81,6 +100,8 @@ class Augment:
 
     ``crop_size`` None keeps the (rescaled) image whole. ``scale`` is the
     (min, max) range of a uniform random factor; (1, 1) leaves sizes alone.
+    ``colour`` > 0 jitters brightness, contrast and saturation by up to that
+    fraction (:func:`jitter_colour`), first, before any flip or scale.
     Randomness comes from the generator passed in, so a batch is the same
     whenever it is drawn with the same seed (resumed runs see the same data).
     """
@@ -89,8 +110,11 @@ class Augment:
     scale: tuple[float, float] = (1.0, 1.0)
     crop_size: tuple[int, int] | None = None
     fill: tuple[int, int, int] = MEAN_RGB
+    colour: float = 0.0
 
     def __call__(self, image: np.ndarray, label: np.ndarray, rng: np.random.Generator):
+        if self.colour:
+            image = jitter_colour(image, self.colour, rng)
         if self.flip and rng.random() < 0.5:
             image, label = hflip(image, label)
         low, high = self.scale
