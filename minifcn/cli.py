@@ -287,12 +287,15 @@ DATASET_DOWNLOADS = {
 }
 
 
-def add_download_argument(p: argparse.ArgumentParser) -> None:
+def add_download_argument(p: argparse.ArgumentParser, init: bool = True) -> None:
+    """--download DIR; ``init``: the command also takes --init, which may then name a catalogue entry."""
+    weights = " and --init need" if init else " needs"
     p.add_argument(
         "--download",
         metavar="DIR",
-        help="fetch what --dataset voc, sbd (and seg11valid) or camvid and --init need into DIR "
-        "(python -m minifcn.download), then read them there; --init may name a catalogue entry, e.g. vgg16-caffe",
+        help=f"fetch what --dataset voc, sbd (and seg11valid) or camvid{weights} into DIR "
+        "(python -m minifcn.download), then read them there"
+        + ("; --init may name a catalogue entry, e.g. vgg16-caffe" if init else ""),
     )
 
 

@@ -54,7 +54,7 @@ def build_parser() -> cli.ArgumentParser:
     cli.add_data_arguments(p, dataset_default=None)
     p.add_argument("--split", default="val", help="the split to score (default val; camvid also a drive, e.g. 0006R0)")
     cli.add_device_arguments(p)
-    cli.add_download_argument(p)
+    cli.add_download_argument(p, init=False)
     p.add_argument("--batch-size", type=int, default=8, help="images of one size scored together")
     p.add_argument("--limit", type=int, help="score only the first N images")
     p.add_argument("--out", help="folder for metrics.json and predictions/<name>.png")
