@@ -192,6 +192,48 @@ def test_a_wrong_flag_or_value_is_caught():
     assert "--init-depth" in check_command(["python", "-m", "minifcn.train", "--init-depth", "d.npz"])
 
 
+# Where the docs say a download lands: data/... (the download's default root) must be a place the catalogue's
+# entries land in, or lie inside one.
+DATA_PATH = re.compile(r"(?<![\w./-])data/([\w./-]*\w)")
+
+
+def wrong_download_path(path: str) -> str | None:
+    """None if ``path`` (below the download root) is where a catalogue entry lands, or in one; else why not."""
+    from minifcn.fetch import CATALOGUE
+
+    entries = CATALOGUE.values() if isinstance(CATALOGUE, dict) else CATALOGUE
+    places = [entry.lands.split()[0] for entry in entries]
+    if any(place == path or place.startswith(path + "/") or path.startswith(place + "/") for place in places):
+        return None
+    return f"data/{path}: no download lands there (the catalogue's places: {', '.join(places)})"
+
+
+def test_every_download_path_a_page_names_is_where_the_download_lands():
+    wrong, checked = [], 0
+    for page in PAGES:
+        for m in DATA_PATH.finditer(page.read_text(encoding="utf-8")):
+            checked += 1
+            if problem := wrong_download_path(m.group(1)):
+                wrong.append(f"{page.relative_to(ROOT)}: {problem}")
+    assert not wrong, "\n".join(wrong)
+    assert checked >= 15
+    assert wrong_download_path("downloads/bvlc_googlenet.caffemodel") is None
+    assert wrong_download_path("TrainVal/VOCdevkit") is None and wrong_download_path("CamVid/train") is None
+    assert "no download" in wrong_download_path("downloads/bvlc_googlenet")
+    assert "no download" in wrong_download_path("VOC2011-devkit")
+
+
+def test_help_that_names_a_flag_names_one_the_command_has():
+    """Every --flag named in a command's --help is a flag of that command."""
+    from minifcn import evaluate, predict, train
+
+    for command in (train, evaluate, predict):
+        parser = command.build_parser()
+        flags = {option for action in parser._actions for option in action.option_strings}
+        named = set(re.findall(r"(?<![\w-])--[a-z][a-z0-9-]*", parser.format_help()))
+        assert named <= flags, f"{parser.prog} --help names {sorted(named - flags)}, which it does not take"
+
+
 # ---------------------------------------------------------------------------
 # Links and pictures
 
