@@ -247,7 +247,7 @@ def test_class_weight_mistakes_give_one_line(tmp_path, capsys):
 def test_the_camvid_presets_end_to_end(preset, tmp_path, capsys):
     """Each preset, as it stands, for two iterations on fixtures: its recipe reaches the run and the checkpoint."""
     root = tmp_path / "CamVid"
-    write_camvid(root, size=(24, 32))
+    write_camvid(root, size=(60, 64))  # the presets' net (pad 21, 4x4 fc6) takes 57 pixels a side or more
     out = tmp_path / preset
     args = [
         "--preset",
@@ -270,12 +270,13 @@ def test_the_camvid_presets_end_to_end(preset, tmp_path, capsys):
     expected = train.PRESETS[preset]
     for key in ("model", "backbone", "optimizer", "lr", "lr_policy", "augment", "class_weights", "score_init"):
         assert config[key] == expected[key], key
-    assert config["dataset"] == "camvid" and config["class_weights"] == "median-freq"
+    assert config["dataset"] == "camvid" and config["class_weights"] == "enet"
+    assert (config["pad"], config["fc6_kernel"]) == (21, 4)  # the quick net's geometry
     assert config["crop_size"] is None and config["iters"] == 2  # whole 480x360 images; --iters overrides the preset
-    assert expected["iters"] == (800 if preset == "camvid-cpu" else 4000)
+    assert expected["iters"] == (1360 if preset == "camvid-cpu" else 4000)
     rows = open(out / "log.csv").read().splitlines()[1:]
     assert len(rows) == 2 and rows[-1].split(",")[-2] != ""  # evaluated at the end: mean IU logged
-    assert "class weights (median-freq)" in capsys.readouterr().out
+    assert "class weights (enet)" in capsys.readouterr().out
 
 
 def test_a_split_without_labelled_pixels_has_no_frequencies(tmp_path):

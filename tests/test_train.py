@@ -292,7 +292,8 @@ def test_a_presets_padding_is_for_its_own_net():
     assert geometry("--model", "fcn32s") == (100, 7)  # 21 is below FCN-32s's least with a 4x4 fc6, 33
     assert geometry("--model", "fcn32s", "--pad", "49", "--fc6-kernel", "5") == (49, 5)
     assert geometry("--pad", "69", "--fc6-kernel", "7") == (69, 7)
-    assert geometry("--preset", "camvid-cpu") == geometry("--preset", "paper", "--dataset", "shapes") == (100, 7)
+    assert geometry("--preset", "camvid-cpu") == geometry("--preset", "camvid") == (21, 4)
+    assert geometry("--preset", "paper", "--dataset", "shapes") == (100, 7)
     assert geometry("--model", "fcn32s", "--backbone", "tiny-googlenet") == (100, None)  # GoogLeNet has no fc6
     assert geometry("--model", "fcn32s", "--backbone", "alexnet") == (100, 6)
     quick = train.parse_config([])
