@@ -6,9 +6,10 @@ neither it nor a display, so its two pictures are drawn here directly.
 ``curves(rows)`` takes log.csv's rows as they are and draws three panels:
 the training loss (each iteration's value faint, a moving average over it),
 the evaluations (mean IU and pixel accuracy, each one a marked point with
-its value), and the learning rate. Axes carry round tick values and grid
-lines. ``sample_strip`` shows image | truth | prediction under their names and,
-under them, a swatch and the name of every class either map holds.
+its value), and the learning rate with its peak marked. Axes carry round
+tick values, grid lines and the iteration. ``sample_strip`` shows image |
+truth | prediction under their names and, under the prediction, a swatch and
+the name of every class either map holds.
 """
 
 from __future__ import annotations
@@ -66,6 +67,8 @@ class _Panel:
             draw.text((px - 3 * len(_label(x)), bottom + 4), _label(x), fill=INK)
         draw.rectangle(box, outline=INK)
         draw.text((left, top - 15), title, fill=INK)
+        name_width = draw.textbbox((0, 0), "iteration")[2]
+        draw.text(((left + right - name_width) / 2, bottom + 17), "iteration", fill=INK)  # the x axis, every panel
 
     def at(self, x: float, y: float) -> tuple[float, float]:
         left, top, right, bottom = (edge + sign * self.INSET for edge, sign in zip(self.box, (1, 1, -1, -1)))
@@ -165,7 +168,10 @@ def curves(rows: Sequence[Mapping[str, str]]) -> Image.Image:
     if lr:
         panel = _Panel(draw, (70, 470, 960, 560), "learning rate", span, _range(lr, 0.0), y_ticks=2)
         panel.line(lr_it, lr, RATE)
-    draw.text((500, 580), "iteration", fill=INK)
+        peak = int(np.argmax(lr))  # the schedule's peak (after warm-up), marked with its value
+        panel.points([lr_it[peak]], [lr[peak]], RATE, values=False)
+        px, py = panel.at(lr_it[peak], lr[peak])
+        draw.text((px + 10, py + 9), f"peak {lr[peak]:.3g}", fill=RATE)  # under the falling line
     return image
 
 
@@ -177,7 +183,7 @@ def sample_strip(
     class_names: Sequence[str] | None = None,
 ) -> Image.Image:
     """image | truth | prediction side by side under their names (labels in the dataset's colours; an RGB-D image
-    shows its colour), and under them a legend: the swatch and name of each class present in either map.
+    shows its colour), and under the prediction a legend: the swatch and name of each class present in either map.
 
     Pictures smaller than ``STRIP_HEIGHT`` rows are enlarged by a whole factor (at most 4), each pixel a block,
     so that a 128x128 Shapes image reads as well as a CamVid photograph.
@@ -188,22 +194,24 @@ def sample_strip(
     panels = [p.repeat(scale, axis=0).repeat(scale, axis=1) for p in panels]
     H, W = panels[0].shape[:2]
     present = sorted(int(c) for c in np.union1d(np.unique(truth), np.unique(prediction)))
-    per_row = max(1, (3 * W + 8) // 130)
+    name = lambda c: "void" if c == 255 else (class_names[c] if class_names and c < len(class_names) else str(c))  # noqa: E731
+    measure = ImageDraw.Draw(Image.new("RGB", (1, 1)))
+    column = 17 + max(measure.textbbox((0, 0), name(c))[2] for c in present) + 12  # swatch, name, space
+    per_row = max(1, W // column)
     legend_rows = -(-len(present) // per_row)
-    top = 18  # the panels' names
-    strip = np.full((top + H + 18 + 18 * legend_rows, 3 * W + 8, 3), 255, np.uint8)
+    top, legend_left = 18, 2 * (W + 4)  # the panels' names above; the legend under the prediction alone
+    strip = np.full((top + H + 18 + 18 * legend_rows, max(3 * W + 8, legend_left + column), 3), 255, np.uint8)
     for k, panel in enumerate(panels):
         strip[top : top + H, k * (W + 4) : k * (W + 4) + W] = panel
     picture = Image.fromarray(strip)
     draw = ImageDraw.Draw(picture)
-    for k, name in enumerate(("image", "truth", "prediction")):
-        draw.text((k * (W + 4) + 2, 3), name, fill=INK)
+    for k, title in enumerate(("image", "truth", "prediction")):
+        draw.text((k * (W + 4) + 2, 3), title, fill=INK)
     colours = palette_colours(palette)
     for k, c in enumerate(present):
-        x, y = 4 + (k % per_row) * 130, top + H + 6 + (k // per_row) * 18
-        name = "void" if c == 255 else (class_names[c] if class_names is not None and c < len(class_names) else str(c))
+        x, y = legend_left + 4 + (k % per_row) * column, top + H + 6 + (k // per_row) * 18
         draw.rectangle([x, y, x + 12, y + 12], fill=tuple(int(v) for v in colours[c]), outline=INK)
-        draw.text((x + 17, y), name, fill=INK)
+        draw.text((x + 17, y), name(c), fill=INK)
     return picture
 
 
