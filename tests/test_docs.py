@@ -79,7 +79,20 @@ def _quick_checkpoint(path: pathlib.Path) -> None:
     assert path.exists()
 
 
-FIXTURES = {"vgg16-397923af.pth": _vgg16_pth, "runs/quick/best.npz": _quick_checkpoint}
+def _colour_label(path: pathlib.Path) -> None:
+    """A label drawn in RGB colours: the three of the page's table, and one colour not in it."""
+    from PIL import Image
+
+    rgb = np.zeros((6, 8, 3), np.uint8)
+    rgb[:, 2:4], rgb[:, 4:6], rgb[:, 6:] = (128, 0, 0), (0, 128, 0), (9, 9, 9)
+    Image.fromarray(rgb).save(path)
+
+
+FIXTURES = {
+    "vgg16-397923af.pth": _vgg16_pth,
+    "runs/quick/best.npz": _quick_checkpoint,
+    "mydata/colour_label.png": _colour_label,
+}
 
 
 # ---------------------------------------------------------------------------
@@ -113,6 +126,62 @@ def test_pages_hold_examples_and_every_fixture_is_used():
     assert {p.name for p in pages} >= {"engine.md", "models.md", "training.md", "data.md"}
     used = {fixture for page in pages for _, _, fixture in blocks(page, "python") if fixture}
     assert used == set(FIXTURES)
+
+
+def test_the_colour_table_example_gives_class_indices(tmp_path, monkeypatch):
+    """own-data.md's conversion, run as the page has it, on the fixture: each colour's class, 255 elsewhere."""
+    from PIL import Image
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "mydata").mkdir()
+    _colour_label(tmp_path / "mydata" / "colour_label.png")
+    (code,) = [code for _, code, _ in blocks(ROOT / "docs" / "own-data.md", "python")]
+    exec(compile(code, "own-data.md", "exec"), {"__name__": "__docs__"})
+    label = np.asarray(Image.open(tmp_path / "mydata" / "label.png"))
+    np.testing.assert_array_equal(label[0], [0, 0, 1, 1, 2, 2, 255, 255])
+
+
+def _write_folder(root: pathlib.Path, n_class: int) -> None:
+    """A folder dataset as own-data.md lays it out: images of mixed sizes, labels with 255 borders."""
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    sizes = {"train": [(96, 120), (100, 90), (128, 128)], "val": [(96, 110), (64, 80)]}
+    for split, shapes in sizes.items():
+        (root / split / "images").mkdir(parents=True)
+        (root / split / "labels").mkdir(parents=True)
+        for k, (H, W) in enumerate(shapes):
+            label = np.kron(rng.integers(0, n_class, size=(H // 8 + 1, W // 8 + 1)), np.ones((8, 8)))[:H, :W]
+            label[:2] = 255
+            image = (label[..., None] * 60 + rng.integers(0, 40, size=(H, W, 3))).clip(0, 255)
+            Image.fromarray(image.astype(np.uint8)).save(root / split / "images" / f"{k:04d}.jpg")
+            Image.fromarray(label.astype(np.uint8), mode="L").save(root / split / "labels" / f"{k:04d}.png")
+    Image.fromarray(rng.integers(0, 256, size=(70, 90, 3), dtype=np.uint8)).save(root.parent / "photo.jpg")
+
+
+def test_the_own_data_page_runs_on_a_folder(tmp_path, monkeypatch):
+    """Every command of own-data.md, as written, on a small folder of mixed sizes (training cut to 2 iterations)."""
+    from PIL import Image
+
+    from minifcn import cli
+
+    monkeypatch.chdir(tmp_path)
+    _write_folder(tmp_path / "mydata", 3)
+    commands = [words for _, words in command_lines(ROOT / "docs" / "own-data.md")]
+    assert [w[2] for w in commands] == ["minifcn.train", "minifcn.train", "minifcn.evaluate", "minifcn.predict"]
+    short = ["--iters", "2", "--eval-every", "2", "--samples", "0"]
+    with contextlib.redirect_stdout(io.StringIO()) as out, contextlib.redirect_stderr(io.StringIO()):
+        for words in commands:
+            module = importlib.import_module(words[2])
+            argv = words[3:] + (short if words[2] == "minifcn.train" else [])
+            assert cli.run(module.main, argv) == 0, (words, out.getvalue())
+    assert (tmp_path / "runs" / "mine-crops" / "best.npz").exists()
+    metrics = (tmp_path / "runs" / "mine" / "eval" / "metrics.json").read_text()
+    assert '"mean_iu"' in metrics
+    predicted = Image.open(tmp_path / "predictions" / "photo.png")
+    assert predicted.mode == "P" and predicted.size == (90, 70)  # the photo's own size
+    assert set(np.unique(np.asarray(predicted))) <= {0, 1, 2}  # class indices, as the page says
+    assert (tmp_path / "predictions" / "photo_overlay.png").exists()
 
 
 # ---------------------------------------------------------------------------
