@@ -3,9 +3,10 @@
     python benchmarks/search_camvid.py [--data-root ../shared/data/CamVid] [--scale 0.25] [--every 1]
                                        [--iters 300] [--seeds 0] [--device cpu|cuda] [--only NAME ...]
 
-Each variant changes one thing of the presets' recipe (FCN-8s from scratch on the tiny-bn trunk, pad 100 and the
-classifier's 7x7 fc6, fixed upsampling, Adam at 0.01 with 50 iterations of warm-up and poly decay, flips,
-median-frequency class weights, batches of 4 whole images), or the last ones a few. It trains for the same
+Each variant changes one thing of a base recipe (FCN-8s from scratch on the tiny-bn trunk, the paper's pad 100 and
+the classifier's 7x7 fc6, fixed upsampling, Adam at 0.01 with 50 iterations of warm-up and poly decay, flips,
+median-frequency class weights, batches of 4 whole images), or a few; the last ones change one thing of the
+finalist, which the CamVid presets now use (a 4x4 fc6 at pad 21, ENet's weights). It trains for the same
 iterations (or a multiple of them, where a variant says) from the same seed on ``train-without-0006R0`` (every
 ``--every``-th image, resized by ``--scale``), so that its score on the held-out drive 0006R0 (all 101 images,
 resized alike) is a score on streets it never saw: the question CamVid's test split asks. Val, whose drive 204
@@ -60,7 +61,7 @@ BASE = dict(
 FINALIST = dict(pad=21, fc6=4, weights="enet", iters=1.8)
 QUICK = dict(learn_up=True, beta2=0.99, warmup=100)  # the quick preset's settings beside its geometry
 VARIANTS = {
-    "presets' recipe": {},
+    "base recipe": {},
     "fc6 4x4, pad 21": dict(pad=21, fc6=4),
     "quick's optimiser and upsampling": QUICK,
     "both of those": dict(QUICK, pad=21, fc6=4),

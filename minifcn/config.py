@@ -64,7 +64,7 @@ class Config:
 PAPER_LR = {"fcn32s": 1e-10, "fcn16s": 1e-12, "fcn8s": 1e-14, "fcn8s-atonce": 1e-10}
 
 # A newcomer's first run: FCN-8s learns Shapes from scratch in a few minutes on a CPU. Each choice is measured
-# in benchmarks/RESULTS.md ("Training on Shapes: the quick preset").
+# in benchmarks/RESULTS.md ("The quick preset") and benchmarks/NOTES.md.
 QUICK = dict(
     model="fcn8s",
     backbone="tiny-bn",  # the paper's plain trunk learns too slowly from scratch; batch norm makes it quick
@@ -91,7 +91,7 @@ QUICK = dict(
 )
 # Real street scenes: the quick net (its 4x4 fc6, pad 21) on CamVid's 367 training images at their full 480x360,
 # every setting chosen on a drive held out of training (docs/camvid.md, benchmarks/RESULTS.md). camvid-cpu: 1360
-# iterations, about 14 minutes on 2 CPU cores.
+# iterations, about 13 minutes on 2 CPU cores.
 CAMVID = dict(
     QUICK,
     dataset="camvid",
