@@ -25,9 +25,22 @@ def _help(main):
     return out.getvalue()
 
 
+def markdown_files() -> list[pathlib.Path]:
+    """Every Markdown file of the repository (README, docs, benchmarks, ...), outside hidden and build folders."""
+    skip = {"runs", "data", "build", "dist", "venv", "node_modules"}
+    return [
+        p
+        for p in ROOT.rglob("*.md")
+        if not any(
+            part.startswith(".") or part in skip or part.endswith(".egg-info")
+            for part in p.relative_to(ROOT).parts[:-1]
+        )
+    ]
+
+
 def test_no_history_in_what_users_read():
-    texts = {"README.md": (ROOT / "README.md").read_text(encoding="utf-8")}
-    texts.update({str(p.relative_to(ROOT)): p.read_text(encoding="utf-8") for p in (ROOT / "docs").glob("*.md")})
+    texts = {str(p.relative_to(ROOT)): p.read_text(encoding="utf-8") for p in markdown_files()}
+    assert {"README.md", "docs/camvid.md", "benchmarks/RESULTS.md", "benchmarks/NOTES.md"} <= set(texts)
     for folder, pattern in (
         ("minifcn", "*.py"),
         ("minifcn", "*.cu*"),
