@@ -120,11 +120,19 @@ def set_tf32(enabled: bool) -> None:
     means float32, as in PyTorch since 1.12
     (``torch.backends.cuda.matmul.allow_tf32 = False``). Affects only CuPy
     (GPU) float32 matrix products, on GPUs of compute capability 8.0 and up;
-    NumPy on the CPU has no TF32. Turning it on needs CuPy and a device.
+    NumPy on the CPU has no TF32. Turning it on needs CuPy and such a device:
+    on an older GPU cuBLAS would keep float32 and only warn, so it is refused
+    here, and ``tf32_enabled()`` says what the products really do.
     """
     global _tf32
     if enabled:
         cupy = _require_cuda()
+        capability = str(cupy.cuda.Device().compute_capability)  # e.g. '75' for 7.5, '90' for 9.0
+        if int(capability) < 80:
+            raise RuntimeError(
+                f"TF32 needs a GPU of compute capability 8.0 or later; this one is {capability[:-1]}.{capability[-1]}, "
+                "so its float32 matrix products stay float32"
+            )
     else:
         cupy = _import_cupy()
     if cupy is not None:
@@ -142,5 +150,5 @@ def _cupy_linalg() -> types.ModuleType:
 
 
 def tf32_enabled() -> bool:
-    """Whether :func:`set_tf32` turned TF32 on."""
+    """Whether float32 matrix products on the GPU run on TF32 (only ever on a GPU of compute capability 8.0+)."""
     return _tf32

@@ -98,7 +98,10 @@ def pick_device(name: str, tf32: bool = False) -> tuple[str, str]:
     """(device, why): 'auto' is 'cuda' when CuPy sees a GPU, else 'cpu'. Sets TF32 for the GPU as asked."""
     device, why = _device(name)
     if device == "cuda":
-        set_tf32(bool(tf32))
+        try:
+            set_tf32(bool(tf32))
+        except RuntimeError as e:  # a GPU older than compute capability 8.0 has no TF32
+            raise UserError(f"--tf32: {e}") from None
         return device, why + (", TF32 matrix products" if tf32 else "")
     return device, why + ("; --tf32 has no effect on the CPU" if tf32 else "")
 

@@ -75,8 +75,8 @@ def test_tf32_needs_cupy_to_turn_on(no_cupy):
     assert backend.tf32_enabled() is False
 
 
-def test_tf32_sets_cublas_compute_type_for_float32_only(monkeypatch):
-    calls = []
+def _fake_gpu(capability: str):
+    """A stand-in for CuPy on one GPU of the given compute capability ('90' is 9.0)."""
 
     class FakeCupy:
         float32 = np.float32
@@ -86,6 +86,16 @@ def test_tf32_sets_cublas_compute_type_for_float32_only(monkeypatch):
                 @staticmethod
                 def getDeviceCount():
                     return 1
+
+            class Device:
+                compute_capability = capability
+
+    return FakeCupy
+
+
+def test_tf32_sets_cublas_compute_type_for_float32_only(monkeypatch):
+    calls = []
+    FakeCupy = _fake_gpu("90")
 
     class FakeLinalg:
         COMPUTE_TYPE_DEFAULT, COMPUTE_TYPE_TF32 = 1, 7
@@ -100,6 +110,30 @@ def test_tf32_sets_cublas_compute_type_for_float32_only(monkeypatch):
     assert backend.tf32_enabled() and calls == [(np.dtype(np.float32), 7)]
     backend.set_tf32(False)
     assert not backend.tf32_enabled() and calls[-1] == (np.dtype(np.float32), 1)
+
+
+def test_tf32_below_compute_capability_8_is_refused_and_stays_off(monkeypatch):
+    """cuBLAS would only warn and keep float32 there; minifcn refuses, and tf32_enabled() says off."""
+    from minifcn import cli
+
+    calls = []
+
+    class FakeLinalg:
+        COMPUTE_TYPE_DEFAULT, COMPUTE_TYPE_TF32 = 1, 7
+
+        @staticmethod
+        def set_compute_type(dtype, compute_type):
+            calls.append(compute_type)
+
+    monkeypatch.setattr(backend, "_import_cupy", lambda: _fake_gpu("75"))
+    monkeypatch.setattr(backend, "_cupy_linalg", lambda: FakeLinalg)
+    with pytest.raises(RuntimeError, match=r"compute capability 8.0 or later; this one is 7.5"):
+        backend.set_tf32(True)
+    assert backend.tf32_enabled() is False and calls == []
+    with pytest.raises(cli.UserError, match=r"^--tf32: TF32 needs a GPU of compute capability 8.0"):
+        cli.pick_device("cuda", tf32=True)
+    assert backend.tf32_enabled() is False
+    assert cli.pick_device("cuda") == ("cuda", "asked for")  # without --tf32 the older GPU is fine
 
 
 def test_tf32_on_the_cpu_is_a_note_not_an_error():
