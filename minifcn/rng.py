@@ -1,27 +1,27 @@
-"""The package's random number generator (used by dropout).
+"""The package's random number generator (used by dropout and the initialisers).
 
-One seeded generator for the whole package, so that a training run is
-reproducible and its random state can go into a checkpoint and come back.
+One seeded generator for the whole package, on the host, so that a training
+run is reproducible and its random state can go into a checkpoint and come
+back. Dropout on a GPU draws its masks here too and copies them over: the same
+seed gives the same masks on either device, and a resumed GPU run is the
+uninterrupted one.
 """
 
 from __future__ import annotations
 
-import sys
 from typing import Any
 
 import numpy as np
 
-from .backend import get_array_module
+from .backend import get_array_module, to_device
 
 _generator = np.random.default_rng(0)
 
 
 def manual_seed(seed: int) -> None:
-    """Re-seed the package's generator (and CuPy's, when CuPy is in use)."""
+    """Re-seed the package's generator."""
     global _generator
     _generator = np.random.default_rng(seed)
-    if "cupy" in sys.modules:  # seed CuPy's generator too, but only when CuPy is already in use
-        sys.modules["cupy"].random.seed(seed)
 
 
 def get_state() -> dict:
@@ -35,12 +35,11 @@ def set_state(state: dict) -> None:
 
 
 def uniform_like(array: Any, dtype: Any = None) -> Any:
-    """Uniform [0, 1) samples with ``array``'s shape, on ``array``'s device."""
-    xp = get_array_module(array)
+    """Uniform [0, 1) samples with ``array``'s shape, drawn from the package's generator and put on ``array``'s
+    device (a copy to the GPU for a CuPy array: dropout's masks are a small share of a step's work)."""
     dtype = np.dtype(dtype or array.dtype)
-    if xp is np:
-        return _generator.random(array.shape, dtype=dtype)
-    return xp.random.random_sample(array.shape, dtype=dtype)
+    samples = _generator.random(array.shape, dtype=_native(dtype)).astype(dtype, copy=False)
+    return samples if get_array_module(array) is np else to_device(samples, "cuda")
 
 
 def uniform(low: float, high: float, shape: tuple, dtype: Any = np.float32) -> np.ndarray:

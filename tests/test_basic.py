@@ -123,6 +123,21 @@ def test_dropout_is_inverted_and_reproducible(rng):
     np.testing.assert_array_equal(F.dropout(mf.Tensor(x), p=0.25).data, y)
 
 
+def test_dropout_masks_for_the_gpu_come_from_the_host_generator(monkeypatch):
+    """For a device array the samples are the host generator's, copied over (a stand-in plays the GPU here)."""
+    from minifcn import rng as package_rng
+
+    moved = []
+    monkeypatch.setattr(package_rng, "get_array_module", lambda a: object())  # not NumPy: a device array
+    monkeypatch.setattr(package_rng, "to_device", lambda a, device: moved.append(device) or a)
+    mf.manual_seed(5)
+    on_device = package_rng.uniform_like(np.zeros((3, 4), np.float32))
+    mf.manual_seed(5)
+    expected = np.random.default_rng(5).random((3, 4), dtype=np.float32)
+    assert moved == ["cuda"] and on_device.dtype == np.float32
+    np.testing.assert_array_equal(on_device, expected)
+
+
 def test_dropout_backward_uses_the_forward_mask(rng):
     x = mf.Tensor(rng.standard_normal((4, 5)), requires_grad=True)
     y = F.dropout(x, p=0.5)

@@ -246,6 +246,16 @@ def test_dropout_on_the_gpu(cp):
     np.testing.assert_array_equal(to_device(x.grad, "cpu"), values)  # dy/dx is the same scaled mask
 
 
+def test_dropout_draws_the_cpus_masks_from_the_same_seed(cp):
+    """The masks come from the package's host generator: the same seed, the same mask on either device."""
+    x = np.ones((8, 16, 5, 5), np.float32)
+    mf.manual_seed(3)
+    on_cpu = F.dropout(mf.Tensor(x), 0.5).numpy()
+    mf.manual_seed(3)
+    on_gpu = F.dropout(mf.Tensor(x).to("cuda"), 0.5).numpy()
+    np.testing.assert_array_equal(on_gpu, on_cpu)
+
+
 def test_ops_refuse_mixed_devices(rng):
     x = mf.Tensor(rng.standard_normal((1, 2, 5, 5))).to("cuda")
     w = mf.Tensor(rng.standard_normal((3, 2, 3, 3)))
@@ -478,6 +488,34 @@ def test_train_on_the_gpu_matches_the_cpu(tmp_path, capsys):
         == 0
     )
     assert os.path.exists(tmp_path / "pred" / "image.png")
+
+
+@pytest.mark.parametrize("backbone", ["tiny-bn", "tiny"])  # tiny has dropout
+def test_a_resumed_gpu_run_is_the_uninterrupted_one(backbone, tmp_path, monkeypatch):
+    """Ctrl-C during iteration 2, then --resume: the weights at the end are the uninterrupted run's, bit for bit."""
+    import signal
+
+    from minifcn import loop
+
+    args = SMALL + ["--device", "cuda", "--backbone", backbone, "--iters", "4", "--eval-every", "4"]
+    assert cli.run(train.main, args + ["--out", str(tmp_path / "whole")]) == 0
+    real_step = loop.Loop.step
+
+    def step_then_ctrl_c(self, t, batch=None):
+        loss = real_step(self, t, batch)
+        if t == 1:
+            os.kill(os.getpid(), signal.SIGINT)
+        return loss
+
+    monkeypatch.setattr(loop.Loop, "step", step_then_ctrl_c)
+    assert cli.run(train.main, args + ["--out", str(tmp_path / "cut")]) == 130
+    monkeypatch.setattr(loop.Loop, "step", real_step)
+    resume = ["--resume", str(tmp_path / "cut" / "last.npz"), "--out", str(tmp_path / "cut")]
+    assert cli.run(train.main, args + resume) == 0
+    whole = load_checkpoint(str(tmp_path / "whole" / "last.npz"))
+    resumed = load_checkpoint(str(tmp_path / "cut" / "last.npz"))
+    for name, value in whole.model.items():
+        np.testing.assert_array_equal(value, resumed.model[name], err_msg=name)
 
 
 def test_resume_a_gpu_run(tmp_path, capsys):

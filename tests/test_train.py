@@ -106,10 +106,12 @@ def test_predict_any_size(trained, tmp_path, capsys):
     assert Image.open(tmp_path / "p" / "odd_overlay.png").size == (23, 37)
 
 
-def test_resume_after_ctrl_c_ends_with_the_same_weights(tmp_path, monkeypatch):
+@pytest.mark.parametrize("backbone", ["tiny-bn", "tiny"])
+def test_resume_after_ctrl_c_ends_with_the_same_weights(backbone, tmp_path, monkeypatch):
     """An interrupted and resumed run equals an uninterrupted one (Adam's moments, batch-norm statistics, data
-    order)."""
+    order, and with the tiny trunk dropout's masks, drawn from the generator whose state the checkpoint keeps)."""
     args = SMALL + ["--iters", "5", "--eval-every", "5", "--checkpoint-every", "5", "--lr", "0.02"]
+    args += ["--backbone", backbone]
     assert cli.run(train.main, args + ["--out", str(tmp_path / "whole")]) == 0
 
     real_step = loop.Loop.step
