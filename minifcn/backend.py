@@ -81,10 +81,31 @@ def _require_cuda() -> types.ModuleType:
 
 
 def check_device(device: str) -> str:
-    """Validate a device name and return it in canonical form ('cpu' or 'cuda')."""
-    if not isinstance(device, str) or device.split(":")[0] not in DEVICES:
-        raise ValueError(f"unknown device {device!r}: expected one of {DEVICES}")
-    return device.split(":")[0]
+    """Validate a device name and return it in canonical form ('cpu' or 'cuda').
+
+    Arrays and kernels go to CuPy's current device, so 'cuda:N' names that one
+    or is refused: choose another GPU with ``cupy.cuda.Device(N).use()`` or
+    ``CUDA_VISIBLE_DEVICES=N`` (PyTorch's 'cuda:N' moves one tensor; here the
+    whole net lives on one device).
+    """
+    name, colon, index = device.partition(":") if isinstance(device, str) else ("", "", "")
+    if name not in DEVICES or (colon and (name == "cpu" or not index.isdigit())):
+        raise ValueError(f"unknown device {device!r}: expected one of {DEVICES}, or 'cuda:N' for the current GPU")
+    if index and int(index) != _current_gpu():
+        raise ValueError(
+            f"device {device!r}: minifcn puts arrays and kernels on CuPy's current GPU, {_current_gpu()}; make GPU "
+            f"{index} the current one with cupy.cuda.Device({index}).use() or CUDA_VISIBLE_DEVICES={index}"
+        )
+    return name
+
+
+def _current_gpu() -> int:
+    """The index of CuPy's current device (0 when CuPy cannot tell)."""
+    cupy = _import_cupy()
+    try:
+        return int(cupy.cuda.runtime.getDevice()) if cupy is not None else 0
+    except Exception:
+        return 0
 
 
 def device_of(array: Any) -> str:

@@ -136,6 +136,28 @@ def test_tf32_below_compute_capability_8_is_refused_and_stays_off(monkeypatch):
     assert cli.pick_device("cuda") == ("cuda", "asked for")  # without --tf32 the older GPU is fine
 
 
+def test_cuda_n_names_the_current_gpu_or_is_refused(monkeypatch):
+    """'cuda:N' is honoured for CuPy's current device (here a stand-in whose current device is 1) and refused for
+    another, with the way to switch; malformed names are refused as unknown."""
+
+    class FakeCupy:
+        class cuda:
+            class runtime:
+                @staticmethod
+                def getDevice():
+                    return 1
+
+    monkeypatch.setattr(backend, "_import_cupy", lambda: FakeCupy)
+    assert backend.check_device("cuda:1") == backend.check_device("cuda") == "cuda"
+    with pytest.raises(ValueError, match=r"'cuda:0'.*current GPU, 1; make GPU 0 the current one with cupy"):
+        backend.check_device("cuda:0")
+    for bad in ("cpu:0", "cuda:x", "cuda:", "gpu", 3):
+        with pytest.raises(ValueError, match="unknown device"):
+            backend.check_device(bad)
+    with pytest.raises(ValueError, match=r"'cuda:2'"):
+        mf.Tensor(np.zeros(2)).to("cuda:2")  # refused before anything moves
+
+
 def test_tf32_on_the_cpu_is_a_note_not_an_error():
     from minifcn import cli
 

@@ -256,6 +256,15 @@ def test_dropout_draws_the_cpus_masks_from_the_same_seed(cp):
     np.testing.assert_array_equal(on_gpu, on_cpu)
 
 
+def test_cuda_n_is_the_current_gpu_or_refused(cp):
+    current = cp.cuda.runtime.getDevice()
+    t = mf.Tensor(np.arange(4.0)).to(f"cuda:{current}")
+    assert t.device == "cuda" and t.data.device.id == current
+    other = cp.cuda.runtime.getDeviceCount()  # an index no device has, or another GPU's
+    with pytest.raises(ValueError, match=f"'cuda:{other}'"):
+        mf.Tensor(np.arange(4.0)).to(f"cuda:{other}")
+
+
 def test_ops_refuse_mixed_devices(rng):
     x = mf.Tensor(rng.standard_normal((1, 2, 5, 5))).to("cuda")
     w = mf.Tensor(rng.standard_normal((3, 2, 3, 3)))
