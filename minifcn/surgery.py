@@ -164,25 +164,24 @@ def set_n_class(model: nn.Module, n_class: int) -> nn.Module:
 
     For an FCN: every score layer (score_fr, score_pool4, score_pool3) starts
     again at zero and every upsampling layer again as bilinear. For a
-    classifier: a new fc8. Returns the model.
+    classifier: a new fc8. The new layers go to the device the model is on.
+    Returns the model.
     """
     if isinstance(n_class, bool) or not isinstance(n_class, int) or n_class < 1:
         raise ValueError(f"set_n_class: n_class must be a positive integer, got {n_class!r}")
+    if not isinstance(model, (FCN, Classifier)):
+        raise TypeError(f"set_n_class: expected an FCN or a classifier from minifcn.models, got {type(model).__name__}")
+    device = device_of(next(iter(model.parameters())).data)
     if isinstance(model, FCN):
         for name, layer in list(model._modules.items()):
             dtype = layer.weight.dtype if hasattr(layer, "weight") else None
             if isinstance(layer, nn.ConvTranspose2d):
-                setattr(
-                    model,
-                    name,
-                    upsampling_layer(n_class, layer.stride[0], model.learnable_upsampling, dtype, layer.kernel_size[0]),
-                )
+                up = upsampling_layer(n_class, layer.stride[0], model.learnable_upsampling, dtype, layer.kernel_size[0])
+                setattr(model, name, up.to(device))
             elif name.startswith("score"):
-                setattr(model, name, zero_score_layer(layer.in_channels, n_class, dtype))
-    elif isinstance(model, Classifier):
-        model.fc8 = linear(model.fc8.in_features, n_class, model.fc8.weight.dtype)
+                setattr(model, name, zero_score_layer(layer.in_channels, n_class, dtype).to(device))
     else:
-        raise TypeError(f"set_n_class: expected an FCN or a classifier from minifcn.models, got {type(model).__name__}")
+        model.fc8 = linear(model.fc8.in_features, n_class, model.fc8.weight.dtype).to(device)
     model.n_class = n_class
     return model
 
@@ -204,4 +203,5 @@ def randomise_scores(model: nn.Module, seed: int) -> None:
         if dotted.rsplit(".", 1)[-1].startswith("score"):
             w = layer.weight
             fan_in = int(np.prod(w.shape[1:]))
-            w.data = (generator.standard_normal(w.shape) / np.sqrt(fan_in)).astype(w.dtype)
+            drawn = (generator.standard_normal(w.shape) / np.sqrt(fan_in)).astype(w.dtype)
+            w.data = to_device(drawn, device_of(w.data))  # on the device the net is on

@@ -265,6 +265,17 @@ def test_cuda_n_is_the_current_gpu_or_refused(cp):
         mf.Tensor(np.arange(4.0)).to(f"cuda:{other}")
 
 
+def test_surgery_on_a_net_already_on_the_gpu(cp, rng):
+    from minifcn.models import FCN8s
+    from minifcn.surgery import randomise_scores, set_n_class
+
+    model = FCN8s(5, "tiny-bn", False).to("cuda")
+    set_n_class(model, 3)
+    randomise_scores(model, 0)
+    scores = model(mf.Tensor(rng.standard_normal((1, 3, 40, 40)).astype(np.float32)).to("cuda"))
+    assert scores.device == "cuda" and scores.shape == (1, 3, 40, 40)
+
+
 def test_ops_refuse_mixed_devices(rng):
     x = mf.Tensor(rng.standard_normal((1, 2, 5, 5))).to("cuda")
     w = mf.Tensor(rng.standard_normal((3, 2, 3, 3)))

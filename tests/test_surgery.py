@@ -195,3 +195,35 @@ def test_surgery_errors_name_the_layer():
         surgery.convolutionalize(broken)
     with pytest.raises(TypeError, match="expected an FCN or a classifier from minifcn.models, got Sequential"):
         surgery.set_n_class(nn.Sequential(nn.ReLU()), 3)
+
+
+def test_surgery_makes_its_arrays_on_the_device_of_the_net(monkeypatch):
+    """set_n_class and randomise_scores on a net that lives on the GPU leave every parameter there. A stand-in
+    plays the GPU: its arrays are NumPy arrays of a class the backend takes for CuPy's."""
+    from minifcn import backend
+    from minifcn.surgery import randomise_scores
+
+    class StandIn(np.ndarray):
+        pass
+
+    StandIn.__module__ = "cupy.standin"  # the backend recognises a CuPy array by its module
+
+    class FakeCupy:
+        class cuda:
+            class runtime:
+                getDeviceCount = staticmethod(lambda: 1)
+
+        @staticmethod
+        def asarray(a):
+            return np.asarray(a).view(StandIn)
+
+    monkeypatch.setattr(backend, "_import_cupy", lambda: FakeCupy)
+    model = FCN8s(5, "tiny", False).to("cuda")
+    surgery.set_n_class(model, 3)
+    randomise_scores(model, 0)
+    assert model.score_fr.weight.shape[0] == model.upscore8.weight.shape[0] == 3
+    for name, p in model.named_parameters():
+        assert type(p.data) is StandIn, name
+    classifier = VGG16(n_class=10, backbone="tiny").to("cuda")
+    surgery.set_n_class(classifier, 4)
+    assert type(classifier.fc8.weight.data) is StandIn and classifier.fc8.weight.shape[0] == 4
