@@ -638,3 +638,61 @@ def test_host_entries_follow_the_launchers_table():
             if source_file == filename:
                 declared = ", ".join(p.replace("T*", "float*").replace("T ", "float ") for p in params)
                 assert f'extern "C" void host_{kernel}_f32(int blocks, int threads, {declared})' in text
+
+
+# -- subnormal floats, as a GPU treats them ------------------------------------------------------
+
+
+def _gpu_reads(a: np.ndarray) -> np.ndarray:
+    """What a float32 kernel compiled with -ftz=true (CuPy's flag) reads: a subnormal as zero."""
+    a = np.array(a, np.float32)
+    a[np.abs(a) < np.finfo(np.float32).tiny] = 0
+    return a
+
+
+def test_max_pooling_compares_subnormals_as_zero_as_on_a_gpu(on_host):
+    """The GPU's rule, as a direct loop: taps in order, a later tap wins only if it reads larger, and the winner's
+    own bits are stored (a move, not arithmetic). NumPy on the CPU keeps subnormals and picks another."""
+    tiny = np.finfo(np.float32).tiny
+    x = np.zeros((1, 1, 2, 6), np.float32)
+    x[0, 0, :, 0:2] = [[0.1 * tiny, 0.3 * tiny], [0.2 * tiny, -0.1 * tiny]]  # all subnormal: the first wins
+    x[0, 0, :, 2:4] = [[-0.2 * tiny, 0.0], [0.1 * tiny, -1.0]]  # reads -0, 0, 0, -1: the first
+    x[0, 0, :, 4:6] = [[0.1 * tiny, 0.5], [0.3 * tiny, 0.25]]  # a normal value wins as always
+    y, argmax = kernels.max_pool_forward(x, (2, 2), (2, 2), (0, 0), (1, 1), (1, 3))
+    reads = _gpu_reads(x)
+    for j in range(3):
+        taps = [(kh, kw) for kh in range(2) for kw in range(2)]
+        best = 0
+        for k, (kh, kw) in enumerate(taps):
+            if reads[0, 0, kh, 2 * j + kw] > reads[0, 0, taps[best][0], 2 * j + taps[best][1]]:
+                best = k
+        assert argmax[0, 0, 0, j] == best
+        assert y[0, 0, 0, j].tobytes() == x[0, 0, taps[best][0], 2 * j + taps[best][1]].tobytes()
+    assert y[0, 0, 0, 0] == np.float32(0.1 * tiny) and argmax[0, 0, 0, 2] == 1
+    numpy_max = MaxPool2d((2, 2), (2, 2), (0, 0), (1, 1), False)
+    assert _numpy_branch(lambda: numpy_max.forward(x))[0, 0, 0, 0] == np.float32(0.3 * tiny)  # the CPU differs
+
+
+@pytest.mark.parametrize("name", ["sgd", "adam"])
+def test_optimisers_flush_subnormal_inputs_and_results_as_on_a_gpu(on_host, name):
+    """A subnormal weight, gradient or moment reads as zero, and a subnormal result is written as zero, so each
+    of these updates leaves zeros where NumPy on the CPU would keep tiny values."""
+    from minifcn import nn
+    from minifcn.optim import SGD, Adam
+
+    tiny = np.finfo(np.float32).tiny
+    w = nn.Parameter(np.array([0.0, 1.0, 0.5 * tiny, 2.0], np.float32))
+    w.grad = np.array([0.5 * tiny, 0.5 * tiny, 0.0, 1.0], np.float32)
+    optimiser = SGD([w], lr=0.1, momentum=0.9) if name == "sgd" else Adam([w], lr=0.1)
+    optimiser.step()
+    state = {k: v for k, v in optimiser.state_dict().items() if np.ndim(v) == 1 and np.size(v) == 4}
+    g = _gpu_reads(w.grad)  # [0, 0, 0, 1]
+    if name == "sgd":  # v = 0.9 v + 0.1 g; w -= v, on what the GPU reads
+        expected_v = np.float32(0.1) * g
+        np.testing.assert_array_equal(state["velocity.0"], expected_v)
+        expected_w = _gpu_reads([0.0, 1.0, 0.5 * tiny, 2.0]) - expected_v
+    else:  # the first Adam step moves a weight by lr * sign(g) where g reads nonzero, and not at all elsewhere
+        np.testing.assert_array_equal(state["m.0"], np.float32(0.1) * g)
+        expected_w = _gpu_reads([0.0, 1.0, 0.5 * tiny, 2.0]) - np.float32(0.1) * np.sign(g)
+    np.testing.assert_array_equal(w.data[:3], expected_w[:3])  # the flushed ones: exactly 0, 1, 0
+    np.testing.assert_allclose(w.data[3], expected_w[3], rtol=1e-6)

@@ -276,6 +276,23 @@ def test_surgery_on_a_net_already_on_the_gpu(cp, rng):
     assert scores.device == "cuda" and scores.shape == (1, 3, 40, 40)
 
 
+def test_subnormals_read_as_zero_on_the_gpu(cp):
+    """CuPy's -ftz=true: max pooling over subnormals keeps the first tap, and SGD writes zeros for them; the host
+    build follows the same rule (tests/test_cuda_sources.py)."""
+    from minifcn import nn
+    from minifcn.optim import SGD
+
+    tiny = np.finfo(np.float32).tiny
+    x = np.array([[[[0.1 * tiny, 0.3 * tiny], [0.2 * tiny, -0.1 * tiny]]]], np.float32)
+    y = F.max_pool2d(mf.Tensor(x).to("cuda"), 2, stride=2).numpy()
+    assert y.ravel()[0] == np.float32(0.1 * tiny)
+    w = nn.Parameter(np.array([0.0, 1.0, 0.5 * tiny], np.float32))
+    w.grad = np.array([0.5 * tiny, 0.5 * tiny, 0.0], np.float32)
+    w.data, w.grad = cp.asarray(w.data), cp.asarray(w.grad)
+    SGD([w], lr=0.1, momentum=0.9).step()
+    np.testing.assert_array_equal(cp.asnumpy(w.data), [0.0, 1.0, 0.0])
+
+
 def test_ops_refuse_mixed_devices(rng):
     x = mf.Tensor(rng.standard_normal((1, 2, 5, 5))).to("cuda")
     w = mf.Tensor(rng.standard_normal((3, 2, 3, 3)))

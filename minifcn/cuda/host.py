@@ -16,8 +16,11 @@ after another. The grid is the launcher's, capped at ``HOST_MAX_BLOCKS``:
 the kernels loop with a grid stride, so any grid computes the same result.
 
 The arithmetic follows the GPU's: float kernels call the float overloads of
-``exp``, ``log`` and ``sqrt``, and multiply-adds are fused (``-ffp-contract=fast``,
-with ``-mfma`` where the CPU has it), as NVRTC does by default.
+``exp``, ``log`` and ``sqrt``, multiply-adds are fused (``-ffp-contract=fast``,
+with ``-mfma`` where the CPU has it), as NVRTC does by default, and subnormal
+floats are flushed to zero, read and written, as CuPy's ``-ftz=true`` has it
+(on x86 the same switch flushes float64's subnormals too, below 2.2e-308,
+which a GPU keeps).
 
 Inside ``kernels_on_host()`` the launcher compiles nothing and asks no GPU:
 its three calls that need CUDA are replaced, and ``kernels.on_gpu`` says yes
@@ -47,9 +50,26 @@ HOST_MAX_BLOCKS = 8  # blocks per launch at most; the grid-stride loops cover th
 
 #: What the host build appends to each file: a C entry point per kernel that runs it on a team of threads.
 _RUNNER = """
+#include <cstdint>
 #include <functional>
 #include <thread>
 #include <vector>
+// A GPU runs CuPy's kernels with -ftz=true: a float32 subnormal reads as zero and a subnormal result is
+// written as zero (moves and stores keep their bits). The team's threads do the same, each setting its own
+// control register (NumPy's thread is left alone): on x86 flush-to-zero and denormals-are-zero, which there
+// cover float64 too; on ARM FZ.
+#if defined(__x86_64__) || defined(__i386__)
+#include <xmmintrin.h>
+static void flush_subnormals() { _mm_setcsr(_mm_getcsr() | 0x8040); }
+#elif defined(__aarch64__)
+static void flush_subnormals() {
+    uint64_t fpcr;
+    __asm__ volatile("mrs %0, fpcr" : "=r"(fpcr));
+    __asm__ volatile("msr fpcr, %0" : : "r"(fpcr | (uint64_t(1) << 24)));
+}
+#else
+static void flush_subnormals() {}
+#endif
 // Run `kernel` as a launch of `blocks` blocks of `threads` threads: one thread of the CPU per thread
 // of a block, walking the blocks in step (a barrier after each, so the block's statics are free).
 static void host_run(int blocks, int threads, const std::function<void()>& kernel) {
@@ -58,6 +78,7 @@ static void host_run(int blocks, int threads, const std::function<void()>& kerne
     std::vector<std::thread> team;
     for (int t = 0; t < threads; ++t)
         team.emplace_back([&, t] {
+            flush_subnormals();
             threadIdx.x = t;
             for (int b = 0; b < blocks; ++b) {
                 blockIdx.x = b;
