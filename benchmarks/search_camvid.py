@@ -82,6 +82,8 @@ VARIANTS = {
     "finalist, scale 0.75-1.25": dict(FINALIST, scale=(0.75, 1.25)),
     # a 256x256 crop costs 0.46 of a whole image's step at pad 21 (298^2 against 402x522 pixels in conv1)
     "finalist, 256x256 crops, 4x iterations": dict(FINALIST, crop=256, iters=4.0),
+    "finalist, lr 0.02": dict(FINALIST, lr=0.02),
+    "finalist, batches of 8, half the iterations": dict(FINALIST, batch=8, iters=0.9),
 }
 
 
