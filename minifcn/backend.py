@@ -91,9 +91,10 @@ def check_device(device: str) -> str:
     name, colon, index = device.partition(":") if isinstance(device, str) else ("", "", "")
     if name not in DEVICES or (colon and (name == "cpu" or not index.isdigit())):
         raise ValueError(f"unknown device {device!r}: expected one of {DEVICES}, or 'cuda:N' for the current GPU")
-    if index and int(index) != _current_gpu():
+    current = _current_gpu() if index else None
+    if index and int(index) != current:
         raise ValueError(
-            f"device {device!r}: minifcn puts arrays and kernels on CuPy's current GPU, {_current_gpu()}; make GPU "
+            f"device {device!r}: minifcn puts arrays and kernels on CuPy's current GPU, {current}; make GPU "
             f"{index} the current one with cupy.cuda.Device({index}).use() or CUDA_VISIBLE_DEVICES={index}"
         )
     return name

@@ -194,7 +194,10 @@ def sample_strip(
     panels = [p.repeat(scale, axis=0).repeat(scale, axis=1) for p in panels]
     H, W = panels[0].shape[:2]
     present = sorted(int(c) for c in np.union1d(np.unique(truth), np.unique(prediction)))
-    name = lambda c: "void" if c == 255 else (class_names[c] if class_names and c < len(class_names) else str(c))  # noqa: E731
+
+    def name(c: int) -> str:
+        return "void" if c == 255 else (class_names[c] if class_names and c < len(class_names) else str(c))
+
     measure = ImageDraw.Draw(Image.new("RGB", (1, 1)))
     column = 17 + max(measure.textbbox((0, 0), name(c))[2] for c in present) + 12  # swatch, name, space
     per_row = max(1, W // column)

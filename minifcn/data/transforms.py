@@ -75,7 +75,8 @@ def jitter_colour(image: np.ndarray, strength: float, rng: np.random.Generator) 
 
     Brightness multiplies every channel; contrast moves each pixel towards or away from the image's mean grey;
     saturation moves each pixel towards or away from its own grey (0.299 R + 0.587 G + 0.114 B). Another drive
-    is another day's light: the net should not learn a street's colour cast. A depth channel is left alone.
+    is another day's light: the net should not learn a street's colour cast. The result is rounded and clipped
+    to 0..255 once, at the end. A depth channel is left alone.
     """
     brightness, contrast, saturation = rng.uniform(1 - strength, 1 + strength, 3)
     rgb = image[:, :, :3].astype(np.float32) * np.float32(brightness)
