@@ -1,7 +1,8 @@
 """A recipe search for the CamVid presets, chosen on a drive the net never saw, at a size a CPU can afford.
 
     python benchmarks/search_camvid.py [--data-root ../shared/data/CamVid] [--scale 0.25] [--every 1]
-                                       [--iters 300] [--seeds 0] [--device cpu|cuda] [--only NAME ...]
+                                       [--iters 300] [--seeds 0] [--device cpu|cuda] [--score-full-size]
+                                       [--only NAME ...]
 
 Each variant changes one thing of a base recipe (FCN-8s from scratch on the tiny-bn trunk, the paper's pad 100 and
 the classifier's 7x7 fc6, fixed upsampling, Adam at 0.01 with 50 iterations of warm-up and poly decay, flips,
@@ -16,6 +17,8 @@ before testing); with the scores of the image and of its mirror image averaged; 
 
 The table gives, per variant and seed: the held-out drive's mean IU four ways, val's mean IU, the rare
 classes' mean IU on the held-out drive (pole, sign, pedestrian, bicyclist), and the seconds of training.
+With ``--score-full-size`` a net trained at a reduced scale is scored against the full 480x360 labels: its
+inputs stay at the training scale and its class scores are upsampled (bilinearly) to the labels' size.
 On a GPU, run it at ``--scale 1 --iters 2000`` for the presets' own size.
 """
 
@@ -27,6 +30,7 @@ import sys
 import time
 
 import numpy as np
+from scipy import ndimage
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir))
 
@@ -36,7 +40,7 @@ from minifcn.backend import to_device  # noqa: E402
 from minifcn.data import BALANCING, HELD_OUT_DRIVE, Augment, BatchLoader, CamVid  # noqa: E402
 from minifcn.data.transforms import rescale  # noqa: E402
 from minifcn.metrics import confusion_matrix, segmentation_scores  # noqa: E402
-from minifcn.models import FCN8s  # noqa: E402
+from minifcn.models import FCN8s, backbones  # noqa: E402
 from minifcn.nn import recompute_batch_norm  # noqa: E402
 from minifcn.optim import Adam, learning_rate  # noqa: E402
 from minifcn.preprocessing import TORCHVISION  # noqa: E402
@@ -59,6 +63,8 @@ BASE = dict(
     scale=None,  # (low, high) of random rescaling; None: flip-scale's (0.5, 2) if augment says so, else none
     crop=None,  # square crops, in pixels of the full 480x360 images; None: whole images
     batch=4,
+    widths=None,  # tiny-bn's five stage widths; None: its own (4, 8, 32, 64, 128)
+    weight_power=1.0,  # the class weights raised to this power: 0.5 halves their spread on a log scale
 )
 FINALIST = dict(pad=21, fc6=4, weights="enet", iters=1.8)
 QUICK = dict(learn_up=True, beta2=0.99, warmup=100)  # the quick preset's settings beside its geometry
@@ -85,6 +91,9 @@ VARIANTS = {
     "finalist, 256x256 crops, 4x iterations": dict(FINALIST, crop=256, iters=4.0),
     "finalist, lr 0.02": dict(FINALIST, lr=0.02),
     "finalist, batches of 8, half the iterations": dict(FINALIST, batch=8, iters=0.9),
+    "finalist, batches of 2, twice the iterations": dict(FINALIST, batch=2, iters=3.6),
+    "finalist, first two stages twice as wide": dict(FINALIST, widths=(8, 16, 32, 64, 128)),
+    "finalist, square root of ENet's weights": dict(FINALIST, weight_power=0.5),
 }
 
 
@@ -103,6 +112,21 @@ class Resized:
         return self.items[i]
 
 
+class FullSizeLabels:
+    """The items of ``resized`` with their labels at full size: the scores are then upsampled to those labels."""
+
+    def __init__(self, root: str, split: str, resized: Resized):
+        full = CamVid(root, split)
+        self.resized, self.labels = resized, [full[i][1] for i in range(len(full))]
+        self.classes, self.n_class, self.split = resized.classes, resized.n_class, split
+
+    def __len__(self) -> int:
+        return len(self.resized)
+
+    def __getitem__(self, i: int):
+        return self.resized[i][0], self.labels[i]
+
+
 def inputs_of(dataset: Resized, indices: range) -> np.ndarray:
     """The preprocessed images (N, 3, H, W) of ``indices`` (all of one size here)."""
     return np.stack([TORCHVISION(dataset[i][0]) for i in indices])
@@ -119,16 +143,30 @@ def score(model, dataset: Resized, device: str, flip: bool, batch: int = 8) -> d
             scores = model(mf.Tensor(x)).data
             if flip:
                 scores = (scores + model(mf.Tensor(x[..., ::-1].copy())).data[..., ::-1]) / 2
-            predictions = to_device(scores.argmax(axis=1), "cpu")
-            for i, prediction in zip(chunk, predictions):
-                hist += confusion_matrix(dataset[i][1], prediction, dataset.n_class)
+            scores = to_device(scores, "cpu")
+            for i, image_scores in zip(chunk, scores):
+                label = dataset[i][1]
+                if label.shape != image_scores.shape[1:]:  # scored at full size: upsample the scores bilinearly
+                    zoom = [1] + [a / b for a, b in zip(label.shape, image_scores.shape[1:])]
+                    image_scores = ndimage.zoom(image_scores, zoom, order=1, grid_mode=True, mode="nearest")
+                hist += confusion_matrix(label, image_scores.argmax(axis=0), dataset.n_class)
     model.train()
     return segmentation_scores(hist)
 
 
+def build(recipe: dict, n_class: int) -> FCN8s:
+    """FCN-8s on tiny-bn, at the recipe's stage widths (the trunk reads ``TINY_WIDTHS`` as it is built)."""
+    own = backbones.TINY_WIDTHS
+    backbones.TINY_WIDTHS = recipe["widths"] or own
+    try:
+        return FCN8s(n_class, "tiny-bn", recipe["learn_up"], pad=recipe["pad"], fc6_kernel=recipe["fc6"])
+    finally:
+        backbones.TINY_WIDTHS = own
+
+
 def train(recipe: dict, train_set: Resized, seed: int, args) -> tuple:
     mf.manual_seed(seed)
-    model = FCN8s(train_set.n_class, "tiny-bn", recipe["learn_up"], pad=recipe["pad"], fc6_kernel=recipe["fc6"])
+    model = build(recipe, train_set.n_class)
     randomise_scores(model, seed)
     model.to(args.device).train()
     optimiser = Adam(
@@ -143,7 +181,7 @@ def train(recipe: dict, train_set: Resized, seed: int, args) -> tuple:
     loader = BatchLoader(
         train_set, recipe["batch"], TORCHVISION, Augment(True, scale, crop, colour=recipe["colour"]), seed=seed
     )
-    weights = None if recipe["weights"] == "none" else BALANCING[recipe["weights"]](train_set)
+    weights = None if recipe["weights"] == "none" else BALANCING[recipe["weights"]](train_set) ** recipe["weight_power"]
     weight = None if weights is None else to_device(weights.astype(np.float32), args.device)
     start, iters = time.perf_counter(), round(args.iters * recipe.get("iters", 1))
     for t in range(iters):
@@ -165,6 +203,7 @@ def main() -> None:
     p.add_argument("--iters", type=int, default=300)
     p.add_argument("--seeds", type=int, nargs="+", default=[0])
     p.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
+    p.add_argument("--score-full-size", action="store_true", help="score against the 480x360 labels")
     p.add_argument("--only", nargs="+", metavar="NAME", help="the variants to run, by name (quoted)")
     args = p.parse_args()
     train_set = Resized(args.data_root, f"train-without-{HELD_OUT_DRIVE}", args.scale, args.every)
@@ -172,6 +211,8 @@ def main() -> None:
         Resized(args.data_root, HELD_OUT_DRIVE, args.scale, 1),
         Resized(args.data_root, "val", args.scale, 1),
     )
+    if args.score_full_size:
+        held_out, val = (FullSizeLabels(args.data_root, s.split, s) for s in (held_out, val))
     names = args.only or list(VARIANTS)
     unknown = [n for n in names if n not in VARIANTS]
     if unknown:
