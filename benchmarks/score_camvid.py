@@ -1,0 +1,109 @@
+"""What test-time choices do to a trained CamVid net's score: its checkpoints scored several ways on one split.
+
+    python benchmarks/score_camvid.py CHECKPOINT [CHECKPOINT ...] [--data-root ../shared/data/CamVid]
+                                     [--split 0006R0]
+
+Each checkpoint (``best.npz`` or ``last.npz`` of a ``python -m minifcn.train`` run, trained on
+``train-without-0006R0`` to ask the held-out drive's question) is scored on every image of ``--split``, at
+480x360, five ways:
+
+- as trained: batch norm with its running statistics, one pass;
+- batch norm from each image's own statistics (a single image per pass, so no image sees another): how much a
+  drive's own light and colours, normalised away, are worth;
+- the class scores of the image and of its mirror image averaged;
+- the class scores at 0.75, 1 and 1.25 times the size averaged (each resized bilinearly to 480x360);
+- both of the last two: six passes;
+- half of the class weighting taken back: a loss that weighs class c by w_c learns scores whose softmax is
+  proportional to w_c p(c | image), so the rare classes are called more often than they occur and lose IU to
+  false alarms; subtracting 0.5 ln w_c from the log-softmax scores (the weights from the checkpoint) takes
+  back half of that.
+
+The table gives mean IU and pixel accuracy per checkpoint and way, and the seconds each way took.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+
+import numpy as np
+from scipy import ndimage
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir))
+
+import minifcn as mf  # noqa: E402
+from minifcn.checkpoint import load_checkpoint, model_from_checkpoint, preprocessing_of  # noqa: E402
+from minifcn.data import HELD_OUT_DRIVE, CamVid  # noqa: E402
+from minifcn.data.transforms import rescale  # noqa: E402
+from minifcn.metrics import confusion_matrix, segmentation_scores  # noqa: E402
+from minifcn.nn import BatchNorm2d  # noqa: E402
+
+DEFAULT_ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "shared", "data", "CamVid")
+WAYS = {  # name -> (batch norm from the image's own statistics, scales, mirror image too, share of weighting undone)
+    "as trained": (False, (1.0,), False, 0.0),
+    "batch norm per image": (True, (1.0,), False, 0.0),
+    "+ mirror image": (False, (1.0,), True, 0.0),
+    "scales 0.75, 1, 1.25": (False, (0.75, 1.0, 1.25), False, 0.0),
+    "scales and mirror": (False, (0.75, 1.0, 1.25), True, 0.0),
+    "half the class weighting undone": (False, (1.0,), False, 0.5),
+}
+
+
+def class_scores(model, preprocess, image: np.ndarray, scale: float, mirror: bool) -> np.ndarray:
+    """The (K, H, W) class scores of ``image`` (H, W, 3) seen at ``scale``, brought back to H x W bilinearly."""
+    if mirror:
+        image = image[:, ::-1]
+    seen, _ = rescale(image, image[:, :, 0], scale)
+    with mf.no_grad():
+        scores = model(mf.Tensor(preprocess(seen)[None])).data[0]
+    H, W = image.shape[:2]
+    if scores.shape[1:] != (H, W):
+        zoom = (1, H / scores.shape[1], W / scores.shape[2])
+        scores = ndimage.zoom(scores, zoom, order=1, grid_mode=True, mode="nearest")
+    return scores[:, :, ::-1] if mirror else scores
+
+
+def score(path: str, dataset: CamVid, per_image_bn: bool, scales: tuple, mirror: bool, undone: float) -> dict:
+    checkpoint = load_checkpoint(path)
+    model, preprocess = model_from_checkpoint(checkpoint), preprocessing_of(checkpoint)
+    weights = checkpoint.meta.get("class_weights")
+    if undone and weights is None:
+        raise SystemExit(f"{path}: trained without class weights, so there is no weighting to undo")
+    shift = undone * np.log(np.asarray(weights if undone else np.ones(dataset.n_class)))[:, None, None]
+    model.eval()
+    if per_image_bn:  # batch statistics of the one image in the pass; momentum 0 leaves the running ones as they are
+        for _, layer in model.named_modules():
+            if isinstance(layer, BatchNorm2d):
+                layer.training, layer.momentum = True, 0.0
+    hist = np.zeros((dataset.n_class, dataset.n_class), np.int64)
+    for i in range(len(dataset)):
+        image, label = dataset[i]
+        passes = [class_scores(model, preprocess, image, s, m) for s in scales for m in (False, True)[: 1 + mirror]]
+        mean = sum(passes) / len(passes)
+        log_p = mean - mean.max(axis=0) - np.log(np.exp(mean - mean.max(axis=0)).sum(axis=0))  # log-softmax
+        hist += confusion_matrix(label, (log_p - shift).argmax(axis=0), dataset.n_class)
+    return segmentation_scores(hist)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("checkpoints", nargs="+")
+    p.add_argument("--data-root", default=DEFAULT_ROOT)
+    p.add_argument("--split", default=HELD_OUT_DRIVE)
+    args = p.parse_args()
+    dataset = CamVid(args.data_root, args.split)
+    print(f"CamVid {args.split}: {len(dataset)} images at 480x360\n")
+    print("| checkpoint | way | mean IU | pixel acc | seconds |")
+    print("|---|---|---|---|---|")
+    for path in args.checkpoints:
+        for way, (per_image_bn, scales, mirror, undone) in WAYS.items():
+            start = time.perf_counter()
+            s = score(path, dataset, per_image_bn, scales, mirror, undone)
+            seconds = time.perf_counter() - start
+            print(f"| {path} | {way} | {s['mean_iu']:.3f} | {s['pixel_acc']:.3f} | {seconds:.0f} |", flush=True)
+
+
+if __name__ == "__main__":
+    main()
