@@ -18,7 +18,9 @@ Each checkpoint (``best.npz`` or ``last.npz`` of a ``python -m minifcn.train`` r
   false alarms; subtracting 0.5 ln w_c from the log-softmax scores (the weights from the checkpoint) takes
   back half of that.
 
-The table gives mean IU and pixel accuracy per checkpoint and way, and the seconds each way took.
+The table gives mean IU and pixel accuracy per checkpoint and way, and the seconds each way took; then, for
+each checkpoint as trained, the share of the pixels it gives each class beside the share that class truly has.
+``--ways`` picks some of the ways, by name.
 """
 
 from __future__ import annotations
@@ -65,7 +67,8 @@ def class_scores(model, preprocess, image: np.ndarray, scale: float, mirror: boo
     return scores[:, :, ::-1] if mirror else scores
 
 
-def score(path: str, dataset: CamVid, per_image_bn: bool, scales: tuple, mirror: bool, undone: float) -> dict:
+def confusion(path: str, dataset: CamVid, per_image_bn: bool, scales: tuple, mirror: bool, undone: float):
+    """The (K, K) confusion matrix (true class by row) of the checkpoint at ``path`` scored that way."""
     checkpoint = load_checkpoint(path)
     model, preprocess = model_from_checkpoint(checkpoint), preprocessing_of(checkpoint)
     weights = checkpoint.meta.get("class_weights")
@@ -84,7 +87,7 @@ def score(path: str, dataset: CamVid, per_image_bn: bool, scales: tuple, mirror:
         mean = sum(passes) / len(passes)
         log_p = mean - mean.max(axis=0) - np.log(np.exp(mean - mean.max(axis=0)).sum(axis=0))  # log-softmax
         hist += confusion_matrix(label, (log_p - shift).argmax(axis=0), dataset.n_class)
-    return segmentation_scores(hist)
+    return hist
 
 
 def main() -> None:
@@ -92,17 +95,24 @@ def main() -> None:
     p.add_argument("checkpoints", nargs="+")
     p.add_argument("--data-root", default=DEFAULT_ROOT)
     p.add_argument("--split", default=HELD_OUT_DRIVE)
+    p.add_argument("--ways", nargs="+", metavar="NAME", choices=list(WAYS), default=list(WAYS))
     args = p.parse_args()
     dataset = CamVid(args.data_root, args.split)
     print(f"CamVid {args.split}: {len(dataset)} images at 480x360\n")
     print("| checkpoint | way | mean IU | pixel acc | seconds |")
     print("|---|---|---|---|---|")
+    shares = {}
     for path in args.checkpoints:
-        for way, (per_image_bn, scales, mirror, undone) in WAYS.items():
+        for way in args.ways:
             start = time.perf_counter()
-            s = score(path, dataset, per_image_bn, scales, mirror, undone)
-            seconds = time.perf_counter() - start
+            hist = confusion(path, dataset, *WAYS[way])
+            s, seconds = segmentation_scores(hist), time.perf_counter() - start
             print(f"| {path} | {way} | {s['mean_iu']:.3f} | {s['pixel_acc']:.3f} | {seconds:.0f} |", flush=True)
+            if way == "as trained":
+                shares[path] = hist.sum(axis=0) / hist.sum(), hist.sum(axis=1) / hist.sum()
+    for path, (called, true) in shares.items():
+        print(f"\n{path}, as trained: the share of the pixels called each class (its true share)")
+        print(", ".join(f"{c} {a:.3f} ({b:.3f})" for c, a, b in zip(dataset.classes, called, true)))
 
 
 if __name__ == "__main__":
