@@ -220,8 +220,9 @@ def main() -> None:
     H, W = train_set[0][1].shape
     print(
         f"CamVid at {W}x{H}: {len(train_set)} training images (train without {HELD_OUT_DRIVE}), scored on the "
-        f"{len(held_out)} of drive {HELD_OUT_DRIVE} and the {len(val)} of val; {args.iters} iterations each, "
-        f"device {args.device}\n"
+        f"{len(held_out)} of drive {HELD_OUT_DRIVE} and the {len(val)} of val"
+        f"{' against their 480x360 labels' if args.score_full_size else ''}; {args.iters} iterations each (times "
+        f"a variant's own multiple), device {args.device}\n"
     )
     print("| variant | seed | held out | + BN recomputed | + flip | + both | val | rare (held out) | seconds |")
     print("|---|---|---|---|---|---|---|---|---|")
