@@ -43,13 +43,13 @@ from minifcn.metrics import confusion_matrix, segmentation_scores  # noqa: E402
 from minifcn.nn import BatchNorm2d  # noqa: E402
 
 DEFAULT_ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "shared", "data", "CamVid")
-WAYS = {  # name -> (batch norm from the image's own statistics, scales, mirror image too, share of weighting undone)
+WAYS = {  # name -> (batch norm from each image's statistics, scales, mirror too, share of weighting taken back)
     "as trained": (False, (1.0,), False, 0.0),
     "batch norm per image": (True, (1.0,), False, 0.0),
     "+ mirror image": (False, (1.0,), True, 0.0),
     "scales 0.75, 1, 1.25": (False, (0.75, 1.0, 1.25), False, 0.0),
     "scales and mirror": (False, (0.75, 1.0, 1.25), True, 0.0),
-    "half the class weighting undone": (False, (1.0,), False, 0.5),
+    "half the class weighting taken back": (False, (1.0,), False, 0.5),
 }
 
 
@@ -67,14 +67,14 @@ def class_scores(model, preprocess, image: np.ndarray, scale: float, mirror: boo
     return scores[:, :, ::-1] if mirror else scores
 
 
-def confusion(path: str, dataset: CamVid, per_image_bn: bool, scales: tuple, mirror: bool, undone: float):
+def confusion(path: str, dataset: CamVid, per_image_bn: bool, scales: tuple, mirror: bool, taken_back: float):
     """The (K, K) confusion matrix (true class by row) of the checkpoint at ``path`` scored that way."""
     checkpoint = load_checkpoint(path)
     model, preprocess = model_from_checkpoint(checkpoint), preprocessing_of(checkpoint)
     weights = checkpoint.meta.get("class_weights")
-    if undone and weights is None:
-        raise SystemExit(f"{path}: trained without class weights, so there is no weighting to undo")
-    shift = undone * np.log(np.asarray(weights if undone else np.ones(dataset.n_class)))[:, None, None]
+    if taken_back and weights is None:
+        raise SystemExit(f"{path}: trained without class weights, so there is no weighting to take back")
+    shift = taken_back * np.log(np.asarray(weights))[:, None, None] if taken_back else 0.0
     model.eval()
     if per_image_bn:  # batch statistics of the one image in the pass; momentum 0 leaves the running ones as they are
         for _, layer in model.named_modules():
