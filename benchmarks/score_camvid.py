@@ -36,6 +36,7 @@ from scipy import ndimage
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir))
 
 import minifcn as mf  # noqa: E402
+import minifcn.functional as F  # noqa: E402
 from minifcn.checkpoint import load_checkpoint, model_from_checkpoint, preprocessing_of  # noqa: E402
 from minifcn.data import HELD_OUT_DRIVE, CamVid  # noqa: E402
 from minifcn.data.transforms import rescale  # noqa: E402
@@ -85,7 +86,7 @@ def confusion(path: str, dataset: CamVid, per_image_bn: bool, scales: tuple, mir
         image, label = dataset[i]
         passes = [class_scores(model, preprocess, image, s, m) for s in scales for m in (False, True)[: 1 + mirror]]
         mean = sum(passes) / len(passes)
-        log_p = mean - mean.max(axis=0) - np.log(np.exp(mean - mean.max(axis=0)).sum(axis=0))  # log-softmax
+        log_p = F.log_softmax(mf.Tensor(mean[None]), axis=1).data[0]
         hist += confusion_matrix(label, (log_p - shift).argmax(axis=0), dataset.n_class)
     return hist
 
