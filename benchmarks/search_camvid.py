@@ -37,7 +37,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), os.p
 import minifcn as mf  # noqa: E402
 import minifcn.functional as F  # noqa: E402
 from minifcn.backend import to_device  # noqa: E402
-from minifcn.data import BALANCING, HELD_OUT_DRIVE, Augment, BatchLoader, CamVid  # noqa: E402
+from minifcn.data import BALANCING, HELD_OUT_DRIVE, IGNORE, Augment, BatchLoader, CamVid  # noqa: E402
 from minifcn.data.transforms import rescale  # noqa: E402
 from minifcn.metrics import confusion_matrix, segmentation_scores  # noqa: E402
 from minifcn.models import FCN8s, backbones  # noqa: E402
@@ -65,6 +65,9 @@ BASE = dict(
     batch=4,
     widths=None,  # tiny-bn's five stage widths; None: its own (4, 8, 32, 64, 128)
     weight_power=1.0,  # the class weights raised to this power: 0.5 halves their spread on a log scale
+    convs=None,  # the 3x3 convolutions in each of the five stages; None: VGG16's (2, 2, 3, 3, 3)
+    cutmix=0.0,  # the share of images that get a box (and its labels) pasted from the next image of the batch
+    smoothing=0.0,  # label smoothing: this share of each pixel's target spread evenly over the classes
 )
 FINALIST = dict(pad=21, fc6=4, weights="enet", iters=1.8)
 QUICK = dict(learn_up=True, beta2=0.99, warmup=100)  # the quick preset's settings beside its geometry
@@ -94,6 +97,16 @@ VARIANTS = {
     "finalist, batches of 2, twice the iterations": dict(FINALIST, batch=2, iters=3.6),
     "finalist, first two stages twice as wide": dict(FINALIST, widths=(8, 16, 32, 64, 128)),
     "finalist, square root of ENet's weights": dict(FINALIST, weight_power=0.5),
+    "finalist, cutmix on half the images": dict(FINALIST, cutmix=0.5),
+    "finalist, cutmix on every image": dict(FINALIST, cutmix=1.0),
+    "finalist, label smoothing 0.1": dict(FINALIST, smoothing=0.1),
+    # other trunks of about the finalist's cost: fewer thin convolutions at full and half size, wider stages after
+    "finalist, convolutions 1-1-3-3-3, widths 8-16-32-64-128": dict(
+        FINALIST, widths=(8, 16, 32, 64, 128), convs=(1, 1, 3, 3, 3)
+    ),
+    "finalist, convolutions 1-1-2-2-2, widths 8-16-48-96-128": dict(
+        FINALIST, widths=(8, 16, 48, 96, 128), convs=(1, 1, 2, 2, 2)
+    ),
 }
 
 
@@ -154,14 +167,56 @@ def score(model, dataset: Resized, device: str, flip: bool, batch: int = 8) -> d
     return segmentation_scores(hist)
 
 
+def cutmix(x: np.ndarray, y: np.ndarray, share: float, rng: np.random.Generator) -> tuple:
+    """CutMix (Yun et al. 2019) for segmentation: into each image chosen (with probability ``share``), a box of a
+    uniform share of the area pasted, with its labels, from the next image of the batch."""
+    N, H, W = y.shape
+    side = np.sqrt(rng.random(N))
+    h, w = np.round(H * side).astype(int), np.round(W * side).astype(int)
+    top, left = (rng.random(N) * (H - h + 1)).astype(int), (rng.random(N) * (W - w + 1)).astype(int)
+    rows, cols = np.arange(H)[None, :, None], np.arange(W)[None, None, :]
+    box = (rows >= top[:, None, None]) & (rows < (top + h)[:, None, None])
+    box = box & (cols >= left[:, None, None]) & (cols < (left + w)[:, None, None])
+    box &= (rng.random(N) < share)[:, None, None]
+    return np.where(box[:, None], np.roll(x, -1, axis=0), x), np.where(box, np.roll(y, -1, axis=0), y)
+
+
+def smoothing_loss(scores, y: np.ndarray, share: float, device: str):
+    """``share`` times the mean over labelled pixels of -(1/C) sum_c log p_c: label smoothing's uniform part."""
+    C = scores.shape[1]
+    valid = np.broadcast_to((y != IGNORE)[:, None], scores.shape).astype(scores.dtype)
+    log_p = F.log_softmax(scores, axis=1)
+    return F.sum(log_p * mf.Tensor(to_device(valid, device))) * (-share / (C * max(valid[:, 0].sum(), 1)))
+
+
+def features_with(convs: tuple):
+    """vgg16_features with ``convs`` 3x3 convolutions in the five stages; the last of stages 3-5 keeps the name
+    convN_3 that the skips read. Padding 1 keeps each map's size, so the crops are VGG16's."""
+
+    def features(widths, first_padding, ceil_mode, dtype):
+        layers, c_in = {}, 3
+        for stage, (width, n) in enumerate(zip(widths, convs), 1):
+            for k in range(1, n + 1) if stage < 3 else range(4 - n, 4):
+                padding = first_padding if c_in == 3 else 1
+                layers[f"conv{stage}_{k}"] = backbones.conv(c_in, width, 3, padding=padding, dtype=dtype)
+                layers[f"relu{stage}_{k}"], c_in = backbones.relu(), width
+            layers[f"pool{stage}"] = mf.nn.MaxPool2d(2, stride=2, ceil_mode=ceil_mode)
+        return layers
+
+    return features
+
+
 def build(recipe: dict, n_class: int) -> FCN8s:
-    """FCN-8s on tiny-bn, at the recipe's stage widths (the trunk reads ``TINY_WIDTHS`` as it is built)."""
-    own = backbones.TINY_WIDTHS
+    """FCN-8s on tiny-bn, at the recipe's stage widths and convolutions (the trunk reads ``TINY_WIDTHS`` and
+    ``vgg16_features`` as it is built)."""
+    own, own_features = backbones.TINY_WIDTHS, backbones.vgg16_features
     backbones.TINY_WIDTHS = recipe["widths"] or own
+    if recipe["convs"]:
+        backbones.vgg16_features = features_with(recipe["convs"])
     try:
         return FCN8s(n_class, "tiny-bn", recipe["learn_up"], pad=recipe["pad"], fc6_kernel=recipe["fc6"])
     finally:
-        backbones.TINY_WIDTHS = own
+        backbones.TINY_WIDTHS, backbones.vgg16_features = own, own_features
 
 
 def train(recipe: dict, train_set: Resized, seed: int, args) -> tuple:
@@ -184,11 +239,16 @@ def train(recipe: dict, train_set: Resized, seed: int, args) -> tuple:
     weights = None if recipe["weights"] == "none" else BALANCING[recipe["weights"]](train_set) ** recipe["weight_power"]
     weight = None if weights is None else to_device(weights.astype(np.float32), args.device)
     start, iters = time.perf_counter(), round(args.iters * recipe.get("iters", 1))
+    rng = np.random.default_rng(seed + 1000)
     for t in range(iters):
         x, y = loader.batch(t)
+        if recipe["cutmix"]:
+            x, y = cutmix(x, y, recipe["cutmix"], rng)
         optimiser.lr = learning_rate(recipe["lr"], t, iters, "poly", warmup=recipe["warmup"])
         scores = model(mf.Tensor(to_device(x, args.device)))
         loss = F.softmax_cross_entropy(scores, to_device(y, args.device), weight=weight)
+        if recipe["smoothing"]:
+            loss = loss * (1 - recipe["smoothing"]) + smoothing_loss(scores, y, recipe["smoothing"], args.device)
         optimiser.zero_grad()
         loss.backward()
         optimiser.step()
