@@ -41,6 +41,7 @@ from minifcn.data import BALANCING, HELD_OUT_DRIVE, IGNORE, Augment, BatchLoader
 from minifcn.data.transforms import rescale  # noqa: E402
 from minifcn.metrics import confusion_matrix, segmentation_scores  # noqa: E402
 from minifcn.models import FCN8s, backbones  # noqa: E402
+from minifcn.models.fcn import FCN, upsampling_layer, zero_score_layer  # noqa: E402
 from minifcn.nn import recompute_batch_norm  # noqa: E402
 from minifcn.optim import Adam, learning_rate  # noqa: E402
 from minifcn.preprocessing import TORCHVISION  # noqa: E402
@@ -66,6 +67,7 @@ BASE = dict(
     widths=None,  # tiny-bn's five stage widths; None: its own (4, 8, 32, 64, 128)
     weight_power=1.0,  # the class weights raised to this power: 0.5 halves their spread on a log scale
     convs=None,  # the 3x3 convolutions in each of the five stages; None: VGG16's (2, 2, 3, 3, 3)
+    pool2=False,  # a fourth skip, from pool2 (FCN4s below)
     cutmix=0.0,  # the share of images that get a box (and its labels) pasted from the next image of the batch
     smoothing=0.0,  # label smoothing: this share of each pixel's target spread evenly over the classes
 )
@@ -100,6 +102,7 @@ VARIANTS = {
     "finalist, cutmix on half the images": dict(FINALIST, cutmix=0.5),
     "finalist, cutmix on every image": dict(FINALIST, cutmix=1.0),
     "finalist, label smoothing 0.1": dict(FINALIST, smoothing=0.1),
+    "finalist, a skip from pool2 too, pad 22": dict(FINALIST, pool2=True, pad=22),
     # other trunks of about the finalist's cost: fewer thin convolutions at full and half size, wider stages after
     "finalist, convolutions 1-1-3-3-3, widths 8-16-32-64-128": dict(
         FINALIST, widths=(8, 16, 32, 64, 128), convs=(1, 1, 3, 3, 3)
@@ -206,6 +209,52 @@ def features_with(convs: tuple):
     return features
 
 
+class FCN4s(FCN):
+    """FCN-8s with one more skip: the scores of pool2 (1/4) added to the fused 1/8 scores upsampled 2x, then 4x.
+
+    With the 4x4 fc6 some input sizes leave pool2's scores a unit short, so ``check_fc6`` would refuse this net;
+    at pad 22 both 240x180 and 480x360 align, and the crops are checked at every forward pass."""
+
+    CROPS = dict(list(FCN8s.CROPS.items())[:2] + [("score_pool2c", ("score_pool2", "upscore_pool3")),
+                                                  ("score", ("upscore4", "input"))])  # fmt: skip
+    TAPS = ("pool2", "pool3", "pool4", "top")
+
+    def __init__(self, n_class: int, backbone: str, learnable_upsampling: bool, pad: int, fc6_kernel: int):
+        super().__init__(n_class, backbone, learnable_upsampling, np.float32, pad, fc6_kernel)
+        n, up, f32 = self.n_class, learnable_upsampling, np.float32
+        self.upscore2, self.upscore_pool4, self.upscore_pool3 = (upsampling_layer(n, 2, up, f32) for _ in range(3))
+        self.upscore4 = upsampling_layer(n, 4, up, f32)
+        last2 = [name for name in self.trunk_names if name.startswith("conv2_")][-1]
+        self.score_pool4 = zero_score_layer(self.conv4_3.out_channels, n, f32)
+        self.score_pool3 = zero_score_layer(self.conv3_3.out_channels, n, f32)
+        self.score_pool2 = zero_score_layer(getattr(self, last2).out_channels, n, f32)
+        self.crop_offsets = self.derive_crops()
+
+    def smallest_input(self) -> int:
+        return 0  # no size fits every larger one; F.crop refuses a size that does not fit
+
+    def paths(self) -> dict[str, list[str]]:
+        upscore_pool4 = self.trunk_names + ["score_fr", "upscore2", "upscore_pool4"]
+        return {
+            "score_pool4": self.trunk_to("pool4") + ["score_pool4"],
+            "upscore2": upscore_pool4[:-1],
+            "score_pool3": self.trunk_to("pool3") + ["score_pool3"],
+            "upscore_pool4": upscore_pool4,
+            "score_pool2": self.trunk_to("pool2") + ["score_pool2"],
+            "upscore_pool3": upscore_pool4 + ["upscore_pool3"],
+            "upscore4": upscore_pool4 + ["upscore_pool3", "upscore4"],
+        }
+
+    def decode(self, taps: dict, size: tuple) -> mf.Tensor:
+        upscore2 = self.upscore2(self.score_fr(taps["top"]))  # 1/16
+        fused = upscore2 + self._crop(self.score_pool4(taps["pool4"]), upscore2, "score_pool4c")
+        upscore_pool4 = self.upscore_pool4(fused)  # 1/8
+        fused = upscore_pool4 + self._crop(self.score_pool3(taps["pool3"]), upscore_pool4, "score_pool3c")
+        upscore_pool3 = self.upscore_pool3(fused)  # 1/4
+        fused = upscore_pool3 + self._crop(self.score_pool2(taps["pool2"]), upscore_pool3, "score_pool2c")
+        return self._crop(self.upscore4(fused), size, "score")  # 1/1
+
+
 def build(recipe: dict, n_class: int) -> FCN8s:
     """FCN-8s on tiny-bn, at the recipe's stage widths and convolutions (the trunk reads ``TINY_WIDTHS`` and
     ``vgg16_features`` as it is built)."""
@@ -214,7 +263,8 @@ def build(recipe: dict, n_class: int) -> FCN8s:
     if recipe["convs"]:
         backbones.vgg16_features = features_with(recipe["convs"])
     try:
-        return FCN8s(n_class, "tiny-bn", recipe["learn_up"], pad=recipe["pad"], fc6_kernel=recipe["fc6"])
+        net = FCN4s if recipe["pool2"] else FCN8s
+        return net(n_class, "tiny-bn", recipe["learn_up"], pad=recipe["pad"], fc6_kernel=recipe["fc6"])
     finally:
         backbones.TINY_WIDTHS, backbones.vgg16_features = own, own_features
 
