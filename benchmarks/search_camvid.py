@@ -172,20 +172,23 @@ def score(model, dataset: Resized, device: str, flip: bool, batch: int = 8) -> d
 
 def cutmix(x: np.ndarray, y: np.ndarray, share: float, rng: np.random.Generator) -> tuple:
     """CutMix (Yun et al. 2019) for segmentation: into each image chosen (with probability ``share``), a box of a
-    uniform share of the area pasted, with its labels, from the next image of the batch."""
+    uniform share of the area pasted, with its labels, from the next image of the batch (the last from the first).
+    ``x`` (N, 3, H, W) images, ``y`` (N, H, W) labels; returns new arrays of the same shapes."""
     N, H, W = y.shape
     side = np.sqrt(rng.random(N))
     h, w = np.round(H * side).astype(int), np.round(W * side).astype(int)
     top, left = (rng.random(N) * (H - h + 1)).astype(int), (rng.random(N) * (W - w + 1)).astype(int)
     rows, cols = np.arange(H)[None, :, None], np.arange(W)[None, None, :]
     box = (rows >= top[:, None, None]) & (rows < (top + h)[:, None, None])
-    box = box & (cols >= left[:, None, None]) & (cols < (left + w)[:, None, None])
+    box = box & (cols >= left[:, None, None]) & (cols < (left + w)[:, None, None])  # (N, H, W)
     box &= (rng.random(N) < share)[:, None, None]
     return np.where(box[:, None], np.roll(x, -1, axis=0), x), np.where(box, np.roll(y, -1, axis=0), y)
 
 
 def smoothing_loss(scores, y: np.ndarray, share: float, device: str):
-    """``share`` times the mean over labelled pixels of -(1/C) sum_c log p_c: label smoothing's uniform part."""
+    """``share`` times the mean over labelled pixels of -(1/C) sum_c log p_c: label smoothing's uniform part,
+    added to (1 - share) times the class-weighted loss. ``scores`` (N, C, H, W), ``y`` (N, H, W). Unweighted: the
+    uniform target gives every class the same share whatever the weights."""
     C = scores.shape[1]
     valid = np.broadcast_to((y != IGNORE)[:, None], scores.shape).astype(scores.dtype)
     log_p = F.log_softmax(scores, axis=1)
@@ -212,6 +215,8 @@ def features_with(convs: tuple):
 class FCN4s(FCN):
     """FCN-8s with one more skip: the scores of pool2 (1/4) added to the fused 1/8 scores upsampled 2x, then 4x.
 
+    The paper stops at pool3 (Sec. 4.2: the gains had met diminishing returns); this asks whether the thin,
+    rare CamVid classes want the finer step. (N, 3, H, W) in, (N, n_class, H, W) out.
     With the 4x4 fc6 some input sizes leave pool2's scores a unit short, so ``check_fc6`` would refuse this net;
     at pad 22 both 240x180 and 480x360 align, and the crops are checked at every forward pass."""
 
@@ -255,7 +260,7 @@ class FCN4s(FCN):
         return self._crop(self.upscore4(fused), size, "score")  # 1/1
 
 
-def build(recipe: dict, n_class: int) -> FCN8s:
+def build(recipe: dict, n_class: int) -> FCN:
     """FCN-8s on tiny-bn, at the recipe's stage widths and convolutions (the trunk reads ``TINY_WIDTHS`` and
     ``vgg16_features`` as it is built)."""
     own, own_features = backbones.TINY_WIDTHS, backbones.vgg16_features
