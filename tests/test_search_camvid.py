@@ -1,0 +1,144 @@
+"""The pieces of benchmarks/search_camvid.py that its published figures rest on: CutMix, the label-smoothing loss,
+the trunks with other numbers of convolutions, and the net with a skip from pool2."""
+
+import importlib.util
+import os
+
+import numpy as np
+import pytest
+
+import minifcn as mf
+from minifcn.data import IGNORE
+from minifcn.models import FCN8s
+
+SCRIPT = os.path.join(os.path.dirname(__file__), os.pardir, "benchmarks", "search_camvid.py")
+
+
+@pytest.fixture(scope="module")
+def search():
+    spec = importlib.util.spec_from_file_location("search_camvid", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_cutmix_pastes_one_box_of_the_next_image_with_its_labels(search):
+    N, H, W = 5, 12, 16
+    x = np.broadcast_to(np.arange(N, dtype=np.float32)[:, None, None, None], (N, 3, H, W)).copy()
+    y = np.broadcast_to(np.arange(N)[:, None, None], (N, H, W)).copy()
+    mixed_x, mixed_y = search.cutmix(x, y, 1.0, np.random.default_rng(0))
+    assert mixed_x.shape == x.shape and mixed_y.shape == y.shape
+    for i in range(N):
+        pasted = mixed_y[i] == (i + 1) % N
+        assert np.all(pasted | (mixed_y[i] == i))  # each pixel its own or the next image's
+        assert np.array_equal(mixed_x[i], np.where(pasted, (i + 1) % N, i)[None].repeat(3, 0))  # images as labels
+        rows, cols = np.flatnonzero(pasted.any(1)), np.flatnonzero(pasted.any(0))
+        if rows.size:  # the pasted pixels fill their bounding box: one rectangle
+            assert (
+                np.all(pasted[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]) and pasted.sum() == rows.size * cols.size
+            )
+    assert x[0, 0, 0, 0] == 0 and y[1, 0, 0] == 1  # the inputs are left as they were
+    unchanged = search.cutmix(x, y, 0.0, np.random.default_rng(0))
+    assert np.array_equal(unchanged[0], x) and np.array_equal(unchanged[1], y)
+
+
+def test_cutmix_boxes_cover_a_uniform_share_of_the_area_and_the_chosen_share_of_images(search):
+    N, H, W = 4000, 36, 48
+    x, y = np.zeros((N, 1, H, W), np.float32), np.zeros((N, H, W), np.int64)
+    y[1::2] = 1  # every image's next one differs from it everywhere
+    _, mixed = search.cutmix(x, y, 0.5, np.random.default_rng(1))
+    area = (mixed != y).mean(axis=(1, 2))
+    assert abs((area > 0).mean() - 0.5) < 0.03  # half the images chosen (a few boxes round to nothing)
+    chosen = area[area > 0]
+    assert abs(chosen.mean() - 0.5) < 0.03 and abs(np.median(chosen) - 0.5) < 0.05  # area ~ U(0, 1)
+
+
+def test_smoothing_loss_is_the_uniform_targets_cross_entropy_and_its_gradient(search):
+    rng = np.random.default_rng(2)
+    scores = rng.standard_normal((2, 4, 3, 5))
+    labels = rng.integers(0, 4, (2, 3, 5))
+    labels[0, 0, :2] = IGNORE
+    log_p = scores - np.log(np.exp(scores).sum(axis=1, keepdims=True))
+    direct = 0.1 * np.mean([-log_p[n, :, i, j].mean() for n, i, j in zip(*np.nonzero(labels != IGNORE))])
+    x = mf.Tensor(scores, requires_grad=True)
+    loss = search.smoothing_loss(x, labels, 0.1, "cpu")
+    assert abs(loss.item() - direct) < 1e-12
+    loss.backward()
+    assert np.all(x.grad[0, :, 0, :2] == 0)  # ignored pixels get no gradient
+    eps = 1e-6
+    for index in [(0, 1, 2, 3), (1, 3, 0, 0), (0, 0, 1, 4)]:
+        step = np.zeros_like(scores)
+        step[index] = eps
+        up = search.smoothing_loss(mf.Tensor(scores + step), labels, 0.1, "cpu").item()
+        down = search.smoothing_loss(mf.Tensor(scores - step), labels, 0.1, "cpu").item()
+        assert abs((up - down) / (2 * eps) - x.grad[index]) < 1e-8
+
+
+def test_the_trunk_with_vgg16s_convolution_counts_is_tiny_bns_own(search):
+    recipe = dict(search.BASE, **search.VARIANTS["fc6 4x4, enet weights, 1.8x iterations"])
+    mf.manual_seed(0)
+    own = search.build(recipe, 11)
+    mf.manual_seed(0)
+    rebuilt = search.build(dict(recipe, convs=(2, 2, 3, 3, 3)), 11)
+    assert own.trunk_names == rebuilt.trunk_names and own.crop_offsets == rebuilt.crop_offsets
+    for (name, a), (_, b) in zip(own.named_parameters(), rebuilt.named_parameters()):
+        assert a.shape == b.shape and np.array_equal(a.data, b.data), name
+    fewer = search.build(dict(recipe, widths=(8, 16, 48, 96, 128), convs=(1, 1, 2, 2, 2)), 11)
+    convs = [n for n in fewer.trunk_names if n.startswith("conv")]
+    assert convs == ["conv1_1", "conv2_1", "conv3_2", "conv3_3", "conv4_2", "conv4_3", "conv5_2", "conv5_3"]
+    assert fewer.conv3_2.weight.shape == (48, 16, 3, 3) and fewer.crop_offsets == own.crop_offsets
+
+
+def centre(layers: list[tuple[str, int, int, int]]) -> tuple[float, float]:
+    """(input position of unit 0's centre, spacing of the units) after ``layers``: ("conv", k, s, pad) or
+    ("up", k, s, 0) for a transposed convolution, whose output j sits at input unit (j - (k - 1) / 2) / s."""
+    offset, jump = 0.0, 1.0
+    for kind, k, s, pad in layers:
+        if kind == "conv":
+            offset, jump = offset + jump * ((k - 1) / 2 - pad), jump * s
+        else:
+            offset, jump = offset - jump * (k - 1) / 2 / s, jump / s
+    return offset, jump
+
+
+def test_the_pool2_skips_crops_put_each_unit_over_the_same_pixel(search):
+    pad = 22
+    conv, pool = ("conv", 3, 1, 1), ("conv", 2, 2, 0)
+    pool2 = [("conv", 3, 1, pad), conv, pool, conv, conv, pool]
+    top = pool2 + [conv] * 3 + [pool] + [conv] * 3 + [pool] + [conv] * 3 + [pool] + [("conv", 4, 1, 0)]
+    upscore_pool3 = top + [("up", 4, 2, 0)] * 3
+    a, b = centre(pool2), centre(upscore_pool3)
+    final = centre(upscore_pool3 + [("up", 8, 4, 0)])
+    assert a[1] == b[1] == 4 and final[1] == 1
+    net = search.FCN4s(3, "tiny-bn", False, pad=pad, fc6_kernel=4)
+    assert net.crop_offsets["score_pool2c"] == (b[0] - a[0]) / 4
+    assert net.crop_offsets["score"] == -final[0]
+
+
+def test_the_pool2_skip_aligns_at_camvids_sizes_and_adds_pool2s_scores(search):
+    mf.manual_seed(0)
+    net = search.FCN4s(3, "tiny-bn", False, pad=22, fc6_kernel=4)
+    eight = FCN8s(3, "tiny-bn", False, pad=22, fc6_kernel=4)
+    assert {k: net.crop_offsets[k] for k in ("score_pool4c", "score_pool3c")} == {
+        k: eight.crop_offsets[k] for k in ("score_pool4c", "score_pool3c")
+    }
+    net.eval()
+    for H, W in [(180, 240), (360, 480)]:
+        assert net(mf.Tensor(np.zeros((1, 3, H, W), np.float32))).shape == (1, 3, H, W)
+    # only pool2's scores: one class reads one pool2 channel; the output is that map upsampled 4x (bilinear)
+    x = mf.Tensor(np.random.default_rng(3).standard_normal((1, 3, 180, 240)).astype(np.float32))
+    net.score_pool2.weight.data[1, 0] = 1.0
+    pool2 = net.features(x)["pool2"].data[0, 0]
+    out = net(x).data[0]
+    assert np.all(out[0] == 0) and np.all(out[2] == 0)
+    top = net.features(x)["top"]
+    h3, w3 = net.upscore_pool3(net.upscore_pool4(net.upscore2(net.score_fr(top)))).shape[2:]  # the 1/4 grid
+    o = net.crop_offsets["score_pool2c"]
+    cropped = pool2[o : o + h3, o : o + w3]
+    up = np.zeros(((h3 - 1) * 4 + 8, (w3 - 1) * 4 + 8))
+    kernel = np.array([1, 3, 5, 7, 7, 5, 3, 1]) / 8  # bilinear, kernel 8, stride 4 (Sec. 3.3)
+    for i in range(h3):  # the transposed convolution, as a loop over the map's units
+        for j in range(w3):
+            up[4 * i : 4 * i + 8, 4 * j : 4 * j + 8] += cropped[i, j] * np.outer(kernel, kernel)
+    c = net.crop_offsets["score"]
+    assert np.allclose(out[1], up[c : c + 180, c : c + 240], atol=1e-5)
