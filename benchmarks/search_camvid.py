@@ -36,7 +36,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), os.p
 
 import minifcn as mf  # noqa: E402
 import minifcn.functional as F  # noqa: E402
-from minifcn.backend import to_device  # noqa: E402
+from minifcn.backend import device_of, to_device  # noqa: E402
 from minifcn.data import BALANCING, HELD_OUT_DRIVE, IGNORE, Augment, BatchLoader, CamVid  # noqa: E402
 from minifcn.data.transforms import rescale  # noqa: E402
 from minifcn.metrics import confusion_matrix, segmentation_scores  # noqa: E402
@@ -70,6 +70,9 @@ BASE = dict(
     pool2=False,  # a fourth skip, from pool2 (FCN4s below)
     cutmix=0.0,  # the share of images that get a box (and its labels) pasted from the next image of the batch
     smoothing=0.0,  # label smoothing: this share of each pixel's target spread evenly over the classes
+    per_image=False,  # each image standardised by its own channel means and deviations (standardised below)
+    context=False,  # ParseNet's global context (GlobalContext8s below)
+    dilated=None,  # ((stage 4 and 5 widths), fc width, pool3 skip): Dilated8s below, at 1/8; None: FCN-8s
 )
 FINALIST = dict(pad=21, fc6=4, weights="enet", iters=1.8)
 QUICK = dict(learn_up=True, beta2=0.99, warmup=100)  # the quick preset's settings beside its geometry
@@ -110,6 +113,12 @@ VARIANTS = {
     "finalist, convolutions 1-1-2-2-2, widths 8-16-48-96-128": dict(
         FINALIST, widths=(8, 16, 48, 96, 128), convs=(1, 1, 2, 2, 2)
     ),
+    "finalist, each image standardised": dict(FINALIST, per_image=True),
+    "finalist, colour jitter 0.5": dict(FINALIST, colour=0.5),
+    "finalist, global context (ParseNet)": dict(FINALIST, context=True),
+    # a trunk that stays at 1/8 with dilated stages 4 and 5, as ENet: no pad, no crops to derive
+    "finalist, dilated at 1/8, stages 4-5 64 wide, fc 128": dict(FINALIST, dilated=((64, 64), 128, False)),
+    "finalist, dilated at 1/8, stages 4-5 64 wide, fc 128, pool3 skip": dict(FINALIST, dilated=((64, 64), 128, True)),
 }
 
 
@@ -143,9 +152,18 @@ class FullSizeLabels:
         return self.resized[i][0], self.labels[i]
 
 
-def inputs_of(dataset: Resized, indices: range) -> np.ndarray:
+def standardised(image: np.ndarray) -> np.ndarray:
+    """TORCHVISION's (3, H, W), then each channel less its own mean over the image, over its own deviation: a
+    drive's brighter or duller light no longer moves the net's inputs. A float64 sum over the pixels."""
+    x = TORCHVISION(image)
+    mean = x.mean(axis=(1, 2), keepdims=True, dtype=np.float64)
+    std = x.std(axis=(1, 2), keepdims=True, dtype=np.float64)
+    return ((x - mean) / np.maximum(std, 1e-6)).astype(np.float32)
+
+
+def inputs_of(dataset: Resized, indices: range, preprocess=TORCHVISION) -> np.ndarray:
     """The preprocessed images (N, 3, H, W) of ``indices`` (all of one size here)."""
-    return np.stack([TORCHVISION(dataset[i][0]) for i in indices])
+    return np.stack([preprocess(dataset[i][0]) for i in indices])
 
 
 def score(model, dataset: Resized, device: str, flip: bool, batch: int = 8) -> dict:
@@ -155,7 +173,7 @@ def score(model, dataset: Resized, device: str, flip: bool, batch: int = 8) -> d
     with mf.no_grad():
         for start in range(0, len(dataset), batch):
             chunk = range(start, min(start + batch, len(dataset)))
-            x = to_device(inputs_of(dataset, chunk), device)
+            x = to_device(inputs_of(dataset, chunk, model.preprocess), device)
             scores = model(mf.Tensor(x)).data
             if flip:
                 scores = (scores + model(mf.Tensor(x[..., ::-1].copy())).data[..., ::-1]) / 2
@@ -260,15 +278,85 @@ class FCN4s(FCN):
         return self._crop(self.upscore4(fused), size, "score")  # 1/1
 
 
+class Dilated8s(mf.nn.Module):
+    """A net that stops pooling at 1/8 and widens its view instead, as ENet and the dilated nets of Yu and Koltun
+    (2016) do; the FCN paper's shift-and-stitch (Sec. 3.2) is the same trick, with the filters spread out.
+
+    Stages 1-3 are tiny-bn's (pool3 at 1/8); stages 4 and 5 keep pool3's grid with 3x3 convolutions dilated 2 and
+    4 (Sec. 3.2's filter rarefaction), fc6 is a 3x3 dilated 8, fc7 1x1, then one 1x1 score layer and a fixed 8x
+    bilinear upsampling. Batch norm after every convolution. Padding d keeps each dilated map's size, so no crop
+    needs deriving: (N, 3, H, W) in, (N, n_class, H, W) out, the last crop at 4 (the 16x16 kernel's centre, 7.5,
+    against a 1/8 cell's, 3.5)."""
+
+    def __init__(self, n_class: int, widths: tuple, fc: int, skip: bool):
+        super().__init__()
+        layers, c_in = {}, 3
+        for stage, (width, n) in enumerate(zip(widths, (2, 2, 3, 3, 3)), 1):
+            d = 1 if stage <= 3 else 2 ** (stage - 3)
+            for k in range(1, n + 1):
+                layers[f"conv{stage}_{k}"] = mf.nn.Conv2d(c_in, width, 3, padding=d, dilation=d)
+                layers[f"bn{stage}_{k}"] = mf.nn.BatchNorm2d(width)
+                layers[f"relu{stage}_{k}"], c_in = backbones.relu(), width
+            if stage <= 3:
+                layers[f"pool{stage}"] = mf.nn.MaxPool2d(2, stride=2, ceil_mode=True)
+        layers["fc6"] = mf.nn.Conv2d(c_in, fc, 3, padding=8, dilation=8)
+        layers.update(bn6=mf.nn.BatchNorm2d(fc), relu6=backbones.relu(), fc7=mf.nn.Conv2d(fc, fc, 1))
+        layers.update(bn7=mf.nn.BatchNorm2d(fc), relu7=backbones.relu())
+        for layer in layers.values():
+            if isinstance(layer, mf.nn.Conv2d):  # He-normal weights and zero biases, as the FCNs' convolutions
+                fan_in = layer.in_channels * 9 if layer.kernel_size == (3, 3) else layer.in_channels
+                layer.weight.data = mf.nn.he_normal(layer.weight.shape, fan_in)
+                layer.bias.data = np.zeros_like(layer.bias.data)
+        names = list(layers)
+        cut = names.index("pool3") + 1
+        self.low = mf.nn.Sequential({name: layers[name] for name in names[:cut]})  # stages 1-3, to 1/8
+        self.high = mf.nn.Sequential({name: layers[name] for name in names[cut:]})  # stages 4, 5, fc6, fc7 at 1/8
+        self.score = zero_score_layer(fc, n_class, np.float32)
+        self.score_pool3 = zero_score_layer(widths[2], n_class, np.float32) if skip else None
+        self.upscore = upsampling_layer(n_class, 8, False, np.float32)
+
+    def forward(self, x: mf.Tensor) -> mf.Tensor:
+        pool3 = self.low(x)
+        scores = self.score(self.high(pool3))
+        if self.score_pool3 is not None:  # FCN-8s's pool3 skip, on the same grid: no upsampling, no crop
+            scores = scores + self.score_pool3(pool3)
+        return F.crop(self.upscore(scores), x.shape[2:], 4)
+
+
+class GlobalContext8s(FCN8s):
+    """FCN-8s whose 1/32 scores also read the whole image: fc7 averaged over every cell, scored by its own 1x1
+    layer and added at each cell, as ParseNet (Liu et al. 2015) adds global context to an FCN. (N, 3, H, W) in,
+    (N, n_class, H, W) out; the crops are FCN-8s's, since the added term has fc7's grid."""
+
+    def __init__(self, n_class: int, backbone: str, learnable_upsampling: bool, pad: int, fc6_kernel: int):
+        super().__init__(n_class, backbone, learnable_upsampling, np.float32, pad, fc6_kernel)
+        self.score_global = zero_score_layer(self.score_fr.in_channels, self.n_class, np.float32)
+
+    def decode(self, taps: dict, size: tuple) -> mf.Tensor:
+        pool3, pool4, fc7 = taps["pool3"], taps["pool4"], taps["top"]
+        h, w = fc7.shape[2:]
+        tile = np.eye(self.n_class, dtype=np.float32)[:, :, None, None] * np.ones((h, w), np.float32)
+        glob = self.score_global(F.avg_pool2d(fc7, (h, w)))  # (N, n_class, 1, 1)
+        context = F.conv_transpose2d(glob, mf.Tensor(to_device(tile, device_of(glob.data))))  # copied to (h, w)
+        upscore2 = self.upscore2(self.score_fr(fc7) + context)  # 1/16
+        score_pool4c = self._crop(self.score_pool4(pool4), upscore2, "score_pool4c")
+        upscore_pool4 = self.upscore_pool4(upscore2 + score_pool4c)  # 1/8
+        score_pool3c = self._crop(self.score_pool3(pool3), upscore_pool4, "score_pool3c")
+        return self._crop(self.upscore8(upscore_pool4 + score_pool3c), size, "score")
+
+
 def build(recipe: dict, n_class: int) -> FCN:
     """FCN-8s on tiny-bn, at the recipe's stage widths and convolutions (the trunk reads ``TINY_WIDTHS`` and
     ``vgg16_features`` as it is built)."""
+    if recipe["dilated"]:
+        (c4, c5), fc, skip = recipe["dilated"]
+        return Dilated8s(n_class, (4, 8, 32, c4, c5), fc, skip)
     own, own_features = backbones.TINY_WIDTHS, backbones.vgg16_features
     backbones.TINY_WIDTHS = recipe["widths"] or own
     if recipe["convs"]:
         backbones.vgg16_features = features_with(recipe["convs"])
     try:
-        net = FCN4s if recipe["pool2"] else FCN8s
+        net = FCN4s if recipe["pool2"] else GlobalContext8s if recipe["context"] else FCN8s
         return net(n_class, "tiny-bn", recipe["learn_up"], pad=recipe["pad"], fc6_kernel=recipe["fc6"])
     finally:
         backbones.TINY_WIDTHS, backbones.vgg16_features = own, own_features
@@ -278,6 +366,7 @@ def train(recipe: dict, train_set: Resized, seed: int, args) -> tuple:
     mf.manual_seed(seed)
     model = build(recipe, train_set.n_class)
     randomise_scores(model, seed)
+    model.preprocess = standardised if recipe["per_image"] else TORCHVISION
     model.to(args.device).train()
     optimiser = Adam(
         model.parameters(), lr=recipe["lr"], betas=(0.9, recipe["beta2"]), weight_decay=recipe["weight_decay"]
@@ -289,7 +378,7 @@ def train(recipe: dict, train_set: Resized, seed: int, args) -> tuple:
         side = round(recipe["crop"] * args.scale)
         crop = (side, side)
     loader = BatchLoader(
-        train_set, recipe["batch"], TORCHVISION, Augment(True, scale, crop, colour=recipe["colour"]), seed=seed
+        train_set, recipe["batch"], model.preprocess, Augment(True, scale, crop, colour=recipe["colour"]), seed=seed
     )
     weights = None if recipe["weights"] == "none" else BALANCING[recipe["weights"]](train_set) ** recipe["weight_power"]
     weight = None if weights is None else to_device(weights.astype(np.float32), args.device)
@@ -352,7 +441,10 @@ def row(name: str, seed: int, model, seconds: float, train_set: Resized, held_ou
     rare = [held_out.classes.index(c) for c in RARE]
     plain, flipped, on_val = (score(model, held_out, device, False), score(model, held_out, device, True),
                               score(model, val, device, False))  # fmt: skip
-    batches = [inputs_of(train_set, range(i, min(i + 4, len(train_set)))) for i in range(0, len(train_set), 4)]
+    batches = [
+        inputs_of(train_set, range(i, min(i + 4, len(train_set))), model.preprocess)
+        for i in range(0, len(train_set), 4)
+    ]
     recompute_batch_norm(model, (mf.Tensor(to_device(x, device)) for x in batches))
     recomputed, both = score(model, held_out, device, False), score(model, held_out, device, True)
     cells = [plain, recomputed, flipped, both, on_val]

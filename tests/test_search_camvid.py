@@ -1,5 +1,6 @@
 """The pieces of benchmarks/search_camvid.py that its published figures rest on: CutMix, the label-smoothing loss,
-the trunks with other numbers of convolutions, and the net with a skip from pool2."""
+the trunks with other numbers of convolutions, the net with a skip from pool2, the dilated net that stays at 1/8,
+the net with global context, and the per-image standardisation."""
 
 import importlib.util
 import os
@@ -142,3 +143,66 @@ def test_the_pool2_skip_aligns_at_camvids_sizes_and_adds_pool2s_scores(search):
             up[4 * i : 4 * i + 8, 4 * j : 4 * j + 8] += cropped[i, j] * np.outer(kernel, kernel)
     c = net.crop_offsets["score"]
     assert np.allclose(out[1], up[c : c + 180, c : c + 240], atol=1e-5)
+
+
+def bilinear_up8(cells: np.ndarray) -> np.ndarray:
+    """8x bilinear upsampling (kernel 16, stride 8, Sec. 3.3) of an (h, w) map, as a loop over its units."""
+    h, w = cells.shape
+    kernel = np.arange(1, 17) / 8.0
+    kernel = np.minimum(kernel, kernel[::-1]) - 1 / 16  # 1/16, 3/16, ..., 15/16, 15/16, ..., 1/16
+    up = np.zeros(((h - 1) * 8 + 16, (w - 1) * 8 + 16))
+    for i in range(h):
+        for j in range(w):
+            up[8 * i : 8 * i + 16, 8 * j : 8 * j + 16] += cells[i, j] * np.outer(kernel, kernel)
+    return up
+
+
+def test_the_dilated_net_stays_at_one_eighth_and_puts_each_cell_over_its_pixels(search):
+    mf.manual_seed(0)
+    net = search.Dilated8s(3, (4, 8, 32, 16, 16), 24, skip=True)
+    net.eval()
+    layers = dict(net.high.named_children())
+    assert [layers[f"conv4_{k}"].dilation for k in (1, 2, 3)] == [(2, 2)] * 3
+    assert [layers[f"conv5_{k}"].dilation for k in (1, 2, 3)] == [(4, 4)] * 3
+    assert layers["fc6"].dilation == (8, 8) and layers["fc7"].kernel_size == (1, 1)
+    for H, W in [(180, 240), (181, 243)]:
+        x = mf.Tensor(np.random.default_rng(4).standard_normal((1, 3, H, W)).astype(np.float32))
+        pool3 = net.low(x)
+        assert pool3.shape[2:] == (-(-H // 8), -(-W // 8)) == net.high(pool3).shape[2:]  # ceil pooling, then 1/8
+        # only pool3's scores: one class reads pool3's channel 0. Cell i covers pixels 8i..8i+7, centre 8i + 3.5;
+        # the kernel's centre is 7.5 past 8i, so the crop that lays one on the other starts at 4.
+        net.score_pool3.weight.data[...] = 0.0
+        net.score_pool3.weight.data[1, 0] = 1.0
+        out = net(x).data[0]
+        assert out.shape == (3, H, W) and np.all(out[0] == 0) and np.all(out[2] == 0)
+        assert np.allclose(out[1], bilinear_up8(pool3.data[0, 0])[4 : 4 + H, 4 : 4 + W], atol=1e-5)
+
+
+def test_global_context_adds_the_scored_image_mean_of_fc7_at_every_cell(search):
+    mf.manual_seed(0)
+    net = search.GlobalContext8s(3, "tiny-bn", False, pad=21, fc6_kernel=4)
+    net.eval()
+    rng = np.random.default_rng(5)
+    net.score_fr.weight.data[...] = rng.standard_normal(net.score_fr.weight.shape) * 0.1
+    net.score_global.weight.data[...] = rng.standard_normal(net.score_global.weight.shape) * 0.1
+    net.score_global.bias.data[...] = rng.standard_normal(3)
+    x = mf.Tensor(rng.standard_normal((1, 3, 180, 240)).astype(np.float32))
+    taps = net.features(x)
+    with_context = net.decode(taps, (180, 240)).data
+    fc7 = taps["top"].data[0].astype(np.float64)  # (fc, h, w)
+    context = net.score_global.weight.data[:, :, 0, 0] @ fc7.mean(axis=(1, 2)) + net.score_global.bias.data
+    net.score_fr.bias.data += context.astype(np.float32)  # the same term, as a bias of the 1/32 scores
+    plain = FCN8s.decode(net, taps, (180, 240)).data
+    assert np.abs(context).max() > 0.1 and np.allclose(with_context, plain, atol=1e-5)
+
+
+def test_each_image_standardised_has_zero_mean_unit_deviation_and_ignores_its_light(search):
+    image = np.random.default_rng(6).integers(0, 100, (20, 30, 3)).astype(np.uint8)
+    x = search.standardised(image)
+    assert x.shape == (3, 20, 30) and x.dtype == np.float32
+    assert np.allclose(x.mean(axis=(1, 2)), 0, atol=1e-6) and np.allclose(x.std(axis=(1, 2)), 1, atol=1e-6)
+    brighter = (image.astype(np.int64) * 2 + 30).astype(np.uint8)  # a brighter, higher-contrast day
+    assert np.allclose(search.standardised(brighter), x, atol=1e-5)
+    by_hand = image.transpose(2, 0, 1).astype(np.float64)
+    by_hand = (by_hand - by_hand.mean(axis=(1, 2), keepdims=True)) / by_hand.std(axis=(1, 2), keepdims=True)
+    assert np.allclose(x, by_hand, atol=1e-5)
