@@ -13,6 +13,8 @@ Each checkpoint (``best.npz`` or ``last.npz`` of a ``python -m minifcn.train`` r
 - the class scores of the image and of its mirror image averaged;
 - the class scores at 0.75, 1 and 1.25 times the size averaged (each resized bilinearly to 480x360);
 - both of the last two: six passes;
+- each image's light matched to the training images': its channels' means and deviations moved to the average
+  ones of ``train-without-0006R0`` (the held-out drive is brighter: its pixels average about 138 against 97);
 - half of the class weighting taken back: a loss that weighs class c by w_c learns scores whose softmax is
   proportional to w_c p(c | image), so the rare classes are called more often than they occur and lose IU to
   false alarms; subtracting 0.5 ln w_c from the log-softmax scores (the weights from the checkpoint) takes
@@ -44,14 +46,40 @@ from minifcn.metrics import confusion_matrix, segmentation_scores  # noqa: E402
 from minifcn.nn import BatchNorm2d  # noqa: E402
 
 DEFAULT_ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "shared", "data", "CamVid")
-WAYS = {  # name -> (batch norm from each image's statistics, scales, mirror too, share of weighting taken back)
-    "as trained": (False, (1.0,), False, 0.0),
-    "batch norm per image": (True, (1.0,), False, 0.0),
-    "+ mirror image": (False, (1.0,), True, 0.0),
-    "scales 0.75, 1, 1.25": (False, (0.75, 1.0, 1.25), False, 0.0),
-    "scales and mirror": (False, (0.75, 1.0, 1.25), True, 0.0),
-    "half the class weighting taken back": (False, (1.0,), False, 0.5),
+WAYS = {  # name -> (batch norm from each image's statistics, scales, mirror too, share of weighting taken back,
+    #                 light matched to the training images')
+    "as trained": (False, (1.0,), False, 0.0, False),
+    "batch norm per image": (True, (1.0,), False, 0.0, False),
+    "+ mirror image": (False, (1.0,), True, 0.0, False),
+    "scales 0.75, 1, 1.25": (False, (0.75, 1.0, 1.25), False, 0.0, False),
+    "scales and mirror": (False, (0.75, 1.0, 1.25), True, 0.0, False),
+    "light matched to training": (False, (1.0,), False, 0.0, True),
+    "half the class weighting taken back": (False, (1.0,), False, 0.5, False),
 }
+
+
+class LightMatched:
+    """The images of ``dataset`` with each channel's mean and deviation over the image moved to ``light`` (2, 3):
+    the average per-image means and deviations of another split. Rounded and clipped to 0..255."""
+
+    def __init__(self, dataset: CamVid, light: np.ndarray):
+        self.dataset, self.light, self.n_class = dataset, light, dataset.n_class
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, i: int):
+        image, label = self.dataset[i]
+        pixels = image.reshape(-1, 3).astype(np.float64)
+        standard = (pixels - pixels.mean(axis=0)) / np.maximum(pixels.std(axis=0), 1e-6)
+        matched = standard * self.light[1] + self.light[0]
+        return np.clip(np.rint(matched), 0, 255).astype(np.uint8).reshape(image.shape), label
+
+
+def light_of(dataset: CamVid) -> np.ndarray:
+    """(2, 3): the per-channel mean and deviation of each image of ``dataset``, averaged over its images."""
+    pixels = (dataset[i][0].reshape(-1, 3).astype(np.float64) for i in range(len(dataset)))
+    return np.mean([(p.mean(axis=0), p.std(axis=0)) for p in pixels], axis=0)
 
 
 def class_scores(model, preprocess, image: np.ndarray, scale: float, mirror: bool) -> np.ndarray:
@@ -68,7 +96,7 @@ def class_scores(model, preprocess, image: np.ndarray, scale: float, mirror: boo
     return scores[:, :, ::-1] if mirror else scores
 
 
-def confusion(path: str, dataset: CamVid, per_image_bn: bool, scales: tuple, mirror: bool, taken_back: float):
+def confusion(path: str, dataset, per_image_bn: bool, scales: tuple, mirror: bool, taken_back: float):
     """The (K, K) confusion matrix (true class by row) of the checkpoint at ``path`` scored that way."""
     checkpoint = load_checkpoint(path)
     model, preprocess = model_from_checkpoint(checkpoint), preprocessing_of(checkpoint)
@@ -99,6 +127,11 @@ def main() -> None:
     p.add_argument("--ways", nargs="+", metavar="NAME", choices=list(WAYS), default=list(WAYS))
     args = p.parse_args()
     dataset = CamVid(args.data_root, args.split)
+    light = (
+        light_of(CamVid(args.data_root, f"train-without-{HELD_OUT_DRIVE}"))
+        if "light matched to training" in args.ways
+        else None
+    )
     print(f"CamVid {args.split}: {len(dataset)} images at 480x360\n")
     print("| checkpoint | way | mean IU | pixel acc | seconds |")
     print("|---|---|---|---|---|")
@@ -106,7 +139,8 @@ def main() -> None:
     for path in args.checkpoints:
         for way in args.ways:
             start = time.perf_counter()
-            hist = confusion(path, dataset, *WAYS[way])
+            *how, matched = WAYS[way]
+            hist = confusion(path, LightMatched(dataset, light) if matched else dataset, *how)
             s, seconds = segmentation_scores(hist), time.perf_counter() - start
             print(f"| {path} | {way} | {s['mean_iu']:.3f} | {s['pixel_acc']:.3f} | {seconds:.0f} |", flush=True)
             if way == "as trained":
