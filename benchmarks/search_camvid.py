@@ -25,6 +25,7 @@ On a GPU, run it at ``--scale 1 --iters 2000`` for the presets' own size.
 from __future__ import annotations
 
 import argparse
+import copy
 import os
 import sys
 import time
@@ -72,6 +73,7 @@ BASE = dict(
     smoothing=0.0,  # label smoothing: this share of each pixel's target spread evenly over the classes
     per_image=False,  # each image standardised by its own channel means and deviations (standardised below)
     context=False,  # ParseNet's global context (GlobalContext8s below)
+    with_val=False,  # val's 101 images (drive 0016E5) trained on too; val's score is then no longer a held-out one
     dilated=None,  # ((stage 4 and 5 widths), fc width, pool3 skip): Dilated8s below, at 1/8; None: FCN-8s
 )
 FINALIST = dict(pad=21, fc6=4, weights="enet", iters=1.8)
@@ -115,6 +117,7 @@ VARIANTS = {
     ),
     "finalist, each image standardised": dict(FINALIST, per_image=True),
     "finalist, colour jitter 0.5": dict(FINALIST, colour=0.5),
+    "finalist, val's images trained on too": dict(FINALIST, with_val=True),
     "finalist, global context (ParseNet)": dict(FINALIST, context=True),
     # a trunk that stays at 1/8 with dilated stages 4 and 5, as ENet: no pad, no crops to derive
     "finalist, dilated at 1/8, stages 4-5 64 wide, fc 128": dict(FINALIST, dilated=((64, 64), 128, False)),
@@ -135,6 +138,13 @@ class Resized:
 
     def __getitem__(self, i: int):
         return self.items[i]
+
+
+def joined(a: Resized, b: Resized) -> Resized:
+    """The items of ``a`` then those of ``b``, as one split."""
+    both = copy.copy(a)
+    both.items, both.split = a.items + b.items, f"{a.split}+{b.split}"
+    return both
 
 
 class FullSizeLabels:
@@ -432,8 +442,10 @@ def main() -> None:
     print("|---|---|---|---|---|---|---|---|---|")
     for name in names:
         for seed in args.seeds:
-            model, seconds = train(dict(BASE, **VARIANTS[name]), train_set, seed, args)
-            print(row(name, seed, model, seconds, train_set, held_out, val, args.device), flush=True)
+            recipe = dict(BASE, **VARIANTS[name])
+            data = joined(train_set, val.resized if args.score_full_size else val) if recipe["with_val"] else train_set
+            model, seconds = train(recipe, data, seed, args)
+            print(row(name, seed, model, seconds, data, held_out, val, args.device), flush=True)
 
 
 def row(name: str, seed: int, model, seconds: float, train_set: Resized, held_out: Resized, val: Resized, device: str):

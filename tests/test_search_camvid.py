@@ -206,3 +206,11 @@ def test_each_image_standardised_has_zero_mean_unit_deviation_and_ignores_its_li
     by_hand = image.transpose(2, 0, 1).astype(np.float64)
     by_hand = (by_hand - by_hand.mean(axis=(1, 2), keepdims=True)) / by_hand.std(axis=(1, 2), keepdims=True)
     assert np.allclose(x, by_hand, atol=1e-5)
+
+
+def test_joined_splits_keep_both_item_lists_in_order(search):
+    a, b = object.__new__(search.Resized), object.__new__(search.Resized)
+    a.items, a.split, a.n_class, b.items, b.split = [1, 2], "train-without-0006R0", 11, [3], "val"
+    both = search.joined(a, b)
+    assert both.items == [1, 2, 3] and len(both) == 3 and both[2] == 3 and both.n_class == 11
+    assert both.split == "train-without-0006R0+val" and a.items == [1, 2] and a.split == "train-without-0006R0"
