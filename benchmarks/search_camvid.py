@@ -73,6 +73,7 @@ BASE = dict(
     smoothing=0.0,  # label smoothing: this share of each pixel's target spread evenly over the classes
     per_image=False,  # each image standardised by its own channel means and deviations (standardised below)
     context=False,  # ParseNet's global context (GlobalContext8s below)
+    swa=0.0,  # stochastic weight averaging over this last share of the iterations, the lr held where it was
     with_val=False,  # val's 101 images (drive 0016E5) trained on too; val's score is then no longer a held-out one
     dilated=None,  # ((stage 4 and 5 widths), fc width, pool3 skip): Dilated8s below, at 1/8; None: FCN-8s
 )
@@ -117,6 +118,7 @@ VARIANTS = {
     ),
     "finalist, each image standardised": dict(FINALIST, per_image=True),
     "finalist, colour jitter 0.5": dict(FINALIST, colour=0.5),
+    "finalist, weights averaged over the last quarter (SWA)": dict(FINALIST, swa=0.25),
     "finalist, val's images trained on too": dict(FINALIST, with_val=True),
     "finalist, global context (ParseNet)": dict(FINALIST, context=True),
     # a trunk that stays at 1/8 with dilated stages 4 and 5, as ENet: no pad, no crops to derive
@@ -394,11 +396,12 @@ def train(recipe: dict, train_set: Resized, seed: int, args) -> tuple:
     weight = None if weights is None else to_device(weights.astype(np.float32), args.device)
     start, iters = time.perf_counter(), round(args.iters * recipe.get("iters", 1))
     rng = np.random.default_rng(seed + 1000)
+    swa_start, averaged = iters - round(iters * recipe["swa"]), None
     for t in range(iters):
         x, y = loader.batch(t)
         if recipe["cutmix"]:
             x, y = cutmix(x, y, recipe["cutmix"], rng)
-        optimiser.lr = learning_rate(recipe["lr"], t, iters, "poly", warmup=recipe["warmup"])
+        optimiser.lr = learning_rate(recipe["lr"], min(t, swa_start), iters, "poly", warmup=recipe["warmup"])
         scores = model(mf.Tensor(to_device(x, args.device)))
         loss = F.softmax_cross_entropy(scores, to_device(y, args.device), weight=weight)
         if recipe["smoothing"]:
@@ -406,7 +409,21 @@ def train(recipe: dict, train_set: Resized, seed: int, args) -> tuple:
         optimiser.zero_grad()
         loss.backward()
         optimiser.step()
+        if t >= swa_start:
+            averaged = swa_update(averaged, model, t - swa_start)
+    if averaged is not None:  # the running statistics belong to the last weights: recompute them (the row does)
+        for p, mean in zip(model.parameters(), averaged):
+            p.data = to_device(mean.astype(p.data.dtype), args.device)
     return model, time.perf_counter() - start
+
+
+def swa_update(averaged: list | None, model, k: int) -> list:
+    """SWA (Izmailov et al. 2018): the running mean, in float64, of the parameters after each of the last steps;
+    ``k`` steps were averaged before this one."""
+    now = [to_device(p.data, "cpu").astype(np.float64) for p in model.parameters()]
+    if averaged is None:
+        return now
+    return [mean + (p - mean) / (k + 1) for mean, p in zip(averaged, now)]
 
 
 def main() -> None:

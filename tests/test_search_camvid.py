@@ -214,3 +214,17 @@ def test_joined_splits_keep_both_item_lists_in_order(search):
     both = search.joined(a, b)
     assert both.items == [1, 2, 3] and len(both) == 3 and both[2] == 3 and both.n_class == 11
     assert both.split == "train-without-0006R0+val" and a.items == [1, 2] and a.split == "train-without-0006R0"
+
+
+def test_swa_keeps_the_plain_mean_of_the_parameters_after_each_step(search):
+    model = mf.nn.Conv2d(2, 3, 1)
+    rng = np.random.default_rng(7)
+    seen, averaged = [], None
+    for k in range(5):
+        model.weight.data = rng.standard_normal(model.weight.shape).astype(np.float32)
+        model.bias.data = rng.standard_normal(3).astype(np.float32)
+        seen.append([model.weight.data.copy(), model.bias.data.copy()])
+        averaged = search.swa_update(averaged, model, k)
+        for mean, i in zip(averaged, (0, 1)):
+            assert mean.dtype == np.float64
+            assert np.allclose(mean, np.mean([s[i].astype(np.float64) for s in seen], axis=0), atol=1e-12)
