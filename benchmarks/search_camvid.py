@@ -119,6 +119,10 @@ VARIANTS = {
     "finalist, each image standardised": dict(FINALIST, per_image=True),
     "finalist, colour jitter 0.5": dict(FINALIST, colour=0.5),
     "finalist, weights averaged over the last quarter (SWA)": dict(FINALIST, swa=0.25),
+    # the changes that scored at or above the finalist, together
+    "finalist, square root of ENet's weights, cutmix on half, SWA": dict(
+        FINALIST, weight_power=0.5, cutmix=0.5, swa=0.25
+    ),
     "finalist, val's images trained on too": dict(FINALIST, with_val=True),
     "finalist, global context (ParseNet)": dict(FINALIST, context=True),
     # a trunk that stays at 1/8 with dilated stages 4 and 5, as ENet: no pad, no crops to derive
