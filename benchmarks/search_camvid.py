@@ -295,6 +295,14 @@ class FCN4s(FCN):
         return self._crop(self.upscore4(fused), size, "score")  # 1/1
 
 
+def dilated_conv(in_channels: int, out_channels: int, kernel_size: int, d: int) -> mf.nn.Conv2d:
+    """``backbones.conv`` (the FCNs' He-normal weights, zero biases at lr_mult 2) with its taps ``d`` apart and
+    padding d, which keeps a 3x3's map the size of its input."""
+    layer = backbones.conv(in_channels, out_channels, kernel_size, padding=d)
+    layer.dilation = (d, d)
+    return layer
+
+
 class Dilated8s(mf.nn.Module):
     """A net that stops pooling at 1/8 and widens its view instead, as ENet and the dilated nets of Yu and Koltun
     (2016) do; the FCN paper's shift-and-stitch (Sec. 3.2) is the same trick, with the filters spread out.
@@ -311,19 +319,14 @@ class Dilated8s(mf.nn.Module):
         for stage, (width, n) in enumerate(zip(widths, (2, 2, 3, 3, 3)), 1):
             d = 1 if stage <= 3 else 2 ** (stage - 3)
             for k in range(1, n + 1):
-                layers[f"conv{stage}_{k}"] = mf.nn.Conv2d(c_in, width, 3, padding=d, dilation=d)
+                layers[f"conv{stage}_{k}"] = dilated_conv(c_in, width, 3, d)
                 layers[f"bn{stage}_{k}"] = mf.nn.BatchNorm2d(width)
                 layers[f"relu{stage}_{k}"], c_in = backbones.relu(), width
             if stage <= 3:
                 layers[f"pool{stage}"] = mf.nn.MaxPool2d(2, stride=2, ceil_mode=True)
-        layers["fc6"] = mf.nn.Conv2d(c_in, fc, 3, padding=8, dilation=8)
-        layers.update(bn6=mf.nn.BatchNorm2d(fc), relu6=backbones.relu(), fc7=mf.nn.Conv2d(fc, fc, 1))
+        layers["fc6"] = dilated_conv(c_in, fc, 3, 8)
+        layers.update(bn6=mf.nn.BatchNorm2d(fc), relu6=backbones.relu(), fc7=backbones.conv(fc, fc, 1))
         layers.update(bn7=mf.nn.BatchNorm2d(fc), relu7=backbones.relu())
-        for layer in layers.values():
-            if isinstance(layer, mf.nn.Conv2d):  # He-normal weights and zero biases, as the FCNs' convolutions
-                fan_in = layer.in_channels * 9 if layer.kernel_size == (3, 3) else layer.in_channels
-                layer.weight.data = mf.nn.he_normal(layer.weight.shape, fan_in)
-                layer.bias.data = np.zeros_like(layer.bias.data)
         names = list(layers)
         cut = names.index("pool3") + 1
         self.low = mf.nn.Sequential({name: layers[name] for name in names[:cut]})  # stages 1-3, to 1/8
@@ -343,7 +346,8 @@ class Dilated8s(mf.nn.Module):
 class GlobalContext8s(FCN8s):
     """FCN-8s whose 1/32 scores also read the whole image: fc7 averaged over every cell, scored by its own 1x1
     layer and added at each cell, as ParseNet (Liu et al. 2015) adds global context to an FCN. (N, 3, H, W) in,
-    (N, n_class, H, W) out; the crops are FCN-8s's, since the added term has fc7's grid."""
+    (N, n_class, H, W) out; the crops are FCN-8s's, since the added term has fc7's grid. ``decode`` is FCN-8s's
+    with that one term added."""
 
     def __init__(self, n_class: int, backbone: str, learnable_upsampling: bool, pad: int, fc6_kernel: int):
         super().__init__(n_class, backbone, learnable_upsampling, np.float32, pad, fc6_kernel)
@@ -352,9 +356,10 @@ class GlobalContext8s(FCN8s):
     def decode(self, taps: dict, size: tuple) -> mf.Tensor:
         pool3, pool4, fc7 = taps["pool3"], taps["pool4"], taps["top"]
         h, w = fc7.shape[2:]
+        glob = self.score_global(F.avg_pool2d(fc7, (h, w)))  # (N, n_class, 1, 1): the image's mean, scored
+        # copied to every cell: a transposed convolution whose kernel takes each class to itself, all ones over (h, w)
         tile = np.eye(self.n_class, dtype=np.float32)[:, :, None, None] * np.ones((h, w), np.float32)
-        glob = self.score_global(F.avg_pool2d(fc7, (h, w)))  # (N, n_class, 1, 1)
-        context = F.conv_transpose2d(glob, mf.Tensor(to_device(tile, device_of(glob.data))))  # copied to (h, w)
+        context = F.conv_transpose2d(glob, mf.Tensor(to_device(tile, device_of(glob.data))))  # (N, n_class, h, w)
         upscore2 = self.upscore2(self.score_fr(fc7) + context)  # 1/16
         score_pool4c = self._crop(self.score_pool4(pool4), upscore2, "score_pool4c")
         upscore_pool4 = self.upscore_pool4(upscore2 + score_pool4c)  # 1/8
@@ -383,7 +388,7 @@ def train(recipe: dict, train_set: Resized, seed: int, args) -> tuple:
     mf.manual_seed(seed)
     model = build(recipe, train_set.n_class)
     randomise_scores(model, seed)
-    model.preprocess = standardised if recipe["per_image"] else TORCHVISION
+    model.preprocess = standardised if recipe["per_image"] else TORCHVISION  # for training and for scoring
     model.to(args.device).train()
     optimiser = Adam(
         model.parameters(), lr=recipe["lr"], betas=(0.9, recipe["beta2"]), weight_decay=recipe["weight_decay"]

@@ -165,6 +165,9 @@ def test_the_dilated_net_stays_at_one_eighth_and_puts_each_cell_over_its_pixels(
     assert [layers[f"conv4_{k}"].dilation for k in (1, 2, 3)] == [(2, 2)] * 3
     assert [layers[f"conv5_{k}"].dilation for k in (1, 2, 3)] == [(4, 4)] * 3
     assert layers["fc6"].dilation == (8, 8) and layers["fc7"].kernel_size == (1, 1)
+    convs = [layer for layer in layers.values() if isinstance(layer, mf.nn.Conv2d)]
+    assert all(c.bias.lr_mult == 2.0 and not c.bias.data.any() for c in convs)  # the FCNs' convolutions
+    assert abs(layers["conv5_1"].weight.data.std() - np.sqrt(2 / (16 * 9))) < 0.02  # He-normal, fan-in 16 x 3 x 3
     for H, W in [(180, 240), (181, 243)]:
         x = mf.Tensor(np.random.default_rng(4).standard_normal((1, 3, H, W)).astype(np.float32))
         pool3 = net.low(x)
