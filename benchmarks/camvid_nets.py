@@ -1,0 +1,155 @@
+"""The nets that ``search_camvid.py`` puts beside FCN-8s on CamVid: trunks with other numbers of convolutions, a
+skip from pool2 (FCN4s), a net that stays at 1/8 with dilated stages (Dilated8s), and FCN-8s with ParseNet's global
+context (GlobalContext8s). Each takes (N, 3, H, W) images to (N, n_class, H, W) scores."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import numpy as np
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir))
+
+import minifcn as mf  # noqa: E402
+import minifcn.functional as F  # noqa: E402
+from minifcn.backend import device_of, to_device  # noqa: E402
+from minifcn.models import FCN8s, backbones  # noqa: E402
+from minifcn.models.fcn import FCN, upsampling_layer, zero_score_layer  # noqa: E402
+
+
+def features_with(convs: tuple):
+    """vgg16_features with ``convs`` 3x3 convolutions in the five stages; the last of stages 3-5 keeps the name
+    convN_3 that the skips read. Padding 1 keeps each map's size, so the crops are VGG16's."""
+
+    def features(widths, first_padding, ceil_mode, dtype):
+        layers, c_in = {}, 3
+        for stage, (width, n) in enumerate(zip(widths, convs), 1):
+            for k in range(1, n + 1) if stage < 3 else range(4 - n, 4):
+                padding = first_padding if c_in == 3 else 1
+                layers[f"conv{stage}_{k}"] = backbones.conv(c_in, width, 3, padding=padding, dtype=dtype)
+                layers[f"relu{stage}_{k}"], c_in = backbones.relu(), width
+            layers[f"pool{stage}"] = mf.nn.MaxPool2d(2, stride=2, ceil_mode=ceil_mode)
+        return layers
+
+    return features
+
+
+class FCN4s(FCN):
+    """FCN-8s with one more skip: the scores of pool2 (1/4) added to the fused 1/8 scores upsampled 2x, then 4x.
+
+    The paper stops at pool3 (Sec. 4.2: the gains had met diminishing returns); this asks whether the thin,
+    rare CamVid classes want the finer step. (N, 3, H, W) in, (N, n_class, H, W) out.
+    With the 4x4 fc6 some input sizes leave pool2's scores a unit short, so ``check_fc6`` would refuse this net;
+    at pad 22 both 240x180 and 480x360 align, and the crops are checked at every forward pass."""
+
+    CROPS = dict(list(FCN8s.CROPS.items())[:2] + [("score_pool2c", ("score_pool2", "upscore_pool3")),
+                                                  ("score", ("upscore4", "input"))])  # fmt: skip
+    TAPS = ("pool2", "pool3", "pool4", "top")
+
+    def __init__(self, n_class: int, backbone: str, learnable_upsampling: bool, pad: int, fc6_kernel: int):
+        super().__init__(n_class, backbone, learnable_upsampling, np.float32, pad, fc6_kernel)
+        n, up, f32 = self.n_class, learnable_upsampling, np.float32
+        self.upscore2, self.upscore_pool4, self.upscore_pool3 = (upsampling_layer(n, 2, up, f32) for _ in range(3))
+        self.upscore4 = upsampling_layer(n, 4, up, f32)
+        last2 = [name for name in self.trunk_names if name.startswith("conv2_")][-1]
+        self.score_pool4 = zero_score_layer(self.conv4_3.out_channels, n, f32)
+        self.score_pool3 = zero_score_layer(self.conv3_3.out_channels, n, f32)
+        self.score_pool2 = zero_score_layer(getattr(self, last2).out_channels, n, f32)
+        self.crop_offsets = self.derive_crops()
+
+    def smallest_input(self) -> int:
+        return 0  # no size fits every larger one; F.crop refuses a size that does not fit
+
+    def paths(self) -> dict[str, list[str]]:
+        upscore_pool4 = self.trunk_names + ["score_fr", "upscore2", "upscore_pool4"]
+        return {
+            "score_pool4": self.trunk_to("pool4") + ["score_pool4"],
+            "upscore2": upscore_pool4[:-1],
+            "score_pool3": self.trunk_to("pool3") + ["score_pool3"],
+            "upscore_pool4": upscore_pool4,
+            "score_pool2": self.trunk_to("pool2") + ["score_pool2"],
+            "upscore_pool3": upscore_pool4 + ["upscore_pool3"],
+            "upscore4": upscore_pool4 + ["upscore_pool3", "upscore4"],
+        }
+
+    def decode(self, taps: dict, size: tuple) -> mf.Tensor:
+        upscore2 = self.upscore2(self.score_fr(taps["top"]))  # 1/16
+        fused = upscore2 + self._crop(self.score_pool4(taps["pool4"]), upscore2, "score_pool4c")
+        upscore_pool4 = self.upscore_pool4(fused)  # 1/8
+        fused = upscore_pool4 + self._crop(self.score_pool3(taps["pool3"]), upscore_pool4, "score_pool3c")
+        upscore_pool3 = self.upscore_pool3(fused)  # 1/4
+        fused = upscore_pool3 + self._crop(self.score_pool2(taps["pool2"]), upscore_pool3, "score_pool2c")
+        return self._crop(self.upscore4(fused), size, "score")  # 1/1
+
+
+def dilated_conv(in_channels: int, out_channels: int, kernel_size: int, d: int) -> mf.nn.Conv2d:
+    """``backbones.conv`` (the FCNs' He-normal weights, zero biases at lr_mult 2) with its taps ``d`` apart and
+    padding d, which keeps a 3x3's map the size of its input."""
+    layer = backbones.conv(in_channels, out_channels, kernel_size, padding=d)
+    layer.dilation = (d, d)
+    return layer
+
+
+class Dilated8s(mf.nn.Module):
+    """A net that stops pooling at 1/8 and widens its view instead, as ENet and the dilated nets of Yu and Koltun
+    (2016) do; the FCN paper's shift-and-stitch (Sec. 3.2) is the same trick, with the filters spread out.
+
+    Stages 1-3 are tiny-bn's (pool3 at 1/8); stages 4 and 5 keep pool3's grid with 3x3 convolutions dilated 2 and
+    4 (Sec. 3.2's filter rarefaction), fc6 is a 3x3 dilated 8, fc7 1x1, then one 1x1 score layer and a fixed 8x
+    bilinear upsampling. Batch norm after every convolution. Padding d keeps each dilated map's size, so no crop
+    needs deriving: (N, 3, H, W) in, (N, n_class, H, W) out, the last crop at 4 (the 16x16 kernel's centre, 7.5,
+    against a 1/8 cell's, 3.5)."""
+
+    def __init__(self, n_class: int, widths: tuple, fc: int, skip: bool):
+        super().__init__()
+        layers, c_in = {}, 3
+        for stage, (width, n) in enumerate(zip(widths, (2, 2, 3, 3, 3)), 1):
+            d = 1 if stage <= 3 else 2 ** (stage - 3)
+            for k in range(1, n + 1):
+                layers[f"conv{stage}_{k}"] = dilated_conv(c_in, width, 3, d)
+                layers[f"bn{stage}_{k}"] = mf.nn.BatchNorm2d(width)
+                layers[f"relu{stage}_{k}"], c_in = backbones.relu(), width
+            if stage <= 3:
+                layers[f"pool{stage}"] = mf.nn.MaxPool2d(2, stride=2, ceil_mode=True)
+        layers["fc6"] = dilated_conv(c_in, fc, 3, 8)
+        layers.update(bn6=mf.nn.BatchNorm2d(fc), relu6=backbones.relu(), fc7=backbones.conv(fc, fc, 1))
+        layers.update(bn7=mf.nn.BatchNorm2d(fc), relu7=backbones.relu())
+        names = list(layers)
+        cut = names.index("pool3") + 1
+        self.low = mf.nn.Sequential({name: layers[name] for name in names[:cut]})  # stages 1-3, to 1/8
+        self.high = mf.nn.Sequential({name: layers[name] for name in names[cut:]})  # stages 4, 5, fc6, fc7 at 1/8
+        self.score = zero_score_layer(fc, n_class, np.float32)
+        self.score_pool3 = zero_score_layer(widths[2], n_class, np.float32) if skip else None
+        self.upscore = upsampling_layer(n_class, 8, False, np.float32)
+
+    def forward(self, x: mf.Tensor) -> mf.Tensor:
+        pool3 = self.low(x)
+        scores = self.score(self.high(pool3))
+        if self.score_pool3 is not None:  # FCN-8s's pool3 skip, on the same grid: no upsampling, no crop
+            scores = scores + self.score_pool3(pool3)
+        return F.crop(self.upscore(scores), x.shape[2:], 4)
+
+
+class GlobalContext8s(FCN8s):
+    """FCN-8s whose 1/32 scores also read the whole image: fc7 averaged over every cell, scored by its own 1x1
+    layer and added at each cell, as ParseNet (Liu et al. 2015) adds global context to an FCN. (N, 3, H, W) in,
+    (N, n_class, H, W) out; the crops are FCN-8s's, since the added term has fc7's grid. ``decode`` is FCN-8s's
+    with that one term added."""
+
+    def __init__(self, n_class: int, backbone: str, learnable_upsampling: bool, pad: int, fc6_kernel: int):
+        super().__init__(n_class, backbone, learnable_upsampling, np.float32, pad, fc6_kernel)
+        self.score_global = zero_score_layer(self.score_fr.in_channels, self.n_class, np.float32)
+
+    def decode(self, taps: dict, size: tuple) -> mf.Tensor:
+        pool3, pool4, fc7 = taps["pool3"], taps["pool4"], taps["top"]
+        h, w = fc7.shape[2:]
+        glob = self.score_global(F.avg_pool2d(fc7, (h, w)))  # (N, n_class, 1, 1): the image's mean, scored
+        # copied to every cell: a transposed convolution whose kernel takes each class to itself, all ones over (h, w)
+        tile = np.eye(self.n_class, dtype=np.float32)[:, :, None, None] * np.ones((h, w), np.float32)
+        context = F.conv_transpose2d(glob, mf.Tensor(to_device(tile, device_of(glob.data))))  # (N, n_class, h, w)
+        upscore2 = self.upscore2(self.score_fr(fc7) + context)  # 1/16
+        score_pool4c = self._crop(self.score_pool4(pool4), upscore2, "score_pool4c")
+        upscore_pool4 = self.upscore_pool4(upscore2 + score_pool4c)  # 1/8
+        score_pool3c = self._crop(self.score_pool3(pool3), upscore_pool4, "score_pool3c")
+        return self._crop(self.upscore8(upscore_pool4 + score_pool3c), size, "score")
