@@ -153,3 +153,18 @@ class GlobalContext8s(FCN8s):
         upscore_pool4 = self.upscore_pool4(upscore2 + score_pool4c)  # 1/8
         score_pool3c = self._crop(self.score_pool3(pool3), upscore_pool4, "score_pool3c")
         return self._crop(self.upscore8(upscore_pool4 + score_pool3c), size, "score")
+
+
+def keeping_dropout(with_batch_norm, p: float):
+    """``backbones.with_batch_norm`` (``with_batch_norm``, which drops fc6's and fc7's dropout) with dropout at rate
+    ``p`` put back after relu6 and relu7, where VGG16's classifier and the paper's FCNs have it (0.5 there)."""
+
+    def with_batch_norm_and_dropout(layers: dict, dtype) -> dict:
+        out = {}
+        for name, layer in with_batch_norm(layers, dtype).items():
+            out[name] = layer
+            if name in ("relu6", "relu7"):
+                out["drop" + name.removeprefix("relu")] = mf.nn.Dropout(p)
+        return out
+
+    return with_batch_norm_and_dropout

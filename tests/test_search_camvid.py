@@ -1,6 +1,6 @@
 """The pieces of benchmarks/search_camvid.py (and of camvid_nets.py, which it imports) that its published figures rest
 on: CutMix, the trunks with other numbers of convolutions, the net with a skip from pool2, the dilated net that stays
-at 1/8, the net with global context, the per-image standardisation, joined splits and weight averaging."""
+at 1/8, the net with global context, the per-image standardisation, joined splits, weight averaging and the dropout put back."""
 
 import importlib.util
 import os
@@ -66,6 +66,25 @@ def test_the_trunk_with_vgg16s_convolution_counts_is_tiny_bns_own(search):
     convs = [n for n in fewer.trunk_names if n.startswith("conv")]
     assert convs == ["conv1_1", "conv2_1", "conv3_2", "conv3_3", "conv4_2", "conv4_3", "conv5_2", "conv5_3"]
     assert fewer.conv3_2.weight.shape == (48, 16, 3, 3) and fewer.crop_offsets == own.crop_offsets
+
+
+def test_dropout_goes_back_after_relu6_and_relu7_and_leaves_the_net_as_it_was_when_scoring(search):
+    recipe = dict(search.BASE, **search.FINALIST)
+    mf.manual_seed(0)
+    plain = search.build(recipe, 11)
+    mf.manual_seed(0)
+    dropped = search.build(dict(recipe, dropout=0.5), 11)
+    assert dropped.trunk_names[-8:] == ["fc6", "bn6", "relu6", "drop6", "fc7", "bn7", "relu7", "drop7"]
+    assert plain.trunk_names == [n for n in dropped.trunk_names if not n.startswith("drop")]
+    assert dropped.drop6.p == dropped.drop7.p == 0.5
+    x = mf.Tensor(np.random.default_rng(0).standard_normal((1, 3, 60, 80)).astype(np.float32))
+    plain.eval(), dropped.eval()
+    assert np.array_equal(plain(x).data, dropped(x).data)  # the same weights; dropout is the identity in eval
+    dropped.train()
+    ones = mf.Tensor(np.ones((2, 256, 5, 7), np.float32))
+    kept = dropped.drop7(ones).data
+    assert set(np.unique(kept)) == {0.0, 2.0} and abs((kept == 0).mean() - 0.5) < 0.05  # inverted dropout
+    assert search.build(recipe, 11).trunk_names == plain.trunk_names  # the builder is restored afterwards
 
 
 def centre(layers: list[tuple[str, int, int, int]]) -> tuple[float, float]:
