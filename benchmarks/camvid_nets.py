@@ -1,6 +1,7 @@
 """The nets that ``search_camvid.py`` puts beside FCN-8s on CamVid: trunks with other numbers of convolutions, a
 skip from pool2 (FCN4s), a net that stays at 1/8 with dilated stages (Dilated8s), and FCN-8s with ParseNet's global
-context (GlobalContext8s). Each takes (N, 3, H, W) images to (N, n_class, H, W) scores."""
+context (GlobalContext8s). Each takes (N, 3, H, W) images to (N, n_class, H, W) scores. Beside them, two changes to
+tiny-bn's layers: dropout put back after fc6 and fc7, and IBN-Net's instance normalisation in the first stages."""
 
 from __future__ import annotations
 
@@ -13,7 +14,8 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), os.p
 
 import minifcn as mf  # noqa: E402
 import minifcn.functional as F  # noqa: E402
-from minifcn.backend import device_of, to_device  # noqa: E402
+from minifcn.autograd import Function  # noqa: E402
+from minifcn.backend import device_of, get_array_module, to_device  # noqa: E402
 from minifcn.models import FCN8s, backbones  # noqa: E402
 from minifcn.models.fcn import FCN, upsampling_layer, zero_score_layer  # noqa: E402
 
@@ -168,3 +170,63 @@ def keeping_dropout(with_batch_norm, p: float):
         return out
 
     return with_batch_norm_and_dropout
+
+
+class InstanceNorm(Function):
+    """Instance normalisation (Ulyanov et al. 2016): each image's channel less its own mean over the pixels, over
+    its own deviation, then scaled and shifted per channel. It takes the same statistics when training and when
+    scoring, so a drive's light and contrast never reach the layers after it. x (N, C, H, W), gamma and beta (C,).
+    Means and variances are float64 sums over the H*W pixels.
+
+    Backward, with xhat the normalised x, g = dy * gamma and M = H*W, per image and channel:
+        dx = (g - mean(g) - xhat * mean(g * xhat)) / sqrt(var + eps),  dgamma = sum dy * xhat,  dbeta = sum dy.
+    """
+
+    def __init__(self, eps: float = 1e-5):
+        self.eps = eps
+
+    def forward(self, x, gamma, beta):
+        mean = x.mean(axis=(2, 3), keepdims=True, dtype=np.float64)
+        var = ((x - mean) ** 2).mean(axis=(2, 3), keepdims=True, dtype=np.float64)
+        self.inv = (1 / get_array_module(x).sqrt(var + self.eps)).astype(x.dtype)
+        self.xhat = (x - mean.astype(x.dtype)) * self.inv
+        self.gamma = gamma[None, :, None, None]
+        return self.xhat * self.gamma + beta[None, :, None, None]
+
+    def backward(self, gy):
+        g = gy * self.gamma
+        mean_g = g.mean(axis=(2, 3), keepdims=True, dtype=np.float64).astype(g.dtype)
+        mean_gx = (g * self.xhat).mean(axis=(2, 3), keepdims=True, dtype=np.float64).astype(g.dtype)
+        dx = (g - mean_g - self.xhat * mean_gx) * self.inv
+        dgamma = (gy * self.xhat).sum(axis=(0, 2, 3), dtype=np.float64).astype(gy.dtype)
+        return dx, dgamma, gy.sum(axis=(0, 2, 3), dtype=np.float64).astype(gy.dtype)
+
+
+class HalfInstanceNorm(mf.nn.Module):
+    """IBN-Net's IBN-a normalisation (Pan, Luo, Shi and Tang 2018): of C channels, the first C // 2 instance
+    normalised (InstanceNorm, its own gamma and beta), the others batch normalised. Instance normalisation in the
+    first layers keeps what a change of light or camera does out of the features; the batch-normalised half keeps
+    what tells the classes apart. (N, C, H, W) in and out."""
+
+    def __init__(self, channels: int):
+        super().__init__()
+        self.k = channels // 2
+        self.weight = mf.nn.Parameter(np.ones(self.k, np.float32), decay_mult=0.0)
+        self.bias = mf.nn.Parameter(np.zeros(self.k, np.float32), decay_mult=0.0)
+        self.bn = mf.nn.BatchNorm2d(channels - self.k)
+
+    def forward(self, x: mf.Tensor) -> mf.Tensor:
+        C = x.shape[1]
+        instance = InstanceNorm()(F.narrow(x, 1, 0, self.k), self.weight, self.bias)
+        return F.concat([instance, self.bn(F.narrow(x, 1, self.k, C - self.k))], axis=1)
+
+
+def with_instance_norm(model: mf.nn.Module, stages: int) -> mf.nn.Module:
+    """``model`` with the batch norms of its first ``stages`` stages (bn1_1, bn1_2, ...) made HalfInstanceNorm, as
+    IBN-Net puts instance normalisation in a ResNet's first stages and keeps batch norm in the last. Swapped after
+    the net is built: its crops, derived from the receptive fields, are those of the batch-normalised net, whose
+    geometry is the same."""
+    for name in model.trunk_names:
+        if name.startswith("bn") and "_" in name and int(name[2 : name.index("_")]) <= stages:
+            setattr(model, name, HalfInstanceNorm(getattr(model, name).num_features))
+    return model

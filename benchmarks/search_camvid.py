@@ -39,7 +39,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), os.p
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # the nets and losses beside this script
 
 from camvid_losses import hardest_only, smoothing_loss, soft_jaccard  # noqa: E402
-from camvid_nets import Dilated8s, FCN4s, GlobalContext8s, features_with, keeping_dropout  # noqa: E402
+from camvid_nets import Dilated8s, FCN4s, GlobalContext8s, features_with, keeping_dropout, with_instance_norm  # noqa: E402
 
 import minifcn as mf  # noqa: E402
 import minifcn.functional as F  # noqa: E402
@@ -85,6 +85,7 @@ BASE = dict(
     jaccard=0.0,  # this times the soft Jaccard loss (mean IU made differentiable), added to the cross-entropy
     hardest=1.0,  # bootstrapped cross-entropy: only this share of the labelled pixels, the hardest, count
     dropout=0.0,  # dropout after relu6 and relu7 at this rate (tiny-bn has none; VGG16 and the paper 0.5)
+    ibn=0,  # IBN-Net: in this many first stages, half of each batch norm's channels instance normalised instead
 )
 FINALIST = dict(pad=21, fc6=4, weights="enet", iters=1.8)
 QUICK = dict(learn_up=True, beta2=0.99, warmup=100)  # the quick preset's settings beside its geometry
@@ -144,6 +145,9 @@ VARIANTS = {
     # regularised as the paper's FCNs are: dropout after fc6 and fc7
     "finalist, dropout 0.5 after fc6 and fc7": dict(FINALIST, dropout=0.5),
     "finalist, dropout 0.2 after fc6 and fc7": dict(FINALIST, dropout=0.2),
+    # a change of drive as a change of domain: IBN-Net's instance normalisation in the first stages
+    "finalist, half instance norm in stages 1-2 (IBN-Net)": dict(FINALIST, ibn=2),
+    "finalist, half instance norm in stages 1-3 (IBN-Net)": dict(FINALIST, ibn=3),
 }
 
 
@@ -236,8 +240,8 @@ def cutmix(x: np.ndarray, y: np.ndarray, share: float, rng: np.random.Generator)
 
 
 def build(recipe: dict, n_class: int) -> FCN:
-    """FCN-8s on tiny-bn, at the recipe's stage widths, convolutions and dropout (the trunk reads ``TINY_WIDTHS``,
-    ``vgg16_features`` and ``with_batch_norm`` as it is built)."""
+    """FCN-8s on tiny-bn, at the recipe's stage widths, convolutions, dropout and normalisation (the trunk reads
+    ``TINY_WIDTHS``, ``vgg16_features`` and ``with_batch_norm`` as it is built; instance norm goes in after)."""
     if recipe["dilated"]:
         (c4, c5), fc, skip = recipe["dilated"]
         return Dilated8s(n_class, (4, 8, 32, c4, c5), fc, skip)
@@ -246,10 +250,11 @@ def build(recipe: dict, n_class: int) -> FCN:
     if recipe["convs"]:
         backbones.vgg16_features = features_with(recipe["convs"])
     if recipe["dropout"]:
-        backbones.with_batch_norm = keeping_dropout(own_bn, recipe["dropout"])
+        backbones.with_batch_norm = keeping_dropout(backbones.with_batch_norm, recipe["dropout"])
     try:
         net = FCN4s if recipe["pool2"] else GlobalContext8s if recipe["context"] else FCN8s
-        return net(n_class, "tiny-bn", recipe["learn_up"], pad=recipe["pad"], fc6_kernel=recipe["fc6"])
+        model = net(n_class, "tiny-bn", recipe["learn_up"], pad=recipe["pad"], fc6_kernel=recipe["fc6"])
+        return with_instance_norm(model, recipe["ibn"])
     finally:
         backbones.TINY_WIDTHS, backbones.vgg16_features, backbones.with_batch_norm = own, own_features, own_bn
 

@@ -1,8 +1,9 @@
 """The pieces of benchmarks/search_camvid.py (and of camvid_nets.py, which it imports) that its published figures rest
 on: CutMix, the trunks with other numbers of convolutions, the net with a skip from pool2, the dilated net that stays
-at 1/8, the net with global context, the per-image standardisation, joined splits, weight averaging and the dropout
-put back."""
+at 1/8, the net with global context, the per-image standardisation, joined splits, weight averaging, the dropout
+put back, and instance normalisation."""
 
+import importlib
 import importlib.util
 import os
 
@@ -21,6 +22,11 @@ def search():
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+@pytest.fixture(scope="module")
+def nets(search):
+    return importlib.import_module("camvid_nets")  # search_camvid.py put benchmarks/ on the path
 
 
 def test_cutmix_pastes_one_box_of_the_next_image_with_its_labels(search):
@@ -86,6 +92,45 @@ def test_dropout_goes_back_after_relu6_and_relu7_and_leaves_the_net_as_it_was_wh
     kept = dropped.drop7(ones).data
     assert set(np.unique(kept)) == {0.0, 2.0} and abs((kept == 0).mean() - 0.5) < 0.05  # inverted dropout
     assert search.build(recipe, 11).trunk_names == plain.trunk_names  # the builder is restored afterwards
+
+
+def test_instance_norm_equals_its_loop_and_passes_a_gradient_check(nets):
+    from minifcn.gradcheck import gradcheck
+
+    rng = np.random.default_rng(0)
+    x, gamma, beta = rng.standard_normal((2, 3, 4, 5)) * 3 + 1, rng.standard_normal(3), rng.standard_normal(3)
+    y = nets.InstanceNorm()(mf.Tensor(x), mf.Tensor(gamma), mf.Tensor(beta)).data
+    for n in range(2):
+        for c in range(3):
+            values = [x[n, c, i, j] for i in range(4) for j in range(5)]
+            mean = sum(values) / 20
+            var = sum((v - mean) ** 2 for v in values) / 20
+            expected = [(v - mean) / np.sqrt(var + 1e-5) * gamma[c] + beta[c] for v in values]
+            assert np.allclose(y[n, c].ravel(), expected, rtol=0, atol=1e-12)
+    inputs = [mf.Tensor(a, requires_grad=True) for a in (x, gamma, beta)]
+    assert gradcheck(lambda *t: nets.InstanceNorm()(*t), inputs, atol=1e-8)
+
+
+def test_half_instance_norm_keeps_one_images_light_out_of_its_first_half(search):
+    recipe = dict(search.BASE, **search.FINALIST)
+    mf.manual_seed(0)
+    plain = search.build(recipe, 11)
+    mf.manual_seed(0)
+    ibn = search.build(dict(recipe, ibn=2), 11)
+    assert ibn.crop_offsets == plain.crop_offsets
+    kinds = {n: type(getattr(ibn, n)).__name__ for n in ibn.trunk_names if n.startswith("bn")}
+    assert [n for n, k in kinds.items() if k == "HalfInstanceNorm"] == ["bn1_1", "bn1_2", "bn2_1", "bn2_2"]
+    assert ibn.bn2_1.k == 4 and ibn.bn2_1.bn.num_features == 4  # tiny-bn's stage 2 is 8 wide
+    assert len(list(ibn.parameters())) == len(list(plain.parameters())) + 8  # each has its own gamma and beta too
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((2, 8, 6, 7)).astype(np.float32)
+    brighter = x.copy()
+    brighter[0] = brighter[0] * 3 + 2  # one image's light changed
+    for training in (True, False):
+        ibn.bn2_1.train(training)
+        a, b = ibn.bn2_1(mf.Tensor(x)).data, ibn.bn2_1(mf.Tensor(brighter)).data
+        assert np.allclose(a[:, :4], b[:, :4], atol=1e-5)  # the instance-normalised half: unchanged
+        assert not np.allclose(a[0, 4:], b[0, 4:], atol=1e-2)  # the batch-normalised half sees the change
 
 
 def centre(layers: list[tuple[str, int, int, int]]) -> tuple[float, float]:
