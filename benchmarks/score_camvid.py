@@ -1,7 +1,7 @@
 """What test-time choices do to a trained CamVid net's score: its checkpoints scored several ways on one split.
 
     python benchmarks/score_camvid.py CHECKPOINT [CHECKPOINT ...] [--data-root ../shared/data/CamVid]
-                                     [--split 0006R0]
+                                     [--split 0006R0] [--ways NAME ...] [--ensemble]
 
 Each checkpoint (``best.npz`` or ``last.npz`` of a ``python -m minifcn.train`` run, trained on
 ``train-without-0006R0`` to ask the held-out drive's question) is scored on every image of ``--split``, at
@@ -22,7 +22,9 @@ Each checkpoint (``best.npz`` or ``last.npz`` of a ``python -m minifcn.train`` r
 
 The table gives mean IU and pixel accuracy per checkpoint and way, and the seconds each way took; then, for
 each checkpoint as trained, the share of the pixels it gives each class beside the share that class truly has.
-``--ways`` picks some of the ways, by name.
+``--ways`` picks some of the ways, by name. With ``--ensemble`` a last row scores all the checkpoints together:
+each image's class log-probabilities from every net averaged (nets of two seeds show how much of a net's score
+is the luck of its seed).
 """
 
 from __future__ import annotations
@@ -119,12 +121,31 @@ def confusion(path: str, dataset, per_image_bn: bool, scales: tuple, mirror: boo
     return hist
 
 
+def ensemble_confusion(paths: list[str], dataset) -> np.ndarray:
+    """The (K, K) confusion matrix of the checkpoints at ``paths`` together: each image's class log-probabilities
+    from every net (as trained, one pass) averaged, then the largest taken (the nets' probabilities multiplied)."""
+    nets = []
+    for path in paths:
+        checkpoint = load_checkpoint(path)
+        model = model_from_checkpoint(checkpoint)
+        model.eval()
+        nets.append((model, preprocessing_of(checkpoint)))
+    hist = np.zeros((dataset.n_class, dataset.n_class), np.int64)
+    for i in range(len(dataset)):
+        image, label = dataset[i]
+        log_p = [F.log_softmax(mf.Tensor(class_scores(m, pre, image, 1.0, False)[None]), axis=1).data[0]
+                 for m, pre in nets]  # fmt: skip
+        hist += confusion_matrix(label, (sum(log_p) / len(nets)).argmax(axis=0), dataset.n_class)
+    return hist
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("checkpoints", nargs="+")
     p.add_argument("--data-root", default=DEFAULT_ROOT)
     p.add_argument("--split", default=HELD_OUT_DRIVE)
     p.add_argument("--ways", nargs="+", metavar="NAME", choices=list(WAYS), default=list(WAYS))
+    p.add_argument("--ensemble", action="store_true", help="also score all the checkpoints together, as one net")
     args = p.parse_args()
     dataset = CamVid(args.data_root, args.split)
     light = (
@@ -145,6 +166,11 @@ def main() -> None:
             print(f"| {path} | {way} | {s['mean_iu']:.3f} | {s['pixel_acc']:.3f} | {seconds:.0f} |", flush=True)
             if way == "as trained":
                 shares[path] = hist.sum(axis=0) / hist.sum(), hist.sum(axis=1) / hist.sum()
+    if args.ensemble:
+        start = time.perf_counter()
+        s, n = segmentation_scores(ensemble_confusion(args.checkpoints, dataset)), len(args.checkpoints)
+        seconds = time.perf_counter() - start
+        print(f"| all {n} | log-probabilities averaged | {s['mean_iu']:.3f} | {s['pixel_acc']:.3f} | {seconds:.0f} |")
     for path, (called, true) in shares.items():
         print(f"\n{path}, as trained: the share of the pixels called each class (its true share)")
         print(", ".join(f"{c} {a:.3f} ({b:.3f})" for c, a, b in zip(dataset.classes, called, true)))

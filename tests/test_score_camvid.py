@@ -1,4 +1,5 @@
-"""The light matching of benchmarks/score_camvid.py, whose figure on the held-out drive rests on it."""
+"""The light matching and the ensemble of benchmarks/score_camvid.py, whose figures on the held-out drive rest on
+them."""
 
 import importlib.util
 import os
@@ -47,3 +48,44 @@ def test_light_matching_moves_each_channels_mean_and_deviation_to_the_other_spli
         flat, original = image.reshape(-1, 3), bright[i].reshape(-1, 3)
         for c in range(3):
             assert np.all(np.diff(flat[np.argsort(original[:, c], kind="stable"), c].astype(int)) >= 0)
+
+
+def test_the_ensemble_averages_each_nets_log_probabilities(tmp_path):
+    import minifcn as mf
+    from minifcn.checkpoint import save_checkpoint
+    from minifcn.metrics import confusion_matrix
+    from minifcn.models import FCN8s
+    from minifcn.preprocessing import TORCHVISION
+
+    score = load()
+    rng = np.random.default_rng(1)
+    images = [rng.integers(0, 256, (64, 80, 3)).astype(np.uint8) for _ in range(2)]
+    paths, nets = [], []
+    for seed in (0, 1):
+        mf.manual_seed(seed)
+        net = FCN8s(3, "tiny-bn", pad=21, fc6_kernel=4)
+        for p in net.parameters():  # scores that differ from net to net, as trained nets' do
+            p.data = (p.data + rng.standard_normal(p.data.shape).astype(np.float32) * 0.1).astype(np.float32)
+        meta = dict(model="fcn8s", backbone="tiny-bn", n_class=3, pad=21, fc6_kernel=4, preprocessing="torchvision")
+        save_checkpoint(str(tmp_path / f"{seed}.npz"), net, meta=meta)
+        paths.append(str(tmp_path / f"{seed}.npz"))
+        nets.append(net.eval())
+    labels = [rng.integers(0, 3, (64, 80)) for _ in images]
+
+    class Labelled(Images):
+        def __getitem__(self, i):
+            return self.images[i], labels[i]
+
+    by_hand = np.zeros((3, 3), np.int64)
+    for image, label in zip(images, labels):
+        x = TORCHVISION(image)[None]
+        log_p = []
+        for net in nets:
+            with mf.no_grad():
+                s = net(mf.Tensor(x)).data[0].astype(np.float64)
+            log_p.append(s - np.log(np.exp(s - s.max(0)).sum(0)) - s.max(0))
+        by_hand += confusion_matrix(label, ((log_p[0] + log_p[1]) / 2).argmax(0), 3)
+    assert np.array_equal(score.ensemble_confusion(paths, Labelled(images)), by_hand)
+    alone = score.ensemble_confusion(paths[:1], Labelled(images))
+    assert np.array_equal(score.ensemble_confusion([paths[0], paths[0]], Labelled(images)), alone)
+    assert not np.array_equal(alone, by_hand)  # the second net changes some calls
