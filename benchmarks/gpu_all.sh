@@ -6,6 +6,7 @@
 #     OUT=/tmp/gpu bash benchmarks/gpu_all.sh          # logs in $OUT (default: gpu-logs/)
 #
 # It needs numpy, scipy, pillow, tqdm, pytest and CuPy; torch is used by bench_gpu.py when present.
+# The `camvid` preset's own run on the held-out drive is benchmarks/gpu_camvid.sh (it needs CamVid there).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT="${OUT:-gpu-logs}"
