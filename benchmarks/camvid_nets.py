@@ -230,3 +230,25 @@ def with_instance_norm(model: mf.nn.Module, stages: int) -> mf.nn.Module:
         if name.startswith("bn") and "_" in name and int(name[2 : name.index("_")]) <= stages:
             setattr(model, name, HalfInstanceNorm(getattr(model, name).num_features))
     return model
+
+
+def with_row(preprocess):
+    """``preprocess`` ((H, W, 3) image to (3, H, W)) with a fourth channel: each pixel's row, from -1 at the top to 1
+    at the bottom (CoordConv, Liu et al. 2018). A street seen from a car keeps its layout from drive to drive, sky
+    above and road below, where its light and buildings change. Added after any flip or crop, so it stays true."""
+
+    def preprocess_with_row(image: np.ndarray) -> np.ndarray:
+        x = preprocess(image)
+        H, W = x.shape[1:]
+        row = np.broadcast_to(np.linspace(-1, 1, H, dtype=x.dtype)[:, None], (H, W))
+        return np.concatenate([x, row[None]])
+
+    return preprocess_with_row
+
+
+def reading_rows(model: mf.nn.Module) -> mf.nn.Module:
+    """``model`` with a conv1_1 that takes four channels (with_row's), of the same width and padding: a new
+    He-normal layer, so its crops are as before."""
+    first = model.conv1_1
+    model.conv1_1 = backbones.conv(4, first.out_channels, first.kernel_size[0], padding=first.padding[0])
+    return model

@@ -39,7 +39,16 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), os.p
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # the nets and losses beside this script
 
 from camvid_losses import hardest_only, smoothing_loss, soft_jaccard  # noqa: E402
-from camvid_nets import Dilated8s, FCN4s, GlobalContext8s, features_with, keeping_dropout, with_instance_norm  # noqa: E402
+from camvid_nets import (  # noqa: E402
+    Dilated8s,
+    FCN4s,
+    GlobalContext8s,
+    features_with,
+    keeping_dropout,
+    reading_rows,
+    with_instance_norm,
+    with_row,
+)
 
 import minifcn as mf  # noqa: E402
 import minifcn.functional as F  # noqa: E402
@@ -86,6 +95,7 @@ BASE = dict(
     hardest=1.0,  # bootstrapped cross-entropy: only this share of the labelled pixels, the hardest, count
     dropout=0.0,  # dropout after relu6 and relu7 at this rate (tiny-bn has none; VGG16 and the paper 0.5)
     ibn=0,  # IBN-Net: in this many first stages, half of each batch norm's channels instance normalised instead
+    rows=False,  # each pixel's row (-1 at the top, 1 at the bottom) as a fourth input channel (CoordConv)
 )
 FINALIST = dict(pad=21, fc6=4, weights="enet", iters=1.8)
 QUICK = dict(learn_up=True, beta2=0.99, warmup=100)  # the quick preset's settings beside its geometry
@@ -148,6 +158,8 @@ VARIANTS = {
     # a change of drive as a change of domain: IBN-Net's instance normalisation in the first stages
     "finalist, half instance norm in stages 1-2 (IBN-Net)": dict(FINALIST, ibn=2),
     "finalist, half instance norm in stages 1-3 (IBN-Net)": dict(FINALIST, ibn=3),
+    # what every drive shares: the camera's view, sky above and road below
+    "finalist, each pixel's row as an input channel": dict(FINALIST, rows=True),
 }
 
 
@@ -254,7 +266,8 @@ def build(recipe: dict, n_class: int) -> FCN:
     try:
         net = FCN4s if recipe["pool2"] else GlobalContext8s if recipe["context"] else FCN8s
         model = net(n_class, "tiny-bn", recipe["learn_up"], pad=recipe["pad"], fc6_kernel=recipe["fc6"])
-        return with_instance_norm(model, recipe["ibn"])
+        model = with_instance_norm(model, recipe["ibn"])
+        return reading_rows(model) if recipe["rows"] else model
     finally:
         backbones.TINY_WIDTHS, backbones.vgg16_features, backbones.with_batch_norm = own, own_features, own_bn
 
@@ -264,6 +277,8 @@ def train(recipe: dict, train_set: Resized, seed: int, args) -> tuple:
     model = build(recipe, train_set.n_class)
     randomise_scores(model, seed)
     model.preprocess = standardised if recipe["per_image"] else TORCHVISION  # for training and for scoring
+    if recipe["rows"]:
+        model.preprocess = with_row(model.preprocess)
     model.to(args.device).train()
     optimiser = Adam(
         model.parameters(), lr=recipe["lr"], betas=(0.9, recipe["beta2"]), weight_decay=recipe["weight_decay"]
