@@ -1,7 +1,7 @@
 """The pieces of benchmarks/search_camvid.py (and of camvid_nets.py, which it imports) that its published figures rest
 on: CutMix, the trunks with other numbers of convolutions, the net with a skip from pool2, the dilated net that stays
 at 1/8, the net with global context, the per-image standardisation, joined splits, weight averaging, the dropout
-put back, and instance normalisation."""
+put back, instance normalisation and the row channel."""
 
 import importlib
 import importlib.util
@@ -131,6 +131,28 @@ def test_half_instance_norm_keeps_one_images_light_out_of_its_first_half(search)
         a, b = ibn.bn2_1(mf.Tensor(x)).data, ibn.bn2_1(mf.Tensor(brighter)).data
         assert np.allclose(a[:, :4], b[:, :4], atol=1e-5)  # the instance-normalised half: unchanged
         assert not np.allclose(a[0, 4:], b[0, 4:], atol=1e-2)  # the batch-normalised half sees the change
+
+
+def test_the_row_channel_counts_rows_from_top_to_bottom_and_the_net_reads_it(search, nets):
+    from minifcn.preprocessing import TORCHVISION
+
+    image = np.random.default_rng(0).integers(0, 256, (7, 5, 3)).astype(np.uint8)
+    x = nets.with_row(TORCHVISION)(image)
+    assert x.shape == (4, 7, 5) and x.dtype == np.float32
+    assert np.array_equal(x[:3], TORCHVISION(image))
+    for i in range(7):
+        assert np.allclose(x[3, i], -1 + 2 * i / 6, atol=1e-7)  # -1 at the top row, 1 at the bottom, the same across
+    recipe = dict(search.BASE, **search.FINALIST)
+    plain, rows = search.build(recipe, 11), search.build(dict(recipe, rows=True), 11)
+    assert rows.conv1_1.weight.shape == (4, 4, 3, 3) and rows.conv1_1.padding == plain.conv1_1.padding
+    assert rows.crop_offsets == plain.crop_offsets and plain.conv1_1.weight.shape == (4, 3, 3, 3)
+    rows.eval()
+    big = nets.with_row(TORCHVISION)(np.random.default_rng(1).integers(0, 256, (64, 80, 3)).astype(np.uint8))
+    upside_down = big.copy()
+    upside_down[3] = -upside_down[3]
+    rows.score_fr.weight.data[:] = 0.01  # scores that carry what the trunk saw (the score layers start at zero)
+    a, b = rows(mf.Tensor(big[None])).data, rows(mf.Tensor(upside_down[None])).data
+    assert a.shape == (1, 11, 64, 80) and not np.allclose(a, b)  # the row channel reaches the scores
 
 
 def centre(layers: list[tuple[str, int, int, int]]) -> tuple[float, float]:
