@@ -59,7 +59,7 @@ from minifcn.metrics import confusion_matrix, segmentation_scores  # noqa: E402
 from minifcn.models import FCN8s, backbones  # noqa: E402
 from minifcn.models.fcn import FCN  # noqa: E402
 from minifcn.nn import recompute_batch_norm  # noqa: E402
-from minifcn.optim import Adam, learning_rate  # noqa: E402
+from minifcn.optim import SGD, Adam, learning_rate  # noqa: E402
 from minifcn.preprocessing import TORCHVISION  # noqa: E402
 from minifcn.surgery import randomise_scores  # noqa: E402
 
@@ -96,6 +96,7 @@ BASE = dict(
     dropout=0.0,  # dropout after relu6 and relu7 at this rate (tiny-bn has none; VGG16 and the paper 0.5)
     ibn=0,  # IBN-Net: in this many first stages, half of each batch norm's channels instance normalised instead
     rows=False,  # each pixel's row (-1 at the top, 1 at the bottom) as a fourth input channel (CoordConv)
+    sgd=False,  # SGD with momentum 0.9 (the paper's solver, at the recipe's lr and schedule) instead of Adam
 )
 FINALIST = dict(pad=21, fc6=4, weights="enet", iters=1.8)
 QUICK = dict(learn_up=True, beta2=0.99, warmup=100)  # the quick preset's settings beside its geometry
@@ -160,6 +161,10 @@ VARIANTS = {
     "finalist, half instance norm in stages 1-3 (IBN-Net)": dict(FINALIST, ibn=3),
     # what every drive shares: the camera's view, sky above and road below
     "finalist, each pixel's row as an input channel": dict(FINALIST, rows=True),
+    # adaptive steps can generalise worse than SGD's (Wilson et al. 2017)
+    "finalist, SGD with momentum at lr 0.1": dict(FINALIST, sgd=True, lr=0.1),
+    "finalist, SGD with momentum at lr 0.03": dict(FINALIST, sgd=True, lr=0.03),
+    "finalist, SGD with momentum at lr 0.01": dict(FINALIST, sgd=True, lr=0.01),
 }
 
 
@@ -280,9 +285,12 @@ def train(recipe: dict, train_set: Resized, seed: int, args) -> tuple:
     if recipe["rows"]:
         model.preprocess = with_row(model.preprocess)
     model.to(args.device).train()
-    optimiser = Adam(
-        model.parameters(), lr=recipe["lr"], betas=(0.9, recipe["beta2"]), weight_decay=recipe["weight_decay"]
-    )
+    if recipe["sgd"]:
+        optimiser = SGD(model.parameters(), lr=recipe["lr"], momentum=0.9, weight_decay=recipe["weight_decay"])
+    else:
+        optimiser = Adam(
+            model.parameters(), lr=recipe["lr"], betas=(0.9, recipe["beta2"]), weight_decay=recipe["weight_decay"]
+        )
     H, W = train_set[0][1].shape
     scale = recipe["scale"] or ((0.5, 2.0) if recipe["augment"] == "flip-scale" else (1.0, 1.0))
     crop = (H, W) if scale != (1.0, 1.0) else None  # the batch keeps one size
