@@ -285,21 +285,7 @@ def train(recipe: dict, train_set: Resized, seed: int, args) -> tuple:
     if recipe["rows"]:
         model.preprocess = with_row(model.preprocess)
     model.to(args.device).train()
-    if recipe["sgd"]:
-        optimiser = SGD(model.parameters(), lr=recipe["lr"], momentum=0.9, weight_decay=recipe["weight_decay"])
-    else:
-        optimiser = Adam(
-            model.parameters(), lr=recipe["lr"], betas=(0.9, recipe["beta2"]), weight_decay=recipe["weight_decay"]
-        )
-    H, W = train_set[0][1].shape
-    scale = recipe["scale"] or ((0.5, 2.0) if recipe["augment"] == "flip-scale" else (1.0, 1.0))
-    crop = (H, W) if scale != (1.0, 1.0) else None  # the batch keeps one size
-    if recipe["crop"]:
-        side = round(recipe["crop"] * args.scale)
-        crop = (side, side)
-    loader = BatchLoader(
-        train_set, recipe["batch"], model.preprocess, Augment(True, scale, crop, colour=recipe["colour"]), seed=seed
-    )
+    optimiser, loader = optimiser_for(recipe, model), loader_for(recipe, train_set, model.preprocess, seed, args.scale)
     weights = None if recipe["weights"] == "none" else BALANCING[recipe["weights"]](train_set) ** recipe["weight_power"]
     weight = None if weights is None else to_device(weights.astype(np.float32), args.device)
     start, iters = time.perf_counter(), round(args.iters * recipe.get("iters", 1))
@@ -327,6 +313,25 @@ def train(recipe: dict, train_set: Resized, seed: int, args) -> tuple:
         for p, mean in zip(model.parameters(), averaged):
             p.data = to_device(mean.astype(p.data.dtype), args.device)
     return model, time.perf_counter() - start
+
+
+def optimiser_for(recipe: dict, model):
+    """Adam at the recipe's lr and beta2, or SGD with momentum 0.9 (the recipe's ``sgd``)."""
+    if recipe["sgd"]:
+        return SGD(model.parameters(), lr=recipe["lr"], momentum=0.9, weight_decay=recipe["weight_decay"])
+    return Adam(model.parameters(), lr=recipe["lr"], betas=(0.9, recipe["beta2"]), weight_decay=recipe["weight_decay"])
+
+
+def loader_for(recipe: dict, train_set: Resized, preprocess, seed: int, data_scale: float) -> BatchLoader:
+    """Batches of the recipe's size, flipped, and rescaled, cropped or coloured where the recipe says."""
+    H, W = train_set[0][1].shape
+    scale = recipe["scale"] or ((0.5, 2.0) if recipe["augment"] == "flip-scale" else (1.0, 1.0))
+    crop = (H, W) if scale != (1.0, 1.0) else None  # the batch keeps one size
+    if recipe["crop"]:  # in pixels of the full-size images
+        side = round(recipe["crop"] * data_scale)
+        crop = (side, side)
+    augment = Augment(True, scale, crop, colour=recipe["colour"])
+    return BatchLoader(train_set, recipe["batch"], preprocess, augment, seed=seed)
 
 
 def swa_update(averaged: list | None, model, k: int) -> list:
