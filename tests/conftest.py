@@ -30,3 +30,19 @@ def pytest_collection_modifyitems(config, items):
 @pytest.fixture
 def rng():
     return np.random.default_rng(0)
+
+
+@pytest.fixture(scope="session")
+def load_benchmark():
+    """A function that imports ``benchmarks/<name>.py`` by its path (benchmarks/ is scripts, not a package), for the
+    tests of the pieces that a benchmark's figures rest on."""
+    import importlib.util
+
+    def load(name: str):
+        path = os.path.join(os.path.dirname(__file__), os.pardir, "benchmarks", f"{name}.py")
+        spec = importlib.util.spec_from_file_location(name, path)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        return module
+
+    return load

@@ -3,9 +3,6 @@ part, the soft Jaccard loss (its
 value against a loop, its one-hot limit against the confusion matrix's IU, its gradient by central differences)
 and the bootstrapped cross-entropy's choice of the hardest pixels."""
 
-import importlib.util
-import os
-
 import numpy as np
 import pytest
 
@@ -14,15 +11,10 @@ from minifcn.data import IGNORE
 from minifcn.gradcheck import gradcheck
 from minifcn.metrics import confusion_matrix, segmentation_scores
 
-SCRIPT = os.path.join(os.path.dirname(__file__), os.pardir, "benchmarks", "camvid_losses.py")
-
 
 @pytest.fixture(scope="module")
-def losses():
-    spec = importlib.util.spec_from_file_location("camvid_losses", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def losses(load_benchmark):
+    return load_benchmark("camvid_losses")
 
 
 def scores_and_labels(seed: int, shape=(2, 5, 4, 6), classes=4):

@@ -1,19 +1,13 @@
 """The light matching and the ensemble of benchmarks/score_camvid.py, whose figures on the held-out drive rest on
 them."""
 
-import importlib.util
-import os
-
 import numpy as np
+import pytest
 
-SCRIPT = os.path.join(os.path.dirname(__file__), os.pardir, "benchmarks", "score_camvid.py")
 
-
-def load():
-    spec = importlib.util.spec_from_file_location("score_camvid", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+@pytest.fixture(scope="module")
+def score(load_benchmark):
+    return load_benchmark("score_camvid")
 
 
 class Images:
@@ -29,8 +23,7 @@ class Images:
         return self.images[i], np.zeros(self.images[i].shape[:2], np.int64)
 
 
-def test_light_matching_moves_each_channels_mean_and_deviation_to_the_other_splits():
-    score = load()
+def test_light_matching_moves_each_channels_mean_and_deviation_to_the_other_splits(score):
     rng = np.random.default_rng(0)
     dark = [rng.integers(20, 90, (30, 40, 3)).astype(np.uint8) for _ in range(3)]
     bright = [rng.integers(120, 250, (30, 40, 3)).astype(np.uint8) for _ in range(2)]
@@ -50,14 +43,13 @@ def test_light_matching_moves_each_channels_mean_and_deviation_to_the_other_spli
             assert np.all(np.diff(flat[np.argsort(original[:, c], kind="stable"), c].astype(int)) >= 0)
 
 
-def test_the_ensemble_averages_each_nets_log_probabilities(tmp_path):
+def test_the_ensemble_averages_each_nets_log_probabilities(score, tmp_path):
     import minifcn as mf
     from minifcn.checkpoint import save_checkpoint
     from minifcn.metrics import confusion_matrix
     from minifcn.models import FCN8s
     from minifcn.preprocessing import TORCHVISION
 
-    score = load()
     rng = np.random.default_rng(1)
     images = [rng.integers(0, 256, (64, 80, 3)).astype(np.uint8) for _ in range(2)]
     paths, nets = [], []

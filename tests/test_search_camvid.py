@@ -4,8 +4,6 @@ at 1/8, the net with global context, the per-image standardisation, joined split
 put back, instance normalisation and the row channel."""
 
 import importlib
-import importlib.util
-import os
 
 import numpy as np
 import pytest
@@ -13,15 +11,10 @@ import pytest
 import minifcn as mf
 from minifcn.models import FCN8s
 
-SCRIPT = os.path.join(os.path.dirname(__file__), os.pardir, "benchmarks", "search_camvid.py")
-
 
 @pytest.fixture(scope="module")
-def search():
-    spec = importlib.util.spec_from_file_location("search_camvid", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def search(load_benchmark):
+    return load_benchmark("search_camvid")
 
 
 @pytest.fixture(scope="module")
@@ -75,12 +68,17 @@ def test_the_trunk_with_vgg16s_convolution_counts_is_tiny_bns_own(search):
     assert fewer.conv3_2.weight.shape == (48, 16, 3, 3) and fewer.crop_offsets == own.crop_offsets
 
 
-def test_dropout_goes_back_after_relu6_and_relu7_and_leaves_the_net_as_it_was_when_scoring(search):
+def finalist_and(search, **change) -> tuple:
+    """The finalist's net and the net with ``change`` to its recipe, both built from seed 0."""
     recipe = dict(search.BASE, **search.FINALIST)
     mf.manual_seed(0)
     plain = search.build(recipe, 11)
     mf.manual_seed(0)
-    dropped = search.build(dict(recipe, dropout=0.5), 11)
+    return plain, search.build(dict(recipe, **change), 11)
+
+
+def test_dropout_goes_back_after_relu6_and_relu7_and_leaves_the_net_as_it_was_when_scoring(search):
+    plain, dropped = finalist_and(search, dropout=0.5)
     assert dropped.trunk_names[-8:] == ["fc6", "bn6", "relu6", "drop6", "fc7", "bn7", "relu7", "drop7"]
     assert plain.trunk_names == [n for n in dropped.trunk_names if not n.startswith("drop")]
     assert dropped.drop6.p == dropped.drop7.p == 0.5
@@ -91,7 +89,8 @@ def test_dropout_goes_back_after_relu6_and_relu7_and_leaves_the_net_as_it_was_wh
     ones = mf.Tensor(np.ones((2, 256, 5, 7), np.float32))
     kept = dropped.drop7(ones).data
     assert set(np.unique(kept)) == {0.0, 2.0} and abs((kept == 0).mean() - 0.5) < 0.05  # inverted dropout
-    assert search.build(recipe, 11).trunk_names == plain.trunk_names  # the builder is restored afterwards
+    restored = search.build(dict(search.BASE, **search.FINALIST), 11)
+    assert restored.trunk_names == plain.trunk_names  # the builder is restored afterwards
 
 
 def test_instance_norm_equals_its_loop_and_passes_a_gradient_check(nets):
@@ -112,11 +111,7 @@ def test_instance_norm_equals_its_loop_and_passes_a_gradient_check(nets):
 
 
 def test_half_instance_norm_keeps_one_images_light_out_of_its_first_half(search):
-    recipe = dict(search.BASE, **search.FINALIST)
-    mf.manual_seed(0)
-    plain = search.build(recipe, 11)
-    mf.manual_seed(0)
-    ibn = search.build(dict(recipe, ibn=2), 11)
+    plain, ibn = finalist_and(search, ibn=2)
     assert ibn.crop_offsets == plain.crop_offsets
     kinds = {n: type(getattr(ibn, n)).__name__ for n in ibn.trunk_names if n.startswith("bn")}
     assert [n for n, k in kinds.items() if k == "HalfInstanceNorm"] == ["bn1_1", "bn1_2", "bn2_1", "bn2_2"]
@@ -142,8 +137,7 @@ def test_the_row_channel_counts_rows_from_top_to_bottom_and_the_net_reads_it(sea
     assert np.array_equal(x[:3], TORCHVISION(image))
     for i in range(7):
         assert np.allclose(x[3, i], -1 + 2 * i / 6, atol=1e-7)  # -1 at the top row, 1 at the bottom, the same across
-    recipe = dict(search.BASE, **search.FINALIST)
-    plain, rows = search.build(recipe, 11), search.build(dict(recipe, rows=True), 11)
+    plain, rows = finalist_and(search, rows=True)
     assert rows.conv1_1.weight.shape == (4, 4, 3, 3) and rows.conv1_1.padding == plain.conv1_1.padding
     assert rows.crop_offsets == plain.crop_offsets and plain.conv1_1.weight.shape == (4, 3, 3, 3)
     rows.eval()
