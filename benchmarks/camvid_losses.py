@@ -86,8 +86,8 @@ def hardest_only(scores: Any, labels: np.ndarray, share: float) -> np.ndarray:
     log_p = to_device(F.log_softmax(mf.Tensor(scores), axis=1).data, "cpu")  # no graph: scores is an array
     valid = labels != IGNORE
     picked = np.take_along_axis(log_p, np.where(valid, labels, 0)[:, None], axis=1)[:, 0]
-    kept = max(1, int(round(share * valid.sum())))
     if not valid.any():
         return labels
+    kept = max(1, int(round(share * valid.sum())))
     cut = np.partition(picked[valid], kept - 1)[kept - 1]  # the kept-th lowest log p of the true class
     return np.where(valid & (picked <= cut), labels, IGNORE)
