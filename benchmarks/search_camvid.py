@@ -81,6 +81,7 @@ BASE = dict(
     crop=None,  # square crops, in pixels of the full 480x360 images; None: whole images
     batch=4,
     widths=None,  # tiny-bn's five stage widths; None: its own (4, 8, 32, 64, 128)
+    fc=None,  # the width of fc6 and fc7; None: tiny-bn's own (256)
     weight_power=1.0,  # the class weights raised to this power: 0.5 halves their spread on a log scale
     convs=None,  # the 3x3 convolutions in each of the five stages; None: VGG16's (2, 2, 3, 3, 3)
     pool2=False,  # a fourth skip, from pool2 (camvid_nets.FCN4s)
@@ -165,6 +166,9 @@ VARIANTS = {
     "finalist, SGD with momentum at lr 0.1": dict(FINALIST, sgd=True, lr=0.1),
     "finalist, SGD with momentum at lr 0.03": dict(FINALIST, sgd=True, lr=0.03),
     "finalist, SGD with momentum at lr 0.01": dict(FINALIST, sgd=True, lr=0.01),
+    # more capacity, at 2.6x and 3.4x the step (240x180): what a GPU could afford
+    "finalist, widths 8-16-64-128-256, fc 512": dict(FINALIST, widths=(8, 16, 64, 128, 256), fc=512),
+    "finalist, widths 16-32-64-128-256, fc 512": dict(FINALIST, widths=(16, 32, 64, 128, 256), fc=512),
 }
 
 
@@ -257,13 +261,15 @@ def cutmix(x: np.ndarray, y: np.ndarray, share: float, rng: np.random.Generator)
 
 
 def build(recipe: dict, n_class: int) -> FCN:
-    """FCN-8s on tiny-bn, at the recipe's stage widths, convolutions, dropout and normalisation (the trunk reads
-    ``TINY_WIDTHS``, ``vgg16_features`` and ``with_batch_norm`` as it is built; instance norm goes in after)."""
+    """FCN-8s on tiny-bn, at the recipe's stage and fc widths, convolutions, dropout and normalisation (the trunk
+    reads ``TINY_WIDTHS``, ``TINY_FC``, ``vgg16_features`` and ``with_batch_norm`` as it is built; instance norm goes
+    in after)."""
     if recipe["dilated"]:
         (c4, c5), fc, skip = recipe["dilated"]
         return Dilated8s(n_class, (4, 8, 32, c4, c5), fc, skip)
     own, own_features, own_bn = backbones.TINY_WIDTHS, backbones.vgg16_features, backbones.with_batch_norm
-    backbones.TINY_WIDTHS = recipe["widths"] or own
+    own_fc = backbones.TINY_FC
+    backbones.TINY_WIDTHS, backbones.TINY_FC = recipe["widths"] or own, recipe["fc"] or own_fc
     if recipe["convs"]:
         backbones.vgg16_features = features_with(recipe["convs"])
     if recipe["dropout"]:
@@ -275,6 +281,7 @@ def build(recipe: dict, n_class: int) -> FCN:
         return reading_rows(model) if recipe["rows"] else model
     finally:
         backbones.TINY_WIDTHS, backbones.vgg16_features, backbones.with_batch_norm = own, own_features, own_bn
+        backbones.TINY_FC = own_fc
 
 
 def train(recipe: dict, train_set: Resized, seed: int, args) -> tuple:
