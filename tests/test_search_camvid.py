@@ -68,6 +68,19 @@ def test_the_trunk_with_vgg16s_convolution_counts_is_tiny_bns_own(search):
     assert fewer.conv3_2.weight.shape == (48, 16, 3, 3) and fewer.crop_offsets == own.crop_offsets
 
 
+def test_the_wider_trunk_takes_its_stage_and_fc_widths_and_leaves_tiny_bns_own(search):
+    from minifcn.models import backbones
+
+    widths, fc = backbones.TINY_WIDTHS, backbones.TINY_FC
+    wide = search.build(dict(search.BASE, **search.VARIANTS["finalist, widths 16-32-64-128-256, fc 512"]), 11)
+    assert wide.conv1_1.weight.shape == (16, 3, 3, 3) and wide.conv5_3.weight.shape == (256, 256, 3, 3)
+    assert wide.fc6.weight.shape == (512, 256, 4, 4) and wide.fc7.weight.shape == (512, 512, 1, 1)
+    assert wide.score_pool3.weight.shape == (11, 64, 1, 1) and wide.score_pool4.weight.shape == (11, 128, 1, 1)
+    assert (backbones.TINY_WIDTHS, backbones.TINY_FC) == (widths, fc) == ((4, 8, 32, 64, 128), 256)
+    plain = search.build(dict(search.BASE, **search.FINALIST), 11)
+    assert plain.fc7.weight.shape == (256, 256, 1, 1) and plain.crop_offsets == wide.crop_offsets
+
+
 def finalist_and(search, **change) -> tuple:
     """The finalist's net and the net with ``change`` to its recipe, both built from seed 0."""
     recipe = dict(search.BASE, **search.FINALIST)
