@@ -49,15 +49,17 @@ def build_parser() -> cli.ArgumentParser:
     a = p.add_argument
     # The flags as a table, one flag to a line or two (the formatter would give each argument a line of its own).
     # fmt: off
+    iters = {name: preset["iters"] for name, preset in PRESETS.items()}
     a("--preset", choices=PRESETS, default="quick", help="quick (default): FCN-8s tiny-bn on Shapes in minutes; "
-      "camvid (camvid-cpu: 800 iterations): CamVid street scenes, with --data-root; paper: the reference's solver")
+      f"camvid ({iters['camvid']} iterations, for a GPU; camvid-cpu {iters['camvid-cpu']}): CamVid street scenes, "
+      "with --data-root; paper: the reference's solver")
     a("--model", choices=MODELS, help="the network (quick: fcn8s; paper: fcn32s)")
     a("--backbone", choices=BACKBONES, help="the trunk (quick: tiny-bn, tiny with batch norm; paper: vgg16)")
     cli.add_data_arguments(p, dataset_default=None)
     a("--train-split", help="split to train on (default train; camvid also train-without-DRIVE, e.g. 0006R0)")
     a("--val-split", help="split to evaluate on (default val; sbd also seg11valid, with --voc-root; camvid a DRIVE)")
     cli.add_device_arguments(p)
-    a("--iters", type=int, help="iterations (quick 1100, paper 100000)")
+    a("--iters", type=int, help=f"iterations (quick {iters['quick']}, paper {iters['paper']})")
     a("--batch-size", type=int, help="images per iteration (quick 4, paper 1: whole images)")
     a("--crop-size", type=int, help="train on random square crops of this size (padded with 255 labels)")
     a("--augment", choices=AUGMENTS, help="random flips (and scales 0.5-2): quick flip, paper none")
@@ -84,9 +86,7 @@ def build_parser() -> cli.ArgumentParser:
       "checkpoint (32s -> 16s -> 8s); --fusion late: the rgb stream's (a --fusion rgb run)")
     a("--init-depth", metavar="PATH", help="--fusion late: the depth stream's checkpoint (a --fusion depth run)")
     a("--resume", metavar="PATH", help="continue a run from its last.npz")
-    # fmt: on
     cli.add_download_argument(p)
-    # fmt: off
     a("--out", help="output folder (default runs/<preset>)")
     a("--eval-every", type=int, help="evaluate every N iterations (and at the end)")
     a("--eval-limit", type=int, help="evaluate on the first N val images only")
