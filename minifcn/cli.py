@@ -34,7 +34,7 @@ from .data import (
 )
 from .fetch import CATALOGUE, MIRROR_VARIABLE, download
 from .heads import Heads
-from .models import BACKBONES, FC6_KERNEL, MODELS
+from .models import BACKBONES, FC6_KERNEL, MODELS, VGG16_GEOMETRY
 from .preprocessing import Preprocessing
 
 DATASETS = ("shapes", "voc", "sbd", "camvid", "folder", "rgbd-shapes", "rgbd-folder", "two-label-shapes", "siftflow")
@@ -185,7 +185,7 @@ def check_input_size(
         )
     if pad < 0:
         raise UserError(f"--pad must be >= 0, got {pad}")
-    twin = "tiny" if backbone in ("vgg16", "tiny", "tiny-bn") else backbone  # the same geometry, cheap to build
+    twin = "tiny" if backbone in VGG16_GEOMETRY else backbone  # the same geometry, cheap to build
     fc6 = "" if fc6_kernel in (None, FC6_KERNEL.get(backbone)) else f" --fc6-kernel {fc6_kernel}"
     if pad == 100 and not fc6:
         return  # the paper's padding and fc6 take inputs of any size

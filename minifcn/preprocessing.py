@@ -8,9 +8,10 @@ ImageNet weights only work on images prepared the way they were trained:
 
 ``minifcn.weights`` records which one each file needs, a checkpoint records
 the one its net was trained with (``checkpoint.preprocessing_of``), and the
-batches apply it. Where a run starts from scratch (``minifcn.start``), a tiny
-trunk sees TORCHVISION's (inputs near unit scale suit batch norm and Adam);
-a full-size one CAFFE's, the paper's.
+batches apply it. Where a run starts from scratch (``minifcn.start``), a
+trunk of no ImageNet classifier's widths (tiny, tiny-bn, small-bn,
+tiny-googlenet) sees TORCHVISION's (inputs near unit scale suit batch norm
+and Adam); a full-size one CAFFE's, the paper's.
 
 RGB-D images (``minifcn.data.rgbd``) carry depth as a fourth channel;
 CAFFE_RGBD and TORCHVISION_RGBD prepare the colour as their RGB versions do

@@ -10,7 +10,7 @@ Five starting points (Sec. 4.1-4.2, 5):
 
 The preprocessing comes with the weights: a file of ImageNet weights names
 its own (Caffe's for the paper's VGG16), a checkpoint records the one it was
-trained with, and a tiny trunk trained from scratch sees torchvision's.
+trained with, and a trunk of its own widths (``FROM_SCRATCH``) sees torchvision's.
 Early fusion grows conv1 and a single stream is wrapped *after* ``--init``,
 so that ImageNet weights land on an RGB net as usual. Mistakes raise
 ValueError with the flag and the file named.
@@ -25,7 +25,7 @@ from . import rng
 from .checkpoint import Checkpoint, load_checkpoint, model_from_checkpoint, preprocessing_of
 from .config import Config
 from .heads import Heads
-from .models import FC6_KERNEL, MultiHeadFCN, StreamFCN, add_input_channels, build_fcn
+from .models import FC6_KERNEL, FROM_SCRATCH, MultiHeadFCN, StreamFCN, add_input_channels, build_fcn
 from .nn import Module
 from .optim import SGD, Adam
 from .preprocessing import CAFFE, TORCHVISION, Preprocessing, with_depth
@@ -50,7 +50,7 @@ def starting_point(c: Config, heads: Heads, say: Callable[[str], None] = print) 
         return start
     rng.manual_seed(c.seed)
     model = _build(c, heads)
-    preprocessing = TORCHVISION if c.backbone.startswith("tiny") and not c.init else CAFFE
+    preprocessing = TORCHVISION if c.backbone in FROM_SCRATCH and not c.init else CAFFE
     if c.fusion == "late" and c.init:
         preprocessing = _join_streams(model, c, heads, say)
     elif c.init:

@@ -101,6 +101,23 @@ def test_vgg16_fcn_has_the_papers_widths(vgg_fcn8s):
     assert sum(p.size for p in vgg_fcn8s.parameters()) == vgg16_convs + fc6 + fc7 + scores + upsampling
 
 
+def test_small_bn_is_tiny_bn_wider_with_vgg16s_geometry():
+    small, tiny = FCN8s(n_class=4, backbone="small-bn"), FCN8s(n_class=4, backbone="tiny-bn")
+    assert [n for n, _ in small.named_parameters()] == [n for n, _ in tiny.named_parameters()]  # batch norm throughout
+    assert small.crop_offsets == tiny.crop_offsets and small.smallest_input() == tiny.smallest_input()
+    widths, c = (16, 32, 64, 128, 256), (3, 16, 16, 32, 32, 64, 64, 64, 128, 128, 128, 256, 256, 256)
+    convs = [getattr(small, f"conv{s}_{i}") for s, n in enumerate((2, 2, 3, 3, 3), 1) for i in range(1, n + 1)]
+    assert [(conv.weight.shape[1], conv.weight.shape[0]) for conv in convs] == list(zip(c[:-1], c[1:]))
+    assert [convs[i].weight.shape[0] for i in (1, 3, 6, 9, 12)] == list(widths)
+    assert small.fc6.weight.shape == (512, 256, 7, 7) and small.fc7.weight.shape == (512, 512, 1, 1)
+    assert small.bn7.num_features == 512 and not any(isinstance(m, nn.Dropout) for m in vars(small).values())
+    # each convolution and fc layer: weights, bias, and batch norm's scale and shift
+    convs_and_fc = sum(a * b * 9 + b + 2 * b for a, b in zip(c[:-1], c[1:])) + 256 * 512 * 49 + 512 * 512 + 6 * 512
+    scores = (4 * 512 + 4) + (4 * 128 + 4) + (4 * 64 + 4)  # score_fr, score_pool4, score_pool3
+    upsampling = 4 * 4 * (4 * 4 + 4 * 4 + 16 * 16)  # no bias
+    assert sum(p.size for p in small.parameters()) == convs_and_fc + scores + upsampling
+
+
 def test_fresh_fcn_scores_are_zero_and_upsampling_is_bilinear():
     model = FCN16s(n_class=3, backbone="tiny").eval()
     for layer in (model.score_fr, model.score_pool4):
@@ -215,7 +232,8 @@ def test_bad_arguments_are_named():
         FCN8s(backbone="alexnet")
     with pytest.raises(
         ValueError,
-        match=r"FCN32s: backbone 'resnet' is not available; choose one of 'vgg16', 'tiny', 'tiny-bn', 'alexnet'",
+        match=r"FCN32s: backbone 'resnet' is not available; choose one of 'vgg16', 'tiny', 'tiny-bn', 'small-bn', "
+        r"'alexnet'",
     ):
         FCN32s(backbone="resnet")
     with pytest.raises(ValueError, match="n_class must be a positive integer, got 0"):
@@ -253,7 +271,7 @@ def test_dropout_is_active_in_training_only(rng):
 def test_classifier_input_and_backbone_errors():
     with pytest.raises(ValueError, match=r"VGG16: input must be \(N, 3, H, W\), got shape \(3, 224, 224\)"):
         VGG16(backbone="tiny")(mf.Tensor(np.zeros((3, 224, 224), np.float32)))
-    with pytest.raises(ValueError, match="unknown VGG16 backbone 'resnet'; choose 'vgg16' or 'tiny'"):
+    with pytest.raises(ValueError, match="unknown VGG16 backbone 'resnet'; choose 'vgg16', 'tiny' or 'small'"):
         VGG16(backbone="resnet")
 
 

@@ -161,6 +161,15 @@ def test_staged_init_starts_from_the_coarser_net(trained, tmp_path):
     assert run.batch.__self__.preprocessing is TORCHVISION  # the loop's batches
 
 
+def test_trunks_of_their_own_widths_see_torchvisions_inputs_from_scratch_and_vgg16_caffes():
+    from minifcn.preprocessing import CAFFE
+
+    for backbone, expected, width in (("small-bn", TORCHVISION, 16), ("tiny", TORCHVISION, 4), ("vgg16", CAFFE, 64)):
+        run, _ = train.prepare(train.parse_config(SMALL + ["--backbone", backbone, "--iters", "1"]))
+        assert run.batch.__self__.preprocessing is expected, backbone
+        assert run.model.backbone == backbone and run.model.conv1_1.weight.shape[0] == width
+
+
 def test_nan_loss_stops_with_the_iteration_and_the_fix(tmp_path, capsys):
     args = SMALL + [
         "--backbone",

@@ -4,7 +4,7 @@ from minifcn.models import VGG16, AlexNet, FCN32s, FCN16s, FCN8s, FCN8sAtOnce
 model = FCN8s(n_class=21, backbone="vgg16")   # or "tiny"; FCN32s also takes "alexnet"
 """
 
-from .backbones import BACKBONES, FC6_KERNEL, ONLY_FCN32S
+from .backbones import BACKBONES, FC6_KERNEL, FROM_SCRATCH, ONLY_FCN32S, VGG16_GEOMETRY
 from .classifiers import VGG16, AlexNet, Classifier
 from .fcn import FCN, MODELS, FCN8s, FCN8sAtOnce, FCN16s, FCN32s
 from .fusion import LateFusionFCN32s, StreamFCN, add_input_channels
@@ -21,6 +21,8 @@ __all__ = [
     "FCN8sAtOnce",
     "BACKBONES",
     "FC6_KERNEL",
+    "FROM_SCRATCH",
+    "VGG16_GEOMETRY",
     "LateFusionFCN32s",
     "StreamFCN",
     "MultiHeadFCN",

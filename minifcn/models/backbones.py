@@ -13,6 +13,12 @@ but it trains on a laptop CPU. It exists for tests and lessons.
 paper has neither, but from scratch the plain deep trunk learns too slowly
 for a few minutes on a CPU (benchmarks/RESULTS.md measures how much). The
 geometry, and so every receptive field and crop, is unchanged.
+``small-bn`` is ``tiny-bn`` four times as wide in its first two stages and
+twice as wide after them, fc6 and fc7 included: 16-32-64-128-256 channels
+and 512, about 4.4 million weights against tiny-bn's 1.1 million. Its
+step costs a few times tiny-bn's on a CPU, little more on a GPU, and on
+CamVid's held-out drive it scores higher in the same iterations
+(docs/camvid.md, benchmarks/RESULTS.md).
 
 ``googlenet`` is GoogLeNet (Szegedy et al.) up to inception_5b, the third
 trunk of the paper's Table 1; as the paper did, its final average pooling
@@ -35,12 +41,16 @@ from .. import nn
 
 VGG16_WIDTHS, VGG16_FC = (64, 128, 256, 512, 512), 4096
 TINY_WIDTHS, TINY_FC = (4, 8, 32, 64, 128), 256  # narrow where maps are large, wide where small
+SMALL_WIDTHS, SMALL_FC = (16, 32, 64, 128, 256), 512
 ALEXNET_WIDTHS, ALEXNET_FC = (64, 192, 384, 256, 256), 4096  # torchvision's AlexNet (no channel groups)
 
-BACKBONES = ("vgg16", "tiny", "tiny-bn", "alexnet", "googlenet", "tiny-googlenet")
+BACKBONES = ("vgg16", "tiny", "tiny-bn", "small-bn", "alexnet", "googlenet", "tiny-googlenet")
+VGG16_GEOMETRY = ("vgg16", "tiny", "tiny-bn", "small-bn")  # VGG16's kernels, strides and padding at other widths
+WITH_BATCH_NORM = ("tiny-bn", "small-bn")
+FROM_SCRATCH = ("tiny", "tiny-bn", "small-bn", "tiny-googlenet")  # no ImageNet classifier has their widths
 ONLY_FCN32S = ("alexnet", "googlenet", "tiny-googlenet")  # trunks the paper used for FCN-32s alone (Table 1)
 #: fc6's kernel: the pool5 grid the ImageNet classifier saw at 224x224 (GoogLeNet has no fc6).
-FC6_KERNEL = {"vgg16": 7, "tiny": 7, "tiny-bn": 7, "alexnet": 6}
+FC6_KERNEL = {"vgg16": 7, "tiny": 7, "tiny-bn": 7, "small-bn": 7, "alexnet": 6}
 
 #: GoogLeNet's inception modules: name -> (n1x1, n3x3_reduce, n3x3, n5x5_reduce, n5x5, pool_proj), in order;
 #: each stage ends in a 3x3 stride-2 max pooling (pool3 after 3b, pool4 after 4e).
@@ -77,12 +87,14 @@ def linear(in_features: int, out_features: int, dtype: Any = np.float32) -> nn.L
 
 
 def vgg16_widths(backbone: str) -> tuple[tuple[int, ...], int]:
-    """(channels of the five conv stages, width of fc6 and fc7) of 'vgg16' or 'tiny'."""
+    """(channels of the five conv stages, width of fc6 and fc7) of 'vgg16', 'tiny' or 'small'."""
     if backbone == "vgg16":
         return VGG16_WIDTHS, VGG16_FC
     if backbone == "tiny":
         return TINY_WIDTHS, TINY_FC
-    raise ValueError(f"unknown VGG16 backbone {backbone!r}; choose 'vgg16' or 'tiny'")
+    if backbone == "small":
+        return SMALL_WIDTHS, SMALL_FC
+    raise ValueError(f"unknown VGG16 backbone {backbone!r}; choose 'vgg16', 'tiny' or 'small'")
 
 
 def vgg16_features(widths: tuple[int, ...], first_padding: int, ceil_mode: bool, dtype: Any) -> dict[str, nn.Module]:
@@ -177,7 +189,7 @@ def fcn_trunk(
         return layers, layers["inception_5b"].out_channels
     if backbone == "alexnet":
         layers, last, fc = alexnet_features(pad, True, dtype), ALEXNET_WIDTHS[-1], ALEXNET_FC
-    elif backbone in ("vgg16", "tiny", "tiny-bn"):
+    elif backbone in VGG16_GEOMETRY:
         widths, fc = vgg16_widths(backbone.removesuffix("-bn"))
         layers, last = vgg16_features(widths, pad, True, dtype), widths[-1]
     else:
@@ -187,7 +199,7 @@ def fcn_trunk(
         "fc6": conv(last, fc, k, dtype=dtype), "relu6": relu(), "drop6": nn.Dropout(0.5),  # 1/32
         "fc7": conv(fc, fc, 1, dtype=dtype), "relu7": relu(), "drop7": nn.Dropout(0.5),
     })  # fmt: skip
-    if backbone == "tiny-bn":
+    if backbone in WITH_BATCH_NORM:
         layers = with_batch_norm(layers, dtype)
     return layers, fc
 

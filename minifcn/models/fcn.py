@@ -43,7 +43,7 @@ from .. import functional as F
 from .. import nn
 from ..autograd import Tensor
 from ..receptive import crop_offsets, smallest_input
-from .backbones import FC6_KERNEL, ONLY_FCN32S, conv, fcn_trunk
+from .backbones import FC6_KERNEL, ONLY_FCN32S, VGG16_GEOMETRY, conv, fcn_trunk
 
 
 def zero_score_layer(in_channels: int, n_class: int, dtype: Any) -> nn.Conv2d:
@@ -86,7 +86,7 @@ class FCN(nn.Module):
     """
 
     CROPS: dict[str, tuple[str, str]] = {}
-    BACKBONES: tuple[str, ...] = ("vgg16", "tiny", "tiny-bn")
+    BACKBONES: tuple[str, ...] = VGG16_GEOMETRY
     #: The trunk outputs the scoring layers read ("top": the trunk's last layer, fc7 or GoogLeNet's drop5).
     TAPS: tuple[str, ...] = ("top",)
 
@@ -203,7 +203,7 @@ class FCN(nn.Module):
 class FCN32s(FCN):
     """FCN-32s (Sec. 4.1): the trunk's 1/32 scores, upsampled 32x in one step."""
 
-    BACKBONES = ("vgg16", "tiny", "tiny-bn") + ONLY_FCN32S
+    BACKBONES = VGG16_GEOMETRY + ONLY_FCN32S
     CROPS = {"score": ("upscore", "input")}
 
     def __init__(
@@ -218,7 +218,7 @@ class FCN32s(FCN):
         super().__init__(n_class, backbone, learnable_upsampling, dtype, pad, fc6_kernel)
         # AlexNet's reference net upsamples with a 63x63 kernel (stride 32); VGG16's with 64x64. The odd
         # kernel keeps whole-pixel alignment for trunks of odd kernels only; GoogLeNet is one of them.
-        kernel = 64 if backbone in ("vgg16", "tiny", "tiny-bn") else 63
+        kernel = 64 if backbone in VGG16_GEOMETRY else 63
         self.upscore = upsampling_layer(self.n_class, 32, learnable_upsampling, dtype, kernel)  # 1/1
         self.crop_offsets = self.derive_crops()
         self.check_fc6()
