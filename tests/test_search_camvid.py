@@ -79,6 +79,8 @@ def test_the_wider_trunk_takes_its_stage_and_fc_widths_and_leaves_tiny_bns_own(s
     assert (backbones.TINY_WIDTHS, backbones.TINY_FC) == (widths, fc) == ((4, 8, 32, 64, 128), 256)
     plain = search.build(dict(search.BASE, **search.FINALIST), 11)
     assert plain.fc7.weight.shape == (256, 256, 1, 1) and plain.crop_offsets == wide.crop_offsets
+    small = FCN8s(11, "small-bn", pad=21, fc6_kernel=4)  # the trunk minifcn names small-bn
+    assert [(n, p.shape) for n, p in small.named_parameters()] == [(n, p.shape) for n, p in wide.named_parameters()]
 
 
 def finalist_and(search, **change) -> tuple:
