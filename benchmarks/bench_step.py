@@ -1,6 +1,6 @@
 """One training step of a preset, in minifcn and in its PyTorch twin, interleaved on the same threads.
 
-    python benchmarks/bench_step.py [--preset quick|camvid-cpu] [--steps 15] [--data-root DIR] [--threads N]
+    python benchmarks/bench_step.py [--preset quick|camvid-cpu|camvid] [--steps 15] [--data-root DIR] [--threads N]
 
 The minifcn side is ``python -m minifcn.train``'s own step (``train.prepare``
 builds the run as the command does; ``Loop.step`` runs forward, loss,
@@ -19,10 +19,10 @@ two PyTorch runs on different hardware would. Each side's time per step is
 the median over ``--steps`` steps after two warm-up steps, the two sides
 alternating step by step so that a noisy machine slows both alike.
 
-Presets: ``quick`` (tiny-bn FCN-8s, Shapes, batches of 4 at 128x128) and
+Presets: ``quick`` (tiny-bn FCN-8s, Shapes, batches of 4 at 128x128),
 ``camvid-cpu`` (the same net on whole 480x360 CamVid images, batches of 4,
-median-frequency class weights; needs ``--data-root``, by default
-``../shared/data/CamVid``).
+ENet's class weights; needs ``--data-root``, by default
+``../shared/data/CamVid``) and ``camvid`` (the same on the small-bn trunk).
 """
 
 from __future__ import annotations
@@ -142,12 +142,12 @@ def report(r: dict) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--preset", choices=("quick", "camvid-cpu"), default="quick")
+    parser.add_argument("--preset", choices=("quick", "camvid-cpu", "camvid"), default="quick")
     parser.add_argument("--steps", type=int, default=15)
-    parser.add_argument("--data-root", help="CamVid's folder for --preset camvid-cpu")
+    parser.add_argument("--data-root", help="CamVid's folder for the camvid presets")
     parser.add_argument("--threads", type=int, default=blas_threads())
     args = parser.parse_args()
-    root = args.data_root or (DEFAULT_CAMVID if args.preset == "camvid-cpu" else None)
+    root = args.data_root or (DEFAULT_CAMVID if args.preset.startswith("camvid") else None)
     print(
         f"machine: {cpu_name()}, {os.cpu_count()} cores; numpy {np.__version__}, OpenBLAS '{openblas_core()}'; "
         f"{args.threads} threads each; median of {args.steps} steps after 2 warm-up steps\n"

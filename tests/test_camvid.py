@@ -274,6 +274,7 @@ def test_the_camvid_presets_end_to_end(preset, tmp_path, capsys):
     assert (config["pad"], config["fc6_kernel"]) == (21, 4)  # the quick net's geometry
     assert config["crop_size"] is None and config["iters"] == 2  # whole 480x360 images; --iters overrides the preset
     assert expected["iters"] == (1360 if preset == "camvid-cpu" else 4000)
+    assert expected["backbone"] == ("tiny-bn" if preset == "camvid-cpu" else "small-bn")
     help_text = " ".join(train.build_parser().format_help().split())
     assert f"camvid-cpu {train.PRESETS['camvid-cpu']['iters']})" in help_text  # --help states the presets' iterations
     rows = open(out / "log.csv").read().splitlines()[1:]
