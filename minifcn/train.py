@@ -54,7 +54,8 @@ def build_parser() -> cli.ArgumentParser:
       f"camvid ({iters['camvid']} iterations, for a GPU; camvid-cpu {iters['camvid-cpu']}): CamVid street scenes, "
       "with --data-root; paper: the reference's solver")
     a("--model", choices=MODELS, help="the network (quick: fcn8s; paper: fcn32s)")
-    a("--backbone", choices=BACKBONES, help="the trunk (quick: tiny-bn, tiny with batch norm; paper: vgg16)")
+    a("--backbone", choices=BACKBONES, help="the trunk (quick: tiny-bn, tiny with batch norm; camvid: small-bn, "
+      "tiny-bn 2-4x as wide; paper: vgg16)")
     cli.add_data_arguments(p, dataset_default=None)
     a("--train-split", help="split to train on (default train; camvid also train-without-DRIVE, e.g. 0006R0)")
     a("--val-split", help="split to evaluate on (default val; sbd also seg11valid, with --voc-root; camvid a DRIVE)")
@@ -113,8 +114,7 @@ def parse_config(argv: Sequence[str] | None) -> Config:
     values["fc6_kernel"] = FC6_KERNEL.get(values["backbone"]) if fc6 is None else fc6
     if values.get("lr") is None:
         values["lr"] = PAPER_LR[values["model"]]
-    values.setdefault("out", None)
-    if values["out"] is None:
+    if values.get("out") is None:
         values["out"] = os.path.join("runs", preset)
     if values.get("dataset") in cli.RGBD_DATASETS and values.get("fusion") is None:
         values["fusion"] = "early"
