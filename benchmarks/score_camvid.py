@@ -4,8 +4,8 @@
                                      [--split 0006R0] [--ways NAME ...] [--ensemble]
 
 Each checkpoint (``best.npz`` or ``last.npz`` of a ``python -m minifcn.train`` run, trained on
-``train-without-0006R0`` to ask the held-out drive's question) is scored on every image of ``--split``, at
-480x360, five ways:
+``train-without-0006R0`` to ask the held-out drive's question, or without another drive) is scored on every image
+of ``--split``, at 480x360, these ways:
 
 - as trained: batch norm with its running statistics, one pass;
 - batch norm from each image's own statistics (a single image per pass, so no image sees another): how much a
@@ -14,7 +14,8 @@ Each checkpoint (``best.npz`` or ``last.npz`` of a ``python -m minifcn.train`` r
 - the class scores at 0.75, 1 and 1.25 times the size averaged (each resized bilinearly to 480x360);
 - both of the last two: six passes;
 - each image's light matched to the training images': its channels' means and deviations moved to the average
-  ones of ``train-without-0006R0`` (the held-out drive is brighter: its pixels average about 138 against 97);
+  ones of ``train-without-<drive>`` where ``--split`` is a drive (0006R0 is brighter than the others: its pixels
+  average about 138 against 97; 0001TP, filmed at dusk, darker), else of train;
 - half of the class weighting taken back: a loss that weighs class c by w_c learns scores whose softmax is
   proportional to w_c p(c | image), so the rare classes are called more often than they occur and lose IU to
   false alarms; subtracting 0.5 ln w_c from the log-softmax scores (the weights from the checkpoint) takes
@@ -148,11 +149,10 @@ def main() -> None:
     p.add_argument("--ensemble", action="store_true", help="also score all the checkpoints together, as one net")
     args = p.parse_args()
     dataset = CamVid(args.data_root, args.split)
-    light = (
-        light_of(CamVid(args.data_root, f"train-without-{HELD_OUT_DRIVE}"))
-        if "light matched to training" in args.ways
-        else None
-    )
+    light = None
+    if "light matched to training" in args.ways:
+        drives = CamVid(args.data_root, "train").drives()
+        light = light_of(CamVid(args.data_root, f"train-without-{args.split}" if args.split in drives else "train"))
     print(f"CamVid {args.split}: {len(dataset)} images at 480x360\n")
     print("| checkpoint | way | mean IU | pixel acc | seconds |")
     print("|---|---|---|---|---|")
