@@ -166,9 +166,10 @@ VARIANTS = {
     "finalist, SGD with momentum at lr 0.1": dict(FINALIST, sgd=True, lr=0.1),
     "finalist, SGD with momentum at lr 0.03": dict(FINALIST, sgd=True, lr=0.03),
     "finalist, SGD with momentum at lr 0.01": dict(FINALIST, sgd=True, lr=0.01),
-    # more capacity, at 2.6x and 3.4x the step (240x180): what a GPU could afford
+    # more capacity, at 2.6x, 3.4x and 8x the step (240x180): what a GPU could afford
     "finalist, widths 8-16-64-128-256, fc 512": dict(FINALIST, widths=(8, 16, 64, 128, 256), fc=512),
     "finalist, widths 16-32-64-128-256, fc 512": dict(FINALIST, widths=(16, 32, 64, 128, 256), fc=512),
+    "finalist, widths 32-64-128-256-256, fc 1024": dict(FINALIST, widths=(32, 64, 128, 256, 256), fc=1024),
 }
 
 
