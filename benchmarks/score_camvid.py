@@ -122,6 +122,12 @@ def confusion(path: str, dataset, per_image_bn: bool, scales: tuple, mirror: boo
     return hist
 
 
+def training_split(split: str, drives) -> str:
+    """The split a net scored on ``split`` was trained on: train without that drive where ``split`` is one of
+    ``drives`` (train's), else all of train. Light matching takes its target from it."""
+    return f"train-without-{split}" if split in drives else "train"
+
+
 def ensemble_confusion(paths: list[str], dataset) -> np.ndarray:
     """The (K, K) confusion matrix of the checkpoints at ``paths`` together: each image's class log-probabilities
     from every net (as trained, one pass) averaged, then the largest taken (the nets' probabilities multiplied)."""
@@ -151,8 +157,7 @@ def main() -> None:
     dataset = CamVid(args.data_root, args.split)
     light = None
     if "light matched to training" in args.ways:
-        drives = CamVid(args.data_root, "train").drives()
-        light = light_of(CamVid(args.data_root, f"train-without-{args.split}" if args.split in drives else "train"))
+        light = light_of(CamVid(args.data_root, training_split(args.split, CamVid(args.data_root, "train").drives())))
     print(f"CamVid {args.split}: {len(dataset)} images at 480x360\n")
     print("| checkpoint | way | mean IU | pixel acc | seconds |")
     print("|---|---|---|---|---|")

@@ -116,6 +116,8 @@ def test_small_bn_is_tiny_bn_wider_with_vgg16s_geometry():
     scores = (4 * 512 + 4) + (4 * 128 + 4) + (4 * 64 + 4)  # score_fr, score_pool4, score_pool3
     upsampling = 4 * 4 * (4 * 4 + 4 * 4 + 16 * 16)  # no bias
     assert sum(p.size for p in small.parameters()) == convs_and_fc + scores + upsampling
+    classifier = VGG16(n_class=5, backbone="small")  # the ImageNet classifier of those widths: fc6 over pool5's 7x7
+    assert classifier.conv1_1.weight.shape == (16, 3, 3, 3) and classifier.fc6.weight.shape == (512, 256 * 49)
 
 
 def test_fresh_fcn_scores_are_zero_and_upsampling_is_bilinear():

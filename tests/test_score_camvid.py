@@ -23,6 +23,13 @@ class Images:
         return self.images[i], np.zeros(self.images[i].shape[:2], np.int64)
 
 
+def test_light_is_matched_to_the_training_images_of_the_drive_scored(score):
+    drives = {"0001TP": 62, "0006R0": 101, "0016E5": 204}
+    assert score.training_split("0006R0", drives) == "train-without-0006R0"
+    assert score.training_split("0001TP", drives) == "train-without-0001TP"
+    assert score.training_split("val", drives) == "train" and score.training_split("Seq05VD", drives) == "train"
+
+
 def test_light_matching_moves_each_channels_mean_and_deviation_to_the_other_splits(score):
     rng = np.random.default_rng(0)
     dark = [rng.integers(20, 90, (30, 40, 3)).astype(np.uint8) for _ in range(3)]

@@ -1,7 +1,7 @@
 """The pieces of benchmarks/search_camvid.py (and of camvid_nets.py, which it imports) that its published figures rest
 on: CutMix, the trunks with other numbers of convolutions, the net with a skip from pool2, the dilated net that stays
 at 1/8, the net with global context, the per-image standardisation, joined splits, weight averaging, the dropout
-put back, instance normalisation and the row channel."""
+put back, instance normalisation, the row channel and the wider trunk (minifcn's small-bn)."""
 
 import importlib
 
