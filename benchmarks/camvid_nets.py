@@ -1,7 +1,8 @@
 """The nets that ``search_camvid.py`` puts beside FCN-8s on CamVid: trunks with other numbers of convolutions, a
 skip from pool2 (FCN4s), a net that stays at 1/8 with dilated stages (Dilated8s), and FCN-8s with ParseNet's global
-context (GlobalContext8s). Each takes (N, 3, H, W) images to (N, n_class, H, W) scores. Beside them, two changes to
-tiny-bn's layers: dropout put back after fc6 and fc7, and IBN-Net's instance normalisation in the first stages."""
+context (GlobalContext8s). Each takes (N, 3, H, W) images to (N, n_class, H, W) scores. Beside them, three changes to
+tiny-bn's layers: dropout put back after fc6 and fc7, IBN-Net's instance normalisation in the first stages, and
+ResNet's shortcuts around the convolutions that keep their width."""
 
 from __future__ import annotations
 
@@ -251,4 +252,35 @@ def reading_rows(model: mf.nn.Module) -> mf.nn.Module:
     He-normal layer, so its crops are as before."""
     first = model.conv1_1
     model.conv1_1 = backbones.conv(4, first.out_channels, first.kernel_size[0], padding=first.padding[0])
+    return model
+
+
+class Shortcut(mf.nn.Module):
+    """A convolution and its batch norm with the input added back: bn(conv(x)) + x, for a convolution whose input
+    and output have the same channels. The ReLU after it then sees x + f(x), as in a ResNet's block (He et al.
+    2016), where the trunk learns only what each convolution adds."""
+
+    def __init__(self, conv: mf.nn.Module, bn: mf.nn.Module):
+        super().__init__()
+        self.conv, self.bn = conv, bn
+
+    def forward(self, x):
+        return self.bn(self.conv(x)) + x
+
+
+class Identity(mf.nn.Module):
+    def forward(self, x):
+        return x
+
+
+def with_shortcuts(model: mf.nn.Module) -> mf.nn.Module:
+    """``model`` with a Shortcut around every 3x3 convolution of its trunk whose input and output widths agree
+    (each stage's convolutions after its first, and conv1_2): conv holds the Shortcut, bn becomes Identity. Swapped
+    after the net is built, as with_instance_norm is: padding 1 keeps every size, so the crops are as before."""
+    for name in model.trunk_names:
+        layer = getattr(model, name)
+        if name.startswith("conv") and layer.in_channels == layer.out_channels:
+            bn = "bn" + name.removeprefix("conv")
+            setattr(model, name, Shortcut(layer, getattr(model, bn)))
+            setattr(model, bn, Identity())
     return model

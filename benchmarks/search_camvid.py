@@ -7,8 +7,9 @@
 Each variant changes one thing of a base recipe (FCN-8s from scratch on the tiny-bn trunk, the paper's pad 100 and
 the classifier's 7x7 fc6, fixed upsampling, Adam at 0.01 with 50 iterations of warm-up and poly decay, flips,
 median-frequency class weights, batches of 4 whole images), or a few; the last ones change one thing of the
-finalist, which the CamVid presets now use (a 4x4 fc6 at pad 21, ENet's weights): its data, its training, its net (a
-pool2 skip, global context, a net that stays at 1/8: ``camvid_nets.py``) or its loss (``camvid_losses.py``). It
+finalist, which the CamVid presets now use (a 4x4 fc6 at pad 21, ENet's weights): its data, its training (progressive
+resizing: the first iterations on smaller images, which cost less), its net (a pool2 skip, global context, a net that
+stays at 1/8, ResNet shortcuts: ``camvid_nets.py``) or its loss (``camvid_losses.py``). It
 trains for the same iterations (or a multiple of them, where a variant says) from the same seed on
 ``train-without-0006R0`` (every ``--every``-th image, resized by ``--scale``), so that its score on the held-out
 drive 0006R0 (all 101 images, resized alike) is a score on streets it never saw: the question CamVid's test split
@@ -48,6 +49,7 @@ from camvid_nets import (  # noqa: E402
     reading_rows,
     with_instance_norm,
     with_row,
+    with_shortcuts,
 )
 
 import minifcn as mf  # noqa: E402
@@ -98,6 +100,8 @@ BASE = dict(
     ibn=0,  # IBN-Net: in this many first stages, half of each batch norm's channels instance normalised instead
     rows=False,  # each pixel's row (-1 at the top, 1 at the bottom) as a fourth input channel (CoordConv)
     sgd=False,  # SGD with momentum 0.9 (the paper's solver, at the recipe's lr and schedule) instead of Adam
+    shortcuts=False,  # each convolution whose widths agree made a ResNet block: relu(bn(conv(x)) + x)
+    coarse=None,  # (factor, multiple): first this multiple of --iters on the images resized by factor, then the rest
 )
 FINALIST = dict(pad=21, fc6=4, weights="enet", iters=1.8)
 QUICK = dict(learn_up=True, beta2=0.99, warmup=100)  # the quick preset's settings beside its geometry
@@ -170,6 +174,10 @@ VARIANTS = {
     "finalist, widths 8-16-64-128-256, fc 512": dict(FINALIST, widths=(8, 16, 64, 128, 256), fc=512),
     "finalist, widths 16-32-64-128-256, fc 512": dict(FINALIST, widths=(16, 32, 64, 128, 256), fc=512),
     "finalist, widths 32-64-128-256-256, fc 1024": dict(FINALIST, widths=(32, 64, 128, 256, 256), fc=1024),
+    # the trunk made residual, and progressive resizing: more iterations for the time, at half size first
+    "finalist, ResNet shortcuts": dict(FINALIST, shortcuts=True),
+    "finalist, 3.1x iterations at half size, then 0.6x": dict(FINALIST, iters=0.6, coarse=(0.5, 3.1)),
+    "finalist, 2.3x iterations at half size, then 0.9x": dict(FINALIST, iters=0.9, coarse=(0.5, 2.3)),
 }
 
 
@@ -279,6 +287,7 @@ def build(recipe: dict, n_class: int) -> FCN:
         net = FCN4s if recipe["pool2"] else GlobalContext8s if recipe["context"] else FCN8s
         model = net(n_class, "tiny-bn", recipe["learn_up"], pad=recipe["pad"], fc6_kernel=recipe["fc6"])
         model = with_instance_norm(model, recipe["ibn"])
+        model = with_shortcuts(model) if recipe["shortcuts"] else model
         return reading_rows(model) if recipe["rows"] else model
     finally:
         backbones.TINY_WIDTHS, backbones.vgg16_features, backbones.with_batch_norm = own, own_features, own_bn
@@ -298,9 +307,15 @@ def train(recipe: dict, train_set: Resized, seed: int, args) -> tuple:
     weight = None if weights is None else to_device(weights.astype(np.float32), args.device)
     start, iters = time.perf_counter(), round(args.iters * recipe.get("iters", 1))
     rng = np.random.default_rng(seed + 1000)
+    coarse, first = None, 0
+    if recipe["coarse"]:  # progressive resizing: the first iterations on smaller images, which cost less
+        factor, first = recipe["coarse"][0], round(args.iters * recipe["coarse"][1])
+        small = copy.copy(train_set)
+        small.items = [rescale(image, label, factor) for image, label in train_set.items]
+        coarse, iters = loader_for(recipe, small, model.preprocess, seed, args.scale * factor), iters + first
     swa_start, averaged = iters - round(iters * recipe["swa"]), None
     for t in range(iters):
-        x, y = loader.batch(t)
+        x, y = coarse.batch(t) if t < first else loader.batch(t - first)
         if recipe["cutmix"]:
             x, y = cutmix(x, y, recipe["cutmix"], rng)
         optimiser.lr = learning_rate(recipe["lr"], min(t, swa_start), iters, "poly", warmup=recipe["warmup"])

@@ -1,7 +1,8 @@
 """The pieces of benchmarks/search_camvid.py (and of camvid_nets.py, which it imports) that its published figures rest
 on: CutMix, the trunks with other numbers of convolutions, the net with a skip from pool2, the dilated net that stays
 at 1/8, the net with global context, the per-image standardisation, joined splits, weight averaging, the dropout
-put back, instance normalisation, the row channel and the wider trunk (minifcn's small-bn)."""
+put back, instance normalisation, the row channel, the wider trunk (minifcn's small-bn), ResNet's shortcuts and
+progressive resizing."""
 
 import importlib
 
@@ -305,3 +306,46 @@ def test_swa_keeps_the_plain_mean_of_the_parameters_after_each_step(search):
         for mean, i in zip(averaged, (0, 1)):
             assert mean.dtype == np.float64
             assert np.allclose(mean, np.mean([s[i].astype(np.float64) for s in seen], axis=0), atol=1e-12)
+
+
+def test_shortcuts_add_each_same_width_convolutions_input_back_before_its_relu(search, nets):
+    plain, short = finalist_and(search, shortcuts=True)
+    wrapped = [n for n in short.trunk_names if isinstance(getattr(short, n), nets.Shortcut)]
+    assert wrapped == ["conv1_2", "conv2_2", "conv3_2", "conv3_3", "conv4_2", "conv4_3", "conv5_2", "conv5_3"]
+    assert short.crop_offsets == plain.crop_offsets
+    assert sorted(p.data.tobytes() for p in short.parameters()) == sorted(p.data.tobytes() for p in plain.parameters())
+    for name in (n for n in plain.trunk_names if n.startswith("bn")):  # running statistics unlike a fresh net's
+        bn, twin = getattr(plain, name), getattr(short, name)
+        twin = getattr(short, "conv" + name[2:]).bn if isinstance(twin, nets.Identity) else twin
+        bn.running_mean[...] = twin.running_mean[...] = np.linspace(-0.3, 0.3, bn.num_features)
+        bn.running_var[...] = twin.running_var[...] = np.linspace(0.5, 2.0, bn.num_features)
+    plain.eval(), short.eval()
+    x = np.random.default_rng(3).standard_normal((2, 3, 64, 80)).astype(np.float32)
+    h = mf.Tensor(x)  # a direct walk through the plain net's layers, the input put back after each wrapped bn
+    with mf.no_grad():
+        for name in plain.trunk_names:
+            if name in wrapped:
+                before = h
+            h = getattr(plain, name)(h)
+            if name.startswith("bn") and "conv" + name[2:] in wrapped:
+                h = h + before
+        top, plain_top = short.features(mf.Tensor(x))["top"], plain.features(mf.Tensor(x))["top"]
+    assert np.allclose(top.data, h.data, rtol=1e-5, atol=1e-6) and not np.allclose(top.data, plain_top.data)
+
+
+def test_progressive_resizing_trains_first_on_the_smaller_images_then_on_the_full_ones(search, monkeypatch):
+    rng = np.random.default_rng(0)
+    data = object.__new__(search.Resized)
+    data.items = [(rng.integers(0, 256, (96, 128, 3), np.uint8), rng.integers(0, 11, (96, 128))) for _ in range(4)]
+    data.n_class, data.classes, data.split = 11, [str(c) for c in range(11)], "made up"
+    seen, loss = [], search.F.softmax_cross_entropy
+
+    def recording(scores, y, **kw):
+        seen.append(y.shape)
+        return loss(scores, y, **kw)
+
+    monkeypatch.setattr(search.F, "softmax_cross_entropy", recording)
+    args = type("Args", (), dict(iters=2, device="cpu", scale=0.5))
+    recipe = dict(search.BASE, **dict(search.FINALIST, iters=1.0, coarse=(0.75, 1.5), batch=2))
+    search.train(recipe, data, 0, args)
+    assert seen == [(2, 72, 96)] * 3 + [(2, 96, 128)] * 2
