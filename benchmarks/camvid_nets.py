@@ -284,3 +284,26 @@ def with_shortcuts(model: mf.nn.Module) -> mf.nn.Module:
             setattr(model, name, Shortcut(layer, getattr(model, bn)))
             setattr(model, bn, Identity())
     return model
+
+
+class DeeplySupervised8s(FCN8s):
+    """FCN-8s that also scores its coarser stages on their own while it trains (deep supervision, Lee et al. 2015):
+    the 1/32 scores and the fused 1/16 scores, each taken up to the image by the same fixed bilinear layers and crop
+    as the 1/8 scores, are kept in ``aux`` for a loss of their own. They are the net's scores with the finer skips
+    left out, as FCN-32s and FCN-16s would give them; the paper trains FCN-8s in stages, 32s then 16s then 8s, so
+    that the coarse scores learn first. Scoring uses the full FCN-8s output alone. Fixed upsampling only."""
+
+    def __init__(self, n_class: int, backbone: str, learnable_upsampling: bool, pad: int, fc6_kernel: int):
+        if learnable_upsampling:
+            raise ValueError("DeeplySupervised8s takes the coarse scores up by the fixed bilinear layers only")
+        super().__init__(n_class, backbone, False, np.float32, pad, fc6_kernel)
+        self.aux = []
+
+    def decode(self, taps: dict, size: tuple) -> mf.Tensor:
+        up = lambda scores: self._crop(self.upscore8(self.upscore_pool4(scores)), size, "score")  # noqa: E731
+        upscore2 = self.upscore2(self.score_fr(taps["top"]))  # 1/16
+        fused16 = upscore2 + self._crop(self.score_pool4(taps["pool4"]), upscore2, "score_pool4c")
+        upscore_pool4 = self.upscore_pool4(fused16)  # 1/8
+        fused8 = upscore_pool4 + self._crop(self.score_pool3(taps["pool3"]), upscore_pool4, "score_pool3c")
+        self.aux = [up(upscore2), up(fused16)] if self.training else []
+        return self._crop(self.upscore8(fused8), size, "score")  # 1/1

@@ -41,6 +41,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # the nets and l
 
 from camvid_losses import hardest_only, smoothing_loss, soft_jaccard  # noqa: E402
 from camvid_nets import (  # noqa: E402
+    DeeplySupervised8s,
     Dilated8s,
     FCN4s,
     GlobalContext8s,
@@ -102,6 +103,7 @@ BASE = dict(
     sgd=False,  # SGD with momentum 0.9 (the paper's solver, at the recipe's lr and schedule) instead of Adam
     shortcuts=False,  # each convolution whose widths agree made a ResNet block: relu(bn(conv(x)) + x)
     coarse=None,  # (factor, multiple): first this multiple of --iters on the images resized by factor, then the rest
+    deep=0.0,  # deep supervision: this times the loss of each of the 1/32 and 1/16 scores alone, added
 )
 FINALIST = dict(pad=21, fc6=4, weights="enet", iters=1.8)
 QUICK = dict(learn_up=True, beta2=0.99, warmup=100)  # the quick preset's settings beside its geometry
@@ -178,6 +180,7 @@ VARIANTS = {
     "finalist, ResNet shortcuts": dict(FINALIST, shortcuts=True),
     "finalist, 3.1x iterations at half size, then 0.6x": dict(FINALIST, iters=0.6, coarse=(0.5, 3.1)),
     "finalist, 2.3x iterations at half size, then 0.9x": dict(FINALIST, iters=0.9, coarse=(0.5, 2.3)),
+    "finalist, deep supervision 0.4": dict(FINALIST, deep=0.4),
 }
 
 
@@ -285,6 +288,7 @@ def build(recipe: dict, n_class: int) -> FCN:
         backbones.with_batch_norm = keeping_dropout(backbones.with_batch_norm, recipe["dropout"])
     try:
         net = FCN4s if recipe["pool2"] else GlobalContext8s if recipe["context"] else FCN8s
+        net = DeeplySupervised8s if recipe["deep"] else net
         model = net(n_class, "tiny-bn", recipe["learn_up"], pad=recipe["pad"], fc6_kernel=recipe["fc6"])
         model = with_instance_norm(model, recipe["ibn"])
         model = with_shortcuts(model) if recipe["shortcuts"] else model
@@ -323,6 +327,8 @@ def train(recipe: dict, train_set: Resized, seed: int, args) -> tuple:
         if recipe["hardest"] < 1:
             y = hardest_only(scores.data, y, recipe["hardest"])
         loss = F.softmax_cross_entropy(scores, to_device(y, args.device), weight=weight)
+        for aux in getattr(model, "aux", []) if recipe["deep"] else []:
+            loss = loss + F.softmax_cross_entropy(aux, to_device(y, args.device), weight=weight) * recipe["deep"]
         if recipe["jaccard"]:
             loss = loss + soft_jaccard(scores, to_device(y, args.device)) * recipe["jaccard"]
         if recipe["smoothing"]:
