@@ -1,8 +1,8 @@
 """The pieces of benchmarks/search_camvid.py (and of camvid_nets.py, which it imports) that its published figures rest
 on: CutMix, the trunks with other numbers of convolutions, the net with a skip from pool2, the dilated net that stays
 at 1/8, the net with global context, the per-image standardisation, joined splits, weight averaging, the dropout
-put back, instance normalisation, the row channel, the wider trunk (minifcn's small-bn), ResNet's shortcuts and
-progressive resizing."""
+put back, instance normalisation, the row channel, the wider trunk (minifcn's small-bn), ResNet's shortcuts,
+progressive resizing and deep supervision."""
 
 import importlib
 
@@ -349,3 +349,44 @@ def test_progressive_resizing_trains_first_on_the_smaller_images_then_on_the_ful
     recipe = dict(search.BASE, **dict(search.FINALIST, iters=1.0, coarse=(0.75, 1.5), batch=2))
     search.train(recipe, data, 0, args)
     assert seen == [(2, 72, 96)] * 3 + [(2, 96, 128)] * 2
+
+
+def test_deep_supervision_keeps_the_coarse_scores_as_fcn8s_would_take_them_up(search, nets):
+    plain, deep = finalist_and(search, deep=0.4)
+    assert isinstance(deep, nets.DeeplySupervised8s) and deep.crop_offsets == plain.crop_offsets
+    for net in (plain, deep):  # the same skips, not zero, so that each stage's scores differ
+        for layer in (net.score_pool4, net.score_pool3):
+            layer.weight.data = np.random.default_rng(1).standard_normal(layer.weight.shape).astype(np.float32)
+    x = mf.Tensor(np.random.default_rng(5).standard_normal((2, 3, 96, 128)).astype(np.float32))
+    with mf.no_grad():
+        plain.eval(), deep.eval()
+        assert np.array_equal(deep(x).data, plain(x).data) and deep.aux == []
+        plain.train(), deep.train()  # both normalise by the batch statistics of x
+        out, taps = deep(x), plain.features(x)
+        up = lambda s: plain._crop(plain.upscore8(plain.upscore_pool4(s)), (96, 128), "score")  # noqa: E731
+        upscore2 = plain.upscore2(plain.score_fr(taps["top"]))  # the 1/32 scores, and with pool4's: the 1/16 ones
+        fused16 = upscore2 + plain._crop(plain.score_pool4(taps["pool4"]), upscore2, "score_pool4c")
+        want = [up(upscore2), up(fused16)]
+    assert len(deep.aux) == 2
+    for got, scores in zip(deep.aux, want):
+        assert got.shape == (2, 11, 96, 128) and np.allclose(got.data, scores.data, atol=1e-5)
+    assert not np.allclose(deep.aux[0].data, deep.aux[1].data) and not np.allclose(deep.aux[1].data, out.data)
+
+
+def test_deep_supervision_adds_a_weighted_loss_for_each_coarse_score(search, monkeypatch):
+    data = object.__new__(search.Resized)
+    rng = np.random.default_rng(0)
+    data.items = [(rng.integers(0, 256, (72, 96, 3), np.uint8), rng.integers(0, 11, (72, 96))) for _ in range(2)]
+    data.n_class, data.classes, data.split = 11, [str(c) for c in range(11)], "made up"
+    losses, cross_entropy = [], search.F.softmax_cross_entropy
+
+    def recording(scores, y, **kw):
+        losses.append(cross_entropy(scores, y, **kw))
+        return losses[-1]
+
+    monkeypatch.setattr(search.F, "softmax_cross_entropy", recording)
+    monkeypatch.setattr(mf.Tensor, "backward", lambda loss: losses.append(float(loss.data)))
+    args = type("Args", (), dict(iters=1, device="cpu", scale=1.0))
+    search.train(dict(search.BASE, **dict(search.FINALIST, iters=1.0, deep=0.4, batch=2)), data, 0, args)
+    main, coarse32, coarse16, total = losses
+    assert np.isclose(total, float(main.data) + 0.4 * (float(coarse32.data) + float(coarse16.data)), rtol=1e-6)
