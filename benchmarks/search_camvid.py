@@ -9,7 +9,7 @@ the classifier's 7x7 fc6, fixed upsampling, Adam at 0.01 with 50 iterations of w
 median-frequency class weights, batches of 4 whole images), or a few; the last ones change one thing of the
 finalist, which the CamVid presets now use (a 4x4 fc6 at pad 21, ENet's weights): its data, its training (progressive
 resizing: the first iterations on smaller images, which cost less), its net (a pool2 skip, global context, a net that
-stays at 1/8, ResNet shortcuts: ``camvid_nets.py``) or its loss (``camvid_losses.py``). It
+stays at 1/8, ResNet shortcuts, deep supervision: ``camvid_nets.py``) or its loss (``camvid_losses.py``). It
 trains for the same iterations (or a multiple of them, where a variant says) from the same seed on
 ``train-without-0006R0`` (every ``--every``-th image, resized by ``--scale``), so that its score on the held-out
 drive 0006R0 (all 101 images, resized alike) is a score on streets it never saw: the question CamVid's test split
