@@ -1,9 +1,9 @@
 """The nets that ``search_camvid.py`` puts beside FCN-8s on CamVid: trunks with other numbers of convolutions, a
-skip from pool2 (FCN4s), a net that stays at 1/8 with dilated stages (Dilated8s), and FCN-8s with ParseNet's global
+skip from pool2 (FCN4s), a net that stays at 1/8 with dilated stages (Dilated8s), FCN-8s with ParseNet's global
 context (GlobalContext8s), and FCN-8s that keeps its coarser scores for deep supervision (DeeplySupervised8s). Each
-takes (N, 3, H, W) images to (N, n_class, H, W) scores. Beside them, three changes to
-tiny-bn's layers: dropout put back after fc6 and fc7, IBN-Net's instance normalisation in the first stages, and
-ResNet's shortcuts around the convolutions that keep their width."""
+takes (N, 3, H, W) images to (N, n_class, H, W) scores. Beside them, three changes to tiny-bn's layers: dropout put
+back after fc6 and fc7, IBN-Net's instance normalisation in the first stages, and ResNet's shortcuts around the
+convolutions that keep their width."""
 
 from __future__ import annotations
 
