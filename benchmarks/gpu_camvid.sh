@@ -9,6 +9,9 @@
 #     first command, carrying .camvid-a:    bash benchmarks/gpu_camvid.sh check
 #     second command, carrying .camvid-b:   OUT=/tmp/out bash benchmarks/gpu_camvid.sh train
 #
+# The first half can ride with another command (bash benchmarks/gpu_all.sh; bash benchmarks/gpu_camvid.sh check).
+# Send the second command before the machine goes back when idle, or the first half goes with it.
+#
 # For a fresh run, remove runs/gpu-camvid/ and runs/gpu-camvid.log there first. `check` says which halves are there.
 # `train` joins the halves into one CamVid root (links to their files) and runs `python -m minifcn.train --preset
 # camvid` into runs/gpu-camvid/ (ignored, so kept between commands), with a timeout (TIMEOUT, 540 s); a run cut
