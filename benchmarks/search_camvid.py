@@ -181,6 +181,10 @@ VARIANTS = {
     "finalist, 3.1x iterations at half size, then 0.6x": dict(FINALIST, iters=0.6, coarse=(0.5, 3.1)),
     "finalist, 2.3x iterations at half size, then 0.9x": dict(FINALIST, iters=0.9, coarse=(0.5, 2.3)),
     "finalist, deep supervision 0.4": dict(FINALIST, deep=0.4),
+    # does the wider trunk keep gaining with iterations, where tiny-bn stops?
+    "finalist, widths 16-32-64-128-256, fc 512, 3x iterations": dict(
+        FINALIST, widths=(16, 32, 64, 128, 256), fc=512, iters=5.4
+    ),
 }
 
 
