@@ -257,9 +257,9 @@ def reading_rows(model: mf.nn.Module) -> mf.nn.Module:
 
 
 class Shortcut(mf.nn.Module):
-    """A convolution and its batch norm with the input added back: bn(conv(x)) + x, for a convolution whose input
-    and output have the same channels. The ReLU after it then sees x + f(x), as in a ResNet's block (He et al.
-    2016), where the trunk learns only what each convolution adds."""
+    """A convolution and its batch norm with the input added back: bn(conv(x)) + x, (N, C, H, W) in and out, for a
+    3x3 convolution of padding 1 whose input and output have the same C channels. The ReLU after it then sees
+    x + f(x), as in a ResNet's block (He et al. 2016), where the trunk learns only what each convolution adds."""
 
     def __init__(self, conv: mf.nn.Module, bn: mf.nn.Module):
         super().__init__()
@@ -270,13 +270,15 @@ class Shortcut(mf.nn.Module):
 
 
 class Identity(mf.nn.Module):
+    """x unchanged: what a batch norm becomes once its Shortcut holds it."""
+
     def forward(self, x):
         return x
 
 
 def with_shortcuts(model: mf.nn.Module) -> mf.nn.Module:
     """``model`` with a Shortcut around every 3x3 convolution of its trunk whose input and output widths agree
-    (each stage's convolutions after its first, and conv1_2): conv holds the Shortcut, bn becomes Identity. Swapped
+    (the convolutions after the first of each stage): conv holds the Shortcut, bn becomes Identity. Swapped
     after the net is built, as with_instance_norm is: padding 1 keeps every size, so the crops are as before."""
     for name in model.trunk_names:
         layer = getattr(model, name)
@@ -292,7 +294,9 @@ class DeeplySupervised8s(FCN8s):
     the 1/32 scores and the fused 1/16 scores, each taken up to the image by the same fixed bilinear layers and crop
     as the 1/8 scores, are kept in ``aux`` for a loss of their own. They are the net's scores with the finer skips
     left out, as FCN-32s and FCN-16s would give them; the paper trains FCN-8s in stages, 32s then 16s then 8s, so
-    that the coarse scores learn first. Scoring uses the full FCN-8s output alone. Fixed upsampling only."""
+    that the coarse scores learn first. Scoring uses the full FCN-8s output alone. Fixed upsampling only.
+    (N, 3, H, W) in, (N, n_class, H, W) out; in training, ``aux`` holds two more (N, n_class, H, W) score maps.
+    ``decode`` is FCN8s's own, keeping the 1/32 and 1/16 scores on the way."""
 
     def __init__(self, n_class: int, backbone: str, learnable_upsampling: bool, pad: int, fc6_kernel: int):
         if learnable_upsampling:

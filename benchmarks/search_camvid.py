@@ -176,7 +176,7 @@ VARIANTS = {
     "finalist, widths 8-16-64-128-256, fc 512": dict(FINALIST, widths=(8, 16, 64, 128, 256), fc=512),
     "finalist, widths 16-32-64-128-256, fc 512": dict(FINALIST, widths=(16, 32, 64, 128, 256), fc=512),
     "finalist, widths 32-64-128-256-256, fc 1024": dict(FINALIST, widths=(32, 64, 128, 256, 256), fc=1024),
-    # the trunk made residual, and progressive resizing: more iterations for the time, at half size first
+    # the trunk made residual; progressive resizing (more iterations for the time, at half size first); deep supervision
     "finalist, ResNet shortcuts": dict(FINALIST, shortcuts=True),
     "finalist, 3.1x iterations at half size, then 0.6x": dict(FINALIST, iters=0.6, coarse=(0.5, 3.1)),
     "finalist, 2.3x iterations at half size, then 0.9x": dict(FINALIST, iters=0.9, coarse=(0.5, 2.3)),
