@@ -390,3 +390,8 @@ def test_deep_supervision_adds_a_weighted_loss_for_each_coarse_score(search, mon
     search.train(dict(search.BASE, **dict(search.FINALIST, iters=1.0, deep=0.4, batch=2)), data, 0, args)
     main, coarse32, coarse16, total = losses
     assert np.isclose(total, float(main.data) + 0.4 * (float(coarse32.data) + float(coarse16.data)), rtol=1e-6)
+
+
+def test_deep_supervision_refuses_learnt_upsampling(search):
+    with pytest.raises(ValueError, match="fixed bilinear layers only"):
+        search.build(dict(search.BASE, **dict(search.FINALIST, deep=0.4, learn_up=True)), 11)
