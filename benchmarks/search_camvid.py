@@ -57,6 +57,7 @@ import minifcn as mf  # noqa: E402
 import minifcn.functional as F  # noqa: E402
 from minifcn.backend import to_device  # noqa: E402
 from minifcn.data import BALANCING, HELD_OUT_DRIVE, Augment, BatchLoader, CamVid  # noqa: E402
+from minifcn.data.camvid import drive_of  # noqa: E402
 from minifcn.data.transforms import rescale  # noqa: E402
 from minifcn.metrics import confusion_matrix, segmentation_scores  # noqa: E402
 from minifcn.models import FCN8s, backbones  # noqa: E402
@@ -104,6 +105,10 @@ BASE = dict(
     shortcuts=False,  # each convolution whose widths agree made a ResNet block: relu(bn(conv(x)) + x)
     coarse=None,  # (factor, multiple): first this multiple of --iters on the images resized by factor, then the rest
     deep=0.0,  # deep supervision: this times the loss of each of the 1/32 and 1/16 scores alone, added
+    drives=None,  # the drives of the training split to train on (e.g. ("0016E5",)); None: all of them
+    subset=None,  # train on this many of the training images, evenly spaced over them (every drive kept)
+    blur=0.0,  # half the batches blurred (a Gaussian of a uniform deviation up to this, in full-size pixels)
+    noise=0.0,  # Gaussian noise of a uniform deviation up to this (in the preprocessed inputs' units) on every batch
 )
 FINALIST = dict(pad=21, fc6=4, weights="enet", iters=1.8)
 QUICK = dict(learn_up=True, beta2=0.99, warmup=100)  # the quick preset's settings beside its geometry
@@ -185,6 +190,12 @@ VARIANTS = {
     "finalist, widths 16-32-64-128-256, fc 512, 3x iterations": dict(
         FINALIST, widths=(16, 32, 64, 128, 256), fc=512, iters=5.4
     ),
+    # how much a second drive is worth to the held-out one: 0016E5's 204 alone, against 204 from both drives
+    "finalist, drive 0016E5 alone (204 images)": dict(FINALIST, drives=("0016E5",)),
+    "finalist, 204 images of both drives": dict(FINALIST, subset=204),
+    # another camera's sharpness and grain: blur and noise
+    "finalist, blur up to 2 px on half the batches": dict(FINALIST, blur=2.0),
+    "finalist, noise up to 0.1": dict(FINALIST, noise=0.1),
 }
 
 
@@ -194,6 +205,7 @@ class Resized:
     def __init__(self, root: str, split: str, scale: float, every: int):
         full = CamVid(root, split)
         self.items = [rescale(*full[i], scale) for i in range(0, len(full), every)]
+        self.drives = [drive_of(image) for image, _ in full.pairs[::every]]
         self.classes, self.n_class, self.split = full.classes, full.n_class, split
 
     def __len__(self) -> int:
@@ -206,8 +218,20 @@ class Resized:
 def joined(a: Resized, b: Resized) -> Resized:
     """The items of ``a`` then those of ``b``, as one split."""
     both = copy.copy(a)
-    both.items, both.split = a.items + b.items, f"{a.split}+{b.split}"
+    both.items, both.drives, both.split = a.items + b.items, a.drives + b.drives, f"{a.split}+{b.split}"
     return both
+
+
+def kept(dataset: Resized, drives: tuple | None, subset: int | None) -> Resized:
+    """The items of ``dataset`` from ``drives`` only, or ``subset`` of them evenly spaced over all (both None: all)."""
+    indices = range(len(dataset))
+    if drives is not None:
+        indices = [i for i in indices if dataset.drives[i] in drives]
+    if subset is not None:
+        indices = np.round(np.linspace(0, len(dataset) - 1, subset)).astype(int)
+    part = copy.copy(dataset)
+    part.items, part.drives = [dataset.items[i] for i in indices], [dataset.drives[i] for i in indices]
+    return part
 
 
 class FullSizeLabels:
@@ -276,6 +300,16 @@ def cutmix(x: np.ndarray, y: np.ndarray, share: float, rng: np.random.Generator)
     return np.where(box[:, None], np.roll(x, -1, axis=0), x), np.where(box, np.roll(y, -1, axis=0), y)
 
 
+def blurred_and_noisy(x: np.ndarray, blur: float, noise: float, rng: np.random.Generator) -> np.ndarray:
+    """The batch ``x`` (N, 3, H, W), with probability 1/2 blurred by a Gaussian of a deviation uniform in (0,
+    ``blur``) pixels, then Gaussian noise of a deviation uniform in (0, ``noise``) added to every pixel."""
+    if blur and rng.random() < 0.5:
+        x = ndimage.gaussian_filter(x, (0, 0, *(2 * [rng.uniform(0, blur)])), mode="nearest")
+    if noise:
+        x = x + rng.normal(0, rng.uniform(0, noise), x.shape).astype(x.dtype)
+    return x
+
+
 def build(recipe: dict, n_class: int) -> FCN:
     """FCN-8s on tiny-bn, at the recipe's stage and fc widths, convolutions, dropout and normalisation (the trunk
     reads ``TINY_WIDTHS``, ``TINY_FC``, ``vgg16_features`` and ``with_batch_norm`` as it is built; instance norm goes
@@ -326,6 +360,8 @@ def train(recipe: dict, train_set: Resized, seed: int, args) -> tuple:
         x, y = coarse.batch(t) if t < first else loader.batch(t - first)
         if recipe["cutmix"]:
             x, y = cutmix(x, y, recipe["cutmix"], rng)
+        if recipe["blur"] or recipe["noise"]:
+            x = blurred_and_noisy(x, recipe["blur"] * args.scale, recipe["noise"], rng)
         optimiser.lr = learning_rate(recipe["lr"], min(t, swa_start), iters, "poly", warmup=recipe["warmup"])
         scores = model(mf.Tensor(to_device(x, args.device)))
         if recipe["hardest"] < 1:
@@ -411,6 +447,7 @@ def main() -> None:
         for seed in args.seeds:
             recipe = dict(BASE, **VARIANTS[name])
             data = joined(train_set, val.resized if args.score_full_size else val) if recipe["with_val"] else train_set
+            data = kept(data, recipe["drives"], recipe["subset"])
             model, seconds = train(recipe, data, seed, args)
             print(row(name, seed, model, seconds, data, held_out, val, args.device), flush=True)
 
