@@ -2,21 +2,21 @@
 
     python benchmarks/search_camvid.py [--data-root ../shared/data/CamVid] [--scale 0.25] [--every 1]
                                        [--iters 300] [--seeds 0] [--device cpu|cuda] [--score-full-size]
-                                       [--only NAME ...]
+                                       [--held-out 0006R0] [--only NAME ...]
 
 Each variant changes one thing of a base recipe (FCN-8s from scratch on the tiny-bn trunk, the paper's pad 100 and
 the classifier's 7x7 fc6, fixed upsampling, Adam at 0.01 with 50 iterations of warm-up and poly decay, flips,
 median-frequency class weights, batches of 4 whole images), or a few; the last ones change one thing of the
-finalist, which the CamVid presets now use (a 4x4 fc6 at pad 21, ENet's weights): its data, its training (progressive
-resizing: the first iterations on smaller images, which cost less), its net (a pool2 skip, global context, a net that
-stays at 1/8, ResNet shortcuts, deep supervision: ``camvid_nets.py``) or its loss (``camvid_losses.py``). It
-trains for the same iterations (or a multiple of them, where a variant says) from the same seed on
-``train-without-0006R0`` (every ``--every``-th image, resized by ``--scale``), so that its score on the held-out
-drive 0006R0 (all 101 images, resized alike) is a score on streets it never saw: the question CamVid's test split
-asks. Val, whose drive 204 of the training images share, is printed beside it, not chosen on. Each trained net is
-scored four ways: as it is; with batch norm's statistics recomputed over the training images
-(``recompute_batch_norm``, as SegNet does before testing); with the scores of the image and of its mirror image
-averaged; and both.
+finalist, which the CamVid presets now use (a 4x4 fc6 at pad 21, ENet's weights): its data, its training
+(progressive resizing: the first iterations on smaller images, which cost less), its net (a pool2 skip, global
+context, a net that stays at 1/8, ResNet shortcuts, deep supervision: ``camvid_nets.py``) or its loss
+(``camvid_losses.py``). It trains for the same iterations (or a multiple of them, where a variant says) from the
+same seed on ``train-without-0006R0`` (every ``--every``-th image, resized by ``--scale``; ``--held-out`` holds out
+another drive), so that its score on the held-out drive 0006R0 (all its images, resized alike) is a score on streets
+it never saw: the question CamVid's test split asks. Val, whose drive 204 of the training images share, is printed
+beside it, not chosen on. Each trained net is scored four ways: as it is; with batch norm's statistics recomputed
+over the training images (``recompute_batch_norm``, as SegNet does before testing); with the scores of the image and
+of its mirror image averaged; and both.
 
 The table gives, per variant and seed: the held-out drive's mean IU four ways, val's mean IU, the rare
 classes' mean IU on the held-out drive (pole, sign, pedestrian, bicyclist), and the seconds of training.
@@ -193,6 +193,7 @@ VARIANTS = {
     # how much a second drive is worth to the held-out one: 0016E5's 204 alone, against 204 from both drives
     "finalist, drive 0016E5 alone (204 images)": dict(FINALIST, drives=("0016E5",)),
     "finalist, 204 images of both drives": dict(FINALIST, subset=204),
+    "finalist, drive 0006R0 alone (101 images; hold out 0001TP)": dict(FINALIST, drives=("0006R0",)),
     # another camera's sharpness and grain: blur and noise
     "finalist, blur up to 2 px on half the batches": dict(FINALIST, blur=2.0),
     "finalist, noise up to 0.1": dict(FINALIST, noise=0.1),
@@ -416,16 +417,17 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--data-root", default=DEFAULT_ROOT)
     p.add_argument("--scale", type=float, default=0.25)
-    p.add_argument("--every", type=int, default=1, help="train on every N-th image of train-without-0006R0")
+    p.add_argument("--held-out", default=HELD_OUT_DRIVE, help="the drive held out of train and scored on")
+    p.add_argument("--every", type=int, default=1, help="train on every N-th image of train without that drive")
     p.add_argument("--iters", type=int, default=300)
     p.add_argument("--seeds", type=int, nargs="+", default=[0])
     p.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
     p.add_argument("--score-full-size", action="store_true", help="score against the 480x360 labels")
     p.add_argument("--only", nargs="+", metavar="NAME", help="the variants to run, by name (quoted)")
     args = p.parse_args()
-    train_set = Resized(args.data_root, f"train-without-{HELD_OUT_DRIVE}", args.scale, args.every)
+    train_set = Resized(args.data_root, f"train-without-{args.held_out}", args.scale, args.every)
     held_out, val = (
-        Resized(args.data_root, HELD_OUT_DRIVE, args.scale, 1),
+        Resized(args.data_root, args.held_out, args.scale, 1),
         Resized(args.data_root, "val", args.scale, 1),
     )
     if args.score_full_size:
@@ -436,8 +438,8 @@ def main() -> None:
         p.error(f"unknown variants {unknown}; choose from {list(VARIANTS)}")
     H, W = train_set[0][1].shape
     print(
-        f"CamVid at {W}x{H}: {len(train_set)} training images (train without {HELD_OUT_DRIVE}), scored on the "
-        f"{len(held_out)} of drive {HELD_OUT_DRIVE} and the {len(val)} of val"
+        f"CamVid at {W}x{H}: {len(train_set)} training images (train without {args.held_out}), scored on the "
+        f"{len(held_out)} of drive {args.held_out} and the {len(val)} of val"
         f"{' against their 480x360 labels' if args.score_full_size else ''}; {args.iters} iterations each (times "
         f"a variant's own multiple), device {args.device}\n"
     )
