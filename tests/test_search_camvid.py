@@ -2,7 +2,7 @@
 on: CutMix, the trunks with other numbers of convolutions, the net with a skip from pool2, the dilated net that stays
 at 1/8, the net with global context, the per-image standardisation, joined splits, weight averaging, the dropout
 put back, instance normalisation, the row channel, the wider trunk (minifcn's small-bn), ResNet's shortcuts,
-progressive resizing and deep supervision."""
+progressive resizing, deep supervision, the splits kept by drive or spread, and blur and noise."""
 
 import importlib
 
@@ -286,12 +286,66 @@ def test_each_image_standardised_has_zero_mean_unit_deviation_and_ignores_its_li
     assert np.allclose(x, by_hand, atol=1e-5)
 
 
+def split_of(search, items: list, drives: list, name: str):
+    """A Resized split by hand: its items (any objects) and each one's drive."""
+    split = object.__new__(search.Resized)
+    split.items, split.drives, split.split, split.n_class = items, drives, name, 11
+    return split
+
+
 def test_joined_splits_keep_both_item_lists_in_order(search):
-    a, b = object.__new__(search.Resized), object.__new__(search.Resized)
-    a.items, a.split, a.n_class, b.items, b.split = [1, 2], "train-without-0006R0", 11, [3], "val"
+    a = split_of(search, [1, 2], ["0016E5", "0001TP"], "train-without-0006R0")
+    b = split_of(search, [3], ["0016E5"], "val")
     both = search.joined(a, b)
     assert both.items == [1, 2, 3] and len(both) == 3 and both[2] == 3 and both.n_class == 11
+    assert both.drives == ["0016E5", "0001TP", "0016E5"]
     assert both.split == "train-without-0006R0+val" and a.items == [1, 2] and a.split == "train-without-0006R0"
+
+
+def test_kept_takes_one_drives_items_or_an_even_spread_of_all(search):
+    drives = ["0016E5", "0001TP", "0016E5", "0016E5", "0001TP", "0016E5", "0016E5"]
+    split = split_of(search, list(range(7)), drives, "train-without-0006R0")
+    one = search.kept(split, ("0016E5",), None)
+    assert one.items == [0, 2, 3, 5, 6] and one.drives == ["0016E5"] * 5
+    spread = search.kept(split, None, 4)  # rounded positions of 0, 2, 4 and 6 among 7
+    assert spread.items == [0, 2, 4, 6] and spread.drives == ["0016E5", "0016E5", "0001TP", "0016E5"]
+    assert search.kept(split, None, None).items == list(range(7)) and split.items == list(range(7))
+
+
+def test_blur_and_noise_match_a_gaussian_of_the_drawn_deviation_and_keep_the_batch_otherwise(search):
+    x = np.random.default_rng(3).standard_normal((2, 3, 9, 11)).astype(np.float32)
+    blurred = blurred_by_hand = None
+    for seed in range(20):  # a seed whose batch is blurred: the same draws, made here by hand
+        rng = np.random.default_rng(seed)
+        if rng.random() < 0.5:
+            sigma = rng.uniform(0, 1.5)
+            blurred = search.blurred_and_noisy(x, 1.5, 0.0, np.random.default_rng(seed))
+            blurred_by_hand = np.empty_like(x)
+            for n in range(2):  # a direct loop: a separable Gaussian per image and channel, edges repeated
+                for c in range(3):
+                    blurred_by_hand[n, c] = gaussian_by_hand(x[n, c], sigma)
+            break
+    assert blurred is not None and np.allclose(blurred, blurred_by_hand, atol=1e-5)
+    kept = next(s for s in range(20) if np.random.default_rng(s).random() >= 0.5)
+    assert np.array_equal(search.blurred_and_noisy(x, 1.5, 0.0, np.random.default_rng(kept)), x)
+    noisy = search.blurred_and_noisy(np.zeros((4, 3, 64, 64), np.float32), 0.0, 0.1, np.random.default_rng(5))
+    sigma = np.random.default_rng(5).uniform(0, 0.1)
+    assert noisy.dtype == np.float32 and abs(noisy.mean()) < 3 * sigma / 220 and abs(noisy.std() / sigma - 1) < 0.03
+
+
+def gaussian_by_hand(image: np.ndarray, sigma: float) -> np.ndarray:
+    """scipy's Gaussian by its definition: weights exp(-k^2 / 2 sigma^2), k within 4 sigma, summed to 1; rows then
+    columns, the edge pixel repeated beyond the border."""
+    radius = int(4 * sigma + 0.5)
+    k = np.arange(-radius, radius + 1)
+    w = np.exp(-(k**2) / (2 * sigma**2))
+    w /= w.sum()
+    out = image.astype(np.float64)
+    for axis in (0, 1):
+        padded = np.pad(out, [(radius, radius) if a == axis else (0, 0) for a in (0, 1)], mode="edge")
+        n = out.shape[axis]
+        out = sum(wi * np.take(padded, np.arange(n) + i, axis=axis) for i, wi in enumerate(w))
+    return out
 
 
 def test_swa_keeps_the_plain_mean_of_the_parameters_after_each_step(search):
