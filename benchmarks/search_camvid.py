@@ -224,12 +224,16 @@ def joined(a: Resized, b: Resized) -> Resized:
 
 
 def kept(dataset: Resized, drives: tuple | None, subset: int | None) -> Resized:
-    """The items of ``dataset`` from ``drives`` only, or ``subset`` of them evenly spaced over all (both None: all)."""
-    indices = range(len(dataset))
-    if drives is not None:
-        indices = [i for i in indices if dataset.drives[i] in drives]
+    """The items of ``dataset`` from ``drives`` only (None: every drive), then ``subset`` of those evenly spaced over
+    them (None: all of them). Refuses a choice that keeps no image."""
+    indices = [i for i in range(len(dataset)) if drives is None or dataset.drives[i] in drives]
+    if not indices or subset is not None and not 0 < subset <= len(indices):
+        raise ValueError(
+            f"{dataset.split} holds {len(indices)} images of drives {drives or 'any'} (its drives: "
+            f"{sorted(set(dataset.drives))}); cannot train on {subset or 'them'}"
+        )
     if subset is not None:
-        indices = np.round(np.linspace(0, len(dataset) - 1, subset)).astype(int)
+        indices = [indices[k] for k in np.round(np.linspace(0, len(indices) - 1, subset)).astype(int)]
     part = copy.copy(dataset)
     part.items, part.drives = [dataset.items[i] for i in indices], [dataset.drives[i] for i in indices]
     return part
@@ -445,13 +449,17 @@ def main() -> None:
     )
     print("| variant | seed | held out | + BN recomputed | + flip | + both | val | rare (held out) | seconds |")
     print("|---|---|---|---|---|---|---|---|---|")
+    recipes, data = {n: dict(BASE, **VARIANTS[n]) for n in names}, {}
+    for name, recipe in recipes.items():  # each variant's training images, all checked before any trains
+        both = joined(train_set, val.resized if args.score_full_size else val) if recipe["with_val"] else train_set
+        try:
+            data[name] = kept(both, recipe["drives"], recipe["subset"])
+        except ValueError as e:
+            p.error(f"variant {name!r}: {e}")
     for name in names:
         for seed in args.seeds:
-            recipe = dict(BASE, **VARIANTS[name])
-            data = joined(train_set, val.resized if args.score_full_size else val) if recipe["with_val"] else train_set
-            data = kept(data, recipe["drives"], recipe["subset"])
-            model, seconds = train(recipe, data, seed, args)
-            print(row(name, seed, model, seconds, data, held_out, val, args.device), flush=True)
+            model, seconds = train(recipes[name], data[name], seed, args)
+            print(row(name, seed, model, seconds, data[name], held_out, val, args.device), flush=True)
 
 
 def row(name: str, seed: int, model, seconds: float, train_set: Resized, held_out: Resized, val: Resized, device: str):

@@ -310,6 +310,11 @@ def test_kept_takes_one_drives_items_or_an_even_spread_of_all(search):
     spread = search.kept(split, None, 4)  # rounded positions of 0, 2, 4 and 6 among 7
     assert spread.items == [0, 2, 4, 6] and spread.drives == ["0016E5", "0016E5", "0001TP", "0016E5"]
     assert search.kept(split, None, None).items == list(range(7)) and split.items == list(range(7))
+    both = search.kept(split, ("0016E5",), 3)  # spread over the five of 0016E5: its first, third and fifth
+    assert both.items == [0, 3, 6] and both.drives == ["0016E5"] * 3
+    for drives, subset in ((("0006R0",), None), (None, 8), (("0001TP",), 3), (None, 0)):
+        with pytest.raises(ValueError, match="train-without-0006R0 holds"):
+            search.kept(split, drives, subset)
 
 
 def test_blur_and_noise_match_a_gaussian_of_the_drawn_deviation_and_keep_the_batch_otherwise(search):
