@@ -2,8 +2,8 @@
 skip from pool2 (FCN4s), a net that stays at 1/8 with dilated stages (Dilated8s), FCN-8s with ParseNet's global
 context (GlobalContext8s), and FCN-8s that keeps its coarser scores for deep supervision (DeeplySupervised8s). Each
 takes (N, 3, H, W) images to (N, n_class, H, W) scores. Beside them, three changes to tiny-bn's layers: dropout put
-back after fc6 and fc7, IBN-Net's instance normalisation in the first stages, and ResNet's shortcuts around the
-convolutions that keep their width."""
+back after fc6 and fc7, IBN-Net's instance normalisation in the first stages, MixStyle after them, and ResNet's
+shortcuts around the convolutions that keep their width."""
 
 from __future__ import annotations
 
@@ -231,6 +231,63 @@ def with_instance_norm(model: mf.nn.Module, stages: int) -> mf.nn.Module:
     for name in model.trunk_names:
         if name.startswith("bn") and "_" in name and int(name[2 : name.index("_")]) <= stages:
             setattr(model, name, HalfInstanceNorm(getattr(model, name).num_features))
+    return model
+
+
+class ScaleShift(Function):
+    """y = x * a + b with a and b (N, C, 1, 1) held fixed: no gradient flows to them, so dx = dy * a."""
+
+    def __init__(self, a, b):
+        self.a, self.b = a, b
+
+    def forward(self, x):
+        return x * self.a + self.b
+
+    def backward(self, gy):
+        return gy * self.a
+
+
+class MixStyle(mf.nn.Module):
+    """MixStyle (Zhou, Yang, Qiao and Xiang 2021): while training, with probability ``p`` per batch, each image's
+    channel statistics (its mean and deviation over the pixels) are replaced by a mix of its own and another image's
+    of the batch, lam * own + (1 - lam) * other with lam ~ Beta(alpha, alpha) per image: the features keep their
+    content and take on styles between those the training drives show. The statistics are held fixed (no gradient
+    flows through them), as in the paper. Scoring, it is the identity. (N, C, H, W) in and out."""
+
+    def __init__(self, rng: np.random.Generator, p: float = 0.5, alpha: float = 0.1, eps: float = 1e-6):
+        super().__init__()
+        self.rng, self.p, self.alpha, self.eps = rng, p, alpha, eps
+
+    def forward(self, x: mf.Tensor) -> mf.Tensor:
+        if not self.training or self.rng.random() >= self.p:
+            return x
+        xp, N = get_array_module(x.data), x.shape[0]
+        mean = x.data.mean(axis=(2, 3), keepdims=True, dtype=np.float64)
+        std = xp.sqrt(((x.data - mean) ** 2).mean(axis=(2, 3), keepdims=True, dtype=np.float64) + self.eps)
+        lam = to_device(self.rng.beta(self.alpha, self.alpha, (N, 1, 1, 1)), device_of(x.data))
+        other = to_device(self.rng.permutation(N), device_of(x.data))
+        mixed_mean, mixed_std = lam * mean + (1 - lam) * mean[other], lam * std + (1 - lam) * std[other]
+        a = mixed_std / std
+        return ScaleShift(a.astype(x.dtype), (mixed_mean - mean * a).astype(x.dtype))(x)
+
+
+class Then(mf.nn.Module):
+    """``first`` then ``second``: a layer of the trunk with another after it, under the first's name."""
+
+    def __init__(self, first: mf.nn.Module, second: mf.nn.Module):
+        super().__init__()
+        self.first, self.second = first, second
+
+    def forward(self, x: mf.Tensor) -> mf.Tensor:
+        return self.second(self.first(x))
+
+
+def with_mixstyle(model: mf.nn.Module, stages: int, seed: int) -> mf.nn.Module:
+    """``model`` with MixStyle after the pooling of each of its first ``stages`` stages (pool1, pool2, ...), as the
+    paper puts it after a ResNet's first stages; it changes no size, so the crops stay as built."""
+    rng = np.random.default_rng(seed + 2000)
+    for k in range(1, stages + 1):
+        setattr(model, f"pool{k}", Then(getattr(model, f"pool{k}"), MixStyle(rng)))
     return model
 
 

@@ -49,6 +49,7 @@ from camvid_nets import (  # noqa: E402
     keeping_dropout,
     reading_rows,
     with_instance_norm,
+    with_mixstyle,
     with_row,
     with_shortcuts,
 )
@@ -109,6 +110,7 @@ BASE = dict(
     subset=None,  # train on this many of the training images, evenly spaced over them (every drive kept)
     blur=0.0,  # half the batches blurred (a Gaussian of a uniform deviation up to this, in full-size pixels)
     noise=0.0,  # Gaussian noise of a uniform deviation up to this (in the preprocessed inputs' units) on every batch
+    mixstyle=0,  # MixStyle (camvid_nets.MixStyle) after the pooling of this many first stages
 )
 FINALIST = dict(pad=21, fc6=4, weights="enet", iters=1.8)
 QUICK = dict(learn_up=True, beta2=0.99, warmup=100)  # the quick preset's settings beside its geometry
@@ -197,6 +199,8 @@ VARIANTS = {
     # another camera's sharpness and grain: blur and noise
     "finalist, blur up to 2 px on half the batches": dict(FINALIST, blur=2.0),
     "finalist, noise up to 0.1": dict(FINALIST, noise=0.1),
+    # styles mixed between the training images, where IBN-Net took them out: MixStyle after pool1-pool3
+    "finalist, MixStyle after stages 1-3": dict(FINALIST, mixstyle=3),
 }
 
 
@@ -345,6 +349,7 @@ def train(recipe: dict, train_set: Resized, seed: int, args) -> tuple:
     mf.manual_seed(seed)
     model = build(recipe, train_set.n_class)
     randomise_scores(model, seed)
+    model = with_mixstyle(model, recipe["mixstyle"], seed) if recipe["mixstyle"] else model
     model.preprocess = standardised if recipe["per_image"] else TORCHVISION  # for training and for scoring
     if recipe["rows"]:
         model.preprocess = with_row(model.preprocess)

@@ -2,8 +2,9 @@
 on: CutMix, the trunks with other numbers of convolutions, the net with a skip from pool2, the dilated net that stays
 at 1/8, the net with global context, the per-image standardisation, joined splits, weight averaging, the dropout
 put back, instance normalisation, the row channel, the wider trunk (minifcn's small-bn), ResNet's shortcuts,
-progressive resizing, deep supervision, the splits kept by drive or spread, and blur and noise."""
+progressive resizing, deep supervision, the splits kept by drive or spread, blur and noise, and MixStyle."""
 
+import copy
 import importlib
 
 import numpy as np
@@ -142,6 +143,46 @@ def test_half_instance_norm_keeps_one_images_light_out_of_its_first_half(search)
         a, b = ibn.bn2_1(mf.Tensor(x)).data, ibn.bn2_1(mf.Tensor(brighter)).data
         assert np.allclose(a[:, :4], b[:, :4], atol=1e-5)  # the instance-normalised half: unchanged
         assert not np.allclose(a[0, 4:], b[0, 4:], atol=1e-2)  # the batch-normalised half sees the change
+
+
+def test_mixstyle_mixes_each_images_channel_statistics_with_anothers_as_a_direct_loop_does(nets):
+    rng = np.random.default_rng(4)
+    N, C, H, W = 4, 3, 5, 6
+    x = rng.standard_normal((N, C, H, W)) * rng.uniform(0.5, 3, (N, C, 1, 1)) + rng.uniform(-2, 2, (N, C, 1, 1))
+    w = rng.standard_normal((N, C, H, W))  # the loss sum(y * w): dy = w
+    draws = np.random.default_rng(11)  # the module's draws, in its order: the batch's chance, lam, the other image
+    assert draws.random() < 0.5
+    lam, other = draws.beta(0.1, 0.1, N), draws.permutation(N)
+    assert np.all(other != np.arange(N)) and np.any((lam > 0.1) & (lam < 0.9))  # draws that mix
+    mix = nets.MixStyle(np.random.default_rng(11), p=0.5)
+    t = mf.Tensor(x, requires_grad=True)
+    y = mix(t)
+    (y * mf.Tensor(w)).sum().backward()
+    expected, grad = np.empty_like(x), np.empty_like(x)
+    for n in range(N):
+        for c in range(C):
+            m, o = n, other[n]
+            own_mean, own_std = x[m, c].mean(), np.sqrt(x[m, c].var() + 1e-6)
+            to_mean = lam[n] * own_mean + (1 - lam[n]) * x[o, c].mean()
+            to_std = lam[n] * own_std + (1 - lam[n]) * np.sqrt(x[o, c].var() + 1e-6)
+            expected[n, c] = (x[n, c] - own_mean) / own_std * to_std + to_mean
+            grad[n, c] = w[n, c] * to_std / own_std  # the statistics held fixed
+    assert np.allclose(y.data, expected, atol=1e-12) and np.allclose(t.grad, grad, atol=1e-12)
+    assert nets.MixStyle(np.random.default_rng(9), p=0.5)(mf.Tensor(x)).data is x  # 0.87 drawn: this batch kept
+    mix.eval()
+    assert mix(mf.Tensor(x)).data is x  # scoring: the identity
+
+
+def test_mixstyle_goes_after_the_first_pools_and_leaves_the_scoring_net_as_it_was(search, nets):
+    plain, _ = finalist_and(search)
+    mixed = nets.with_mixstyle(copy.deepcopy(plain), 3, seed=0)
+    assert [type(getattr(mixed, f"pool{k}")).__name__ for k in range(1, 6)] == ["Then"] * 3 + ["MaxPool2d"] * 2
+    assert mixed.crop_offsets == plain.crop_offsets
+    x = mf.Tensor(np.random.default_rng(2).standard_normal((2, 3, 64, 80)).astype(np.float32))
+    plain.eval(), mixed.eval()
+    assert np.array_equal(mixed(x).data, plain(x).data)
+    mixed.train()
+    assert all(getattr(mixed, f"pool{k}").second.training for k in range(1, 4))
 
 
 def test_the_row_channel_counts_rows_from_top_to_bottom_and_the_net_reads_it(search, nets):
