@@ -283,8 +283,8 @@ class Then(mf.nn.Module):
 
 
 def with_mixstyle(model: mf.nn.Module, stages: int, seed: int) -> mf.nn.Module:
-    """``model`` with MixStyle after the pooling of each of its first ``stages`` stages (pool1, pool2, ...), as the
-    paper puts it after a ResNet's first stages; it changes no size, so the crops stay as built."""
+    """``model`` with MixStyle after the pooling of each of its first ``stages`` stages (pool1, pool2, ...), as Zhou
+    et al. put it after a ResNet's first stages; it changes no size, so the crops stay as built."""
     rng = np.random.default_rng(seed + 2000)
     for k in range(1, stages + 1):
         setattr(model, f"pool{k}", Then(getattr(model, f"pool{k}"), MixStyle(rng)))

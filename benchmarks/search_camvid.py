@@ -57,7 +57,7 @@ from camvid_nets import (  # noqa: E402
 import minifcn as mf  # noqa: E402
 import minifcn.functional as F  # noqa: E402
 from minifcn.backend import to_device  # noqa: E402
-from minifcn.data import BALANCING, HELD_OUT_DRIVE, Augment, BatchLoader, CamVid  # noqa: E402
+from minifcn.data import BALANCING, HELD_OUT_DRIVE, Augment, BatchLoader, CamVid, DataError  # noqa: E402
 from minifcn.data.camvid import drive_of  # noqa: E402
 from minifcn.data.transforms import rescale  # noqa: E402
 from minifcn.metrics import confusion_matrix, segmentation_scores  # noqa: E402
@@ -434,11 +434,14 @@ def main() -> None:
     p.add_argument("--score-full-size", action="store_true", help="score against the 480x360 labels")
     p.add_argument("--only", nargs="+", metavar="NAME", help="the variants to run, by name (quoted)")
     args = p.parse_args()
-    train_set = Resized(args.data_root, f"train-without-{args.held_out}", args.scale, args.every)
-    held_out, val = (
-        Resized(args.data_root, args.held_out, args.scale, 1),
-        Resized(args.data_root, "val", args.scale, 1),
-    )
+    try:  # a root or drive that is not there: one line, naming what is
+        train_set = Resized(args.data_root, f"train-without-{args.held_out}", args.scale, args.every)
+        held_out, val = (
+            Resized(args.data_root, args.held_out, args.scale, 1),
+            Resized(args.data_root, "val", args.scale, 1),
+        )
+    except DataError as e:
+        p.error(str(e).splitlines()[0].removesuffix("; expected the layout"))
     if args.score_full_size:
         held_out, val = (FullSizeLabels(args.data_root, s.split, s) for s in (held_out, val))
     names = args.only or list(VARIANTS)

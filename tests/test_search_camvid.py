@@ -358,6 +358,16 @@ def test_kept_takes_one_drives_items_or_an_even_spread_of_all(search):
             search.kept(split, drives, subset)
 
 
+def test_a_camvid_root_that_is_not_there_is_one_error_line_naming_it(search, monkeypatch, capsys, tmp_path):
+    missing = str(tmp_path / "no-camvid")
+    monkeypatch.setattr("sys.argv", ["search_camvid.py", "--data-root", missing, "--held-out", "0001TP"])
+    with pytest.raises(SystemExit) as exit:
+        search.main()
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert exit.value.code == 2 and lines[-1].startswith("search_camvid.py: error: CamVid: folder")
+    assert missing in lines[-1] and lines[-1].endswith("does not exist")
+
+
 def test_blur_and_noise_match_a_gaussian_of_the_drawn_deviation_and_keep_the_batch_otherwise(search):
     x = np.random.default_rng(3).standard_normal((2, 3, 9, 11)).astype(np.float32)
     blurred = blurred_by_hand = None
