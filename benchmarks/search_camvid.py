@@ -39,6 +39,7 @@ from scipy import ndimage
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # the nets and losses beside this script
 
+from camvid_inputs import locally_normalised  # noqa: E402
 from camvid_losses import hardest_only, smoothing_loss, soft_jaccard  # noqa: E402
 from camvid_nets import (  # noqa: E402
     DeeplySupervised8s,
@@ -111,6 +112,7 @@ BASE = dict(
     blur=0.0,  # half the batches blurred (a Gaussian of a uniform deviation up to this, in full-size pixels)
     noise=0.0,  # Gaussian noise of a uniform deviation up to this (in the preprocessed inputs' units) on every batch
     mixstyle=0,  # MixStyle (camvid_nets.MixStyle) after the pooling of this many first stages
+    lcn=0.0,  # local contrast normalisation of the inputs (camvid_inputs), its window's deviation in full-size pixels
 )
 FINALIST = dict(pad=21, fc6=4, weights="enet", iters=1.8)
 QUICK = dict(learn_up=True, beta2=0.99, warmup=100)  # the quick preset's settings beside its geometry
@@ -201,6 +203,9 @@ VARIANTS = {
     "finalist, noise up to 0.1": dict(FINALIST, noise=0.1),
     # styles mixed between the training images, where IBN-Net took them out: MixStyle after pool1-pool3
     "finalist, MixStyle after stages 1-3": dict(FINALIST, mixstyle=3),
+    # SegNet-Basic's input: each neighbourhood's light and contrast taken out (camvid_inputs)
+    "finalist, local contrast normalised, 4 px": dict(FINALIST, lcn=4.0),
+    "finalist, local contrast normalised, 16 px": dict(FINALIST, lcn=16.0),
 }
 
 
@@ -351,6 +356,8 @@ def train(recipe: dict, train_set: Resized, seed: int, args) -> tuple:
     randomise_scores(model, seed)
     model = with_mixstyle(model, recipe["mixstyle"], seed) if recipe["mixstyle"] else model
     model.preprocess = standardised if recipe["per_image"] else TORCHVISION  # for training and for scoring
+    if recipe["lcn"]:
+        model.preprocess = locally_normalised(recipe["lcn"] * args.scale)
     if recipe["rows"]:
         model.preprocess = with_row(model.preprocess)
     model.to(args.device).train()

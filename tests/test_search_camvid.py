@@ -2,7 +2,8 @@
 on: CutMix, the trunks with other numbers of convolutions, the net with a skip from pool2, the dilated net that stays
 at 1/8, the net with global context, the per-image standardisation, joined splits, weight averaging, the dropout
 put back, instance normalisation, the row channel, the wider trunk (minifcn's small-bn), ResNet's shortcuts,
-progressive resizing, deep supervision, the splits kept by drive or spread, blur and noise, and MixStyle."""
+progressive resizing, deep supervision, the splits kept by drive or spread, blur and noise, MixStyle, and local
+contrast normalisation (camvid_inputs.py)."""
 
 import copy
 import importlib
@@ -402,6 +403,38 @@ def gaussian_by_hand(image: np.ndarray, sigma: float) -> np.ndarray:
         n = out.shape[axis]
         out = sum(wi * np.take(padded, np.arange(n) + i, axis=axis) for i, wi in enumerate(w))
     return out
+
+
+def test_local_contrast_normalisation_matches_a_direct_loop_over_each_pixels_window(search):
+    inputs = importlib.import_module("camvid_inputs")
+    from minifcn.preprocessing import TORCHVISION
+
+    image = np.random.default_rng(8).integers(0, 256, (7, 9, 3)).astype(np.uint8)
+    image[:, 5:] = (40, 90, 160)  # a flat part, where the image's mean contrast divides instead of its own
+    sigma = 1.2
+    y = inputs.locally_normalised(sigma)(image)
+    x = TORCHVISION(image).astype(np.float64)
+    C, H, W = x.shape
+    radius = int(4 * sigma + 0.5)  # scipy's window: 4 sigma, the edge pixel repeated beyond the border
+    k = np.arange(-radius, radius + 1)
+    w = np.exp(-(k**2) / (2 * sigma**2))
+    w /= w.sum()
+
+    def blurred(plane):
+        out = np.zeros((H, W))
+        for i in range(H):
+            for j in range(W):
+                for a, p in enumerate(k):
+                    for b, q in enumerate(k):
+                        out[i, j] += w[a] * w[b] * plane[min(max(i + p, 0), H - 1), min(max(j + q, 0), W - 1)]
+        return out
+
+    v = x - blurred(sum(x[c] for c in range(C)) / C)
+    s = np.sqrt(blurred(sum(v[c] ** 2 for c in range(C)) / C))
+    by_hand = v / np.maximum(s, s.sum() / s.size)
+    assert y.shape == (3, 7, 9) and y.dtype == np.float32
+    assert (s < s.mean()).any() and (s > s.mean()).any()  # both sides of the floor are exercised
+    assert np.allclose(y, by_hand, atol=1e-5)
 
 
 def test_swa_keeps_the_plain_mean_of_the_parameters_after_each_step(search):
