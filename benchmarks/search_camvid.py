@@ -9,14 +9,14 @@ the classifier's 7x7 fc6, fixed upsampling, Adam at 0.01 with 50 iterations of w
 median-frequency class weights, batches of 4 whole images), or a few; the last ones change one thing of the
 finalist, which the CamVid presets now use (a 4x4 fc6 at pad 21, ENet's weights): its data, its training
 (progressive resizing: the first iterations on smaller images, which cost less), its net (a pool2 skip, global
-context, a net that stays at 1/8, ResNet shortcuts, deep supervision: ``camvid_nets.py``) or its loss
-(``camvid_losses.py``). It trains for the same iterations (or a multiple of them, where a variant says) from the
-same seed on ``train-without-0006R0`` (every ``--every``-th image, resized by ``--scale``; ``--held-out`` holds out
-another drive), so that its score on the held-out drive 0006R0 (all its images, resized alike) is a score on streets
-it never saw: the question CamVid's test split asks. Val, whose drive 204 of the training images share, is printed
-beside it, not chosen on. Each trained net is scored four ways: as it is; with batch norm's statistics recomputed
-over the training images (``recompute_batch_norm``, as SegNet does before testing); with the scores of the image and
-of its mirror image averaged; and both.
+context, a net that stays at 1/8, ResNet shortcuts, deep supervision: ``camvid_nets.py``), its loss
+(``camvid_losses.py``) or its inputs (``camvid_inputs.py``). It trains for the same iterations (or a multiple of
+them, where a variant says) from the same seed on ``train-without-0006R0`` (every ``--every``-th image, resized by
+``--scale``; ``--held-out`` holds out another drive), so that its score on the held-out drive 0006R0 (all its
+images, resized alike) is a score on streets it never saw: the question CamVid's test split asks. Val, whose drive
+204 of the training images share, is printed beside it, not chosen on. Each trained net is scored four ways: as it
+is; with batch norm's statistics recomputed over the training images (``recompute_batch_norm``, as SegNet does
+before testing); with the scores of the image and of its mirror image averaged; and both.
 
 The table gives, per variant and seed: the held-out drive's mean IU four ways, val's mean IU, the rare
 classes' mean IU on the held-out drive (pole, sign, pedestrian, bicyclist), and the seconds of training.
