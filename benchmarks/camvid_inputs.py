@@ -15,15 +15,16 @@ from minifcn.preprocessing import TORCHVISION  # noqa: E402
 
 
 def locally_normalised(sigma: float):
-    """A preprocess: TORCHVISION's (3, H, W), then local contrast normalisation (Jarrett et al. 2009) with a Gaussian
-    window of deviation ``sigma`` pixels (within 4 sigma, the edge pixel repeated beyond the border):
+    """A preprocess, an (H, W, 3) image to (3, H, W): TORCHVISION's, then local contrast normalisation (Jarrett et
+    al. 2009) with a Gaussian window of deviation ``sigma`` pixels (within 4 sigma, the edge pixel repeated beyond
+    the border):
 
         v = x - G * mean_c(x),    s = sqrt(G * mean_c(v^2)),    y = v / max(s, mean(s))
 
     ``G *`` blurs over rows and columns; ``mean_c`` averages the three channels, ``mean(s)`` all of the image's
     pixels. Subtracting takes out each neighbourhood's light, dividing its contrast; the channels' differences, a
     pixel's hue, stay. Where the image is flat, the image's mean contrast divides instead, so flat regions are not
-    blown up. In float64; float32 out."""
+    blown up; an image without any contrast becomes zeros. In float64; float32 out."""
 
     def preprocess(image: np.ndarray) -> np.ndarray:
         x = TORCHVISION(image).astype(np.float64)

@@ -437,6 +437,13 @@ def test_local_contrast_normalisation_matches_a_direct_loop_over_each_pixels_win
     assert np.allclose(y, by_hand, atol=1e-5)
 
 
+def test_local_contrast_normalisation_of_an_input_without_contrast_is_zeros_not_nan(search, monkeypatch):
+    inputs = importlib.import_module("camvid_inputs")
+    monkeypatch.setattr(inputs, "TORCHVISION", lambda image: np.full((3, 5, 6), 0.7, np.float32))  # all alike
+    y = inputs.locally_normalised(1.0)(np.zeros((5, 6, 3), np.uint8))
+    assert y.shape == (3, 5, 6) and np.array_equal(y, np.zeros((3, 5, 6), np.float32))
+
+
 def test_swa_keeps_the_plain_mean_of_the_parameters_after_each_step(search):
     model = mf.nn.Conv2d(2, 3, 1)
     rng = np.random.default_rng(7)
